@@ -1,0 +1,398 @@
+//! Configuration: TOML under the XDG config dir, overridable by `--config` /
+//! `KEYAUDIT_CONFIG`. Credentials are never in the file: only the name of an environment
+//! variable or a command that prints them.
+//!
+//! Every error names the file, the line and the key, and says what is expected.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use toml::Spanned;
+
+/// Kinds of provider a config may name.
+pub const KINDS: &[&str] = &["demo", "http", "aws", "vault"];
+
+/// A configuration error, one line: `FILE:LINE: what is wrong; what to do`.
+#[derive(Debug, Error)]
+#[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// How the workstation starts: read-only (the TUI's default) or able to act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The TUI starts read-only; CLI commands may act.
+    #[default]
+    Default,
+    /// Every mutating command refuses.
+    ReadOnly,
+    /// The TUI starts able to act.
+    Write,
+}
+
+/// One `[[provider]]` entry.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The user's label, unique.
+    pub name: String,
+    /// `demo`, `http`, `aws` or `vault`.
+    pub kind: String,
+    /// Base URL (http, vault).
+    pub url: Option<String>,
+    /// Name of the environment variable that holds the credential.
+    pub token_env: Option<String>,
+    /// A command whose standard output is the credential.
+    pub token_command: Option<String>,
+    /// Seconds before one request is abandoned (default 30).
+    pub timeout_secs: Option<u64>,
+    /// Attempts per request before giving up on transient errors (default 6).
+    pub max_attempts: Option<u32>,
+    /// Keys per page and events per page asked for (defaults 500 and 5000).
+    pub page_size: Option<u32>,
+    // AWS
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub profile: Option<String>,
+    pub cloudtrail_bucket: Option<String>,
+    pub cloudtrail_prefix: Option<String>,
+    // Vault / OpenBao
+    pub namespace: Option<String>,
+    pub audit_log: Option<PathBuf>,
+    pub audit_device: Option<String>,
+    /// Line of the entry in its file (filled in after parsing).
+    #[serde(skip)]
+    pub line: Option<usize>,
+    /// The config file this entry came from (filled in after parsing).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+impl ProviderConfig {
+    /// Where this entry is, for error messages: `FILE:LINE` or `--demo`.
+    pub fn origin(&self) -> String {
+        match (&self.file, self.line) {
+            (Some(f), Some(l)) => format!("{}:{l}", f.display()),
+            (Some(f), None) => f.display().to_string(),
+            _ => "built-in".to_string(),
+        }
+    }
+}
+
+/// `[tui]`: the workstation's comfort settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TuiConfig {
+    /// Mouse support (click to select, wheel to scroll).
+    pub mouse: bool,
+    /// `dark` or `light`.
+    pub theme: String,
+    /// Seconds between background syncs (0 turns them off).
+    pub sync_interval_secs: u64,
+    /// Key rebinding: `"ctrl-r" = "sync"` (see docs/keys.md for action names).
+    pub keys: BTreeMap<String, String>,
+}
+
+impl Default for TuiConfig {
+    fn default() -> Self {
+        TuiConfig {
+            mouse: true,
+            theme: "dark".into(),
+            sync_interval_secs: 60,
+            keys: BTreeMap::new(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub mode: Mode,
+    /// Cache file (overridden by `--db` / `KEYAUDIT_DB`).
+    pub db: Option<PathBuf>,
+    #[serde(default, rename = "provider")]
+    providers: Vec<Spanned<ProviderConfig>>,
+    #[serde(default)]
+    pub tui: TuiConfig,
+    /// Detection thresholds; read by the detection engine.
+    #[serde(default)]
+    pub detect: toml::Table,
+    /// Import settings (field mappings); read by the importers.
+    #[serde(default)]
+    pub import: toml::Table,
+    /// The file this configuration came from, if any.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+/// Converts a byte offset in `text` to a 1-based line number.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+impl Config {
+    /// Reads the configuration at `path`. A missing file is an empty configuration only
+    /// when `must_exist` is false (the default location); a path the user named must exist.
+    pub fn load(path: &Path, must_exist: bool) -> Result<Config, ConfigError> {
+        let err = |line: Option<usize>, message: String| ConfigError {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(Config::default())
+            }
+            Err(e) => {
+                return Err(err(
+                    None,
+                    format!("cannot read the configuration: {e}; check the path given by --config or KEYAUDIT_CONFIG"),
+                ))
+            }
+        };
+        Config::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` is used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().trim().replace('\n', " "),
+        })?;
+        cfg.path = Some(path.to_path_buf());
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        for p in cfg.providers.iter_mut() {
+            let line = line_of(text, p.span().start);
+            let entry = p.get_mut();
+            entry.line = Some(line);
+            entry.file = Some(path.to_path_buf());
+            let fail = |message: String| ConfigError {
+                path: path.to_path_buf(),
+                line: Some(line),
+                message,
+            };
+            if entry.name.trim().is_empty() {
+                return Err(fail("provider `name` is empty; give each provider a unique label".into()));
+            }
+            if let Some(first) = names.insert(entry.name.clone(), line) {
+                return Err(fail(format!(
+                    "provider name `{}` is used twice (first at line {first}); names must be unique",
+                    entry.name
+                )));
+            }
+            if !KINDS.contains(&entry.kind.as_str()) {
+                return Err(fail(format!(
+                    "provider `{}`: unknown kind `{}`; expected one of: {}",
+                    entry.name,
+                    entry.kind,
+                    KINDS.join(", ")
+                )));
+            }
+            if matches!(entry.kind.as_str(), "http" | "vault") && entry.url.is_none() {
+                return Err(fail(format!(
+                    "provider `{}`: missing key `url`; kind `{}` needs the base URL, e.g. url = \"http://127.0.0.1:8088\"",
+                    entry.name, entry.kind
+                )));
+            }
+            if let Some(url) = &entry.url {
+                if reqwest::Url::parse(url).is_err() {
+                    return Err(fail(format!(
+                        "provider `{}`: `url` = \"{url}\" is not a valid URL; expected e.g. \"http://127.0.0.1:8088\"",
+                        entry.name
+                    )));
+                }
+            }
+            if entry.token_env.is_some() && entry.token_command.is_some() {
+                return Err(fail(format!(
+                    "provider `{}`: set either `token_env` or `token_command`, not both",
+                    entry.name
+                )));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The configured providers, in file order.
+    pub fn providers(&self) -> impl Iterator<Item = &ProviderConfig> {
+        self.providers.iter().map(|p| p.get_ref())
+    }
+
+    /// Adds a provider that was not in the file (the embedded demo).
+    pub fn add_provider(&mut self, p: ProviderConfig) {
+        self.providers.push(Spanned::new(0..0, p));
+    }
+}
+
+/// Resolves a provider's credential from its `token_env` or `token_command`.
+/// Returns `Ok(None)` when neither is configured.
+pub fn resolve_token(p: &ProviderConfig) -> Result<Option<String>, ConfigError> {
+    let fail = |message: String| ConfigError {
+        path: p.file.clone().unwrap_or_default(),
+        line: p.line,
+        message,
+    };
+    if let Some(var) = &p.token_env {
+        return match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_string())),
+            _ => Err(fail(format!(
+                "provider `{}`: environment variable `{var}` (token_env) is not set; export it or use token_command",
+                p.name
+            ))),
+        };
+    }
+    if let Some(cmd) = &p.token_command {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| fail(format!("provider `{}`: cannot run token_command: {e}", p.name)))?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "provider `{}`: token_command exited with {}; run it by hand to see why",
+                p.name, out.status
+            )));
+        }
+        let token = String::from_utf8(out.stdout)
+            .map_err(|_| fail(format!("provider `{}`: token_command printed invalid UTF-8", p.name)))?;
+        let token = token.trim().to_string();
+        if token.is_empty() {
+            return Err(fail(format!("provider `{}`: token_command printed nothing", p.name)));
+        }
+        return Ok(Some(token));
+    }
+    Ok(None)
+}
+
+/// Every path keyaudit uses, resolved once at start.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub config: PathBuf,
+    /// True when the config path was given explicitly (then it must exist).
+    pub config_explicit: bool,
+    pub db: PathBuf,
+    pub demo_db: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl Paths {
+    /// Resolves paths from flags/env (already merged by clap) and the XDG directories.
+    pub fn resolve(config: Option<PathBuf>, db: Option<PathBuf>) -> Paths {
+        let dirs = directories::ProjectDirs::from("", "", "keyaudit");
+        let (config_dir, data_dir, state_dir) = match &dirs {
+            Some(d) => (
+                d.config_dir().to_path_buf(),
+                d.data_dir().to_path_buf(),
+                d.state_dir().unwrap_or(d.data_dir()).to_path_buf(),
+            ),
+            None => {
+                let here = PathBuf::from(".keyaudit");
+                (here.clone(), here.clone(), here)
+            }
+        };
+        let config_explicit = config.is_some();
+        Paths {
+            config: config.unwrap_or_else(|| config_dir.join("config.toml")),
+            config_explicit,
+            db: db.unwrap_or_else(|| data_dir.join("cache.db")),
+            demo_db: data_dir.join("demo.db"),
+            log_dir: state_dir,
+        }
+    }
+
+    /// The log file.
+    pub fn log_file(&self) -> PathBuf {
+        self.log_dir.join("keyaudit.log")
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Default => "default (TUI read-only, CLI may act)",
+            Mode::ReadOnly => "read-only",
+            Mode::Write => "write",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn a_good_config_parses_with_lines() {
+        let cfg = parse(
+            "mode = \"write\"\n\n[[provider]]\nname = \"talentgrid\"\nkind = \"http\"\nurl = \"http://127.0.0.1:8088\"\ntoken_env = \"TG\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.mode, Mode::Write);
+        let p: Vec<_> = cfg.providers().collect();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].line, Some(3), "the line of the [[provider]] header");
+        assert_eq!(p[0].origin(), "config.toml:3");
+    }
+
+    #[test]
+    fn a_typo_names_file_line_and_key() {
+        let e = parse("[[provider]]\nname = \"a\"\nkindd = \"http\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("config.toml:3: unknown field `kindd`"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn an_unknown_kind_lists_the_known_ones() {
+        let e = parse("\n[[provider]]\nname = \"a\"\nkind = \"ldap\"\nurl=\"http://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("config.toml:2:"), "{e}");
+        assert!(e.contains("unknown kind `ldap`; expected one of: demo, http, aws, vault"), "{e}");
+    }
+
+    #[test]
+    fn duplicates_and_missing_urls_are_refused() {
+        let dup = "[[provider]]\nname=\"a\"\nkind=\"demo\"\n[[provider]]\nname=\"a\"\nkind=\"demo\"\n";
+        assert!(parse(dup).unwrap_err().to_string().contains("used twice (first at line 1)"));
+        let nourl = "[[provider]]\nname=\"a\"\nkind=\"http\"\n";
+        assert!(parse(nourl).unwrap_err().to_string().contains("missing key `url`"));
+    }
+
+    #[test]
+    fn a_missing_env_var_is_named() {
+        let cfg = parse(
+            "[[provider]]\nname=\"a\"\nkind=\"http\"\nurl=\"http://127.0.0.1:1\"\ntoken_env=\"KEYAUDIT_TEST_SURELY_UNSET\"\n",
+        )
+        .unwrap();
+        let p = cfg.providers().next().unwrap();
+        let e = resolve_token(p).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "config.toml:1: provider `a`: environment variable `KEYAUDIT_TEST_SURELY_UNSET` (token_env) is not set; export it or use token_command"
+        );
+    }
+
+    #[test]
+    fn token_command_output_is_the_token() {
+        let cfg = parse(
+            "[[provider]]\nname=\"a\"\nkind=\"http\"\nurl=\"http://127.0.0.1:1\"\ntoken_command=\"echo s3cret\"\n",
+        )
+        .unwrap();
+        let p = cfg.providers().next().unwrap();
+        assert_eq!(resolve_token(p).unwrap().as_deref(), Some("s3cret"));
+    }
+}

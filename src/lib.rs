@@ -1,0 +1,13 @@
+//! keyaudit: a terminal workstation for auditing API keys.
+//!
+//! Data flow: providers (HTTP APIs) and exported log files feed the SQLite cache
+//! ([`store`]) through the [`sync`] engine and the importers; the detection engine turns
+//! cached events into findings; the TUI and the CLI read the cache and act on keys through
+//! the providers, journaling every action.
+
+pub mod config;
+pub mod fsutil;
+pub mod model;
+pub mod provider;
+pub mod secret;
+pub mod store;

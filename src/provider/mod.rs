@@ -1,0 +1,169 @@
+//! Providers: the remote systems that issue keys. Each kind implements [`Provider`]; the
+//! rest of keyaudit asks a provider's [`Capabilities`], never its kind.
+
+// pub mod http;
+
+use crate::config::ProviderConfig;
+use crate::model::{Event, Key};
+use crate::secret::Secret;
+use async_trait::async_trait;
+use std::time::Duration;
+use thiserror::Error;
+
+/// What a provider can do. The UI and the workflows decide from these flags alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// Can list audit events.
+    pub list_events: bool,
+    /// Can disable a key reversibly (and enable it again).
+    pub disable: bool,
+    /// Can revoke (permanently) a key.
+    pub revoke: bool,
+    /// Can create a new key.
+    pub create: bool,
+    /// Can rotate with an overlap: new key issued, old key kept for a grace period.
+    pub rotate_overlap: bool,
+    /// Can rotate in one atomic call.
+    pub rotate_atomic: bool,
+    /// Can check that a secret authenticates (verifies a rotation).
+    pub verify_secret: bool,
+}
+
+/// One page of a key listing.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPage {
+    pub keys: Vec<Key>,
+    /// Token of the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// One page of events, with the cursor that follows it.
+#[derive(Debug, Clone, Default)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// Cursor to ask for what comes after this page (save it with the page).
+    pub next_cursor: String,
+    /// More events are ready now.
+    pub has_more: bool,
+}
+
+/// The answer to creating or rotating a key: the new key and its secret, shown once.
+#[derive(Debug)]
+pub struct Issued {
+    pub key: Key,
+    pub secret: Secret,
+    /// The old key after the rotation (rotations only).
+    pub old: Option<Key>,
+}
+
+/// What a new key should be.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct NewKey {
+    pub name: String,
+    pub owner: String,
+    pub environment: Option<String>,
+    pub purpose: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// What can go wrong talking to a provider.
+#[derive(Debug, Error)]
+pub enum ProviderError {
+    #[error("{provider}: authentication failed (HTTP {status}); check the token in {hint}")]
+    Unauthorized {
+        provider: String,
+        status: u16,
+        hint: String,
+    },
+    #[error("{provider}: key `{key}` not found at the provider")]
+    NotFound { provider: String, key: String },
+    #[error("{provider}: {operation} is not supported by this provider")]
+    Unsupported {
+        provider: String,
+        operation: &'static str,
+    },
+    #[error("{provider}: {message}")]
+    Conflict { provider: String, message: String },
+    #[error("{provider}: {message} (after {attempts} attempts)")]
+    Unavailable {
+        provider: String,
+        message: String,
+        attempts: u32,
+    },
+    #[error("{provider}: unexpected answer: {message}")]
+    Protocol { provider: String, message: String },
+    #[error("{provider}: {message}")]
+    Config { provider: String, message: String },
+}
+
+impl ProviderError {
+    /// True when trying again later may help (throttling, outages, dropped connections).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ProviderError::Unavailable { .. })
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ProviderError>;
+
+/// One configured remote system. Implementations are cheap to share (`Arc<dyn Provider>`).
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The user's label for this provider.
+    fn name(&self) -> &str;
+    /// The kind (`http`, `demo`, `aws`, ...), for display only.
+    fn kind(&self) -> &str;
+    /// Where it is, for display (`info`, the Providers view).
+    fn location(&self) -> Option<String> {
+        None
+    }
+    fn capabilities(&self) -> Capabilities;
+
+    /// One page of the key listing; `page` is `None` for the first.
+    async fn list_keys(&self, page: Option<&str>) -> Result<KeyPage>;
+    /// The events after `cursor` (`None`: from the oldest).
+    async fn list_events(&self, cursor: Option<&str>) -> Result<EventPage>;
+    /// The current state of one key.
+    async fn get_key(&self, id: &str) -> Result<Key>;
+
+    async fn disable(&self, id: &str) -> Result<Key> {
+        Err(self.unsupported("disable", id))
+    }
+    async fn enable(&self, id: &str) -> Result<Key> {
+        Err(self.unsupported("enable", id))
+    }
+    async fn revoke(&self, id: &str) -> Result<Key> {
+        Err(self.unsupported("revoke", id))
+    }
+    async fn create(&self, spec: &NewKey) -> Result<Issued> {
+        Err(self.unsupported("create", &spec.name))
+    }
+    /// Rotates a key; the old one keeps working for `grace` (zero: stops at once).
+    async fn rotate(&self, id: &str, grace: Duration) -> Result<Issued> {
+        let _ = grace;
+        Err(self.unsupported("rotate", id))
+    }
+    /// Checks that `secret` authenticates at the provider; returns the key id it belongs to.
+    async fn verify_secret(&self, secret: &Secret) -> Result<String> {
+        let _ = secret;
+        Err(self.unsupported("verify", ""))
+    }
+
+    #[doc(hidden)]
+    fn unsupported(&self, operation: &'static str, _id: &str) -> ProviderError {
+        ProviderError::Unsupported {
+            provider: self.name().to_string(),
+            operation,
+        }
+    }
+}
+
+/// Builds the provider a configuration entry describes.
+pub fn from_config(cfg: &ProviderConfig) -> std::result::Result<std::sync::Arc<dyn Provider>, ProviderError> {
+    match cfg.kind.as_str() {
+        
+        other => Err(ProviderError::Config {
+            provider: cfg.name.clone(),
+            message: format!("kind `{other}` is not supported by this build"),
+        }),
+    }
+}

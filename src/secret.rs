@@ -1,0 +1,177 @@
+//! Key material: generation, recognition and fingerprints.
+//!
+//! Format: `<prefix>_<22 base62 random chars><6 base62 check chars>`. The random part is
+//! 128 bits from the OS CSPRNG (22 base62 digits hold 130.9 bits, so every 128-bit value
+//! fits); the check part is the CRC32 of everything before it, in base62, so a leaked key
+//! can be recognised offline without a lookup. Only the [`Secret::display_prefix`]
+//! (the prefix and the first 4 random chars) and the [`fingerprint`] are ever stored.
+
+use rand::rngs::OsRng;
+use rand::TryRngCore;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const RANDOM_LEN: usize = 22;
+const CHECK_LEN: usize = 6;
+
+/// A secret key. Zeroized on drop; `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret received from a provider.
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
+    /// The secret itself. Call only where it is delivered.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The non-secret part shown to people: the prefix and 4 random chars.
+    pub fn display_prefix(&self) -> String {
+        display_prefix(&self.0)
+    }
+
+    /// `sha256:` + the first 32 hex digits of SHA-256 of the secret.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.0)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({}…)", self.display_prefix())
+    }
+}
+
+/// Why a prefix is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid key prefix `{0}`: use 1 to 16 characters of a-z, A-Z, 0-9 and `_`, starting with a letter")]
+pub struct BadPrefix(pub String);
+
+/// Checks that a prefix is usable in the key format.
+pub fn check_prefix(prefix: &str) -> Result<(), BadPrefix> {
+    let ok = (1..=16).contains(&prefix.len())
+        && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
+        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(BadPrefix(prefix.to_string()))
+    }
+}
+
+fn base62_fixed(mut n: u128, len: usize, out: &mut String) {
+    let mut buf = vec![b'0'; len];
+    for slot in buf.iter_mut().rev() {
+        *slot = ALPHABET[(n % 62) as usize];
+        n /= 62;
+    }
+    out.push_str(std::str::from_utf8(&buf).expect("alphabet is ASCII"));
+    buf.zeroize();
+}
+
+fn checksum(body: &str) -> String {
+    let mut s = String::with_capacity(CHECK_LEN);
+    base62_fixed(crc32fast::hash(body.as_bytes()) as u128, CHECK_LEN, &mut s);
+    s
+}
+
+/// Generates a new key with `prefix` from 128 bits of the OS CSPRNG.
+pub fn generate(prefix: &str) -> Result<Secret, BadPrefix> {
+    check_prefix(prefix)?;
+    let mut bytes = [0u8; 16];
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the OS random number generator failed");
+    let mut n = u128::from_le_bytes(bytes);
+    bytes.zeroize();
+    let mut s = String::with_capacity(prefix.len() + 1 + RANDOM_LEN + CHECK_LEN);
+    s.push_str(prefix);
+    s.push('_');
+    base62_fixed(n, RANDOM_LEN, &mut s);
+    n.zeroize();
+    let check = checksum(&s);
+    s.push_str(&check);
+    Ok(Secret(s))
+}
+
+/// True when `candidate` has the key format and its checksum matches: a real key of this
+/// format, not a look-alike. Used by the leak scanner.
+pub fn is_well_formed(candidate: &str) -> bool {
+    let Some(sep) = candidate.rfind('_') else {
+        return false;
+    };
+    let (prefix, tail) = (&candidate[..sep], &candidate[sep + 1..]);
+    if check_prefix(prefix).is_err()
+        || tail.len() != RANDOM_LEN + CHECK_LEN
+        || !tail.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return false;
+    }
+    let (body, check) = candidate.split_at(candidate.len() - CHECK_LEN);
+    checksum(body) == check
+}
+
+/// The non-secret display prefix of a key string.
+pub fn display_prefix(secret: &str) -> String {
+    match secret.rfind('_') {
+        Some(sep) => secret[..(sep + 5).min(secret.len())].to_string(),
+        None => secret.chars().take(4).collect(),
+    }
+}
+
+/// `sha256:` + the first 32 hex digits of SHA-256 of `secret`.
+pub fn fingerprint(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    format!("sha256:{}", &hex::encode(digest)[..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_verify_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let k = generate("tg_live").unwrap();
+            assert!(is_well_formed(k.expose()), "{}", k.expose());
+            assert_eq!(k.expose().len(), "tg_live_".len() + 28);
+            assert!(seen.insert(k.expose().to_string()));
+        }
+    }
+
+    #[test]
+    fn a_single_changed_character_fails_the_checksum() {
+        let k = generate("ka").unwrap();
+        let mut s = k.expose().to_string();
+        let i = 5;
+        let c = if s.as_bytes()[i] == b'a' { "b" } else { "a" };
+        s.replace_range(i..i + 1, c);
+        assert!(!is_well_formed(&s));
+        assert!(!is_well_formed("ka_short"));
+        assert!(!is_well_formed("no-separator"));
+    }
+
+    #[test]
+    fn debug_and_prefix_never_show_the_secret() {
+        let k = generate("ka").unwrap();
+        let shown = format!("{k:?} {}", k.display_prefix());
+        assert!(!shown.contains(&k.expose()[3..]));
+        assert_eq!(k.display_prefix().len(), "ka_".len() + 4);
+        assert!(k.fingerprint().starts_with("sha256:") && k.fingerprint().len() == 39);
+    }
+
+    #[test]
+    fn bad_prefixes_are_refused_with_the_rule() {
+        for p in ["", "9abc", "has space", "waytoolongprefix_x"] {
+            let e = generate(p).unwrap_err().to_string();
+            assert!(e.contains("1 to 16 characters"), "{e}");
+        }
+    }
+}

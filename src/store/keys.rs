@@ -1,0 +1,285 @@
+//! Keys in the cache.
+
+use super::{Result, Store, StoreError};
+use crate::model::{from_millis, to_millis, Key, KeySource, KeyStatus, Millis, Severity};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, Row, Transaction};
+use serde::Serialize;
+
+/// A cached key with what the views add to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyRow {
+    /// The cache's handle of the key (stable for the life of the cache).
+    #[serde(skip)]
+    pub key_ref: i64,
+    #[serde(flatten)]
+    pub key: Key,
+    /// Number of open findings.
+    pub open_findings: i64,
+    /// Highest severity among the open findings.
+    pub worst_severity: Option<Severity>,
+}
+
+const KEY_COLUMNS: &str = "k.id, p.name, k.ext_id, k.name, k.owner, k.environment, k.purpose, k.prefix,
+     k.fingerprint, k.scopes, k.status, k.created, k.expires, k.last_used, k.rotated_to, k.source,
+     (SELECT count(*) FROM findings f WHERE f.key_ref = k.id AND f.status = 'open'),
+     (SELECT max(f.severity) FROM findings f WHERE f.key_ref = k.id AND f.status = 'open')";
+
+fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
+    let text = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    let scopes: String = text(9)?;
+    let status: String = text(10)?;
+    let source: String = text(15)?;
+    let bad = |i: usize, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
+    Ok(KeyRow {
+        key_ref: r.get(0)?,
+        key: Key {
+            provider: text(1)?,
+            id: text(2)?,
+            name: text(3)?,
+            owner: text(4)?,
+            environment: r.get(5)?,
+            purpose: r.get(6)?,
+            prefix: text(7)?,
+            fingerprint: text(8)?,
+            scopes: serde_json::from_str(&scopes).map_err(|e| bad(9, e.to_string()))?,
+            status: status.parse::<KeyStatus>().map_err(|e| bad(10, e))?,
+            created: r.get::<_, Option<Millis>>(11)?.map(from_millis),
+            expires: r.get::<_, Option<Millis>>(12)?.map(from_millis),
+            last_used: r.get::<_, Option<Millis>>(13)?.map(from_millis),
+            rotated_to: r.get(14)?,
+            source: source.parse::<KeySource>().map_err(|e| bad(15, e))?,
+        },
+        open_findings: r.get(16)?,
+        worst_severity: r
+            .get::<_, Option<i64>>(17)?
+            .and_then(|s| Severity::ALL.get(s as usize).copied()),
+    })
+}
+
+/// Inserts or updates one key inside a transaction; returns its cache handle.
+pub(crate) fn upsert_key_tx(tx: &Transaction<'_>, provider_id: i64, key: &Key, synced_at: Millis) -> Result<i64> {
+    let scopes = serde_json::to_string(&key.scopes).map_err(|source| StoreError::Json {
+        what: "scopes",
+        source,
+    })?;
+    // A key first seen in logs is upgraded when its provider lists it; a listed key is
+    // never downgraded to "seen in logs" by an import.
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO keys (provider_id, ext_id, name, owner, environment, purpose, prefix,
+                               fingerprint, scopes, status, created, expires, last_used,
+                               rotated_to, source, synced_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+             ON CONFLICT(provider_id, ext_id) DO UPDATE SET
+                name = excluded.name, owner = excluded.owner, environment = excluded.environment,
+                purpose = excluded.purpose, prefix = excluded.prefix,
+                fingerprint = excluded.fingerprint, scopes = excluded.scopes,
+                status = excluded.status, created = excluded.created, expires = excluded.expires,
+                last_used = max(coalesce(excluded.last_used, 0), coalesce(keys.last_used, 0)),
+                rotated_to = excluded.rotated_to, source = excluded.source,
+                synced_at = excluded.synced_at
+             WHERE excluded.source = 'provider' OR keys.source = 'logs'
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                provider_id,
+                key.id,
+                key.name,
+                key.owner,
+                key.environment,
+                key.purpose,
+                key.prefix,
+                key.fingerprint,
+                scopes,
+                key.status.as_str(),
+                key.created.map(to_millis),
+                key.expires.map(to_millis),
+                key.last_used.map(to_millis),
+                key.rotated_to,
+                key.source.as_str(),
+                synced_at,
+            ],
+            |r| r.get(0),
+        )
+        .optional()?
+        .map(Ok)
+        .unwrap_or_else(|| key_ref_tx(tx, provider_id, &key.id))?;
+    // `max(0, NULL)` above turns "never used" into 0; put the NULL back.
+    tx.prepare_cached("UPDATE keys SET last_used = NULL WHERE id = ?1 AND last_used = 0")?
+        .execute([id])?;
+    Ok(id)
+}
+
+pub(crate) fn key_ref_tx(tx: &Transaction<'_>, provider_id: i64, ext_id: &str) -> Result<i64> {
+    Ok(tx
+        .prepare_cached("SELECT id FROM keys WHERE provider_id = ?1 AND ext_id = ?2")?
+        .query_row(params![provider_id, ext_id], |r| r.get(0))?)
+}
+
+impl Store {
+    /// Upserts one page of keys of a provider in one transaction.
+    pub fn upsert_keys(&mut self, provider: &str, keys: &[Key], synced_at: DateTime<Utc>) -> Result<()> {
+        let pid = self
+            .provider_id(provider)?
+            .ok_or_else(|| StoreError::UnknownProvider(provider.to_string()))?;
+        let tx = self.conn.transaction()?;
+        for key in keys {
+            upsert_key_tx(&tx, pid, key, to_millis(synced_at))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// After a complete key listing that started at `sync_started`: keys the provider
+    /// listed before but no longer lists are gone at the provider, so they are marked
+    /// revoked. Returns how many.
+    pub fn mark_unlisted_revoked(&self, provider: &str, sync_started: DateTime<Utc>) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE keys SET status = 'revoked'
+             WHERE provider_id = (SELECT id FROM providers WHERE name = ?1)
+               AND source = 'provider' AND status != 'revoked'
+               AND (synced_at IS NULL OR synced_at < ?2)",
+            params![provider, to_millis(sync_started)],
+        )?)
+    }
+
+    /// Every key, ordered by provider and name. (100,000 keys are about 30 MB in memory;
+    /// views filter and sort this list, they never scan events.)
+    pub fn keys(&self) -> Result<Vec<KeyRow>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM keys k JOIN providers p ON p.id = k.provider_id
+             ORDER BY p.name, k.name, k.ext_id"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([], key_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One key by provider and id.
+    pub fn key(&self, provider: &str, id: &str) -> Result<Option<KeyRow>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM keys k JOIN providers p ON p.id = k.provider_id
+             WHERE p.name = ?1 AND k.ext_id = ?2"
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(params![provider, id], key_row)
+            .optional()?)
+    }
+
+    /// Keys with this provider id across all providers (ids are usually unique; the
+    /// caller decides what to do when they are not).
+    pub fn keys_by_id(&self, id: &str) -> Result<Vec<KeyRow>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM keys k JOIN providers p ON p.id = k.provider_id
+             WHERE k.ext_id = ?1 ORDER BY p.name"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([id], key_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The key with this cache handle.
+    pub fn key_by_ref(&self, key_ref: i64) -> Result<Option<KeyRow>> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM keys k JOIN providers p ON p.id = k.provider_id
+             WHERE k.id = ?1"
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([key_ref], key_row)
+            .optional()?)
+    }
+
+    /// Replaces one key's cached state after an action on it (revoke, rotate, ...).
+    pub fn put_key(&mut self, key: &Key) -> Result<i64> {
+        let pid = self
+            .provider_id(&key.provider)?
+            .ok_or_else(|| StoreError::UnknownProvider(key.provider.clone()))?;
+        let tx = self.conn.transaction()?;
+        let id = upsert_key_tx(&tx, pid, key, to_millis(Utc::now()))?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Number of keys in the cache.
+    pub fn key_count(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT count(*) FROM keys", [], |r| r.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::KeySource;
+
+    pub(crate) fn sample_key(provider: &str, id: &str) -> Key {
+        Key {
+            provider: provider.into(),
+            id: id.into(),
+            name: format!("{id}-name"),
+            owner: "Acme Payroll".into(),
+            environment: Some("prod".into()),
+            purpose: Some("payroll-export".into()),
+            prefix: "tg_live_abcd".into(),
+            fingerprint: "sha256:00".into(),
+            scopes: vec!["payroll:read".into()],
+            status: KeyStatus::Active,
+            created: Some(from_millis(1_700_000_000_000)),
+            expires: None,
+            last_used: None,
+            rotated_to: None,
+            source: KeySource::Provider,
+        }
+    }
+
+    #[test]
+    fn upsert_never_duplicates_and_updates_fields() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.ensure_provider("p", "http", None).unwrap();
+        let mut k = sample_key("p", "k1");
+        store.upsert_keys("p", &[k.clone()], Utc::now()).unwrap();
+        k.status = KeyStatus::Inactive;
+        k.scopes.push("ssn:read".into());
+        store.upsert_keys("p", &[k.clone()], Utc::now()).unwrap();
+        let keys = store.keys().unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].key, k);
+    }
+
+    #[test]
+    fn logs_never_downgrade_a_listed_key() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.ensure_provider("p", "http", None).unwrap();
+        let k = sample_key("p", "k1");
+        store.upsert_keys("p", &[k.clone()], Utc::now()).unwrap();
+        store
+            .upsert_keys("p", &[Key::seen_in_logs("p", "k1")], Utc::now())
+            .unwrap();
+        assert_eq!(store.key("p", "k1").unwrap().unwrap().key, k);
+    }
+
+    #[test]
+    fn keys_no_longer_listed_become_revoked() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.ensure_provider("p", "http", None).unwrap();
+        let first = Utc::now() - chrono::Duration::seconds(10);
+        store
+            .upsert_keys("p", &[sample_key("p", "a"), sample_key("p", "b")], first)
+            .unwrap();
+        let second = Utc::now();
+        store.upsert_keys("p", &[sample_key("p", "a")], second).unwrap();
+        assert_eq!(store.mark_unlisted_revoked("p", second).unwrap(), 1);
+        assert_eq!(
+            store.key("p", "b").unwrap().unwrap().key.status,
+            KeyStatus::Revoked
+        );
+        assert_eq!(store.key("p", "a").unwrap().unwrap().key.status, KeyStatus::Active);
+    }
+}

@@ -1,0 +1,331 @@
+//! The SQLite cache: the single source of truth for what keyaudit shows.
+//!
+//! One `Store` owns one `rusqlite::Connection`; its functions are plain and blocking and
+//! are called from one thread at a time (the runner moves the store to a blocking task).
+//! Every batch (a page of keys, a page of events with its cursor) is one transaction.
+
+mod events;
+mod findings;
+mod journal;
+mod keys;
+pub mod schema;
+
+pub use events::{EventQuery, EventRow};
+pub use findings::FindingQuery;
+pub use keys::KeyRow;
+
+use crate::model::{from_millis, to_millis, Millis, ProviderInfo};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// What can go wrong with the cache.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot open the cache {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the cache {path} has schema version {found}, newer than this keyaudit ({supported}); \
+         upgrade keyaudit or use another --db"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("the cache is opened read-only; run without --read-only to change it")]
+    ReadOnly,
+    #[error("no key `{key}` of provider `{provider}` in the cache; run `keyaudit sync` or check the id")]
+    UnknownKey { provider: String, key: String },
+    #[error("no provider `{0}` in the cache")]
+    UnknownProvider(String),
+    #[error("cache query failed: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("cache holds malformed JSON in {what}: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The cache.
+pub struct Store {
+    conn: Connection,
+    path: Option<PathBuf>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the cache at `path`: directory 0700, file 0600, WAL,
+    /// migrations applied.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::fsutil::create_private_dir(dir).map_err(|source| StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        crate::fsutil::touch_private_file(path).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut store = Store {
+            conn,
+            path: Some(path.to_path_buf()),
+        };
+        store.configure()?;
+        store.check_version()?;
+        schema::migrate(&mut store.conn)?;
+        Ok(store)
+    }
+
+    /// Opens an existing cache without the right to change it. A cache that does not
+    /// exist yet is created first (empty), so read-only commands work on a fresh machine.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            drop(Store::open(path)?);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let store = Store {
+            conn,
+            path: Some(path.to_path_buf()),
+        };
+        store.check_version()?;
+        Ok(store)
+    }
+
+    /// An in-memory cache (tests, benchmarks).
+    pub fn open_in_memory() -> Result<Store> {
+        let mut store = Store {
+            conn: Connection::open_in_memory()?,
+            path: None,
+        };
+        store.configure()?;
+        schema::migrate(&mut store.conn)?;
+        Ok(store)
+    }
+
+    fn configure(&self) -> Result<()> {
+        self.conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        self.conn
+            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        self.conn.execute_batch(
+            "PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -32000;",
+        )?;
+        if let Some(path) = &self.path {
+            // SQLite creates the WAL and shm files with the database's mode; make sure.
+            for suffix in ["-wal", "-shm"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                let _ = crate::fsutil::restrict_file(Path::new(&p));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_version(&self) -> Result<()> {
+        let found: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > schema::latest_version() {
+            return Err(StoreError::TooNew {
+                path: self.path.clone().unwrap_or_default(),
+                found,
+                supported: schema::latest_version(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The file behind the cache, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Direct access for modules that own their own tables (detection, journal, workflows).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Mutable access, for transactions.
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Registers a provider (or updates its kind and url) and returns its cache id.
+    pub fn ensure_provider(&self, name: &str, kind: &str, url: Option<&str>) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO providers (name, kind, url) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, url = excluded.url",
+            params![name, kind, url],
+        )?;
+        self.provider_id(name)?
+            .ok_or_else(|| StoreError::UnknownProvider(name.to_string()))
+    }
+
+    /// The cache id of a provider, if known.
+    pub fn provider_id(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id FROM providers WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Records the outcome of a sync attempt.
+    pub fn record_sync(&self, provider: &str, at: DateTime<Utc>, error: Option<&str>) -> Result<()> {
+        if error.is_some() {
+            self.conn.execute(
+                "UPDATE providers SET last_error = ?2 WHERE name = ?1",
+                params![provider, error],
+            )?;
+        } else {
+            self.conn.execute(
+                "UPDATE providers SET last_sync = ?2, last_error = NULL WHERE name = ?1",
+                params![provider, to_millis(at)],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Every provider with its health and counts (counts use the indexes).
+    pub fn providers(&self) -> Result<Vec<ProviderInfo>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.name, p.kind, p.url, p.last_sync, p.last_error,
+                    (SELECT count(*) FROM keys k WHERE k.provider_id = p.id),
+                    (SELECT count(*) FROM events e WHERE e.provider_id = p.id)
+             FROM providers p ORDER BY p.name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ProviderInfo {
+                name: r.get(0)?,
+                kind: r.get(1)?,
+                url: r.get(2)?,
+                last_sync: r.get::<_, Option<Millis>>(3)?.map(from_millis),
+                last_error: r.get(4)?,
+                keys: r.get(5)?,
+                events: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The saved cursor of a provider's stream (`events`, an import file, ...).
+    pub fn cursor(&self, provider: &str, stream: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT s.cursor FROM sync_state s JOIN providers p ON p.id = s.provider_id
+                 WHERE p.name = ?1 AND s.stream = ?2",
+            )?
+            .query_row(params![provider, stream], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Saves a cursor outside of an event batch.
+    pub fn set_cursor(&self, provider: &str, stream: &str, cursor: &str) -> Result<()> {
+        let pid = self
+            .provider_id(provider)?
+            .ok_or_else(|| StoreError::UnknownProvider(provider.to_string()))?;
+        set_cursor_tx(&self.conn, pid, stream, cursor)?;
+        Ok(())
+    }
+
+    /// Runs SQLite's own consistency check; `Ok(true)` when it says "ok".
+    pub fn integrity_ok(&self) -> Result<bool> {
+        let s: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        Ok(s == "ok")
+    }
+}
+
+pub(crate) fn set_cursor_tx(conn: &Connection, provider_id: i64, stream: &str, cursor: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO sync_state (provider_id, stream, cursor, updated) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(provider_id, stream) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated",
+    )?
+    .execute(params![provider_id, stream, cursor, to_millis(Utc::now())])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_idempotent_and_versioned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/cache.db");
+        drop(Store::open(&path).unwrap());
+        let store = Store::open(&path).unwrap();
+        let v: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, schema::latest_version());
+        assert!(store.integrity_ok().unwrap());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn cache_file_and_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/cache.db");
+        drop(Store::open(&path).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+    }
+
+    #[test]
+    fn a_newer_cache_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        {
+            let store = Store::open(&path).unwrap();
+            store.conn().pragma_update(None, "user_version", 999).unwrap();
+        }
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("schema version 999"), "{err}");
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let store = Store::open_in_memory().unwrap();
+        store.ensure_provider("p", "http", None).unwrap();
+        assert_eq!(store.cursor("p", "events").unwrap(), None);
+        store.set_cursor("p", "events", "42").unwrap();
+        store.set_cursor("p", "events", "43").unwrap();
+        assert_eq!(store.cursor("p", "events").unwrap().as_deref(), Some("43"));
+    }
+}

@@ -1,0 +1,128 @@
+//! Numbered migrations. `PRAGMA user_version` holds the number of the last one applied;
+//! each runs in its own transaction, so a cache is never left half-migrated.
+
+use rusqlite::Connection;
+
+/// Migrations in order; index + 1 is the schema version they bring the cache to.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the foundation schema.
+    r#"
+    CREATE TABLE providers (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        kind        TEXT NOT NULL,
+        url         TEXT,
+        last_sync   INTEGER,
+        last_error  TEXT
+    );
+
+    -- Keys are keyed by (provider, provider id); `id` is the cache's own compact handle.
+    CREATE TABLE keys (
+        id           INTEGER PRIMARY KEY,
+        provider_id  INTEGER NOT NULL REFERENCES providers(id),
+        ext_id       TEXT NOT NULL,
+        name         TEXT NOT NULL,
+        owner        TEXT NOT NULL DEFAULT '',
+        environment  TEXT,
+        purpose      TEXT,
+        prefix       TEXT NOT NULL DEFAULT '',
+        fingerprint  TEXT NOT NULL DEFAULT '',
+        scopes       TEXT NOT NULL DEFAULT '[]',   -- JSON array of strings
+        status       TEXT NOT NULL,
+        created      INTEGER,
+        expires      INTEGER,
+        last_used    INTEGER,
+        rotated_to   TEXT,
+        source       TEXT NOT NULL DEFAULT 'provider',
+        synced_at    INTEGER,
+        UNIQUE (provider_id, ext_id)
+    );
+    CREATE INDEX keys_owner ON keys(owner);
+
+    -- Events are keyed by (provider, provider id), so a re-sync or re-import never
+    -- duplicates. Times are milliseconds since the epoch, UTC.
+    CREATE TABLE events (
+        id           INTEGER PRIMARY KEY,
+        provider_id  INTEGER NOT NULL REFERENCES providers(id),
+        ext_id       TEXT NOT NULL,
+        key_ref      INTEGER NOT NULL REFERENCES keys(id),
+        time         INTEGER NOT NULL,
+        principal    TEXT,
+        action       TEXT NOT NULL,
+        scope        TEXT,
+        source_ip    TEXT,
+        user_agent   TEXT,
+        outcome      INTEGER NOT NULL,             -- 0 success, 1 denied, 2 error
+        status_code  INTEGER,
+        request_id   TEXT,
+        records      INTEGER,
+        raw          TEXT,
+        UNIQUE (provider_id, ext_id)
+    );
+    CREATE INDEX events_key_time ON events(key_ref, time);
+    CREATE INDEX events_time ON events(time);
+
+    -- Per-provider, per-stream cursors of the sync engine and importers.
+    CREATE TABLE sync_state (
+        provider_id  INTEGER NOT NULL REFERENCES providers(id),
+        stream       TEXT NOT NULL,
+        cursor       TEXT NOT NULL,
+        updated      INTEGER NOT NULL,
+        PRIMARY KEY (provider_id, stream)
+    );
+
+    CREATE TABLE findings (
+        id               TEXT PRIMARY KEY,        -- stable: hash of rule, key and subject
+        rule             TEXT NOT NULL,
+        category         TEXT NOT NULL,
+        severity         INTEGER NOT NULL,        -- 0 low .. 3 critical
+        key_ref          INTEGER NOT NULL REFERENCES keys(id),
+        title            TEXT NOT NULL,
+        explanation      TEXT NOT NULL,
+        evidence         TEXT NOT NULL DEFAULT '[]',  -- JSON array of event ext ids
+        first_seen       INTEGER NOT NULL,
+        last_seen        INTEGER NOT NULL,
+        status           TEXT NOT NULL DEFAULT 'open',
+        note             TEXT,
+        suppressed_until INTEGER
+    );
+    CREATE INDEX findings_key ON findings(key_ref);
+    CREATE INDEX findings_rank ON findings(status, severity DESC, last_seen DESC);
+
+    -- Append-only, hash-chained record of operator actions.
+    CREATE TABLE journal (
+        seq        INTEGER PRIMARY KEY,
+        time       INTEGER NOT NULL,
+        os_user    TEXT NOT NULL,
+        host       TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        reason     TEXT,
+        params     TEXT NOT NULL DEFAULT '{}',
+        result     TEXT NOT NULL,
+        prev_hash  TEXT NOT NULL,
+        hash       TEXT NOT NULL
+    );
+    "#,
+];
+
+/// Applies every migration newer than the cache's `user_version`.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The schema version this build writes.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
