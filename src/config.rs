@@ -66,6 +66,9 @@ pub struct ProviderConfig {
     pub namespace: Option<String>,
     pub audit_log: Option<PathBuf>,
     pub audit_device: Option<String>,
+    /// A credential handed over in memory (the embedded demo); never read from a file.
+    #[serde(skip)]
+    pub token: Option<String>,
     /// Line of the entry in its file (filled in after parsing).
     #[serde(skip)]
     pub line: Option<usize>,
@@ -135,7 +138,11 @@ pub struct Config {
 
 /// Converts a byte offset in `text` to a 1-based line number.
 pub fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 impl Config {
@@ -182,7 +189,9 @@ impl Config {
                 message,
             };
             if entry.name.trim().is_empty() {
-                return Err(fail("provider `name` is empty; give each provider a unique label".into()));
+                return Err(fail(
+                    "provider `name` is empty; give each provider a unique label".into(),
+                ));
             }
             if let Some(first) = names.insert(entry.name.clone(), line) {
                 return Err(fail(format!(
@@ -257,18 +266,30 @@ pub fn resolve_token(p: &ProviderConfig) -> Result<Option<String>, ConfigError> 
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .output()
-            .map_err(|e| fail(format!("provider `{}`: cannot run token_command: {e}", p.name)))?;
+            .map_err(|e| {
+                fail(format!(
+                    "provider `{}`: cannot run token_command: {e}",
+                    p.name
+                ))
+            })?;
         if !out.status.success() {
             return Err(fail(format!(
                 "provider `{}`: token_command exited with {}; run it by hand to see why",
                 p.name, out.status
             )));
         }
-        let token = String::from_utf8(out.stdout)
-            .map_err(|_| fail(format!("provider `{}`: token_command printed invalid UTF-8", p.name)))?;
+        let token = String::from_utf8(out.stdout).map_err(|_| {
+            fail(format!(
+                "provider `{}`: token_command printed invalid UTF-8",
+                p.name
+            ))
+        })?;
         let token = token.trim().to_string();
         if token.is_empty() {
-            return Err(fail(format!("provider `{}`: token_command printed nothing", p.name)));
+            return Err(fail(format!(
+                "provider `{}`: token_command printed nothing",
+                p.name
+            )));
         }
         return Ok(Some(token));
     }
@@ -350,7 +371,9 @@ mod tests {
 
     #[test]
     fn a_typo_names_file_line_and_key() {
-        let e = parse("[[provider]]\nname = \"a\"\nkindd = \"http\"\n").unwrap_err().to_string();
+        let e = parse("[[provider]]\nname = \"a\"\nkindd = \"http\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("config.toml:3: unknown field `kindd`"), "{e}");
         assert!(!e.contains('\n'));
     }
@@ -361,15 +384,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("config.toml:2:"), "{e}");
-        assert!(e.contains("unknown kind `ldap`; expected one of: demo, http, aws, vault"), "{e}");
+        assert!(
+            e.contains("unknown kind `ldap`; expected one of: demo, http, aws, vault"),
+            "{e}"
+        );
     }
 
     #[test]
     fn duplicates_and_missing_urls_are_refused() {
-        let dup = "[[provider]]\nname=\"a\"\nkind=\"demo\"\n[[provider]]\nname=\"a\"\nkind=\"demo\"\n";
-        assert!(parse(dup).unwrap_err().to_string().contains("used twice (first at line 1)"));
+        let dup =
+            "[[provider]]\nname=\"a\"\nkind=\"demo\"\n[[provider]]\nname=\"a\"\nkind=\"demo\"\n";
+        assert!(parse(dup)
+            .unwrap_err()
+            .to_string()
+            .contains("used twice (first at line 1)"));
         let nourl = "[[provider]]\nname=\"a\"\nkind=\"http\"\n";
-        assert!(parse(nourl).unwrap_err().to_string().contains("missing key `url`"));
+        assert!(parse(nourl)
+            .unwrap_err()
+            .to_string()
+            .contains("missing key `url`"));
     }
 
     #[test]

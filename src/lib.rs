@@ -5,9 +5,15 @@
 //! cached events into findings; the TUI and the CLI read the cache and act on keys through
 //! the providers, journaling every action.
 
+pub mod cli;
 pub mod config;
+pub mod filter;
 pub mod fsutil;
 pub mod model;
+pub mod output;
 pub mod provider;
 pub mod secret;
 pub mod store;
+pub mod sync;
+pub mod tui;
+pub mod when;

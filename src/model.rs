@@ -195,7 +195,10 @@ impl Key {
     /// True for keys in a production environment (shown in a distinct colour).
     pub fn is_production(&self) -> bool {
         matches!(
-            self.environment.as_deref().map(str::to_ascii_lowercase).as_deref(),
+            self.environment
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
             Some("prod" | "production" | "live")
         )
     }

@@ -57,7 +57,9 @@ pub struct BadPrefix(pub String);
 pub fn check_prefix(prefix: &str) -> Result<(), BadPrefix> {
     let ok = (1..=16).contains(&prefix.len())
         && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
-        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ok {
         Ok(())
     } else {

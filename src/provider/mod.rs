@@ -1,7 +1,7 @@
 //! Providers: the remote systems that issue keys. Each kind implements [`Provider`]; the
 //! rest of keyaudit asks a provider's [`Capabilities`], never its kind.
 
-// pub mod http;
+pub mod http;
 
 use crate::config::ProviderConfig;
 use crate::model::{Event, Key};
@@ -158,9 +158,12 @@ pub trait Provider: Send + Sync {
 }
 
 /// Builds the provider a configuration entry describes.
-pub fn from_config(cfg: &ProviderConfig) -> std::result::Result<std::sync::Arc<dyn Provider>, ProviderError> {
+pub fn from_config(
+    cfg: &ProviderConfig,
+) -> std::result::Result<std::sync::Arc<dyn Provider>, ProviderError> {
     match cfg.kind.as_str() {
-        
+        "http" | "demo" => Ok(std::sync::Arc::new(http::HttpProvider::from_config(cfg)?)),
+
         other => Err(ProviderError::Config {
             provider: cfg.name.clone(),
             message: format!("kind `{other}` is not supported by this build"),

@@ -35,7 +35,8 @@ pub struct EventRow {
     pub event: Event,
 }
 
-const EVENT_COLUMNS: &str = "e.id, e.key_ref, p.name, e.ext_id, e.time, k.ext_id, e.principal, e.action, e.scope,
+const EVENT_COLUMNS: &str =
+    "e.id, e.key_ref, p.name, e.ext_id, e.time, k.ext_id, e.principal, e.action, e.scope,
      e.source_ip, e.user_agent, e.outcome, e.status_code, e.request_id, e.records, e.raw";
 
 fn outcome_code(o: Outcome) -> i64 {
@@ -233,7 +234,11 @@ impl Store {
 
     /// Streams the matching events to `f` without holding them all in memory; `f`
     /// returns false to stop.
-    pub fn for_each_event(&self, q: &EventQuery, mut f: impl FnMut(EventRow) -> bool) -> Result<()> {
+    pub fn for_each_event(
+        &self,
+        q: &EventQuery,
+        mut f: impl FnMut(EventRow) -> bool,
+    ) -> Result<()> {
         let mut params = Vec::new();
         let sql = Self::event_sql(q, &mut params);
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -244,6 +249,30 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The keys (cache handles) that events show used from any of `networks`. This reads
+    /// every distinct (key, address) pair, so it is for explicit incident queries
+    /// (`--match ip:...`), not for per-frame use.
+    pub fn keys_seen_from(
+        &self,
+        networks: &[crate::filter::Network],
+    ) -> Result<std::collections::HashSet<i64>> {
+        let mut out = std::collections::HashSet::new();
+        if networks.is_empty() {
+            return Ok(out);
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT key_ref, source_ip FROM events WHERE source_ip IS NOT NULL",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let ip: String = r.get(1)?;
+            if networks.iter().any(|n| n.contains_str(&ip)) {
+                out.insert(r.get(0)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Number of events in the cache (for status lines; uses the table's b-tree).
@@ -297,11 +326,19 @@ mod tests {
     fn batches_dedup_and_commit_the_cursor_with_the_events() {
         let mut store = Store::open_in_memory().unwrap();
         store.ensure_provider("p", "http", None).unwrap();
-        let batch = vec![ev("e1", "k1", 1000), ev("e2", "k1", 2000), ev("e3", "k2", 3000)];
-        let first = store.insert_events("p", &batch, Some(("events", "3"))).unwrap();
+        let batch = vec![
+            ev("e1", "k1", 1000),
+            ev("e2", "k1", 2000),
+            ev("e3", "k2", 3000),
+        ];
+        let first = store
+            .insert_events("p", &batch, Some(("events", "3")))
+            .unwrap();
         assert_eq!(first.events, 3);
         assert_eq!(first.new_keys, 2);
-        let again = store.insert_events("p", &batch, Some(("events", "3"))).unwrap();
+        let again = store
+            .insert_events("p", &batch, Some(("events", "3")))
+            .unwrap();
         assert_eq!((again.events, again.duplicates), (0, 3));
         assert_eq!(store.event_count().unwrap(), 3);
         assert_eq!(store.cursor("p", "events").unwrap().as_deref(), Some("3"));
@@ -314,7 +351,9 @@ mod tests {
     fn pages_newest_first_by_key_and_time() {
         let mut store = Store::open_in_memory().unwrap();
         store.ensure_provider("p", "http", None).unwrap();
-        let batch: Vec<Event> = (0..10).map(|i| ev(&format!("e{i}"), "k1", i * 100)).collect();
+        let batch: Vec<Event> = (0..10)
+            .map(|i| ev(&format!("e{i}"), "k1", i * 100))
+            .collect();
         store.insert_events("p", &batch, None).unwrap();
         let q = EventQuery {
             key_id: Some("k1".into()),
@@ -323,7 +362,13 @@ mod tests {
             ..Default::default()
         };
         let page1 = store.events(&q).unwrap();
-        assert_eq!(page1.iter().map(|r| r.event.id.as_str()).collect::<Vec<_>>(), ["e9", "e8", "e7", "e6"]);
+        assert_eq!(
+            page1
+                .iter()
+                .map(|r| r.event.id.as_str())
+                .collect::<Vec<_>>(),
+            ["e9", "e8", "e7", "e6"]
+        );
         let last = page1.last().unwrap();
         let page2 = store
             .events(&EventQuery {
@@ -359,14 +404,22 @@ mod tests {
         ] {
             let mut params = Vec::new();
             let sql = Store::event_sql(&q, &mut params);
-            let mut stmt = store.conn().prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let mut stmt = store
+                .conn()
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
             let plan: Vec<String> = stmt
-                .query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3))
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    r.get::<_, String>(3)
+                })
                 .unwrap()
                 .map(|r| r.unwrap())
                 .collect();
             let plan = plan.join("\n");
-            assert!(plan.contains("USING INDEX events_"), "full scan in plan:\n{plan}");
+            assert!(
+                plan.contains("USING INDEX events_"),
+                "full scan in plan:\n{plan}"
+            );
         }
     }
 }

@@ -1,9 +1,7 @@
 //! Findings in the cache.
 
 use super::{Result, Store, StoreError};
-use crate::model::{
-    from_millis, to_millis, Category, Finding, FindingStatus, Millis, Severity,
-};
+use crate::model::{from_millis, to_millis, Category, Finding, FindingStatus, Millis, Severity};
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension, Row};
@@ -21,7 +19,8 @@ fn severity_code(s: Severity) -> i64 {
     Severity::ALL.iter().position(|x| *x == s).unwrap_or(0) as i64
 }
 
-const FINDING_COLUMNS: &str = "f.id, f.rule, f.category, f.severity, p.name, k.ext_id, f.title, f.explanation,
+const FINDING_COLUMNS: &str =
+    "f.id, f.rule, f.category, f.severity, p.name, k.ext_id, f.title, f.explanation,
      f.evidence, f.first_seen, f.last_seen, f.status, f.note, f.suppressed_until";
 
 fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
@@ -194,7 +193,9 @@ mod tests {
             .upsert_keys("p", &[Key::seen_in_logs("p", "k1")], Utc::now())
             .unwrap();
         store.upsert_finding(&finding("a", Severity::Low)).unwrap();
-        store.upsert_finding(&finding("b", Severity::Critical)).unwrap();
+        store
+            .upsert_finding(&finding("b", Severity::Critical))
+            .unwrap();
         let ids: Vec<String> = store
             .findings(&FindingQuery::default())
             .unwrap()
@@ -203,9 +204,16 @@ mod tests {
             .collect();
         assert_eq!(ids, ["b", "a"]);
         assert!(store
-            .set_finding_status("b", FindingStatus::Acknowledged, Some("known partner test"), None)
+            .set_finding_status(
+                "b",
+                FindingStatus::Acknowledged,
+                Some("known partner test"),
+                None
+            )
             .unwrap());
-        store.upsert_finding(&finding("b", Severity::Critical)).unwrap();
+        store
+            .upsert_finding(&finding("b", Severity::Critical))
+            .unwrap();
         let b = store.finding("b").unwrap().unwrap();
         assert_eq!(b.status, FindingStatus::Acknowledged);
         assert_eq!(b.note.as_deref(), Some("known partner test"));
@@ -218,6 +226,9 @@ mod tests {
         assert_eq!(high.len(), 1);
         // Keys show their worst open finding.
         let k = store.key("p", "k1").unwrap().unwrap();
-        assert_eq!((k.open_findings, k.worst_severity), (1, Some(Severity::Low)));
+        assert_eq!(
+            (k.open_findings, k.worst_severity),
+            (1, Some(Severity::Low))
+        );
     }
 }

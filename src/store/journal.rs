@@ -88,7 +88,11 @@ pub fn host_name() -> String {
 
 impl Store {
     /// Appends an entry at `time` and returns it with its hash.
-    pub fn append_journal_at(&mut self, new: &NewEntry<'_>, time: DateTime<Utc>) -> Result<JournalEntry> {
+    pub fn append_journal_at(
+        &mut self,
+        new: &NewEntry<'_>,
+        time: DateTime<Utc>,
+    ) -> Result<JournalEntry> {
         let tx = self.conn.transaction()?;
         let last: Option<(i64, String)> = tx
             .query_row(
@@ -158,9 +162,15 @@ impl Store {
     }
 
     /// Streams journal entries oldest first; `f` returns false to stop.
-    pub fn for_each_journal(&self, target: Option<&str>, mut f: impl FnMut(JournalEntry) -> bool) -> Result<()> {
+    pub fn for_each_journal(
+        &self,
+        target: Option<&str>,
+        mut f: impl FnMut(JournalEntry) -> bool,
+    ) -> Result<()> {
         let sql = match target {
-            Some(_) => format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE target = ?1 ORDER BY seq"),
+            Some(_) => {
+                format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE target = ?1 ORDER BY seq")
+            }
             None => format!("SELECT {JOURNAL_COLUMNS} FROM journal ORDER BY seq"),
         };
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -236,7 +246,10 @@ mod tests {
         assert_eq!(store.verify_journal().unwrap(), Ok(3));
         store
             .conn()
-            .execute("UPDATE journal SET reason = 'leaked in a tickeT' WHERE seq = 2", [])
+            .execute(
+                "UPDATE journal SET reason = 'leaked in a tickeT' WHERE seq = 2",
+                [],
+            )
             .unwrap();
         let broken = store.verify_journal().unwrap().unwrap_err();
         assert_eq!(broken.seq, 2);
@@ -249,7 +262,10 @@ mod tests {
         for a in ["disable", "revoke", "acknowledge"] {
             store.append_journal(&entry(a)).unwrap();
         }
-        store.conn().execute("DELETE FROM journal WHERE seq = 2", []).unwrap();
+        store
+            .conn()
+            .execute("DELETE FROM journal WHERE seq = 2", [])
+            .unwrap();
         assert_eq!(store.verify_journal().unwrap().unwrap_err().seq, 3);
     }
 }

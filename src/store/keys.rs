@@ -20,7 +20,8 @@ pub struct KeyRow {
     pub worst_severity: Option<Severity>,
 }
 
-const KEY_COLUMNS: &str = "k.id, p.name, k.ext_id, k.name, k.owner, k.environment, k.purpose, k.prefix,
+const KEY_COLUMNS: &str =
+    "k.id, p.name, k.ext_id, k.name, k.owner, k.environment, k.purpose, k.prefix,
      k.fingerprint, k.scopes, k.status, k.created, k.expires, k.last_used, k.rotated_to, k.source,
      (SELECT count(*) FROM findings f WHERE f.key_ref = k.id AND f.status = 'open'),
      (SELECT max(f.severity) FROM findings f WHERE f.key_ref = k.id AND f.status = 'open')";
@@ -60,7 +61,12 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
 }
 
 /// Inserts or updates one key inside a transaction; returns its cache handle.
-pub(crate) fn upsert_key_tx(tx: &Transaction<'_>, provider_id: i64, key: &Key, synced_at: Millis) -> Result<i64> {
+pub(crate) fn upsert_key_tx(
+    tx: &Transaction<'_>,
+    provider_id: i64,
+    key: &Key,
+    synced_at: Millis,
+) -> Result<i64> {
     let scopes = serde_json::to_string(&key.scopes).map_err(|source| StoreError::Json {
         what: "scopes",
         source,
@@ -122,7 +128,12 @@ pub(crate) fn key_ref_tx(tx: &Transaction<'_>, provider_id: i64, ext_id: &str) -
 
 impl Store {
     /// Upserts one page of keys of a provider in one transaction.
-    pub fn upsert_keys(&mut self, provider: &str, keys: &[Key], synced_at: DateTime<Utc>) -> Result<()> {
+    pub fn upsert_keys(
+        &mut self,
+        provider: &str,
+        keys: &[Key],
+        synced_at: DateTime<Utc>,
+    ) -> Result<()> {
         let pid = self
             .provider_id(provider)?
             .ok_or_else(|| StoreError::UnknownProvider(provider.to_string()))?;
@@ -137,7 +148,11 @@ impl Store {
     /// After a complete key listing that started at `sync_started`: keys the provider
     /// listed before but no longer lists are gone at the provider, so they are marked
     /// revoked. Returns how many.
-    pub fn mark_unlisted_revoked(&self, provider: &str, sync_started: DateTime<Utc>) -> Result<usize> {
+    pub fn mark_unlisted_revoked(
+        &self,
+        provider: &str,
+        sync_started: DateTime<Utc>,
+    ) -> Result<usize> {
         Ok(self.conn.execute(
             "UPDATE keys SET status = 'revoked'
              WHERE provider_id = (SELECT id FROM providers WHERE name = ?1)
@@ -210,7 +225,9 @@ impl Store {
 
     /// Number of keys in the cache.
     pub fn key_count(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT count(*) FROM keys", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM keys", [], |r| r.get(0))?)
     }
 }
 
@@ -244,10 +261,14 @@ mod tests {
         let mut store = Store::open_in_memory().unwrap();
         store.ensure_provider("p", "http", None).unwrap();
         let mut k = sample_key("p", "k1");
-        store.upsert_keys("p", &[k.clone()], Utc::now()).unwrap();
+        store
+            .upsert_keys("p", std::slice::from_ref(&k), Utc::now())
+            .unwrap();
         k.status = KeyStatus::Inactive;
         k.scopes.push("ssn:read".into());
-        store.upsert_keys("p", &[k.clone()], Utc::now()).unwrap();
+        store
+            .upsert_keys("p", std::slice::from_ref(&k), Utc::now())
+            .unwrap();
         let keys = store.keys().unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].key, k);
@@ -258,7 +279,9 @@ mod tests {
         let mut store = Store::open_in_memory().unwrap();
         store.ensure_provider("p", "http", None).unwrap();
         let k = sample_key("p", "k1");
-        store.upsert_keys("p", &[k.clone()], Utc::now()).unwrap();
+        store
+            .upsert_keys("p", std::slice::from_ref(&k), Utc::now())
+            .unwrap();
         store
             .upsert_keys("p", &[Key::seen_in_logs("p", "k1")], Utc::now())
             .unwrap();
@@ -274,12 +297,17 @@ mod tests {
             .upsert_keys("p", &[sample_key("p", "a"), sample_key("p", "b")], first)
             .unwrap();
         let second = Utc::now();
-        store.upsert_keys("p", &[sample_key("p", "a")], second).unwrap();
+        store
+            .upsert_keys("p", &[sample_key("p", "a")], second)
+            .unwrap();
         assert_eq!(store.mark_unlisted_revoked("p", second).unwrap(), 1);
         assert_eq!(
             store.key("p", "b").unwrap().unwrap().key.status,
             KeyStatus::Revoked
         );
-        assert_eq!(store.key("p", "a").unwrap().unwrap().key.status, KeyStatus::Active);
+        assert_eq!(
+            store.key("p", "a").unwrap().unwrap().key.status,
+            KeyStatus::Active
+        );
     }
 }

@@ -10,7 +10,7 @@ mod journal;
 mod keys;
 pub mod schema;
 
-pub use events::{EventQuery, EventRow};
+pub use events::{EventQuery, EventRow, Inserted};
 pub use findings::FindingQuery;
 pub use keys::KeyRow;
 
@@ -46,7 +46,9 @@ pub enum StoreError {
     },
     #[error("the cache is opened read-only; run without --read-only to change it")]
     ReadOnly,
-    #[error("no key `{key}` of provider `{provider}` in the cache; run `keyaudit sync` or check the id")]
+    #[error(
+        "no key `{key}` of provider `{provider}` in the cache; run `keyaudit sync` or check the id"
+    )]
     UnknownKey { provider: String, key: String },
     #[error("no provider `{0}` in the cache")]
     UnknownProvider(String),
@@ -201,7 +203,12 @@ impl Store {
     }
 
     /// Records the outcome of a sync attempt.
-    pub fn record_sync(&self, provider: &str, at: DateTime<Utc>, error: Option<&str>) -> Result<()> {
+    pub fn record_sync(
+        &self,
+        provider: &str,
+        at: DateTime<Utc>,
+        error: Option<&str>,
+    ) -> Result<()> {
         if error.is_some() {
             self.conn.execute(
                 "UPDATE providers SET last_error = ?2 WHERE name = ?1",
@@ -268,7 +275,12 @@ impl Store {
     }
 }
 
-pub(crate) fn set_cursor_tx(conn: &Connection, provider_id: i64, stream: &str, cursor: &str) -> rusqlite::Result<()> {
+pub(crate) fn set_cursor_tx(
+    conn: &Connection,
+    provider_id: i64,
+    stream: &str,
+    cursor: &str,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO sync_state (provider_id, stream, cursor, updated) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(provider_id, stream) DO UPDATE SET cursor = excluded.cursor, updated = excluded.updated",
@@ -313,7 +325,10 @@ mod tests {
         let path = dir.path().join("cache.db");
         {
             let store = Store::open(&path).unwrap();
-            store.conn().pragma_update(None, "user_version", 999).unwrap();
+            store
+                .conn()
+                .pragma_update(None, "user_version", 999)
+                .unwrap();
         }
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(err.contains("schema version 999"), "{err}");

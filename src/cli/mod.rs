@@ -1,0 +1,350 @@
+//! The command line: one clap tree, one context, exit codes per DESIGN.md
+//! (0 ok, 1 runtime error, 2 usage or configuration error, 3 findings at or above
+//! `--fail-on`).
+
+mod listing;
+
+use crate::config::{Config, ConfigError, Mode, Paths};
+use crate::output::Format;
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A usage error found after parsing (bad value, conflicting options): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// A refusal because the cache or the session is read-only: exit code 1.
+#[derive(Debug, thiserror::Error)]
+#[error("refused: keyaudit is in read-only mode ({0}); nothing was changed. Run without --read-only or set mode = \"write\" in the config")]
+pub struct ReadOnlyRefusal(pub String);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyaudit",
+    version,
+    about = "A terminal workstation for auditing API keys",
+    long_about = "A terminal workstation for auditing API keys: sync keys and audit logs from \
+                  providers into a local cache, browse and filter them, flag anomalies, rotate \
+                  and revoke. Without a command it opens the TUI (on the embedded demo when no \
+                  provider is configured)."
+)]
+pub struct Cli {
+    /// Cache file (SQLite). Default: the XDG data dir's keyaudit/cache.db.
+    #[arg(long, global = true, env = "KEYAUDIT_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Configuration file. Default: the XDG config dir's keyaudit/config.toml.
+    #[arg(long, global = true, env = "KEYAUDIT_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Refuse every mutating command (before any network call).
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    /// Start the TUI able to act (badge RW) instead of read-only.
+    #[arg(long, global = true, conflicts_with = "read_only")]
+    pub write: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open the TUI (the default).
+    Tui,
+    /// Pull keys and new events from the configured providers.
+    Sync {
+        /// Only these providers (by name); repeatable.
+        #[arg(long = "provider", value_name = "NAME")]
+        providers: Vec<String>,
+    },
+    /// List cached keys.
+    Keys(listing::KeysArgs),
+    /// List cached events.
+    Events(listing::EventsArgs),
+    /// Print new keys in keyaudit's format (128 random bits and a checksum).
+    Keygen {
+        /// Prefix of the keys (letters, digits, `_`).
+        #[arg(long, default_value = "ka")]
+        prefix: String,
+        /// How many keys.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+    /// Print every path in use and the configured providers.
+    Info,
+    /// List the journal of operator actions, or verify its hash chain.
+    Journal {
+        #[command(subcommand)]
+        command: Option<JournalCommand>,
+        /// Output format of the listing.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Recompute the hash chain; exit 1 naming the first entry altered, removed or reordered.
+    Verify,
+}
+
+/// Everything a command needs: resolved paths, the configuration, the session mode.
+pub struct Ctx {
+    pub paths: Paths,
+    pub config: Config,
+    /// Mutating commands refuse.
+    pub read_only: bool,
+    /// The TUI starts able to act.
+    pub write: bool,
+}
+
+impl Ctx {
+    /// Refuses a mutating command in read-only mode, before any network call.
+    pub fn check_writable(&self, what: &str) -> Result<(), ReadOnlyRefusal> {
+        if self.read_only {
+            let why = if self.config.mode == Mode::ReadOnly {
+                format!(
+                    "config {} sets mode = \"read-only\"",
+                    self.paths.config.display()
+                )
+            } else {
+                "--read-only".to_string()
+            };
+            tracing::warn!(command = what, "refused in read-only mode");
+            return Err(ReadOnlyRefusal(why));
+        }
+        Ok(())
+    }
+
+    /// Opens the cache for reading and writing.
+    pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
+        Ok(crate::store::Store::open(&self.paths.db)?)
+    }
+}
+
+/// Parses the command line, runs the command and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = exit_code_of(&e);
+            eprintln!("keyaudit: error: {e:#}");
+            tracing::error!("{e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// 2 for usage and configuration errors, 1 for everything else.
+pub fn exit_code_of(e: &anyhow::Error) -> u8 {
+    if e.chain()
+        .any(|c| c.is::<ConfigError>() || c.is::<UsageError>())
+    {
+        2
+    } else {
+        1
+    }
+}
+
+fn init_logging(paths: &Paths) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::EnvFilter;
+    crate::fsutil::create_private_dir(&paths.log_dir).ok()?;
+    let file = paths.log_file();
+    crate::fsutil::touch_private_file(&file).ok()?;
+    let appender = tracing_appender::rolling::never(&paths.log_dir, "keyaudit.log");
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = EnvFilter::try_from_env("KEYAUDIT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init()
+        .ok()?;
+    Some(guard)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let paths = Paths::resolve(cli.config.clone(), cli.db.clone());
+    let _log = init_logging(&paths);
+    let mut config = Config::load(&paths.config, paths.config_explicit)?;
+    let db_from_config = cli.db.is_none() && config.db.is_some();
+    let paths = if db_from_config {
+        Paths {
+            db: config.db.take().expect("checked above"),
+            ..paths
+        }
+    } else {
+        paths
+    };
+    let ctx = Ctx {
+        read_only: cli.read_only || config.mode == Mode::ReadOnly,
+        write: cli.write || config.mode == Mode::Write,
+        paths,
+        config,
+    };
+    tracing::info!(command = ?cli.command.as_ref().map(command_name), "start");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command.unwrap_or(Command::Tui) {
+        Command::Tui => runtime.block_on(crate::tui::launch(&ctx)),
+        Command::Sync { providers } => runtime.block_on(sync(&ctx, &providers)),
+        Command::Keys(a) => listing::keys(&ctx, &a),
+        Command::Events(a) => listing::events(&ctx, &a),
+        Command::Keygen { prefix, count } => keygen(&prefix, count),
+        Command::Info => info(&ctx),
+        Command::Journal { command, format } => listing::journal(&ctx, command.is_some(), format),
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Tui => "tui",
+        Command::Sync { .. } => "sync",
+        Command::Keys(_) => "keys",
+        Command::Events(_) => "events",
+        Command::Keygen { .. } => "keygen",
+        Command::Info => "info",
+        Command::Journal { .. } => "journal",
+    }
+}
+
+/// The configured providers selected by name (all when `names` is empty).
+pub fn selected_providers<'a>(
+    ctx: &'a Ctx,
+    names: &[String],
+) -> anyhow::Result<Vec<&'a crate::config::ProviderConfig>> {
+    let all: Vec<_> = ctx.config.providers().collect();
+    if all.is_empty() {
+        return Err(UsageError(format!(
+            "no provider is configured in {}; add a [[provider]] entry (see README) or run `keyaudit demo`",
+            ctx.paths.config.display()
+        ))
+        .into());
+    }
+    for n in names {
+        if !all.iter().any(|p| &p.name == n) {
+            let known: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+            return Err(UsageError(format!(
+                "--provider {n}: no such provider; configured: {}",
+                known.join(", ")
+            ))
+            .into());
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|p| names.is_empty() || names.contains(&p.name))
+        .collect())
+}
+
+async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
+    let selected = selected_providers(ctx, names)?;
+    let mut providers = Vec::new();
+    for p in selected {
+        providers.push(crate::provider::from_config(p).map_err(|e| UsageError(e.to_string()))?);
+    }
+    let tty = std::io::stderr().is_terminal();
+    let mut failed = Vec::new();
+    for p in providers {
+        let name = p.name().to_string();
+        let progress = move |pr: &crate::sync::SyncProgress| {
+            if tty {
+                eprint!(
+                    "\r\x1b[2K{}: {:?} — {} keys, {} new events, {} pages",
+                    pr.provider, pr.phase, pr.keys, pr.new_events, pr.pages
+                );
+            }
+        };
+        match crate::sync::sync_provider(&ctx.paths.db, p, &progress).await {
+            Ok(r) => {
+                if tty {
+                    eprint!("\r\x1b[2K");
+                }
+                eprintln!(
+                    "{}: {} keys ({} no longer listed), {} new events ({} already cached) in {:.1}s",
+                    r.provider,
+                    r.keys,
+                    r.unlisted,
+                    r.new_events,
+                    r.duplicates,
+                    r.elapsed.as_secs_f64()
+                );
+            }
+            Err(e) => {
+                if tty {
+                    eprint!("\r\x1b[2K");
+                }
+                eprintln!("{name}: sync failed: {e}; what was fetched is kept and the next sync resumes from there");
+                failed.push(name);
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(anyhow::anyhow!("sync failed for: {}", failed.join(", ")))
+    }
+}
+
+fn keygen(prefix: &str, count: u32) -> anyhow::Result<ExitCode> {
+    crate::secret::check_prefix(prefix).map_err(|e| UsageError(e.to_string()))?;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for _ in 0..count {
+        let k = crate::secret::generate(prefix).map_err(|e| UsageError(e.to_string()))?;
+        writeln!(out, "{}", k.expose())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let p = &ctx.paths;
+    let exists = |path: &std::path::Path| {
+        if path.exists() {
+            ""
+        } else {
+            " (not created yet)"
+        }
+    };
+    println!("keyaudit {}", env!("CARGO_PKG_VERSION"));
+    println!("config:    {}{}", p.config.display(), exists(&p.config));
+    println!("cache:     {}{}", p.db.display(), exists(&p.db));
+    println!("demo cache: {}{}", p.demo_db.display(), exists(&p.demo_db));
+    println!("log:       {}", p.log_file().display());
+    println!(
+        "mode:      {}{}",
+        ctx.config.mode,
+        if ctx.read_only {
+            " (read-only now)"
+        } else {
+            ""
+        }
+    );
+    let providers: Vec<_> = ctx.config.providers().collect();
+    if providers.is_empty() {
+        println!("providers: none configured (keyaudit opens the embedded demo)");
+    } else {
+        println!("providers:");
+        for pr in providers {
+            println!(
+                "  {:<20} kind={:<6} {}",
+                pr.name,
+                pr.kind,
+                pr.url.as_deref().or(pr.region.as_deref()).unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,189 @@
+//! Output of the headless commands: tables for people, JSON and CSV for scripts.
+//!
+//! JSON is one array, written as it streams (`[`, objects separated by `,\n`, `]`), so a
+//! listing of millions of events never sits in memory. Field names are stable and
+//! documented in the README.
+
+use serde::Serialize;
+use std::io::{self, Write};
+
+/// Output format of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// One JSON array.
+    Json,
+    /// JSON lines: one object per line.
+    Jsonl,
+    /// RFC 4180 CSV with a header row.
+    Csv,
+}
+
+/// Makes a string safe to print on a terminal: control characters and escape sequences
+/// become visible, inert text (`\x1b` is shown as `\u{1b}`).
+pub fn sanitize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || ('\u{80}'..='\u{9f}').contains(&c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Escapes one CSV field.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// A writer of rows in one format. Table rows are buffered to align columns; the
+/// other formats stream.
+pub struct Listing<W: Write> {
+    out: W,
+    format: Format,
+    headers: Vec<&'static str>,
+    table: Vec<Vec<String>>,
+    count: usize,
+}
+
+impl<W: Write> Listing<W> {
+    /// Starts a listing with these column headers (used by table and CSV).
+    pub fn new(mut out: W, format: Format, headers: &[&'static str]) -> io::Result<Self> {
+        match format {
+            Format::Json => out.write_all(b"[")?,
+            Format::Csv => {
+                let line: Vec<String> = headers.iter().map(|h| csv_field(h)).collect();
+                writeln!(out, "{}", line.join(","))?;
+            }
+            _ => {}
+        }
+        Ok(Listing {
+            out,
+            format,
+            headers: headers.to_vec(),
+            table: Vec::new(),
+            count: 0,
+        })
+    }
+
+    /// Adds one row: `item` for JSON, `cells` (same order as the headers) for table/CSV.
+    pub fn row<T: Serialize>(
+        &mut self,
+        item: &T,
+        cells: impl FnOnce() -> Vec<String>,
+    ) -> io::Result<()> {
+        match self.format {
+            Format::Json => {
+                if self.count > 0 {
+                    self.out.write_all(b",\n")?;
+                } else {
+                    self.out.write_all(b"\n")?;
+                }
+                serde_json::to_writer(&mut self.out, item)?;
+            }
+            Format::Jsonl => {
+                serde_json::to_writer(&mut self.out, item)?;
+                self.out.write_all(b"\n")?;
+            }
+            Format::Csv => {
+                let line: Vec<String> = cells().iter().map(|c| csv_field(c)).collect();
+                writeln!(self.out, "{}", line.join(","))?;
+            }
+            Format::Table => self
+                .table
+                .push(cells().iter().map(|c| sanitize(c)).collect()),
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Number of rows written.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Ends the listing (closes the JSON array, prints the table).
+    pub fn finish(mut self) -> io::Result<usize> {
+        match self.format {
+            Format::Json => self
+                .out
+                .write_all(if self.count > 0 { b"\n]\n" } else { b"]\n" })?,
+            Format::Table => {
+                let cols = self.headers.len();
+                let mut widths: Vec<usize> =
+                    self.headers.iter().map(|h| h.chars().count()).collect();
+                for r in &self.table {
+                    for (i, c) in r.iter().enumerate().take(cols) {
+                        widths[i] = widths[i].max(c.chars().count().min(48));
+                    }
+                }
+                let line = |cells: Vec<String>| -> String {
+                    let mut s = String::new();
+                    for (i, c) in cells.into_iter().enumerate().take(cols) {
+                        let mut c: String = c;
+                        if c.chars().count() > widths[i] {
+                            c = c
+                                .chars()
+                                .take(widths[i].saturating_sub(1))
+                                .collect::<String>()
+                                + "…";
+                        }
+                        if i + 1 == cols {
+                            s.push_str(&c);
+                        } else {
+                            s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+                        }
+                    }
+                    s.trim_end().to_string()
+                };
+                let head: Vec<String> = self.headers.iter().map(|h| h.to_uppercase()).collect();
+                writeln!(self.out, "{}", line(head))?;
+                for r in std::mem::take(&mut self.table) {
+                    writeln!(self.out, "{}", line(r))?;
+                }
+            }
+            _ => {}
+        }
+        self.out.flush()?;
+        Ok(self.count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_are_inert() {
+        let s = sanitize("curl\x1b]52;c;SGVsbG8=\x07\x1b[2Jx");
+        assert!(!s.contains('\x1b') && !s.contains('\x07'));
+        assert!(s.contains("\\u{1b}]52;c;"));
+    }
+
+    #[test]
+    fn json_is_one_array_and_csv_quotes() {
+        let mut buf = Vec::new();
+        let mut l = Listing::new(&mut buf, Format::Json, &["a"]).unwrap();
+        l.row(&serde_json::json!({"a": 1}), Vec::new).unwrap();
+        l.row(&serde_json::json!({"a": 2}), Vec::new).unwrap();
+        l.finish().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 2);
+        let mut buf = Vec::new();
+        let l = Listing::new(&mut buf, Format::Json, &["a"]).unwrap();
+        l.finish().unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Vec<i32>>(&buf).unwrap(),
+            Vec::<i32>::new()
+        );
+        assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+    }
+}

@@ -1,0 +1,518 @@
+//! The generic `http` provider: speaks the provider API of docs/provider-api.md with
+//! reqwest. Transient failures (429, 5xx, dropped connections, truncated bodies, timeouts)
+//! are retried with exponential backoff that honours `Retry-After`.
+
+use super::{Capabilities, EventPage, Issued, KeyPage, NewKey, Provider, ProviderError, Result};
+use crate::config::{resolve_token, ProviderConfig};
+use crate::model::{Event, Key, KeySource, KeyStatus, Outcome};
+use crate::secret::Secret;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Backoff settings for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: 6,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Retry {
+    /// The wait before attempt `attempt + 1` (exponential with jitter, capped), or the
+    /// server's `Retry-After` when it gave one.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(ra) = retry_after {
+            return ra.min(Duration::from_secs(60));
+        }
+        let exp = self.base.saturating_mul(1u32 << attempt.min(16));
+        let capped = exp.min(self.cap);
+        let jitter = rand::random::<f64>() * 0.5 + 0.75;
+        capped.mul_f64(jitter)
+    }
+}
+
+/// A provider speaking the keyaudit provider API over HTTP.
+pub struct HttpProvider {
+    name: String,
+    kind: String,
+    base: reqwest::Url,
+    token: Option<String>,
+    token_hint: String,
+    client: reqwest::Client,
+    retry: Retry,
+    key_page: u32,
+    event_page: u32,
+}
+
+#[derive(Deserialize)]
+struct WireKey {
+    id: String,
+    name: String,
+    #[serde(default)]
+    owner: String,
+    environment: Option<String>,
+    purpose: Option<String>,
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    fingerprint: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    status: KeyStatus,
+    created: Option<DateTime<Utc>>,
+    expires: Option<DateTime<Utc>>,
+    last_used: Option<DateTime<Utc>>,
+    rotated_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireEvent {
+    id: String,
+    time: DateTime<Utc>,
+    key_id: String,
+    principal: Option<String>,
+    action: String,
+    scope: Option<String>,
+    source_ip: Option<String>,
+    user_agent: Option<String>,
+    outcome: Outcome,
+    status_code: Option<i64>,
+    request_id: Option<String>,
+    records: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct KeysAnswer {
+    keys: Vec<WireKey>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EventsAnswer {
+    events: Vec<WireEvent>,
+    next_cursor: String,
+    #[serde(default)]
+    has_more: bool,
+}
+
+#[derive(Deserialize)]
+struct IssuedAnswer {
+    key: WireKey,
+    secret: String,
+    old: Option<WireKey>,
+}
+
+#[derive(Deserialize)]
+struct PingAnswer {
+    key_id: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: String,
+}
+
+impl HttpProvider {
+    /// Builds the provider from its configuration entry (resolving its token).
+    pub fn from_config(cfg: &ProviderConfig) -> Result<HttpProvider> {
+        let fail = |message: String| ProviderError::Config {
+            provider: cfg.name.clone(),
+            message,
+        };
+        let url = cfg
+            .url
+            .as_deref()
+            .ok_or_else(|| fail(format!("{}: missing `url`", cfg.origin())))?;
+        let base = reqwest::Url::parse(url).map_err(|e| fail(format!("bad url `{url}`: {e}")))?;
+        let token = match &cfg.token {
+            Some(t) => Some(t.clone()),
+            None => resolve_token(cfg).map_err(|e| fail(e.to_string()))?,
+        };
+        let token_hint = match (&cfg.token_env, &cfg.token_command) {
+            (Some(v), _) => format!("${v}"),
+            (None, Some(_)) => "the output of token_command".into(),
+            _ => "the provider's token_env".into(),
+        };
+        let timeout = Duration::from_secs(cfg.timeout_secs.unwrap_or(30));
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("keyaudit/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
+        let retry = Retry {
+            max_attempts: cfg.max_attempts.unwrap_or(6).max(1),
+            ..Retry::default()
+        };
+        let page = cfg.page_size.unwrap_or(5000).clamp(1, 10_000);
+        Ok(HttpProvider {
+            name: cfg.name.clone(),
+            kind: cfg.kind.clone(),
+            base,
+            token,
+            token_hint,
+            client,
+            retry,
+            key_page: page.min(5000),
+            event_page: page,
+        })
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        let mut u = self.base.clone();
+        let joined = format!("{}{}", u.path().trim_end_matches('/'), path);
+        u.set_path(&joined);
+        u
+    }
+
+    fn unavailable(&self, message: String, attempts: u32) -> ProviderError {
+        ProviderError::Unavailable {
+            provider: self.name.clone(),
+            message,
+            attempts,
+        }
+    }
+
+    /// Sends a request with retries; returns the parsed body of a 2xx answer.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<serde_json::Value>,
+        bearer: Option<&str>,
+        key_id: &str,
+    ) -> Result<T> {
+        let url = self.url(path);
+        let mut last = String::new();
+        for attempt in 0..self.retry.max_attempts {
+            if attempt > 0 {
+                tracing::debug!(provider = %self.name, %path, attempt, "retrying: {last}");
+            }
+            let mut req = self
+                .client
+                .request(method.clone(), url.clone())
+                .query(query);
+            if let Some(t) = bearer.or(self.token.as_deref()) {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = describe_transport(&e);
+                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                    continue;
+                }
+            };
+            let status = resp.status();
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let bytes = match resp.bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    last = format!(
+                        "reading the answer to {method} {path}: {}",
+                        describe_transport(&e)
+                    );
+                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                    continue;
+                }
+            };
+            if status.is_success() {
+                match serde_json::from_slice::<T>(&bytes) {
+                    Ok(v) => return Ok(v),
+                    Err(e) => {
+                        // A truncated or garbled body: the same request may succeed.
+                        last = format!("malformed answer to {method} {path}: {e}");
+                        tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                        continue;
+                    }
+                }
+            }
+            let message = serde_json::from_slice::<ErrorAnswer>(&bytes)
+                .map(|e| e.error.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+            match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    return Err(ProviderError::Unauthorized {
+                        provider: self.name.clone(),
+                        status: status.as_u16(),
+                        hint: self.token_hint.clone(),
+                    })
+                }
+                StatusCode::NOT_FOUND => {
+                    return Err(ProviderError::NotFound {
+                        provider: self.name.clone(),
+                        key: key_id.to_string(),
+                    })
+                }
+                StatusCode::CONFLICT
+                | StatusCode::BAD_REQUEST
+                | StatusCode::UNPROCESSABLE_ENTITY => {
+                    return Err(ProviderError::Conflict {
+                        provider: self.name.clone(),
+                        message,
+                    })
+                }
+                s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
+                    last = format!("HTTP {} on {method} {path}: {message}", s.as_u16());
+                    tokio::time::sleep(self.retry.delay(attempt, retry_after)).await;
+                }
+                s => {
+                    return Err(ProviderError::Protocol {
+                        provider: self.name.clone(),
+                        message: format!("HTTP {} on {method} {path}: {message}", s.as_u16()),
+                    })
+                }
+            }
+        }
+        Err(self.unavailable(last, self.retry.max_attempts))
+    }
+
+    fn key_from_wire(&self, w: WireKey) -> Key {
+        Key {
+            provider: self.name.clone(),
+            id: w.id,
+            name: w.name,
+            owner: w.owner,
+            environment: w.environment,
+            purpose: w.purpose,
+            prefix: w.prefix,
+            fingerprint: w.fingerprint,
+            scopes: w.scopes,
+            status: w.status,
+            created: w.created,
+            expires: w.expires,
+            last_used: w.last_used,
+            rotated_to: w.rotated_to,
+            source: KeySource::Provider,
+        }
+    }
+
+    fn issued(&self, a: IssuedAnswer) -> Issued {
+        Issued {
+            key: self.key_from_wire(a.key),
+            secret: Secret::new(a.secret),
+            old: a.old.map(|o| self.key_from_wire(o)),
+        }
+    }
+
+    async fn key_action(&self, id: &str, action: &str) -> Result<Key> {
+        let path = format!("/v1/keys/{}/{action}", encode_segment(id));
+        let w: WireKey = self
+            .call(
+                Method::POST,
+                &path,
+                &[],
+                Some(serde_json::json!({})),
+                None,
+                id,
+            )
+            .await?;
+        Ok(self.key_from_wire(w))
+    }
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "the request timed out".into()
+    } else if e.is_connect() {
+        "cannot connect (is the provider running and the url right?)".into()
+    } else {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(inner) = src {
+            s.push_str(": ");
+            s.push_str(&inner.to_string());
+            src = inner.source();
+        }
+        s
+    }
+}
+
+fn encode_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Provider for HttpProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(self.base.to_string())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            list_events: true,
+            disable: true,
+            revoke: true,
+            create: true,
+            rotate_overlap: true,
+            rotate_atomic: false,
+            verify_secret: true,
+        }
+    }
+
+    async fn list_keys(&self, page: Option<&str>) -> Result<KeyPage> {
+        let mut q = vec![("limit", self.key_page.to_string())];
+        if let Some(p) = page {
+            q.push(("page_token", p.to_string()));
+        }
+        let a: KeysAnswer = self
+            .call(Method::GET, "/v1/keys", &q, None, None, "")
+            .await?;
+        Ok(KeyPage {
+            keys: a.keys.into_iter().map(|w| self.key_from_wire(w)).collect(),
+            next: a.next_page_token,
+        })
+    }
+
+    async fn list_events(&self, cursor: Option<&str>) -> Result<EventPage> {
+        let mut q = vec![("limit", self.event_page.to_string())];
+        if let Some(c) = cursor {
+            q.push(("since", c.to_string()));
+        }
+        let a: EventsAnswer = self
+            .call(Method::GET, "/v1/events", &q, None, None, "")
+            .await?;
+        Ok(EventPage {
+            events: a
+                .events
+                .into_iter()
+                .map(|w| Event {
+                    provider: self.name.clone(),
+                    id: w.id,
+                    time: w.time,
+                    key_id: w.key_id,
+                    principal: w.principal,
+                    action: w.action,
+                    scope: w.scope,
+                    source_ip: w.source_ip,
+                    user_agent: w.user_agent,
+                    outcome: w.outcome,
+                    status_code: w.status_code,
+                    request_id: w.request_id,
+                    records: w.records,
+                    raw: None,
+                })
+                .collect(),
+            next_cursor: a.next_cursor,
+            has_more: a.has_more,
+        })
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Key> {
+        let path = format!("/v1/keys/{}", encode_segment(id));
+        let w: WireKey = self.call(Method::GET, &path, &[], None, None, id).await?;
+        Ok(self.key_from_wire(w))
+    }
+
+    async fn disable(&self, id: &str) -> Result<Key> {
+        self.key_action(id, "disable").await
+    }
+
+    async fn enable(&self, id: &str) -> Result<Key> {
+        self.key_action(id, "enable").await
+    }
+
+    async fn revoke(&self, id: &str) -> Result<Key> {
+        self.key_action(id, "revoke").await
+    }
+
+    async fn create(&self, spec: &NewKey) -> Result<Issued> {
+        let body = serde_json::to_value(spec).map_err(|e| ProviderError::Protocol {
+            provider: self.name.clone(),
+            message: e.to_string(),
+        })?;
+        let a: IssuedAnswer = self
+            .call(Method::POST, "/v1/keys", &[], Some(body), None, &spec.name)
+            .await?;
+        Ok(self.issued(a))
+    }
+
+    async fn rotate(&self, id: &str, grace: Duration) -> Result<Issued> {
+        let path = format!("/v1/keys/{}/rotate", encode_segment(id));
+        let body = serde_json::json!({ "grace_seconds": grace.as_secs() });
+        let a: IssuedAnswer = self
+            .call(Method::POST, &path, &[], Some(body), None, id)
+            .await?;
+        Ok(self.issued(a))
+    }
+
+    async fn verify_secret(&self, secret: &Secret) -> Result<String> {
+        // Verification must not be retried into a lockout; one attempt per transient error.
+        let a: PingAnswer = self
+            .call(
+                Method::GET,
+                "/v1/partner/ping",
+                &[],
+                None,
+                Some(secret.expose()),
+                "",
+            )
+            .await?;
+        Ok(a.key_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let r = Retry::default();
+        assert!(r.delay(0, None) <= Duration::from_millis(125));
+        assert!(r.delay(10, None) <= Duration::from_millis(12_500));
+        assert!(r.delay(3, None) > r.delay(0, None) / 2);
+        assert_eq!(
+            r.delay(0, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn ids_are_escaped_in_paths() {
+        assert_eq!(encode_segment("key/../x"), "key%2F..%2Fx");
+    }
+}

@@ -1,0 +1,264 @@
+//! The sync engine: pulls keys and new events from a provider into the cache.
+//!
+//! Keys are listed in full each time (page by page, each page one transaction); events are
+//! pulled incrementally from the provider's cursor, each page committed together with the
+//! cursor that follows it. A sync that fails half-way keeps what it committed and resumes
+//! from its cursor next time; a page is never committed twice, so nothing is duplicated.
+//! While one page is written, the next is already being fetched.
+
+use crate::model::{Event, Key};
+use crate::provider::{Provider, ProviderError};
+use crate::store::{Store, StoreError};
+use chrono::Utc;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// The cursor stream name of provider events.
+pub const EVENTS_STREAM: &str = "events";
+
+/// Which part of a sync is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPhase {
+    Keys,
+    Events,
+    Done,
+}
+
+/// Progress of one provider's sync, reported after every page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncProgress {
+    pub provider: String,
+    pub phase: SyncPhase,
+    pub keys: usize,
+    pub new_events: usize,
+    pub pages: usize,
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SyncReport {
+    pub provider: String,
+    pub keys: usize,
+    /// Keys the provider no longer lists, marked revoked.
+    pub unlisted: usize,
+    pub new_events: usize,
+    pub duplicates: usize,
+    pub pages: usize,
+    #[serde(serialize_with = "secs")]
+    pub elapsed: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Why a sync stopped.
+#[derive(Debug, Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("sync of {provider}: a background task failed: {message}")]
+    Task { provider: String, message: String },
+}
+
+/// Runs a blocking store operation off the async runtime, handing the store back.
+async fn with_store<T: Send + 'static>(
+    store: Store,
+    provider: &str,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<(Store, T), SyncError> {
+    tokio::task::spawn_blocking(move || {
+        let mut store = store;
+        let r = f(&mut store);
+        r.map(|v| (store, v))
+    })
+    .await
+    .map_err(|e| SyncError::Task {
+        provider: provider.to_string(),
+        message: e.to_string(),
+    })?
+    .map_err(SyncError::from)
+}
+
+/// Syncs one provider into the cache at `db` (opened here, so the caller's own
+/// connection stays free). Progress goes to `progress` after every page.
+pub async fn sync_provider(
+    db: &Path,
+    provider: Arc<dyn Provider>,
+    progress: &(dyn Fn(&SyncProgress) + Send + Sync),
+) -> Result<SyncReport, SyncError> {
+    let db: PathBuf = db.to_path_buf();
+    let name = provider.name().to_string();
+    let store = tokio::task::spawn_blocking(move || Store::open(&db))
+        .await
+        .map_err(|e| SyncError::Task {
+            provider: name.clone(),
+            message: e.to_string(),
+        })??;
+    let started = Instant::now();
+    let result = run(store, provider.as_ref(), progress).await;
+    match result {
+        Ok((store, mut report)) => {
+            report.elapsed = started.elapsed();
+            store.record_sync(&report.provider, Utc::now(), None)?;
+            Ok(report)
+        }
+        Err((store, e)) => {
+            if let Some(store) = store {
+                let _ = store.record_sync(provider.name(), Utc::now(), Some(&e.to_string()));
+            }
+            Err(e)
+        }
+    }
+}
+
+type RunResult = Result<(Store, SyncReport), (Option<Store>, SyncError)>;
+
+async fn run(
+    store: Store,
+    provider: &dyn Provider,
+    progress: &(dyn Fn(&SyncProgress) + Send + Sync),
+) -> RunResult {
+    let name = provider.name().to_string();
+    let mut report = SyncReport {
+        provider: name.clone(),
+        ..Default::default()
+    };
+    let progress_now = |phase: SyncPhase, r: &SyncReport| {
+        progress(&SyncProgress {
+            provider: r.provider.clone(),
+            phase,
+            keys: r.keys,
+            new_events: r.new_events,
+            pages: r.pages,
+        })
+    };
+    if let Err(e) = store.ensure_provider(&name, provider.kind(), provider.location().as_deref()) {
+        return Err((Some(store), e.into()));
+    }
+
+    // Keys: the full listing, page by page.
+    let listing_started = Utc::now();
+    let mut store = store;
+    let mut page_token: Option<String> = None;
+    loop {
+        let page = match provider.list_keys(page_token.as_deref()).await {
+            Ok(p) => p,
+            Err(e) => return Err((Some(store), e.into())),
+        };
+        report.keys += page.keys.len();
+        report.pages += 1;
+        let keys: Vec<Key> = page.keys;
+        let n = name.clone();
+        store = match with_store(store, &name, move |s| {
+            s.upsert_keys(&n, &keys, listing_started)
+        })
+        .await
+        {
+            Ok((s, ())) => s,
+            Err(e) => return Err((None, e)),
+        };
+        progress_now(SyncPhase::Keys, &report);
+        match page.next {
+            Some(t) => page_token = Some(t),
+            None => break,
+        }
+    }
+    match store.mark_unlisted_revoked(&name, listing_started) {
+        Ok(n) => report.unlisted = n,
+        Err(e) => return Err((Some(store), e.into())),
+    }
+
+    if !provider.capabilities().list_events {
+        progress_now(SyncPhase::Done, &report);
+        return Ok((store, report));
+    }
+
+    // Events: from the saved cursor; write page N while fetching page N+1.
+    let mut cursor = match store.cursor(&name, EVENTS_STREAM) {
+        Ok(c) => c,
+        Err(e) => return Err((Some(store), e.into())),
+    };
+    let mut pending: Option<
+        tokio::task::JoinHandle<Result<(Store, crate::store::Inserted), StoreError>>,
+    > = None;
+    let mut idle: Option<Store> = Some(store);
+    loop {
+        let fetched = provider.list_events(cursor.as_deref()).await;
+        // Finish the previous write before starting the next (cursor order is kept).
+        if let Some(h) = pending.take() {
+            match h.await {
+                Ok(Ok((s, ins))) => {
+                    report.new_events += ins.events;
+                    report.duplicates += ins.duplicates;
+                    idle = Some(s);
+                    progress_now(SyncPhase::Events, &report);
+                }
+                Ok(Err(e)) => return Err((None, e.into())),
+                Err(e) => {
+                    return Err((
+                        None,
+                        SyncError::Task {
+                            provider: name.clone(),
+                            message: e.to_string(),
+                        },
+                    ))
+                }
+            }
+        }
+        let page = match fetched {
+            Ok(p) => p,
+            Err(e) => return Err((idle, e.into())),
+        };
+        report.pages += 1;
+        let has_more = page.has_more && !page.events.is_empty();
+        let next = page.next_cursor.clone();
+        if page.events.is_empty() {
+            if cursor.as_deref() != Some(next.as_str()) {
+                let s = idle.take().expect("store is idle between pages");
+                if let Err(e) = s.set_cursor(&name, EVENTS_STREAM, &next) {
+                    return Err((Some(s), e.into()));
+                }
+                idle = Some(s);
+            }
+            break;
+        }
+        let mut s = idle.take().expect("store is idle between pages");
+        let events: Vec<Event> = page.events;
+        let n = name.clone();
+        let c = next.clone();
+        pending = Some(tokio::task::spawn_blocking(move || {
+            let r = s.insert_events(&n, &events, Some((EVENTS_STREAM, &c)));
+            r.map(|ins| (s, ins))
+        }));
+        cursor = Some(next);
+        if !has_more {
+            break;
+        }
+    }
+    if let Some(h) = pending.take() {
+        match h.await {
+            Ok(Ok((s, ins))) => {
+                report.new_events += ins.events;
+                report.duplicates += ins.duplicates;
+                idle = Some(s);
+            }
+            Ok(Err(e)) => return Err((None, e.into())),
+            Err(e) => {
+                return Err((
+                    None,
+                    SyncError::Task {
+                        provider: name.clone(),
+                        message: e.to_string(),
+                    },
+                ))
+            }
+        }
+    }
+    progress_now(SyncPhase::Done, &report);
+    Ok((idle.expect("store is idle at the end"), report))
+}
