@@ -5,6 +5,7 @@
 //! cached events into findings; the TUI and the CLI read the cache and act on keys through
 //! the providers, journaling every action.
 
+pub mod action;
 pub mod cli;
 pub mod config;
 pub mod filter;

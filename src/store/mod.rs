@@ -6,7 +6,7 @@
 
 mod events;
 mod findings;
-mod journal;
+pub mod journal;
 mod keys;
 pub mod schema;
 
