@@ -136,16 +136,19 @@ impl HttpProvider {
     pub fn from_config(cfg: &ProviderConfig) -> Result<HttpProvider> {
         let fail = |message: String| ProviderError::Config {
             provider: cfg.name.clone(),
-            message,
+            message: format!("{}: provider `{}`: {message}", cfg.origin(), cfg.name),
         };
         let url = cfg
             .url
             .as_deref()
-            .ok_or_else(|| fail(format!("{}: missing `url`", cfg.origin())))?;
+            .ok_or_else(|| fail("missing `url`".to_string()))?;
         let base = reqwest::Url::parse(url).map_err(|e| fail(format!("bad url `{url}`: {e}")))?;
         let token = match &cfg.token {
             Some(t) => Some(t.clone()),
-            None => resolve_token(cfg).map_err(|e| fail(e.to_string()))?,
+            None => resolve_token(cfg).map_err(|e| ProviderError::Config {
+                provider: cfg.name.clone(),
+                message: e.to_string(),
+            })?,
         };
         let token_hint = match (&cfg.token_env, &cfg.token_command) {
             (Some(v), _) => format!("${v}"),

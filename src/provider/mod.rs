@@ -92,7 +92,8 @@ pub enum ProviderError {
     },
     #[error("{provider}: unexpected answer: {message}")]
     Protocol { provider: String, message: String },
-    #[error("{provider}: {message}")]
+    /// A configuration problem; `message` names the file, line and provider.
+    #[error("{message}")]
     Config { provider: String, message: String },
 }
 
@@ -166,7 +167,11 @@ pub fn from_config(
 
         other => Err(ProviderError::Config {
             provider: cfg.name.clone(),
-            message: format!("kind `{other}` is not supported by this build"),
+            message: format!(
+                "{}: provider `{}`: kind `{other}` is not supported by this build",
+                cfg.origin(),
+                cfg.name
+            ),
         }),
     }
 }
