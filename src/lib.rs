@@ -6,6 +6,7 @@
 //! the providers, journaling every action.
 
 pub mod config;
+pub mod demo;
 pub mod fsutil;
 pub mod model;
 pub mod provider;
