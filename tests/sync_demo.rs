@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "test-admin-token";
 
 fn fixed_now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-11-20T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 async fn demo(seed: u64, faults: Option<&str>) -> DemoHandle {
@@ -36,7 +38,10 @@ async fn provider_truth(url: &str) -> (HashSet<String>, Vec<(String, DateTime<Ut
     let mut keys = HashSet::new();
     let mut token: Option<String> = None;
     loop {
-        let mut req = client.get(format!("{url}/v1/keys")).bearer_auth(TOKEN).query(&[("limit", "500")]);
+        let mut req = client
+            .get(format!("{url}/v1/keys"))
+            .bearer_auth(TOKEN)
+            .query(&[("limit", "500")]);
         if let Some(t) = &token {
             req = req.query(&[("page_token", t)]);
         }
@@ -52,13 +57,18 @@ async fn provider_truth(url: &str) -> (HashSet<String>, Vec<(String, DateTime<Ut
     let mut events = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut req = client.get(format!("{url}/v1/events")).bearer_auth(TOKEN).query(&[("limit", "10000")]);
+        let mut req = client
+            .get(format!("{url}/v1/events"))
+            .bearer_auth(TOKEN)
+            .query(&[("limit", "10000")]);
         if let Some(c) = &cursor {
             req = req.query(&[("since", c)]);
         }
         let v: serde_json::Value = req.send().await.unwrap().json().await.unwrap();
         for e in v["events"].as_array().unwrap() {
-            let t = DateTime::parse_from_rfc3339(e["time"].as_str().unwrap()).unwrap().with_timezone(&Utc);
+            let t = DateTime::parse_from_rfc3339(e["time"].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&Utc);
             events.push((e["id"].as_str().unwrap().to_string(), t));
         }
         cursor = Some(v["next_cursor"].as_str().unwrap().to_string());
@@ -105,7 +115,11 @@ fn run_ok(mut c: Command) -> Output {
 
 fn json_ids(o: &Output) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON array");
-    v.as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,10 +144,21 @@ async fn sync_brings_every_key_and_event_exactly_once() {
     let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), keys.len());
-    let got: HashSet<String> = listed.iter().map(|k| k["id"].as_str().unwrap().to_string()).collect();
+    let got: HashSet<String> = listed
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(got, keys);
     for k in listed {
-        for field in ["owner", "scopes", "status", "created", "last_used", "provider", "fingerprint"] {
+        for field in [
+            "owner",
+            "scopes",
+            "status",
+            "created",
+            "last_used",
+            "provider",
+            "fingerprint",
+        ] {
             assert!(k.get(field).is_some(), "key JSON lacks `{field}`: {k}");
         }
         assert!(!k["owner"].as_str().unwrap().is_empty());
@@ -142,12 +167,24 @@ async fn sync_brings_every_key_and_event_exactly_once() {
     // The events of the last 30 days relative to the demo's clock, each once.
     let since = fixed_now() - chrono::Duration::days(30);
     let mut c = keyaudit(dir.path());
-    c.args(["--db", db, "events", "--since", &keyaudit::model::rfc3339(since), "--format", "json"]);
+    c.args([
+        "--db",
+        db,
+        "events",
+        "--since",
+        &keyaudit::model::rfc3339(since),
+        "--format",
+        "json",
+    ]);
     let o = run_ok(c);
     let ids = json_ids(&o);
     let unique: HashSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "an event was listed twice");
-    let expected: HashSet<String> = events.iter().filter(|(_, t)| *t >= since).map(|(id, _)| id.clone()).collect();
+    let expected: HashSet<String> = events
+        .iter()
+        .filter(|(_, t)| *t >= since)
+        .map(|(id, _)| id.clone())
+        .collect();
     assert_eq!(unique.len(), expected.len());
     assert!(ids.iter().all(|id| expected.contains(id)));
     demo.shutdown().await;
@@ -158,7 +195,11 @@ async fn sync_survives_faults_without_loss_or_duplicates() {
     let clean = demo(11, None).await;
     let (keys, events) = provider_truth(&clean.url).await;
     clean.shutdown().await;
-    let faulty = demo(11, Some("429=0.1,500=0.08,503=0.05,truncate=0.08,drop=0.05")).await;
+    let faulty = demo(
+        11,
+        Some("429=0.1,500=0.08,503=0.05,truncate=0.08,drop=0.05"),
+    )
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cache.db");
@@ -178,7 +219,12 @@ async fn sync_survives_faults_without_loss_or_duplicates() {
     assert_eq!(report.new_events, events.len());
 
     let store = Store::open(&db).unwrap();
-    let cached: HashSet<String> = store.keys().unwrap().into_iter().map(|k| k.key.id).collect();
+    let cached: HashSet<String> = store
+        .keys()
+        .unwrap()
+        .into_iter()
+        .map(|k| k.key.id)
+        .collect();
     assert_eq!(cached, keys);
     let mut ids = HashSet::new();
     store
@@ -191,7 +237,9 @@ async fn sync_survives_faults_without_loss_or_duplicates() {
     assert_eq!(ids, truth);
 
     // A second sync over the faulty server adds nothing.
-    let again = keyaudit::sync::sync_provider(&db, provider, &|_| {}).await.unwrap();
+    let again = keyaudit::sync::sync_provider(&db, provider, &|_| {})
+        .await
+        .unwrap();
     assert_eq!(again.new_events, 0);
     faulty.shutdown().await;
 }
@@ -223,9 +271,15 @@ async fn a_sync_killed_half_way_leaves_a_sound_cache_and_the_next_completes_it()
     child.wait().unwrap();
 
     let store = Store::open(&db).unwrap();
-    assert!(store.integrity_ok().unwrap(), "integrity_check failed after SIGKILL");
+    assert!(
+        store.integrity_ok().unwrap(),
+        "integrity_check failed after SIGKILL"
+    );
     let partial = store.event_count().unwrap() as usize;
-    assert!(partial < events.len(), "the sync finished before it was killed");
+    assert!(
+        partial < events.len(),
+        "the sync finished before it was killed"
+    );
     drop(store);
 
     let mut c = keyaudit(dir.path());
@@ -235,4 +289,55 @@ async fn a_sync_killed_half_way_leaves_a_sound_cache_and_the_next_completes_it()
     assert!(store.integrity_ok().unwrap());
     assert_eq!(store.event_count().unwrap() as usize, events.len());
     demo.shutdown().await;
+}
+
+#[test]
+fn serve_only_prints_one_line_with_its_url_and_serves_until_killed() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = keyaudit(dir.path());
+    c.args([
+        "demo",
+        "--serve-only",
+        "--port",
+        "0",
+        "--seed",
+        "7",
+        "--token",
+        TOKEN,
+    ])
+    .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status_ok, status_bad) = rt.block_on(async {
+        let c = reqwest::Client::new();
+        let ok = c
+            .get(format!("{url}/v1/keys"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        let bad = c
+            .get(format!("{url}/v1/keys"))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        (ok, bad)
+    });
+    assert_eq!(status_ok, 200);
+    assert_eq!(status_bad, 401);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -2,6 +2,7 @@
 //! (0 ok, 1 runtime error, 2 usage or configuration error, 3 findings at or above
 //! `--fail-on`).
 
+pub mod demo;
 mod listing;
 
 use crate::config::{Config, ConfigError, Mode, Paths};
@@ -53,6 +54,8 @@ pub struct Cli {
 pub enum Command {
     /// Open the TUI (the default).
     Tui,
+    /// Run the embedded demo provider (Talentgrid), with the TUI or alone.
+    Demo(demo::DemoArgs),
     /// Pull keys and new events from the configured providers.
     Sync {
         /// Only these providers (by name); repeatable.
@@ -198,7 +201,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command.unwrap_or(Command::Tui) {
-        Command::Tui => runtime.block_on(crate::tui::launch(&ctx)),
+        Command::Tui => runtime.block_on(async {
+            if ctx.config.providers().next().is_none() {
+                demo::demo_fallback(&ctx).await
+            } else {
+                crate::tui::launch(&ctx).await
+            }
+        }),
+        Command::Demo(a) => runtime.block_on(demo::demo(&ctx, &a)),
         Command::Sync { providers } => runtime.block_on(sync(&ctx, &providers)),
         Command::Keys(a) => listing::keys(&ctx, &a),
         Command::Events(a) => listing::events(&ctx, &a),
@@ -211,6 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn command_name(c: &Command) -> &'static str {
     match c {
         Command::Tui => "tui",
+        Command::Demo(_) => "demo",
         Command::Sync { .. } => "sync",
         Command::Keys(_) => "keys",
         Command::Events(_) => "events",
