@@ -13,9 +13,11 @@ fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
@@ -56,13 +58,21 @@ fn main() {
         })
         .unwrap();
         let t = Instant::now();
-        let report = keyaudit::sync::sync_provider(&db, provider.clone(), &|_| {}).await.unwrap();
+        let report = keyaudit::sync::sync_provider(&db, provider.clone(), &|_| {})
+            .await
+            .unwrap();
         let first = t.elapsed();
         let t = Instant::now();
-        let again = keyaudit::sync::sync_provider(&db, provider, &|_| {}).await.unwrap();
+        let again = keyaudit::sync::sync_provider(&db, provider, &|_| {})
+            .await
+            .unwrap();
         let second = t.elapsed();
         let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
-        println!("demo generation: {} events in {:.2} s", events, generated.as_secs_f64());
+        println!(
+            "demo generation: {} events in {:.2} s",
+            events,
+            generated.as_secs_f64()
+        );
         println!(
             "sync: {} keys, {} events in {:.2} s = {:.0} events/s ({} pages)",
             report.keys,
@@ -71,8 +81,16 @@ fn main() {
             report.new_events as f64 / first.as_secs_f64(),
             report.pages
         );
-        println!("second sync (nothing new): {:.3} s, {} new events", second.as_secs_f64(), again.new_events);
-        println!("cache file: {:.0} MB; peak RSS (server + client in one process): {:.0} MB", size as f64 / 1e6, peak_rss_mb());
+        println!(
+            "second sync (nothing new): {:.3} s, {} new events",
+            second.as_secs_f64(),
+            again.new_events
+        );
+        println!(
+            "cache file: {:.0} MB; peak RSS (server + client in one process): {:.0} MB",
+            size as f64 / 1e6,
+            peak_rss_mb()
+        );
         demo.shutdown().await;
     });
 }

@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod model;
 pub mod output;
 pub mod provider;
+pub mod scan;
 pub mod secret;
 pub mod store;
 pub mod sync;

@@ -341,3 +341,51 @@ fn serve_only_prints_one_line_with_its_url_and_serves_until_killed() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_matches_a_leaked_key_to_the_cache_without_printing_it() {
+    let demo = demo(3, None).await;
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("{}/v1/keys", demo.url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name": "leaky", "owner": "Acme Payroll", "environment": "prod", "scopes": ["payroll:read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let id = created["key"]["id"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &demo.url, "");
+    let db = dir.path().join("cache.db");
+    let db = db.to_str().unwrap();
+    let mut c = keyaudit(dir.path());
+    c.args(["--db", db, "--config", &cfg, "sync"]);
+    run_ok(c);
+    let leak = dir.path().join("pastebin");
+    std::fs::create_dir_all(&leak).unwrap();
+    std::fs::write(
+        leak.join("ticket-4411.txt"),
+        format!("hi, our key is {secret}\nthanks\n"),
+    )
+    .unwrap();
+    let mut c = keyaudit(dir.path());
+    c.args([
+        "--db",
+        db,
+        "scan",
+        leak.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let o = run_ok(c);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains(&secret), "the secret was printed");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["matched_key"], serde_json::json!(id));
+    assert_eq!(v[0]["line"], serde_json::json!(1));
+    demo.shutdown().await;
+}

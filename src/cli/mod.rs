@@ -4,6 +4,7 @@
 
 pub mod demo;
 mod listing;
+mod scan;
 
 use crate::config::{Config, ConfigError, Mode, Paths};
 use crate::output::Format;
@@ -66,6 +67,8 @@ pub enum Command {
     Keys(listing::KeysArgs),
     /// List cached events.
     Events(listing::EventsArgs),
+    /// Find leaked key material in files and match it to cached keys.
+    Scan(scan::ScanArgs),
     /// Print new keys in keyaudit's format (128 random bits and a checksum).
     Keygen {
         /// Prefix of the keys (letters, digits, `_`).
@@ -213,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(a) => listing::keys(&ctx, &a),
         Command::Events(a) => listing::events(&ctx, &a),
         Command::Keygen { prefix, count } => keygen(&prefix, count),
+        Command::Scan(a) => scan::scan(&ctx, &a),
         Command::Info => info(&ctx),
         Command::Journal { command, format } => listing::journal(&ctx, command.is_some(), format),
     }
@@ -226,6 +230,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Keys(_) => "keys",
         Command::Events(_) => "events",
         Command::Keygen { .. } => "keygen",
+        Command::Scan(_) => "scan",
         Command::Info => "info",
         Command::Journal { .. } => "journal",
     }

@@ -159,7 +159,10 @@ impl Store {
                 if n == 1 {
                     done.events += 1;
                     let t = to_millis(e.time);
-                    latest.entry(key_ref).and_modify(|m| *m = (*m).max(t)).or_insert(t);
+                    latest
+                        .entry(key_ref)
+                        .and_modify(|m| *m = (*m).max(t))
+                        .or_insert(t);
                 } else {
                     done.duplicates += 1;
                 }
