@@ -394,3 +394,63 @@ async fn fault_rates_are_repeatable_and_spare_the_labels() {
     .unwrap_err();
     assert!(e.to_string().contains("boom=1"), "{e}");
 }
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Throughput at benchmark scale; run with
+/// `cargo test --release --test demo_server -- --ignored --nocapture`.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "benchmark: generates and serves a million events"]
+async fn serves_a_million_events_quickly_in_modest_memory() {
+    let before = rss_mb();
+    let t = Instant::now();
+    let d = start(1_000_000, 0.0, None).await;
+    let generated = t.elapsed();
+    let after = rss_mb();
+    let t = Instant::now();
+    let mut cursor = "0".to_string();
+    let mut bytes = 0usize;
+    let c = client();
+    let n: usize = loop {
+        let body = c
+            .get(format!("{}/v1/events?since={cursor}&limit=10000", d.url))
+            .bearer_auth(&d.token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        bytes += body.len();
+        // Only the envelope is parsed: this measures the server, not serde_json.
+        let tail = std::str::from_utf8(&body[body.len().saturating_sub(80)..]).unwrap();
+        let next = tail
+            .split("\"next_cursor\":\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        if cursor == next || tail.contains("\"has_more\":false") {
+            break next.parse().unwrap();
+        }
+        cursor = next.to_string();
+    };
+    let served = t.elapsed();
+    println!(
+        "generated {n} events in {generated:?} (+{:.0} MB RSS); served {:.0} MB in {served:?}: {:.0} events/s",
+        after - before,
+        bytes as f64 / 1e6,
+        n as f64 / served.as_secs_f64()
+    );
+    assert!(n >= 900_000, "{n}");
+    assert!(after - before < 300.0, "{:.0} MB", after - before);
+    d.shutdown().await;
+}

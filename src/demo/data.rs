@@ -633,7 +633,15 @@ fn gen_keys(
         let created = g.now - age_days * DAY - rng.random_range(0..DAY);
         let expires = match rng.random_range(0..10) {
             0..=2 => None,
-            3..=8 => Some(created + if rng.random_bool(0.5) { 365 } else { 730 } * DAY),
+            3..=8 => {
+                // One- or two-year keys, renewed on schedule: not expired now.
+                let term = if rng.random_bool(0.5) { 365 } else { 730 } * DAY;
+                let mut e = created + term;
+                while e <= g.now + 15 * DAY {
+                    e += term;
+                }
+                Some(e)
+            }
             _ => Some(g.now + rng.random_range(2..14) * DAY),
         };
         let id = format!("key_{:016x}", mix(g.seed ^ 0x6b65_795f ^ (i as u64) << 20));
@@ -839,7 +847,7 @@ pub(crate) fn normal_event(
     let action = *p.actions.choose(rng).expect("profiles have actions");
     let a = ACTIONS[action as usize];
     let roll: f64 = rng.random();
-    let (status, records) = if roll < 0.0015 {
+    if roll < 0.0015 {
         // Now and then a call the key has no scope for.
         if let Some(lacking) = lacking_action(rng, k) {
             return Ev {
@@ -853,8 +861,8 @@ pub(crate) fn normal_event(
                 label,
             };
         }
-        (200, NO_RECORDS)
-    } else if roll < 0.0045 {
+    }
+    let (status, records) = if (0.0015..0.0045).contains(&roll) {
         (
             *[500u16, 502, 503].choose(rng).expect("nonempty"),
             NO_RECORDS,
@@ -1221,6 +1229,17 @@ mod tests {
             .keys
             .iter()
             .any(|k| k.expires.is_some_and(|e| e > now && e - now < 15 * DAY)));
+        // Keys in use up to now are not past their expiry.
+        for k in &d.keys {
+            if k.profile.as_ref().is_some_and(|p| p.until >= now) {
+                assert!(
+                    k.expires.is_none_or(|e| e > now),
+                    "{} is used after it expired",
+                    k.id
+                );
+                assert_eq!(k.status, KeyStatus::Active);
+            }
+        }
         let mut dup = HashMap::new();
         for k in d.keys.iter().filter(|k| k.status == KeyStatus::Active) {
             *dup.entry((&k.owner, &k.purpose)).or_insert(0) += 1;

@@ -447,7 +447,6 @@ async fn get_key(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Respon
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
     owner: String,
@@ -581,7 +580,6 @@ async fn revoke_key(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Res
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RotateBody {
     #[serde(default)]
     grace_seconds: u64,
