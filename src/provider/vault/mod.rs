@@ -75,6 +75,7 @@ struct State {
 struct Need<'a> {
     /// What keyaudit was doing: "listing tokens", "revoking token accessor X".
     doing: String,
+    /// The capabilities, quoted: "`update`".
     capability: &'static str,
     path: &'a str,
     /// The token accessor concerned, for not-found errors.
@@ -241,11 +242,14 @@ impl VaultProvider {
         })
     }
 
+    /// The URL of an API path (`auth/token/accessors?list=true`).
     fn url(&self, path: &str) -> reqwest::Url {
         let mut u = self.base.clone();
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let prefix = u.path().trim_end_matches('/').to_string();
         let prefix = prefix.strip_suffix("/v1").unwrap_or(&prefix);
         u.set_path(&format!("{prefix}/v1/{path}"));
+        u.set_query((!query.is_empty()).then_some(query));
         u
     }
 
@@ -364,7 +368,7 @@ impl VaultProvider {
                     ProviderError::Config {
                         provider: self.name.clone(),
                         message: format!(
-                            "{}: permission denied: keyaudit's token needs `{}` on {} (see docs/providers/vault.md)",
+                            "{}: permission denied: keyaudit's token needs {} on {} (see docs/providers/vault.md)",
                             need.doing, need.capability, need.path
                         ),
                     }
@@ -411,7 +415,7 @@ impl VaultProvider {
     async fn list_accessors(&self) -> Result<Vec<String>> {
         let need = Need {
             doing: "listing tokens".into(),
-            capability: "list",
+            capability: "`list` and `sudo`",
             path: "auth/token/accessors",
             accessor: "",
         };
@@ -437,7 +441,7 @@ impl VaultProvider {
     async fn lookup(&self, accessor: &str) -> Result<TokenInfo> {
         let need = Need {
             doing: format!("looking up token accessor {accessor}"),
-            capability: "update",
+            capability: "`update`",
             path: "auth/token/lookup-accessor",
             accessor,
         };
@@ -510,7 +514,7 @@ impl VaultProvider {
         let path = format!("sys/audit-hash/{}", encode_segment(device));
         let need = Need {
             doing: format!("hashing token accessor {accessor} with audit device `{device}`"),
-            capability: "update",
+            capability: "`update`",
             path: &path,
             accessor,
         };
@@ -679,7 +683,7 @@ impl VaultProvider {
     async fn revoke_accessor(&self, accessor: &str) -> Result<()> {
         let need = Need {
             doing: format!("revoking token accessor {accessor}"),
-            capability: "update",
+            capability: "`update`",
             path: "auth/token/revoke-accessor",
             accessor,
         };
@@ -698,11 +702,23 @@ impl VaultProvider {
     async fn create_token(&self, path: &str, body: &Value, doing: String) -> Result<Issued> {
         let need = Need {
             doing,
-            capability: "update",
+            capability: "`update`",
             path,
             accessor: "",
         };
-        let v = self.request(Method::POST, path, Some(body), &need).await?;
+        let v = match self.request(Method::POST, path, Some(body), &need).await {
+            Err(ProviderError::Conflict { provider, message })
+                if message.contains("subset of parent") || message.contains("root tokens") =>
+            {
+                return Err(ProviderError::Config {
+                    provider,
+                    message: format!(
+                        "{message}: keyaudit's token may only grant policies it holds itself; give it `sudo` on {path} (see docs/providers/vault.md) or issue the token through a token role"
+                    ),
+                })
+            }
+            other => other?,
+        };
         let secret = v
             .pointer("/auth/client_token")
             .and_then(Value::as_str)
@@ -957,7 +973,7 @@ impl Provider for VaultProvider {
             Err(f) => {
                 let need = Need {
                     doing: "verifying a token".into(),
-                    capability: "read",
+                    capability: "`read`",
                     path: "auth/token/lookup-self",
                     accessor: "",
                 };
@@ -970,6 +986,22 @@ impl Provider for VaultProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_keep_the_base_path_and_the_query() {
+        let cfg = ProviderConfig {
+            name: "v".into(),
+            kind: "vault".into(),
+            url: Some("https://vault.example:8200/v1/".into()),
+            token: Some("t".into()),
+            ..ProviderConfig::default()
+        };
+        let p = VaultProvider::from_config(&cfg).unwrap();
+        assert_eq!(
+            p.url("auth/token/accessors?list=true").as_str(),
+            "https://vault.example:8200/v1/auth/token/accessors?list=true"
+        );
+    }
 
     #[test]
     fn vault_error_bodies_become_one_line() {
