@@ -300,6 +300,17 @@ async fn revoke_rotate_and_clear_errors() {
         ]
     );
 
+    // Without a listing first (no lookups to learn from), the HMACs come from
+    // sys/audit-hash.
+    let fresh = provider::from_config(&config(&w)).unwrap();
+    let page = fresh.list_events(None).await.unwrap();
+    assert!(page
+        .events
+        .iter()
+        .any(|e| e.key_id == w.payroll.1 && e.outcome.as_str() == "denied"));
+    let log = std::fs::read_to_string(&w.bao.audit_log).unwrap();
+    assert!(log.contains("sys/audit-hash/to-file"));
+
     // Rotate with no grace: a working new token with the same policies and metadata,
     // the old one revoked.
     let issued = p.rotate(&w.payroll.1, Duration::ZERO).await.unwrap();
@@ -385,6 +396,65 @@ async fn revoke_rotate_and_clear_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_revoke_by_policy_and_by_display_name() {
+    let w = world().await;
+    // Two more tokens with the payroll policy, one of another partner's name.
+    let extra = w
+        .bao
+        .create_token(json!({"policies": ["payroll-read"], "display_name": "payroll-backup", "no_parent": true}))
+        .await;
+    let p = provider::from_config(&config(&w)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cache.db");
+    keyaudit::sync::sync_provider(&db, p.clone(), &|_| {})
+        .await
+        .unwrap();
+    let select = |q: &str| -> Vec<keyaudit::model::Key> {
+        let rows = Store::open(&db).unwrap().keys().unwrap();
+        keyaudit::filter::Filter::parse(q)
+            .unwrap()
+            .apply_keys(rows, chrono::Utc::now())
+            .into_iter()
+            .map(|r| r.key)
+            .collect()
+    };
+    // The selection `revoke --match` uses: policies are scopes, display names are names.
+    let by_policy: BTreeSet<String> = select("scope:payroll-read status:active")
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(
+        by_policy,
+        BTreeSet::from([w.payroll.1.clone(), extra.1.clone()])
+    );
+    let by_name: Vec<String> = select("name:ats-import")
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(by_name, std::slice::from_ref(&w.ats.1));
+    for key in select("scope:payroll-read status:active") {
+        apply_key_op(&db, p.clone(), &key, KeyOp::Revoke, Some("payroll leak"))
+            .await
+            .unwrap();
+    }
+    for t in [&w.payroll.0, &extra.0] {
+        assert_eq!(read(&w.bao, t, "payroll/salaries").await, 403);
+    }
+    assert_eq!(
+        read(&w.bao, &w.ats.0, "ats/candidates").await,
+        200,
+        "others untouched"
+    );
+    assert!(select("scope:payroll-read status:active").is_empty());
+    let journal = Store::open(&db).unwrap().journal(None, None).unwrap();
+    assert_eq!(
+        journal.iter().filter(|j| j.action == "revoke").count(),
+        4,
+        "started and done, per token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_tokens_sync_in_seconds() {
     // 500 by default to keep the suite quick on a shared machine; set
     // KEYAUDIT_VAULT_TOKENS=2000 to measure (docs/providers/vault.md has the figures).
@@ -440,6 +510,11 @@ async fn thousands_of_tokens_sync_in_seconds() {
     );
     assert!(err.contains(&format!("bao: {} keys", n + 2)), "{err}");
     let store = Store::open(&ka.db).unwrap();
+    // One request per token: the HMACs came from keyaudit's own lookup lines, not from
+    // sys/audit-hash.
+    let log = std::fs::read_to_string(&bao.audit_log).unwrap();
+    let hashes = log.matches("\"path\":\"sys/audit-hash/").count();
+    assert!(hashes <= 4, "{hashes} audit-hash lines");
     // Every partner request is tied to its token. (The dev server's bootstrap token,
     // revoked before keyaudit ever saw it, is the one kept under `unknown:...`.)
     let accessors: BTreeSet<&str> = tokens.iter().map(|(_, a)| a.as_str()).collect();

@@ -510,3 +510,75 @@ fn read_file(
     .render();
     Ok(batch)
 }
+
+/// The HMACs of accessors keyaudit itself looked up, read from its own
+/// `auth/token/lookup-accessor` request lines (whose `request.data.accessor` the device
+/// HMAC'd). `ids` maps the request ids of those lookups (from their answers) to the
+/// accessor asked for; the scan starts at `from` (inode, offset), the end of the live
+/// file before the lookups began, or at 0 when the file changed since. Returns
+/// HMAC -> accessor. This spares one `sys/audit-hash` call per token.
+pub fn harvest_lookups(
+    live: &Path,
+    from: Option<(u64, u64)>,
+    ids: &HashMap<String, String>,
+) -> io::Result<HashMap<String, String>> {
+    #[derive(Deserialize)]
+    struct L {
+        #[serde(rename = "type")]
+        kind: String,
+        request: Option<R>,
+    }
+    #[derive(Deserialize)]
+    struct R {
+        id: Option<String>,
+        data: Option<D>,
+    }
+    #[derive(Deserialize)]
+    struct D {
+        accessor: Option<String>,
+    }
+    let mut out = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let mut file = File::open(live)?;
+    let m = file.metadata()?;
+    let start = match from {
+        Some((inode, offset)) if inode == inode_of(&m) && offset <= m.len() => offset,
+        _ => 0,
+    };
+    file.seek(SeekFrom::Start(start))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut buf = String::new();
+    while out.len() < ids.len() {
+        buf.clear();
+        if reader.read_line(&mut buf)? == 0 || !buf.ends_with('\n') {
+            break;
+        }
+        if !buf.contains("auth/token/lookup-accessor") {
+            continue;
+        }
+        let Ok(l) = serde_json::from_str::<L>(&buf) else {
+            continue;
+        };
+        let Some(r) = l.request.filter(|_| l.kind == "request") else {
+            continue;
+        };
+        let (Some(id), Some(h)) = (r.id, r.data.and_then(|d| d.accessor)) else {
+            continue;
+        };
+        if let Some(accessor) = ids.get(&id) {
+            if h.starts_with("hmac-sha256:") {
+                out.insert(h, accessor.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The live file's identity and length now (the start of a later [`harvest_lookups`]).
+pub fn mark(live: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(live)
+        .ok()
+        .map(|m| (inode_of(&m), m.len()))
+}

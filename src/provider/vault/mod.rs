@@ -69,6 +69,10 @@ struct State {
     by_token: HashMap<String, String>,
     /// keyaudit's own accessor (`None` until looked up; `Some(None)` if unknown).
     own: Option<Option<String>>,
+    /// Request ids of keyaudit's lookups -> the accessor looked up.
+    lookup_ids: HashMap<String, String>,
+    /// The audit log's (inode, length) when the listing began.
+    log_mark: Option<(u64, u64)>,
 }
 
 /// What a request needed, for the message when it is refused.
@@ -453,6 +457,13 @@ impl VaultProvider {
                 &need,
             )
             .await?;
+        if let Some(id) = v.get("request_id").and_then(Value::as_str) {
+            if self.audit_log.is_some() {
+                self.state()
+                    .lookup_ids
+                    .insert(id.to_string(), accessor.to_string());
+            }
+        }
         let data = v.get("data").cloned().unwrap_or(Value::Null);
         serde_json::from_value::<TokenInfo>(data)
             .map_err(|e| self.protocol(format!("lookup-accessor {accessor}: unexpected data: {e}")))
@@ -531,6 +542,32 @@ impl VaultProvider {
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| self.protocol(format!("{path}: no hash in the answer")))
+    }
+
+    /// Learns the HMACs of the accessors looked up since the listing began from
+    /// keyaudit's own lookup lines in the audit log (once).
+    async fn harvest(&self) {
+        let (path, ids, mark) = {
+            let mut st = self.state();
+            (
+                self.audit_log.clone(),
+                std::mem::take(&mut st.lookup_ids),
+                st.log_mark,
+            )
+        };
+        let Some(path) = path.filter(|_| !ids.is_empty()) else {
+            return;
+        };
+        let found = tokio::task::spawn_blocking(move || audit::harvest_lookups(&path, mark, &ids))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default();
+        let mut st = self.state();
+        for (h, a) in found {
+            st.hashed.insert(a.clone());
+            st.by_hmac.insert(h, a);
+        }
     }
 
     /// Hashes every known accessor not hashed yet (once per accessor per process).
@@ -628,7 +665,19 @@ impl VaultProvider {
                 st.listing = Some(all);
             }
             self.own_accessor().await;
-            self.hash_known(&device).await?;
+            self.harvest().await;
+            let still = {
+                let st = self.state();
+                records.iter().any(|r| {
+                    r.accessor
+                        .iter()
+                        .chain(r.issued_accessor.iter())
+                        .any(|a| self.resolve(&st, a).is_none())
+                })
+            };
+            if still {
+                self.hash_known(&device).await?;
+            }
         }
         let own = self.own_accessor().await;
         let mut st = self.state();
@@ -819,6 +868,10 @@ impl Provider for VaultProvider {
         let all = match cached {
             Some(a) => a,
             None => {
+                if let Some(log) = &self.audit_log {
+                    let mark = audit::mark(log);
+                    self.state().log_mark = mark;
+                }
                 let a = self.list_accessors().await?;
                 let mut st = self.state();
                 st.known.extend(a.iter().cloned());
