@@ -241,3 +241,19 @@ fn raw_tokens_are_reduced_to_a_digest() {
     assert!(!format!("{r:?}").contains("RAWTOKENVALUE"));
     assert_eq!(r.token_ref.as_ref().unwrap().len(), 32);
 }
+
+#[test]
+fn a_slow_request_is_not_given_up_while_its_page_was_cut_short() {
+    let (_d, log) = setup();
+    let mut text = request("held", 0);
+    for i in 1..=6 {
+        text += &pair(&format!("e{i}"), i).replace("01:00:", "01:04:");
+    }
+    text += &response("held", 9, None).replace("01:00:", "01:04:");
+    append(&log, &text);
+    let mut cur = None;
+    let got = drain(&log, &mut cur, 2);
+    assert_eq!(got.len(), 7, "{:?}", ids(&got));
+    let held = got.iter().find(|r| r.request_id == "held").unwrap();
+    assert!(held.answered, "paired with its response, not emitted alone");
+}

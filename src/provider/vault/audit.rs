@@ -485,7 +485,8 @@ fn read_file(
     let mut pending = offset;
     let mut stale: Vec<Waiting> = Vec::new();
     for (_, w) in waiting.drain() {
-        let old = finished_file || newest.is_some_and(|n| n - w.time > STALE_AFTER);
+        // A page cut short may have the response further on: never stale then.
+        let old = !full && (finished_file || newest.is_some_and(|n| n - w.time > STALE_AFTER));
         if old {
             stale.push(w);
         } else {

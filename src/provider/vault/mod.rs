@@ -503,15 +503,14 @@ impl VaultProvider {
         }
     }
 
-    /// Looks up many accessors, `IN_FLIGHT` at a time; tokens gone meanwhile are skipped.
+    /// Looks up many accessors, `IN_FLIGHT` at a time, in order; tokens gone meanwhile
+    /// are skipped. The first other error stops the rest (dropping what is in flight).
     async fn lookup_many(&self, accessors: &[String]) -> Result<Vec<Key>> {
-        let results: Vec<Result<TokenInfo>> = stream::iter(accessors.to_vec())
+        let mut results = stream::iter(accessors.to_vec())
             .map(|a| async move { self.lookup(&a).await })
-            .buffered(IN_FLIGHT)
-            .collect()
-            .await;
-        let mut keys = Vec::with_capacity(results.len());
-        for r in results {
+            .buffered(IN_FLIGHT);
+        let mut keys = Vec::with_capacity(accessors.len());
+        while let Some(r) = results.next().await {
             match r {
                 Ok(t) => keys.push(self.key_of(&t)),
                 Err(ProviderError::NotFound { .. }) => {} // revoked or expired since LIST
@@ -583,17 +582,15 @@ impl VaultProvider {
         if todo.is_empty() {
             return Ok(());
         }
-        let results: Vec<(String, Result<String>)> = stream::iter(todo)
+        let mut results = stream::iter(todo)
             .map(|a| async move {
                 let h = self.audit_hash(device, &a).await;
                 (a, h)
             })
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
-        let mut st = self.state();
-        for (a, h) in results {
+            .buffer_unordered(IN_FLIGHT);
+        while let Some((a, h)) = results.next().await {
             let h = h?;
+            let mut st = self.state();
             st.hashed.insert(a.clone());
             st.by_hmac.insert(h, a);
         }
@@ -892,35 +889,42 @@ impl Provider for VaultProvider {
         let Some(path) = self.audit_log.clone() else {
             return Err(self.unsupported("listing events (no audit_log configured)", ""));
         };
-        let cursor_owned = cursor.map(str::to_string);
-        let max = self.event_page;
-        let p = path.clone();
-        let batch = tokio::task::spawn_blocking(move || audit::read(&p, cursor_owned.as_deref(), max))
-            .await
-            .map_err(|e| self.protocol(format!("reading the audit log: {e}")))?
-            .map_err(|e| ProviderError::Config {
-                provider: self.name.clone(),
-                message: if e.kind() == std::io::ErrorKind::NotFound {
-                    format!(
-                        "the audit log {} does not exist; check `audit_log` and that the file audit device is enabled",
-                        path.display()
-                    )
-                } else {
-                    format!(
-                        "cannot read the audit log {}: {e}; keyaudit needs read access to it",
-                        path.display()
-                    )
-                },
-            })?;
-        if batch.malformed > 0 {
-            tracing::warn!(provider = %self.name, lines = batch.malformed, "skipped audit log lines that are not audit JSON");
+        let mut cursor = cursor.map(str::to_string);
+        // A page may hold only keyaudit's own sync calls, which are not imported; read on
+        // rather than end the sync on an empty page while more is ready.
+        loop {
+            let max = self.event_page;
+            let (p, c) = (path.clone(), cursor.clone());
+            let batch = tokio::task::spawn_blocking(move || audit::read(&p, c.as_deref(), max))
+                .await
+                .map_err(|e| self.protocol(format!("reading the audit log: {e}")))?
+                .map_err(|e| ProviderError::Config {
+                    provider: self.name.clone(),
+                    message: if e.kind() == std::io::ErrorKind::NotFound {
+                        format!(
+                            "the audit log {} does not exist; check `audit_log` and that the file audit device is enabled",
+                            path.display()
+                        )
+                    } else {
+                        format!(
+                            "cannot read the audit log {}: {e}; keyaudit needs read access to it",
+                            path.display()
+                        )
+                    },
+                })?;
+            if batch.malformed > 0 {
+                tracing::warn!(provider = %self.name, lines = batch.malformed, "skipped audit log lines that are not audit JSON");
+            }
+            let events = self.events_of(batch.records).await?;
+            if !events.is_empty() || !batch.has_more {
+                return Ok(EventPage {
+                    events,
+                    next_cursor: batch.next_cursor,
+                    has_more: batch.has_more,
+                });
+            }
+            cursor = Some(batch.next_cursor);
         }
-        let events = self.events_of(batch.records).await?;
-        Ok(EventPage {
-            events,
-            next_cursor: batch.next_cursor,
-            has_more: batch.has_more,
-        })
     }
 
     async fn get_key(&self, id: &str) -> Result<Key> {
