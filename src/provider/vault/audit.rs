@@ -26,7 +26,9 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-/// How long a request may wait for its response before it is emitted alone.
+/// How long a request may wait for its response before it is emitted alone. Vault ends
+/// every request after `max_request_duration` (90 s by default) and logs the response
+/// then, so a request this much older than a later line will not be answered.
 pub const STALE_AFTER: chrono::Duration = chrono::Duration::seconds(120);
 /// Bytes of the file's beginning that identify it.
 const HEAD_LEN: u64 = 512;
@@ -485,8 +487,7 @@ fn read_file(
     let mut pending = offset;
     let mut stale: Vec<Waiting> = Vec::new();
     for (_, w) in waiting.drain() {
-        // A page cut short may have the response further on: never stale then.
-        let old = !full && (finished_file || newest.is_some_and(|n| n - w.time > STALE_AFTER));
+        let old = finished_file || newest.is_some_and(|n| n - w.time > STALE_AFTER);
         if old {
             stale.push(w);
         } else {
