@@ -366,6 +366,29 @@ async fn revoke_rotate_and_clear_errors() {
         assert_eq!(s, 200);
     }
 
+    // Create: policies are the scopes; a token without any is refused (it would
+    // inherit keyaudit's own policies).
+    let mut spec = keyaudit::provider::NewKey {
+        name: "onboarding-sync".into(),
+        owner: "onboardco".into(),
+        environment: Some("prod".into()),
+        purpose: None,
+        scopes: vec!["payroll-read".into()],
+    };
+    let made = p.create(&spec).await.unwrap();
+    assert_eq!(made.key.name, "token-onboarding-sync");
+    assert_eq!(made.key.owner, "onboardco");
+    assert_eq!(made.key.scopes, ["default", "payroll-read"]);
+    assert_eq!(
+        read(&w.bao, made.secret.expose(), "payroll/salaries").await,
+        200
+    );
+    spec.scopes.clear();
+    assert!(matches!(
+        p.create(&spec).await,
+        Err(ProviderError::Conflict { .. })
+    ));
+
     // A token without the capability gets a message naming it.
     let (weak, _) = w.bao.create_token(json!({"policies": ["default"]})).await;
     let mut cfg = config(&w);

@@ -408,6 +408,16 @@ impl VaultProvider {
         }
     }
 
+    /// A token made without policies would inherit all of keyaudit's own: refused.
+    fn no_policies(&self, what: &str) -> ProviderError {
+        ProviderError::Conflict {
+            provider: self.name.clone(),
+            message: format!(
+                "`{what}`: a token without policies would inherit keyaudit's own; name its policies (scopes)"
+            ),
+        }
+    }
+
     fn protocol(&self, message: String) -> ProviderError {
         ProviderError::Protocol {
             provider: self.name.clone(),
@@ -942,6 +952,9 @@ impl Provider for VaultProvider {
     }
 
     async fn create(&self, spec: &NewKey) -> Result<Issued> {
+        if spec.scopes.is_empty() {
+            return Err(self.no_policies(&spec.name));
+        }
         let mut meta = BTreeMap::new();
         if !spec.owner.is_empty() {
             meta.insert("owner", spec.owner.clone());
@@ -972,6 +985,9 @@ impl Provider for VaultProvider {
     /// caller revokes it when the grace has passed (`old.rotated_to` names the new one).
     async fn rotate(&self, id: &str, grace: Duration) -> Result<Issued> {
         let old = self.lookup(id).await?;
+        if old.policies.is_empty() {
+            return Err(self.no_policies(id));
+        }
         let path = match old.role.as_deref().filter(|r| !r.is_empty()) {
             Some(role) => format!("auth/token/create/{}", encode_segment(role)),
             None if old.orphan => "auth/token/create-orphan".to_string(),
