@@ -207,6 +207,23 @@ async fn sync_lists_the_tokens_and_ties_their_events() {
         .len();
     assert_eq!(before, after);
 
+    // The same with no url and no token in the config: BAO_ADDR and VAULT_TOKEN.
+    let mut env_only = Keyaudit::new(&w.bao, &w.keyaudit_token);
+    std::fs::write(
+        &env_only.config,
+        format!(
+            "[[provider]]\nname = \"bao\"\nkind = \"vault\"\naudit_log = \"{}\"\naudit_device = \"{DEVICE}\"\n",
+            w.bao.audit_log.display()
+        ),
+    )
+    .unwrap();
+    env_only.env = vec![
+        ("BAO_ADDR".into(), w.bao.addr.clone()),
+        ("VAULT_TOKEN".into(), w.keyaudit_token.clone()),
+    ];
+    let (ok, _, err3) = env_only.run(&["sync"]);
+    assert!(ok && err3.contains("bao: 4 keys"), "{err3}");
+
     // No token value reached the cache.
     let db = std::fs::read(&ka.db).unwrap();
     let wal = std::fs::read(ka.db.with_extension("db-wal")).unwrap_or_default();
