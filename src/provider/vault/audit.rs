@@ -426,7 +426,9 @@ fn read_file(
         let text = match std::str::from_utf8(&buf) {
             Ok(t) => t.trim(),
             Err(_) => {
-                batch.malformed += 1;
+                if start >= cur.done {
+                    batch.malformed += 1;
+                }
                 continue;
             }
         };
@@ -438,7 +440,7 @@ fn read_file(
             Err(e) => {
                 if start >= cur.done {
                     batch.malformed += 1;
-                    tracing::warn!(log = %path.display(), offset = start, "skipping a line that is not audit JSON: {e}");
+                    tracing::debug!(log = %path.display(), offset = start, "skipping a line that is not audit JSON: {e}");
                 }
                 continue;
             }
