@@ -383,6 +383,48 @@ async fn revoke_rotate_and_clear_errors() {
         assert_eq!(s, 200);
     }
 
+    // A token made by a token role is rotated through the same role.
+    w.bao
+        .root(
+            "POST",
+            "auth/token/roles/partner",
+            Some(json!({"allowed_policies": ["ats-read"], "orphan": true, "token_period": "1h"})),
+        )
+        .await;
+    let (role_token, role_acc) = {
+        let v = w
+            .bao
+            .root(
+                "POST",
+                "auth/token/create/partner",
+                Some(json!({"policies": ["ats-read"], "display_name": "ats-role", "meta": {"owner": "talentgrid"}})),
+            )
+            .await;
+        (
+            v["auth"]["client_token"].as_str().unwrap().to_string(),
+            v["auth"]["accessor"].as_str().unwrap().to_string(),
+        )
+    };
+    let via_role = p.rotate(&role_acc, Duration::ZERO).await.unwrap();
+    assert_eq!(via_role.key.owner, "talentgrid");
+    assert!(via_role.key.scopes.contains(&"ats-read".to_string()));
+    let (_, looked) = w
+        .bao
+        .api(
+            "POST",
+            "auth/token/lookup-accessor",
+            vault_support::ROOT,
+            Some(json!({"accessor": via_role.key.id})),
+        )
+        .await;
+    assert_eq!(looked["data"]["role"], "partner", "{looked}");
+    assert_eq!(looked["data"]["orphan"], true);
+    assert_eq!(
+        read(&w.bao, via_role.secret.expose(), "ats/candidates").await,
+        200
+    );
+    assert_eq!(read(&w.bao, &role_token, "ats/candidates").await, 403);
+
     // Create: policies are the scopes; a token without any is refused (it would
     // inherit keyaudit's own policies).
     let mut spec = keyaudit::provider::NewKey {
