@@ -2,6 +2,7 @@
 //! rest of keyaudit asks a provider's [`Capabilities`], never its kind.
 
 pub mod http;
+pub mod vault;
 
 use crate::config::ProviderConfig;
 use crate::model::{Event, Key};
@@ -164,6 +165,7 @@ pub fn from_config(
 ) -> std::result::Result<std::sync::Arc<dyn Provider>, ProviderError> {
     match cfg.kind.as_str() {
         "http" | "demo" => Ok(std::sync::Arc::new(http::HttpProvider::from_config(cfg)?)),
+        "vault" => Ok(std::sync::Arc::new(vault::VaultProvider::from_config(cfg)?)),
 
         other => Err(ProviderError::Config {
             provider: cfg.name.clone(),

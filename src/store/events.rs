@@ -118,7 +118,7 @@ impl Store {
                  ON CONFLICT(provider_id, ext_id) DO NOTHING",
             )?;
             let mut touch = tx.prepare_cached(
-                "UPDATE keys SET last_used = ?2 WHERE id = ?1 AND source = 'logs'
+                "UPDATE keys SET last_used = ?2 WHERE id = ?1
                    AND (last_used IS NULL OR last_used < ?2)",
             )?;
             for e in events {
