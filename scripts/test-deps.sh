@@ -14,3 +14,6 @@ if ! command -v tmux >/dev/null 2>&1; then
         sudo apt-get update -qq && sudo apt-get install -y -qq tmux >/dev/null
     fi
 fi
+
+# OpenBao (Vault API) for the vault provider tests.
+scripts/openbao.sh >/dev/null
