@@ -167,7 +167,8 @@ impl Runner {
             Effect::Export(fmt, rows) => {
                 let tx = self.tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let r = export(fmt, &rows, Utc::now()).map_err(|e| e.to_string());
+                    let r = export(std::path::Path::new("."), fmt, &rows, Utc::now())
+                        .map_err(|e| e.to_string());
                     let _ = tx.send(Action::ExportFinished(r));
                 });
             }
@@ -280,8 +281,10 @@ fn set_finding_status(
     Ok(changed)
 }
 
-/// Writes keys to `keyaudit-keys-<time>.<ext>` in the current directory, mode 0600.
+/// Writes keys to `keyaudit-keys-<time>.<ext>` in `dir` (the TUI passes the current
+/// directory), mode 0600; never overwrites.
 pub fn export(
+    dir: &std::path::Path,
     fmt: ExportFormat,
     rows: &[crate::store::KeyRow],
     now: DateTime<Utc>,
@@ -291,7 +294,7 @@ pub fn export(
         ExportFormat::Csv => "csv",
         ExportFormat::Json => "json",
     };
-    let path = PathBuf::from(format!(
+    let path = dir.join(format!(
         "keyaudit-keys-{}.{ext}",
         now.format("%Y%m%dT%H%M%S")
     ));
