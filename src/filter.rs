@@ -298,14 +298,18 @@ impl Filter {
         }
     }
 
-    /// The fuzzy score of a key against the text (`Some(0)` when there is no text).
+    /// The fuzzy score of a key against the text: every word of the text must match
+    /// (scores add up); `Some(0)` when there is no text.
     pub fn score(&self, matcher: &SkimMatcherV2, r: &KeyRow) -> Option<i64> {
         if self.text.is_empty() {
             return Some(0);
         }
         let k = &r.key;
         let hay = format!("{} {} {} {}", k.name, k.owner, k.id, k.provider);
-        matcher.fuzzy_match(&hay, &self.text)
+        // Each word matches on its own (like fzf): `acme prod` = acme AND prod.
+        self.text.split_whitespace().try_fold(0, |total, word| {
+            matcher.fuzzy_match(&hay, word).map(|s| total + s)
+        })
     }
 
     /// Filters and ranks keys: field terms select, fuzzy text selects and orders (best

@@ -167,10 +167,16 @@ pub async fn start(opts: DemoOptions) -> Result<DemoHandle, DemoError> {
         labels = dataset.labels.len(),
         "demo: data set generated"
     );
+    // The demo clock continues from the end of the history; without a fixed `now` it is
+    // the real time, so it starts after generation rather than lagging behind by it.
+    let clock_start = match opts.now {
+        Some(_) => anchor,
+        None => Utc::now().timestamp_millis().max(anchor),
+    };
     let shared = Arc::new(server::Shared::new(
         opts.seed,
         opts.token.clone(),
-        anchor,
+        clock_start,
         dataset,
         faults,
     ));

@@ -4,12 +4,14 @@
 //! are called from one thread at a time (the runner moves the store to a blocking task).
 //! Every batch (a page of keys, a page of events with its cursor) is one transaction.
 
+mod activity;
 mod events;
 mod findings;
 pub mod journal;
 mod keys;
 pub mod schema;
 
+pub use activity::KeyActivity;
 pub use events::{EventQuery, EventRow, Inserted};
 pub use findings::FindingQuery;
 pub use keys::KeyRow;

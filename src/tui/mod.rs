@@ -1,20 +1,185 @@
-//! The TUI workstation.
+//! The TUI workstation: one table of every provider's keys, key detail, events,
+//! findings, journal and providers, with a fuzzy filter, a command palette and journaled
+//! actions behind one confirm dialog.
+//!
+//! The Elm architecture: terminal events resolve through the [`keymap`] to
+//! [`action::Action`]s; [`state::State::update`] applies them without IO and returns
+//! [`action::Effect`]s; the [`runner::Runner`] performs those on tokio tasks and answers
+//! with more actions; [`view::render`] draws `&State` once per batch of actions.
+
+pub mod action;
+#[doc(hidden)]
+pub mod fixture;
+pub mod keymap;
+pub mod runner;
+pub mod search;
+pub mod state;
+pub mod strings;
+pub mod theme;
+pub mod view;
 
 use crate::cli::Ctx;
+use crate::config::TuiConfig;
+use crate::provider::Provider;
+use action::Action;
+use chrono::Utc;
+use crossterm::event::{Event, EventStream, KeyEventKind, MouseButton, MouseEventKind};
+use futures_util::StreamExt;
+use state::{Setup, State};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Opens the workstation.
-pub async fn launch(ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let _ = ctx;
-    anyhow::bail!("the TUI is not part of this build yet")
+/// How to open the workstation (used by `keyaudit`, `keyaudit tui` and the embedded demo).
+pub struct LaunchOptions {
+    /// The cache.
+    pub db: PathBuf,
+    /// The providers to sync and act on.
+    pub providers: Vec<Arc<dyn Provider>>,
+    /// Show the DEMO badge.
+    pub demo: bool,
+    /// Start able to act (badge RW).
+    pub write: bool,
+    /// Refuse `:write` for the whole session.
+    pub read_only: bool,
+    /// `[tui]` settings.
+    pub tui: TuiConfig,
 }
 
-/// Opens the workstation on the embedded demo.
+/// Opens the workstation on the configured providers and the cache.
+pub async fn launch(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let configs: Vec<_> = ctx.config.providers().collect();
+    if configs.is_empty() {
+        return Err(anyhow::anyhow!("no provider configured"));
+    }
+    let mut providers = Vec::new();
+    for c in configs {
+        providers.push(
+            crate::provider::from_config(c).map_err(|e| crate::cli::UsageError(e.to_string()))?,
+        );
+    }
+    run(LaunchOptions {
+        db: ctx.paths.db.clone(),
+        providers,
+        demo: false,
+        write: ctx.write,
+        read_only: ctx.read_only,
+        tui: ctx.config.tui.clone(),
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the workstation until the operator quits (or SIGTERM); restores the terminal.
+pub async fn run(opts: LaunchOptions) -> anyhow::Result<()> {
+    let keymap = keymap::Keymap::with_overrides(&opts.tui.keys)
+        .map_err(|e| crate::cli::UsageError(e.to_string()))?;
+    let capabilities = opts
+        .providers
+        .iter()
+        .map(|p| (p.name().to_string(), p.capabilities()))
+        .collect();
+    let size = crossterm::terminal::size().unwrap_or((80, 24));
+    let setup = Setup {
+        now: Utc::now(),
+        demo: opts.demo,
+        write: opts.write,
+        read_only: opts.read_only,
+        keymap: Arc::new(keymap),
+        theme: theme::Theme::named(&opts.tui.theme),
+        capabilities,
+        size,
+    };
+    // ratatui::init installs a panic hook that restores the terminal before printing.
+    let mut terminal = ratatui::init();
+    if opts.tui.mouse {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture);
+    }
+    let result = event_loop(&mut terminal, setup, &opts).await;
+    if opts.tui.mouse {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+    }
+    ratatui::restore();
+    result
+}
+
+fn action_of(state: &State, ev: Event) -> Option<Action> {
+    match ev {
+        Event::Key(k) if k.kind != KeyEventKind::Release => state.action_for_key(&k),
+        Event::Mouse(m) => match m.kind {
+            MouseEventKind::ScrollDown => Some(Action::ScrollDown),
+            MouseEventKind::ScrollUp => Some(Action::ScrollUp),
+            MouseEventKind::Down(MouseButton::Left) => Some(Action::Click(m.column, m.row)),
+            _ => None,
+        },
+        Event::Resize(w, h) => Some(Action::Resize(w, h)),
+        _ => None,
+    }
+}
+
+async fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    setup: Setup,
+    opts: &LaunchOptions,
+) -> anyhow::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let runner = runner::Runner::new(opts.db.clone(), opts.providers.clone(), tx);
+    let mut state = State::new(setup);
+    runner.run_all(state.start());
+    let mut input = EventStream::new();
+    let every = opts.tui.sync_interval_secs;
+    let mut sync_timer = tokio::time::interval(Duration::from_secs(every.max(1)));
+    sync_timer.reset();
+    let mut clock = tokio::time::interval(Duration::from_secs(30));
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut dirty = true;
+    loop {
+        if dirty {
+            terminal.draw(|f| view::render(&state, f))?;
+            dirty = false;
+        }
+        let first = tokio::select! {
+            ev = input.next() => match ev {
+                Some(Ok(ev)) => action_of(&state, ev),
+                Some(Err(e)) => return Err(e.into()),
+                None => break,
+            },
+            Some(a) = rx.recv() => Some(a),
+            _ = sync_timer.tick(), if every > 0 => state.sync.is_none().then_some(Action::StartSync),
+            _ = clock.tick() => Some(Action::Clock(Utc::now())),
+            _ = sigterm.recv() => break,
+        };
+        let Some(first) = first else { continue };
+        // Drain what is pending, then draw once.
+        let mut next = Some(first);
+        while let Some(a) = next {
+            let effects = state.update(a);
+            runner.run_all(effects);
+            dirty = true;
+            next = rx.try_recv().ok();
+        }
+        if state.quit {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the workstation on the embedded demo (badge DEMO) with its own cache.
 pub async fn run_demo(
     ctx: &Ctx,
-    db: std::path::PathBuf,
-    provider: std::sync::Arc<dyn crate::provider::Provider>,
+    db: PathBuf,
+    provider: Arc<dyn Provider>,
 ) -> anyhow::Result<ExitCode> {
-    let _ = (ctx, db, provider);
-    anyhow::bail!("the TUI is not part of this build yet")
+    run(LaunchOptions {
+        db,
+        providers: vec![provider],
+        demo: true,
+        write: ctx.write,
+        read_only: ctx.read_only,
+        tui: ctx.config.tui.clone(),
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,302 @@
+//! What happens in the workstation: actions (operator intents and background results)
+//! and effects (IO that `update` asks the runner to perform).
+
+use crate::action::KeyOp;
+use crate::model::{Finding, FindingStatus, JournalEntry, Key, KeyStatus, Outcome, ProviderInfo};
+use crate::store::{EventRow, KeyActivity, KeyRow};
+use crate::sync::SyncProgress;
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The views, in `tab` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum View {
+    /// All keys of all providers.
+    Keys,
+    /// One key in depth.
+    Detail,
+    /// The audit log.
+    Events,
+    /// Rule verdicts, ranked.
+    Findings,
+    /// Operator actions.
+    Journal,
+    /// Provider health.
+    Providers,
+}
+
+impl View {
+    /// Every view in `tab` order.
+    pub const ALL: [View; 6] = [
+        View::Keys,
+        View::Detail,
+        View::Events,
+        View::Findings,
+        View::Journal,
+        View::Providers,
+    ];
+
+    /// The view's name in the header and in `:name`.
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Keys => "keys",
+            View::Detail => "detail",
+            View::Events => "events",
+            View::Findings => "findings",
+            View::Journal => "journal",
+            View::Providers => "providers",
+        }
+    }
+}
+
+/// Columns of the keys table (`s` cycles the sort column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Provider,
+    Name,
+    Owner,
+    Env,
+    Status,
+    Age,
+    LastUsed,
+    Scopes,
+    Findings,
+}
+
+impl Column {
+    /// Every column, in table order.
+    pub const ALL: [Column; 9] = [
+        Column::Provider,
+        Column::Name,
+        Column::Owner,
+        Column::Env,
+        Column::Status,
+        Column::Age,
+        Column::LastUsed,
+        Column::Scopes,
+        Column::Findings,
+    ];
+
+    /// The header of the column.
+    pub fn title(self) -> &'static str {
+        match self {
+            Column::Provider => "PROVIDER",
+            Column::Name => "NAME",
+            Column::Owner => "OWNER",
+            Column::Env => "ENV",
+            Column::Status => "STATUS",
+            Column::Age => "AGE",
+            Column::LastUsed => "LAST USED",
+            Column::Scopes => "SCOPES",
+            Column::Findings => "FINDINGS",
+        }
+    }
+}
+
+/// How the keys table is sorted: `None` keeps the filter's rank (provider, name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sort {
+    pub column: Option<Column>,
+    pub reverse: bool,
+}
+
+/// Export formats of `:export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+}
+
+/// Everything the detail view shows about one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    pub key: KeyRow,
+    pub activity: KeyActivity,
+    pub events: Vec<EventRow>,
+    pub findings: Vec<Finding>,
+    pub journal: Vec<JournalEntry>,
+}
+
+/// What the events view shows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventsPage {
+    pub rows: Vec<EventRow>,
+    /// Events per hour over the last 24 hours, oldest first.
+    pub per_hour: Vec<u64>,
+}
+
+/// An operator intent or a background result. `update` is the only reader.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Leave the workstation.
+    Quit,
+    /// Show a view.
+    ShowView(View),
+    /// Show the next view.
+    NextView,
+    /// Show the previous view.
+    PrevView,
+    /// Move the selection down one row.
+    SelectNext,
+    /// Move the selection up one row.
+    SelectPrev,
+    /// Move the selection down one page.
+    PageDown,
+    /// Move the selection up one page.
+    PageUp,
+    /// Select the first row.
+    SelectFirst,
+    /// Select the last row.
+    SelectLast,
+    /// Open the selected key (or a finding's or an event's key) in the detail view.
+    OpenDetail,
+    /// Go back to the previous view.
+    Back,
+    /// Mark or unmark the selected key.
+    ToggleMark,
+    /// Unmark every key.
+    ClearMarks,
+    /// Sort by the next column.
+    CycleSort,
+    /// Reverse the sort order.
+    ReverseSort,
+    /// Start typing a filter.
+    StartFilter,
+    /// Clear the filter.
+    ClearFilter,
+    /// Open the command palette.
+    StartPalette,
+    /// Show or hide the help.
+    ToggleHelp,
+    /// Type a character into the active input.
+    Input(char),
+    /// Delete the last character of the active input.
+    InputBackspace,
+    /// Submit the active input.
+    InputSubmit,
+    /// Close the active input or dialog.
+    InputCancel,
+    /// Complete the palette command.
+    InputComplete,
+    /// Recall an older palette command.
+    HistoryPrev,
+    /// Recall a newer palette command.
+    HistoryNext,
+    /// Move the focus between the dialog's buttons.
+    ToggleFocus,
+    /// Ask to disable the selected or marked keys.
+    RequestDisable,
+    /// Ask to enable the selected or marked keys.
+    RequestEnable,
+    /// Ask to revoke the selected or marked keys.
+    RequestRevoke,
+    /// Ask to rotate the selected key.
+    RequestRotate,
+    /// Ask to unlock write mode.
+    RequestWrite,
+    /// Return to read-only mode.
+    SetReadOnly,
+    /// Sync every provider now.
+    StartSync,
+    /// Freeze or resume live updates.
+    ToggleFreeze,
+    /// Export the keys view.
+    Export(ExportFormat),
+    /// Acknowledge the selected finding (asks for a note).
+    Acknowledge,
+    /// Suppress the selected finding (asks for a note).
+    Suppress,
+    /// Show the events of the selected key (or all events).
+    ShowKeyEvents,
+    /// Cycle the events view's outcome filter.
+    CycleOutcome,
+    /// Terminal resized to width, height.
+    Resize(u16, u16),
+    /// Mouse click at column, row.
+    Click(u16, u16),
+    /// Mouse wheel down.
+    ScrollDown,
+    /// Mouse wheel up.
+    ScrollUp,
+    /// The clock moved (injected, so renders never read the clock).
+    Clock(DateTime<Utc>),
+
+    /// The key list was (re)loaded from the cache.
+    KeysLoaded(Arc<Vec<KeyRow>>),
+    /// A filter run finished: generation and the indices of the shown keys, in order.
+    FilterApplied(u64, Arc<Vec<usize>>),
+    /// The detail of a key was loaded.
+    DetailLoaded(Box<Detail>),
+    /// A page of events was loaded.
+    EventsLoaded(Box<EventsPage>),
+    /// The findings were loaded.
+    FindingsLoaded(Vec<Finding>),
+    /// The journal was loaded (newest first).
+    JournalLoaded(Vec<JournalEntry>),
+    /// The providers were loaded.
+    ProvidersLoaded(Vec<ProviderInfo>),
+    /// A read of the cache failed.
+    LoadFailed(String),
+    /// A sync reported progress.
+    SyncProgressed(SyncProgress),
+    /// One provider's sync finished (error text on failure).
+    SyncFinished(String, Result<String, String>),
+    /// Every provider's sync finished.
+    SyncAllFinished,
+    /// A key operation finished: operation, journal target, new status or error.
+    KeyOpFinished(KeyOp, String, Result<KeyStatus, String>),
+    /// A finding's status was changed.
+    FindingUpdated(String, FindingStatus),
+    /// An export finished: the file written or the error.
+    ExportFinished(Result<PathBuf, String>),
+}
+
+/// IO that `update` asks for; the runner performs it and answers with actions.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Read every key from the cache.
+    LoadKeys,
+    /// Filter and sort the keys off the UI thread.
+    Filter(FilterJob),
+    /// Read the detail of a key (cache handle) as of a time.
+    LoadDetail(i64, DateTime<Utc>),
+    /// Read the newest events (of one key, of one outcome).
+    LoadEvents {
+        key_ref: Option<i64>,
+        outcome: Option<Outcome>,
+        now: DateTime<Utc>,
+    },
+    /// Read the findings.
+    LoadFindings,
+    /// Read the journal.
+    LoadJournal,
+    /// Read the providers.
+    LoadProviders,
+    /// Sync every provider.
+    Sync,
+    /// Apply a confirmed operation to keys, one journaled call each.
+    ApplyKeyOp(KeyOp, Vec<Key>),
+    /// Set a finding's status with a note and journal it.
+    SetFindingStatus {
+        id: String,
+        target: String,
+        status: FindingStatus,
+        note: String,
+    },
+    /// Write keys to a private file in the current directory.
+    Export(ExportFormat, Vec<KeyRow>),
+}
+
+/// One filter run: everything it needs, so it runs anywhere.
+#[derive(Debug, Clone)]
+pub struct FilterJob {
+    /// Increases with every query; a newer job supersedes an older one.
+    pub generation: u64,
+    pub query: String,
+    pub sort: Sort,
+    pub keys: Arc<Vec<KeyRow>>,
+    /// A previous result this query can only narrow (the query grew).
+    pub base: Option<Arc<Vec<usize>>>,
+    pub now: DateTime<Utc>,
+}

@@ -1,0 +1,335 @@
+//! The runner: performs the effects `update` asks for on tokio tasks and answers with
+//! actions. Cache reads run on blocking threads with the runner's own read-only
+//! connection; writes go through `crate::action` and the sync engine, which open theirs.
+
+use super::action::{Action, Detail, Effect, EventsPage, ExportFormat};
+use crate::action::apply_key_op;
+use crate::model::{FindingStatus, Outcome};
+use crate::provider::Provider;
+use crate::store::{journal::NewEntry, EventQuery, FindingQuery, Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Rows the events view reads (newest first).
+pub const EVENTS_PAGE: usize = 1000;
+
+/// Executes effects; cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    db: PathBuf,
+    providers: Arc<Vec<Arc<dyn Provider>>>,
+    tx: UnboundedSender<Action>,
+    latest_filter: Arc<AtomicU64>,
+    reader: Arc<Mutex<Option<Store>>>,
+}
+
+impl Runner {
+    /// A runner over the cache at `db` that sends its results to `tx`.
+    pub fn new(
+        db: PathBuf,
+        providers: Vec<Arc<dyn Provider>>,
+        tx: UnboundedSender<Action>,
+    ) -> Runner {
+        Runner {
+            db,
+            providers: Arc::new(providers),
+            tx,
+            latest_filter: Arc::new(AtomicU64::new(0)),
+            reader: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn send(&self, a: Action) {
+        let _ = self.tx.send(a);
+    }
+
+    /// Reads the cache on a blocking thread with the runner's connection.
+    fn read<T, F, M>(&self, f: F, map: M)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        M: FnOnce(T) -> Action + Send + 'static,
+    {
+        let (db, reader, tx) = (self.db.clone(), self.reader.clone(), self.tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut guard = reader.lock().unwrap_or_else(|e| e.into_inner());
+            if guard.is_none() {
+                match Store::open_read_only(&db) {
+                    Ok(s) => *guard = Some(s),
+                    Err(e) => {
+                        let _ = tx.send(Action::LoadFailed(e.to_string()));
+                        return;
+                    }
+                }
+            }
+            let store = guard.as_ref().expect("opened above");
+            let _ = tx.send(match f(store) {
+                Ok(v) => map(v),
+                Err(e) => Action::LoadFailed(format!("cannot read the cache: {e}")),
+            });
+        });
+    }
+
+    /// Performs every effect.
+    pub fn run_all(&self, effects: Vec<Effect>) {
+        for e in effects {
+            self.run(e);
+        }
+    }
+
+    /// Performs one effect.
+    pub fn run(&self, effect: Effect) {
+        match effect {
+            Effect::LoadKeys => self.read(|s| s.keys(), |k| Action::KeysLoaded(Arc::new(k))),
+            Effect::Filter(job) => {
+                self.latest_filter.store(job.generation, Ordering::SeqCst);
+                let (latest, tx) = (self.latest_filter.clone(), self.tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    if let Some(v) = super::search::run(&job, &latest) {
+                        let _ = tx.send(Action::FilterApplied(job.generation, Arc::new(v)));
+                    }
+                });
+            }
+            Effect::LoadDetail(key_ref, now) => self.read(
+                move |s| load_detail(s, key_ref, now),
+                |d| match d {
+                    Some(d) => Action::DetailLoaded(Box::new(d)),
+                    None => Action::LoadFailed("the key is no longer in the cache".into()),
+                },
+            ),
+            Effect::LoadEvents {
+                key_ref,
+                outcome,
+                now,
+            } => self.read(
+                move |s| load_events(s, key_ref, outcome, now),
+                |p| Action::EventsLoaded(Box::new(p)),
+            ),
+            Effect::LoadFindings => self.read(
+                |s| {
+                    s.findings(&FindingQuery {
+                        limit: Some(5000),
+                        ..Default::default()
+                    })
+                },
+                Action::FindingsLoaded,
+            ),
+            Effect::LoadJournal => self.read(
+                |s| {
+                    let mut j = s.journal(None, Some(2000))?;
+                    j.reverse();
+                    Ok(j)
+                },
+                Action::JournalLoaded,
+            ),
+            Effect::LoadProviders => self.read(|s| s.providers(), Action::ProvidersLoaded),
+            Effect::Sync => self.sync(),
+            Effect::ApplyKeyOp(op, keys) => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    for key in keys {
+                        let target = crate::action::target(&key);
+                        let Some(p) = me.providers.iter().find(|p| p.name() == key.provider) else {
+                            me.send(Action::KeyOpFinished(
+                                op,
+                                target,
+                                Err(format!("provider `{}` is not configured", key.provider)),
+                            ));
+                            continue;
+                        };
+                        let r = apply_key_op(&me.db, p.clone(), &key, op, Some("keyaudit tui"))
+                            .await
+                            .map(|k| k.status)
+                            .map_err(|e| e.to_string());
+                        me.send(Action::KeyOpFinished(op, target, r));
+                    }
+                });
+            }
+            Effect::SetFindingStatus {
+                id,
+                target,
+                status,
+                note,
+            } => {
+                let (db, tx) = (self.db.clone(), self.tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    let r = set_finding_status(&db, &id, &target, status, &note);
+                    let _ = tx.send(match r {
+                        Ok(true) => Action::FindingUpdated(id, status),
+                        Ok(false) => Action::LoadFailed(format!("no finding {id}")),
+                        Err(e) => Action::LoadFailed(format!("cannot update finding {id}: {e}")),
+                    });
+                });
+            }
+            Effect::Export(fmt, rows) => {
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let r = export(std::path::Path::new("."), fmt, &rows, Utc::now())
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(Action::ExportFinished(r));
+                });
+            }
+        }
+    }
+
+    fn sync(&self) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            for p in me.providers.iter() {
+                let tx = me.tx.clone();
+                let progress = move |pr: &crate::sync::SyncProgress| {
+                    let _ = tx.send(Action::SyncProgressed(pr.clone()));
+                };
+                let r = crate::sync::sync_provider(&me.db, p.clone(), &progress).await;
+                me.send(Action::SyncFinished(
+                    p.name().to_string(),
+                    r.map(|r| {
+                        format!(
+                            "{} keys, {} new events in {:.1}s",
+                            r.keys,
+                            r.new_events,
+                            r.elapsed.as_secs_f64()
+                        )
+                    })
+                    .map_err(|e| e.to_string()),
+                ));
+            }
+            me.send(Action::SyncAllFinished);
+        });
+    }
+}
+
+/// Reads everything the detail view shows about one key.
+pub fn load_detail(
+    s: &Store,
+    key_ref: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<Detail>, StoreError> {
+    let Some(key) = s.key_by_ref(key_ref)? else {
+        return Ok(None);
+    };
+    let activity = s.key_activity(key_ref, now, 30, 8)?;
+    let events = s.events(&EventQuery {
+        key_ref: Some(key_ref),
+        newest_first: true,
+        limit: Some(50),
+        ..Default::default()
+    })?;
+    let findings = s.findings(&FindingQuery {
+        key_ref: Some(key_ref),
+        ..Default::default()
+    })?;
+    let mut journal = s.journal(Some(&crate::action::target(&key.key)), Some(50))?;
+    journal.reverse();
+    Ok(Some(Detail {
+        key,
+        activity,
+        events,
+        findings,
+        journal,
+    }))
+}
+
+/// Reads the newest page of events and the per-hour histogram.
+pub fn load_events(
+    s: &Store,
+    key_ref: Option<i64>,
+    outcome: Option<Outcome>,
+    now: DateTime<Utc>,
+) -> Result<EventsPage, StoreError> {
+    Ok(EventsPage {
+        rows: s.events(&EventQuery {
+            key_ref,
+            outcome,
+            newest_first: true,
+            limit: Some(EVENTS_PAGE),
+            ..Default::default()
+        })?,
+        per_hour: s.events_per_hour(key_ref, now, 24)?,
+    })
+}
+
+fn set_finding_status(
+    db: &std::path::Path,
+    id: &str,
+    target: &str,
+    status: FindingStatus,
+    note: &str,
+) -> Result<bool, StoreError> {
+    let mut store = Store::open(db)?;
+    let note = (!note.trim().is_empty()).then_some(note.trim());
+    let changed = store.set_finding_status(id, status, note, None)?;
+    let verb = if status == FindingStatus::Acknowledged {
+        "acknowledge"
+    } else {
+        "suppress"
+    };
+    store.append_journal(&NewEntry {
+        action: verb,
+        target,
+        reason: note,
+        params: serde_json::json!({ "finding": id }),
+        result: if changed {
+            "ok"
+        } else {
+            "failed: no such finding"
+        },
+    })?;
+    Ok(changed)
+}
+
+/// Writes keys to `keyaudit-keys-<time>.<ext>` in `dir` (the TUI passes the current
+/// directory), mode 0600; never overwrites.
+pub fn export(
+    dir: &std::path::Path,
+    fmt: ExportFormat,
+    rows: &[crate::store::KeyRow],
+    now: DateTime<Utc>,
+) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    let ext = match fmt {
+        ExportFormat::Csv => "csv",
+        ExportFormat::Json => "json",
+    };
+    let path = dir.join(format!(
+        "keyaudit-keys-{}.{ext}",
+        now.format("%Y%m%dT%H%M%S")
+    ));
+    let file = crate::fsutil::create_private_file(&path, false)?;
+    let mut out = std::io::BufWriter::new(file);
+    match fmt {
+        ExportFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, rows)?;
+            writeln!(out)?;
+        }
+        ExportFormat::Csv => {
+            use crate::output::csv_field as c;
+            writeln!(out, "provider,id,name,owner,environment,status,created,expires,last_used,scopes,open_findings,worst_severity")?;
+            let t = |x: Option<DateTime<Utc>>| x.map(crate::model::rfc3339).unwrap_or_default();
+            for r in rows {
+                let k = &r.key;
+                writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{},{},{},{},{}",
+                    c(&k.provider),
+                    c(&k.id),
+                    c(&k.name),
+                    c(&k.owner),
+                    c(k.environment.as_deref().unwrap_or("")),
+                    k.status,
+                    t(k.created),
+                    t(k.expires),
+                    t(k.last_used),
+                    c(&k.scopes.join(" ")),
+                    r.open_findings,
+                    r.worst_severity.map(|s| s.as_str()).unwrap_or("")
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(path)
+}

@@ -1,0 +1,104 @@
+//! Every sentence the workstation shows, in one place.
+
+/// Name of the application in the header.
+pub const APP: &str = "keyaudit";
+/// Badge of a session on the embedded demo.
+pub const BADGE_DEMO: &str = " DEMO ";
+/// Badge of a read-only session.
+pub const BADGE_RO: &str = " RO ";
+/// Badge of a session able to act.
+pub const BADGE_RW: &str = " RW ";
+/// Badge while updates are frozen.
+pub const BADGE_FROZEN: &str = " FROZEN ";
+
+/// Shown when no key is cached yet.
+pub const NO_KEYS: &str = "No keys in the cache yet. Syncing… (or run `keyaudit sync`)";
+/// Shown when the filter hides every key.
+pub const NO_MATCH: &str = "No key matches the filter. esc clears it.";
+/// Shown while the detail of a key loads.
+pub const LOADING: &str = "Loading…";
+/// Events view without events.
+pub const NO_EVENTS: &str = "No events.";
+/// Findings view without findings.
+pub const NO_FINDINGS: &str = "No findings. Run `keyaudit detect` to evaluate the rules.";
+/// Journal view without entries.
+pub const NO_JOURNAL: &str = "The journal is empty: no operator action yet.";
+/// Providers view without providers.
+pub const NO_PROVIDERS: &str = "No provider in the cache yet.";
+
+/// Refusal of an action in read-only mode.
+pub fn refused_read_only(what: &str) -> String {
+    format!("Refused: read-only session; {what} needs write mode (:write). Nothing was changed.")
+}
+/// Refusal of `:write` when the session was started with `--read-only`.
+pub const LOCKED_READ_ONLY: &str =
+    "Refused: this session was started read-only (--read-only or mode = \"read-only\").";
+/// Refusal of an operation the provider does not support.
+pub fn unsupported(provider: &str, op: &str) -> String {
+    format!("{provider} cannot {op} keys; the action is not offered.")
+}
+/// Nothing is selected.
+pub const NOTHING_SELECTED: &str = "No key selected.";
+/// How to rotate.
+pub const ROTATE_VIA_CLI: &str =
+    "Rotate via `keyaudit rotate KEY_ID --deliver SINK`: the new secret goes to a sink you choose.";
+/// A dialog was cancelled.
+pub const CANCELLED: &str = "Cancelled; nothing was changed.";
+/// Write mode was unlocked.
+pub const NOW_WRITE: &str = "Write mode: actions are enabled. :ro returns to read-only.";
+/// Read-only again.
+pub const NOW_READ_ONLY: &str = "Read-only: actions are disabled.";
+/// The typed confirmation does not match.
+pub fn confirmation_mismatch(expected: &str) -> String {
+    format!("Type `{expected}` exactly to enable Confirm.")
+}
+/// An unknown palette command.
+pub fn unknown_command(cmd: &str) -> String {
+    format!("Unknown command `{cmd}`; `:help` lists the commands.")
+}
+/// Updates are frozen.
+pub const FROZEN: &str = "Updates frozen: new data is held until you press f again.";
+/// Updates resumed.
+pub const UNFROZEN: &str = "Updates resumed.";
+/// A sync is already running.
+pub const SYNC_RUNNING: &str = "A sync is already running.";
+
+/// Title of the confirm dialog.
+pub fn confirm_title(verb: &str, n: usize) -> String {
+    if n == 1 {
+        format!(" {verb} 1 key? ")
+    } else {
+        format!(" {verb} {n} keys? ")
+    }
+}
+/// What each operation does, for the confirm dialog.
+pub fn op_effect(op: &str) -> &'static str {
+    match op {
+        "revoke" => "Revoking is permanent: the key stops working and cannot be enabled again.",
+        "disable" => "Disabling is reversible: the key stops working until enabled again.",
+        "enable" => "Enabling lets the key work again.",
+        _ => "",
+    }
+}
+/// Prompt to type the confirmation.
+pub fn confirm_prompt(expected: &str, count: bool) -> String {
+    if count {
+        format!("Type the number of keys ({expected}) to confirm: ")
+    } else {
+        format!("Production key: type its name ({expected}) to confirm: ")
+    }
+}
+/// The `:write` dialog.
+pub const WRITE_TITLE: &str = " Enable write mode? ";
+/// The `:write` dialog's explanation.
+pub const WRITE_BODY: &str = "Write mode lets this session disable, revoke and rotate keys at the providers. Every action still asks for confirmation and is journaled.";
+/// Label of the cancel button.
+pub const CANCEL: &str = "Cancel";
+/// Label of the confirm button.
+pub const CONFIRM: &str = "Confirm";
+/// Prompt of the note of an acknowledge/suppress.
+pub fn note_prompt(verb: &str) -> String {
+    format!("{verb} note: ")
+}
+/// Footer of the help overlay.
+pub const HELP_FOOTER: &str = "Keys are rebindable in [tui.keys] of the config (docs/keys.md).";

@@ -1,0 +1,258 @@
+//! End to end: the real binary in tmux against the demo provider on loopback. Filter,
+//! open a key, get refused in read-only, unlock write mode, revoke with the typed
+//! confirmation, and check the provider and the journal.
+
+use keyaudit::demo::{self, DemoOptions};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keyaudit");
+const TOKEN_ENV: &str = "KEYAUDIT_E2E_TOKEN";
+
+fn tmux_available() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+struct Tmux {
+    socket: String,
+    session: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        assert!(self.cmd(&args).status.success());
+    }
+
+    fn type_text(&self, text: &str) {
+        assert!(self
+            .cmd(&["send-keys", "-t", &self.session, "-l", text])
+            .status
+            .success());
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .cmd(&["capture-pane", "-p", "-t", &self.session])
+                .stdout,
+        )
+        .into_owned()
+    }
+
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                panic!("timed out waiting for {what}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+async fn key_status(client: &reqwest::Client, url: &str, token: &str, id: &str) -> String {
+    let v: Value = client
+        .get(format!("{url}/v1/keys/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["status"].as_str().unwrap_or_default().to_string()
+}
+
+fn keyaudit(dir: &Path, token: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["--db", dir.join("cache.db").to_str().unwrap()])
+        .args(["--config", dir.join("config.toml").to_str().unwrap()])
+        .args(args)
+        .env(TOKEN_ENV, token)
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .output()
+        .expect("keyaudit runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_open_refuse_unlock_and_revoke_in_tmux() {
+    if !tmux_available() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("tmux is required for the end-to-end test in CI (apt-get install -y tmux)");
+        }
+        eprintln!("skipping: tmux is not installed (apt-get install -y tmux)");
+        return;
+    }
+    let demo = demo::start(DemoOptions {
+        seed: 23,
+        token: "e2e-admin-token".into(),
+        events: 4000,
+        live_rate: 0.0,
+        ..DemoOptions::default()
+    })
+    .await
+    .expect("demo starts");
+    let client = reqwest::Client::new();
+
+    // Pick an active production key of one partner.
+    let keys: Value = client
+        .get(format!("{}/v1/keys?limit=500", demo.url))
+        .bearer_auth(&demo.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| {
+            k["status"] == "active"
+                && k["environment"] == "prod"
+                && k["owner"].as_str().unwrap_or("").starts_with("Ledgerly")
+        })
+        .expect("an active prod key of Ledgerly")
+        .clone();
+    let id = key["id"].as_str().unwrap().to_string();
+    let name = key["name"].as_str().unwrap().to_string();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[[provider]]\nname = \"talentgrid\"\nkind = \"http\"\nurl = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\n\n[tui]\nmouse = false\nsync_interval_secs = 0\n",
+            demo.url
+        ),
+    )
+    .unwrap();
+    let sync = keyaudit(dir.path(), &demo.token, &["sync"]);
+    assert!(
+        sync.status.success(),
+        "sync failed: {}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+
+    let tmux = Tmux {
+        socket: format!("keyaudit-e2e-{}", std::process::id()),
+        session: "ka".into(),
+    };
+    let d = dir.path();
+    let command = format!(
+        "env {TOKEN_ENV}={} XDG_STATE_HOME={} XDG_DATA_HOME={} {BIN} --db {} --config {}",
+        demo.token,
+        d.join("state").display(),
+        d.join("data").display(),
+        d.join("cache.db").display(),
+        d.join("config.toml").display()
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "ka",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &command,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_for("the keys view", |s| {
+        s.contains("[keys]") && s.contains(" keys ")
+    });
+
+    // Filter by partner and id, open the detail.
+    tmux.send(&["/"]);
+    tmux.type_text(&format!("ledgerly id:{id}"));
+    tmux.wait_for("one matching key", |s| s.contains("keys 1 of"));
+    tmux.send(&["Enter"]);
+    tmux.send(&["Enter"]);
+    tmux.wait_for("the detail view", |s| {
+        s.contains("[detail]") && s.contains("scopes:") && s.contains(&name)
+    });
+
+    // Read-only: refused, nothing reaches the provider.
+    tmux.send(&["D"]);
+    tmux.wait_for("the refusal", |s| s.contains("Refused: read-only"));
+    assert_eq!(
+        key_status(&client, &demo.url, &demo.token, &id).await,
+        "active"
+    );
+
+    // Unlock write mode (confirmed).
+    tmux.send(&[":"]);
+    tmux.type_text("write");
+    tmux.send(&["Enter"]);
+    tmux.wait_for("the write dialog", |s| s.contains("Enable write mode?"));
+    tmux.send(&["Tab"]);
+    tmux.send(&["Enter"]);
+    tmux.wait_for("write mode", |s| {
+        s.contains("Write mode: actions are enabled")
+            && s.lines()
+                .next()
+                .is_some_and(|l| l.trim_end().ends_with("RW"))
+    });
+
+    // Revoke: the dialog names the key and wants its name typed.
+    tmux.send(&["D"]);
+    tmux.wait_for("the revoke dialog", |s| {
+        s.contains("Revoke 1 key?") && s.contains("type its name")
+    });
+    tmux.type_text(&name);
+    tmux.send(&["Tab"]);
+    tmux.send(&["Enter"]);
+    tmux.wait_for("the revoke result", |s| s.contains("now revoked"));
+    assert_eq!(
+        key_status(&client, &demo.url, &demo.token, &id).await,
+        "revoked"
+    );
+
+    tmux.send(&["q"]);
+    let journal = keyaudit(d, &demo.token, &["journal", "--format", "json"]);
+    assert!(journal.status.success());
+    let entries: Value = serde_json::from_slice(&journal.stdout).expect("journal JSON");
+    let target = format!("talentgrid/{id}");
+    let results: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "revoke" && e["target"] == target.as_str())
+        .filter_map(|e| e["result"].as_str())
+        .collect();
+    assert!(results.contains(&"started"), "{entries:#}");
+    assert!(results.iter().any(|r| r.starts_with("ok")), "{entries:#}");
+    drop(tmux);
+    demo.shutdown().await;
+}

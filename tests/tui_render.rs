@@ -1,0 +1,158 @@
+//! Render snapshots at 80x24 and 120x40 with a fixed clock, and the escape-sequence test
+//! through the real render path.
+
+use keyaudit::tui::action::{Action, View};
+use keyaudit::tui::fixture::{apply, detail, state};
+use keyaudit::tui::state::State;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+fn draw(s: &State) -> String {
+    let mut t = Terminal::new(TestBackend::new(s.size.0, s.size.1)).unwrap();
+    t.draw(|f| keyaudit::tui::view::render(s, f)).unwrap();
+    t.backend().to_string()
+}
+
+fn at(w: u16, h: u16, setup: impl Fn(&mut State)) -> String {
+    let mut s = state(w, h);
+    setup(&mut s);
+    draw(&s)
+}
+
+fn both(name: &str, setup: impl Fn(&mut State)) {
+    insta::assert_snapshot!(format!("{name}_80x24"), at(80, 24, &setup));
+    insta::assert_snapshot!(format!("{name}_120x40"), at(120, 40, &setup));
+}
+
+fn open_detail(s: &mut State) {
+    apply(s, Action::OpenDetail);
+    apply(s, Action::DetailLoaded(Box::new(detail())));
+}
+
+#[test]
+fn keys_view() {
+    both("keys", |_| {});
+}
+
+#[test]
+fn keys_view_in_write_mode_with_marks() {
+    both("keys_rw_marked", |s| {
+        apply(s, Action::RequestWrite);
+        apply(s, Action::ToggleFocus);
+        apply(s, Action::InputSubmit);
+        apply(s, Action::ToggleMark);
+        apply(s, Action::ToggleMark);
+    });
+}
+
+#[test]
+fn detail_view() {
+    both("detail", open_detail);
+}
+
+#[test]
+fn events_view() {
+    both("events", |s| {
+        apply(s, Action::ShowView(View::Events));
+    });
+}
+
+#[test]
+fn findings_view() {
+    both("findings", |s| {
+        apply(s, Action::ShowView(View::Findings));
+    });
+}
+
+#[test]
+fn journal_view() {
+    both("journal", |s| {
+        apply(s, Action::ShowView(View::Journal));
+    });
+}
+
+#[test]
+fn providers_view() {
+    both("providers", |s| {
+        apply(s, Action::ShowView(View::Providers));
+    });
+}
+
+#[test]
+fn help_overlay() {
+    both("help", |s| {
+        apply(s, Action::ToggleHelp);
+    });
+}
+
+#[test]
+fn confirm_dialog() {
+    both("confirm", |s| {
+        apply(s, Action::RequestWrite);
+        apply(s, Action::ToggleFocus);
+        apply(s, Action::InputSubmit);
+        apply(s, Action::RequestRevoke);
+    });
+}
+
+#[test]
+fn confirm_dialog_for_several_keys() {
+    both("confirm_bulk", |s| {
+        apply(s, Action::RequestWrite);
+        apply(s, Action::ToggleFocus);
+        apply(s, Action::InputSubmit);
+        for _ in 0..3 {
+            apply(s, Action::ToggleMark);
+        }
+        apply(s, Action::RequestDisable);
+        apply(s, Action::Input('3'));
+    });
+}
+
+#[test]
+fn filter_active() {
+    both("filter", |s| {
+        apply(s, Action::StartFilter);
+        for c in "acme env:prod".chars() {
+            apply(s, Action::Input(c));
+        }
+    });
+}
+
+#[test]
+fn escape_sequences_in_user_agents_are_shown_escaped_in_full() {
+    let mut s = state(120, 40);
+    open_detail(&mut s);
+    let text = draw(&s);
+    assert!(
+        text.contains("evil\\u{1b}]52;c;c2VjcmV0\\u{7}\\u{1b}[2Ja"),
+        "{text}"
+    );
+}
+
+#[test]
+fn escape_sequences_from_providers_render_as_inert_text() {
+    for (w, h) in [(80, 24), (120, 40)] {
+        for setup in [open_detail as fn(&mut State), |s: &mut State| {
+            apply(s, Action::ShowView(View::Events));
+        }] {
+            let mut s = state(w, h);
+            setup(&mut s);
+            let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+            t.draw(|f| keyaudit::tui::view::render(&s, f)).unwrap();
+            let buf = t.backend().buffer().clone();
+            for cell in buf.content() {
+                assert!(
+                    !cell.symbol().chars().any(|c| c.is_control()),
+                    "a control character reached the screen: {:?}",
+                    cell.symbol()
+                );
+            }
+            let text = t.backend().to_string();
+            assert!(
+                text.contains("evil\\u"),
+                "the user agent is not shown as inert text:\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! `update` behaviour a user notices: refusals, confirm gating, filter, views, marks.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use keyaudit::action::KeyOp;
+use keyaudit::tui::action::{Action, Effect, View};
+use keyaudit::tui::fixture::{apply, state};
+use keyaudit::tui::state::{ConfirmKind, State};
+
+fn key(s: &State, c: char) -> Option<Action> {
+    let m = if c.is_ascii_uppercase() {
+        KeyModifiers::SHIFT
+    } else {
+        KeyModifiers::NONE
+    };
+    s.action_for_key(&KeyEvent::new(KeyCode::Char(c), m))
+}
+
+fn press(s: &mut State, c: char) -> Vec<Effect> {
+    let a = key(s, c).unwrap_or_else(|| panic!("{c} is not bound"));
+    apply(s, a)
+}
+
+fn code(s: &mut State, c: KeyCode) -> Vec<Effect> {
+    let a = s
+        .action_for_key(&KeyEvent::new(c, KeyModifiers::NONE))
+        .unwrap_or_else(|| panic!("{c:?} is not bound"));
+    apply(s, a)
+}
+
+fn typed(s: &mut State, text: &str) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    for c in text.chars() {
+        fx.extend(apply(s, Action::Input(c)));
+    }
+    fx
+}
+
+fn writable() -> State {
+    let mut s = state(120, 40);
+    press(&mut s, ':');
+    typed(&mut s, "write");
+    code(&mut s, KeyCode::Enter);
+    code(&mut s, KeyCode::Tab);
+    code(&mut s, KeyCode::Enter);
+    assert!(s.write);
+    s
+}
+
+fn select(s: &mut State, name: &str) {
+    press(s, 'g');
+    while s.selected_key().unwrap().key.name != name {
+        press(s, 'j');
+    }
+}
+
+#[test]
+fn read_only_refuses_disable_revoke_and_rotate_without_effects() {
+    let mut s = state(120, 40);
+    for c in ['d', 'D', 'r'] {
+        let fx = press(&mut s, c);
+        assert!(fx.is_empty(), "{c} made effects in read-only");
+        assert!(s.confirm.is_none());
+        let m = s.message.clone().unwrap();
+        assert!(m.error && m.text.contains("read-only"), "{}", m.text);
+    }
+}
+
+#[test]
+fn write_mode_needs_confirmation_and_starts_on_cancel() {
+    let mut s = state(120, 40);
+    press(&mut s, ':');
+    typed(&mut s, "write");
+    let fx = code(&mut s, KeyCode::Enter);
+    assert!(fx.is_empty());
+    let c = s.confirm.clone().unwrap();
+    assert_eq!(c.kind, ConfirmKind::Write);
+    assert!(!c.on_confirm, "the dialog must start on Cancel");
+    assert!(!s.write);
+    // enter on Cancel closes and leaves read-only.
+    code(&mut s, KeyCode::Enter);
+    assert!(!s.write && s.confirm.is_none());
+    // Again, moving to Confirm.
+    assert!(writable().write);
+}
+
+#[test]
+fn read_only_session_refuses_write() {
+    let mut s = state(120, 40);
+    s.locked_read_only = true;
+    apply(&mut s, Action::RequestWrite);
+    assert!(s.confirm.is_none() && !s.write);
+    assert!(s.message.unwrap().text.contains("started read-only"));
+}
+
+#[test]
+fn revoke_is_gated_by_the_confirm_dialog() {
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sandbox");
+    let fx = press(&mut s, 'D');
+    assert!(fx.is_empty(), "no effect before confirmation");
+    let c = s.confirm.clone().unwrap();
+    assert_eq!(c.kind, ConfirmKind::KeyOp(KeyOp::Revoke));
+    assert!(!c.on_confirm && c.expected.is_none());
+    assert_eq!(c.keys[0].key.name, "acme-payroll-sandbox");
+    // enter on Cancel: nothing.
+    assert!(code(&mut s, KeyCode::Enter).is_empty());
+    assert!(s.confirm.is_none());
+    // esc: nothing.
+    press(&mut s, 'D');
+    assert!(code(&mut s, KeyCode::Esc).is_empty());
+    // tab to Confirm, enter: one effect naming the key.
+    press(&mut s, 'D');
+    code(&mut s, KeyCode::Tab);
+    let fx = code(&mut s, KeyCode::Enter);
+    match fx.as_slice() {
+        [Effect::ApplyKeyOp(KeyOp::Revoke, keys)] => {
+            assert_eq!(keys.len(), 1);
+            assert_eq!(keys[0].name, "acme-payroll-sandbox");
+        }
+        other => panic!("unexpected effects {other:?}"),
+    }
+}
+
+#[test]
+fn production_keys_need_their_name_typed() {
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sync");
+    press(&mut s, 'd');
+    let c = s.confirm.clone().unwrap();
+    assert_eq!(c.expected.as_deref(), Some("acme-payroll-sync"));
+    code(&mut s, KeyCode::Tab);
+    typed(&mut s, "acme-payroll-syn");
+    assert!(
+        code(&mut s, KeyCode::Enter).is_empty(),
+        "wrong text must not act"
+    );
+    assert!(s.confirm.is_some(), "the dialog stays open");
+    assert!(!s.confirm.as_ref().unwrap().armed());
+    typed(&mut s, "c");
+    let fx = code(&mut s, KeyCode::Enter);
+    assert!(matches!(fx.as_slice(), [Effect::ApplyKeyOp(KeyOp::Disable, k)] if k.len() == 1));
+}
+
+#[test]
+fn several_marked_keys_need_the_count_typed() {
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sandbox");
+    press(&mut s, ' ');
+    select(&mut s, "greenhouse-webhooks");
+    press(&mut s, ' ');
+    assert_eq!(s.marked.len(), 2);
+    press(&mut s, 'D');
+    let c = s.confirm.clone().unwrap();
+    assert_eq!(c.keys.len(), 2);
+    assert_eq!(c.expected.as_deref(), Some("2"));
+    code(&mut s, KeyCode::Tab);
+    typed(&mut s, "3");
+    assert!(code(&mut s, KeyCode::Enter).is_empty());
+    code(&mut s, KeyCode::Backspace);
+    typed(&mut s, "2");
+    let fx = code(&mut s, KeyCode::Enter);
+    assert!(matches!(fx.as_slice(), [Effect::ApplyKeyOp(KeyOp::Revoke, k)] if k.len() == 2));
+    assert!(s.marked.is_empty());
+}
+
+#[test]
+fn actions_the_provider_cannot_do_are_not_offered() {
+    let mut s = writable();
+    select(&mut s, "hub-acme-ledger");
+    let fx = press(&mut s, 'd');
+    assert!(fx.is_empty() && s.confirm.is_none());
+    assert!(s
+        .message
+        .unwrap()
+        .text
+        .contains("payroll-hub cannot disable"));
+}
+
+#[test]
+fn typing_a_filter_makes_filter_effects_and_hides_rows() {
+    let mut s = state(120, 40);
+    press(&mut s, '/');
+    let fx = typed(&mut s, "acme");
+    assert!(fx.iter().all(|e| matches!(e, Effect::Filter(_))) && fx.len() == 4);
+    // The query only grew: later runs narrow the previous result.
+    assert!(matches!(&fx[3], Effect::Filter(j) if j.base.is_some()));
+    assert!(s.visible.len() < s.keys.len());
+    assert!(s
+        .visible
+        .iter()
+        .all(|i| s.keys[*i].key.owner.contains("Acme") || s.keys[*i].key.name.contains("acme")));
+    typed(&mut s, " env:prod status:active");
+    let names: Vec<_> = s
+        .visible
+        .iter()
+        .map(|i| s.keys[*i].key.name.as_str())
+        .collect();
+    assert!(names.contains(&"acme-payroll-sync"));
+    assert!(!names.contains(&"acme-payroll-sandbox") && !names.contains(&"acme-old-export"));
+    assert_eq!(s.hidden(), s.keys.len() - names.len());
+    // A half-typed term shows an error and keeps the result.
+    typed(&mut s, " age");
+    let before = s.visible.clone();
+    typed(&mut s, ">");
+    assert!(s.filter_error.is_some());
+    assert_eq!(s.visible, before);
+    code(&mut s, KeyCode::Esc);
+    assert!(s.filter.is_empty() && s.hidden() == 0);
+}
+
+#[test]
+fn selection_follows_the_key_across_reloads() {
+    let mut s = state(120, 40);
+    select(&mut s, "greenhouse-legacy");
+    let mut keys = keyaudit::tui::fixture::keys();
+    keys.reverse();
+    apply(&mut s, Action::KeysLoaded(std::sync::Arc::new(keys)));
+    assert_eq!(s.selected_key().unwrap().key.name, "greenhouse-legacy");
+}
+
+#[test]
+fn views_switch_by_tab_and_by_name() {
+    let mut s = state(120, 40);
+    assert_eq!(s.view, View::Keys);
+    let fx = code(&mut s, KeyCode::Tab);
+    // No key opened yet: detail is skipped.
+    assert_eq!(s.view, View::Events);
+    assert!(matches!(fx.as_slice(), [Effect::LoadEvents { .. }]));
+    press(&mut s, ':');
+    typed(&mut s, "journal");
+    let fx = code(&mut s, KeyCode::Enter);
+    assert_eq!(s.view, View::Journal);
+    assert!(matches!(fx.as_slice(), [Effect::LoadJournal]));
+    press(&mut s, '1');
+    assert_eq!(s.view, View::Keys);
+    let fx = code(&mut s, KeyCode::Enter);
+    assert_eq!(s.view, View::Detail);
+    assert!(matches!(fx.as_slice(), [Effect::LoadDetail(1, _)]));
+    code(&mut s, KeyCode::Esc);
+    assert_eq!(s.view, View::Keys);
+}
+
+#[test]
+fn palette_completes_and_remembers() {
+    let mut s = state(120, 40);
+    press(&mut s, ':');
+    typed(&mut s, "prov");
+    code(&mut s, KeyCode::Tab);
+    assert_eq!(s.input, "providers ");
+    code(&mut s, KeyCode::Enter);
+    assert_eq!(s.view, View::Providers);
+    press(&mut s, ':');
+    code(&mut s, KeyCode::Up);
+    assert_eq!(s.input, "providers");
+    code(&mut s, KeyCode::Esc);
+    press(&mut s, ':');
+    typed(&mut s, "bogus");
+    code(&mut s, KeyCode::Enter);
+    assert!(s.message.unwrap().text.contains("Unknown command `bogus`"));
+}
+
+#[test]
+fn marking_toggles_and_moves_down() {
+    let mut s = state(120, 40);
+    press(&mut s, 'g');
+    let first = s.selected_key().unwrap().key_ref;
+    press(&mut s, ' ');
+    assert!(s.marked.contains(&first));
+    assert_ne!(s.selected_key().unwrap().key_ref, first);
+    press(&mut s, 'k');
+    press(&mut s, ' ');
+    assert!(!s.marked.contains(&first));
+}
+
+#[test]
+fn acknowledging_a_finding_asks_for_a_note_in_write_mode() {
+    let mut s = state(120, 40);
+    press(&mut s, '4');
+    assert!(press(&mut s, 'a').is_empty());
+    assert!(s.message.clone().unwrap().text.contains("read-only"));
+    let mut s = writable();
+    press(&mut s, '4');
+    press(&mut s, 'a');
+    typed(&mut s, "partner test");
+    let fx = code(&mut s, KeyCode::Enter);
+    assert!(matches!(
+        fx.as_slice(),
+        [Effect::SetFindingStatus { id, note, .. }] if id == "f1" && note == "partner test"
+    ));
+}
+
+#[test]
+fn freezing_holds_new_keys_until_resumed() {
+    let mut s = state(120, 40);
+    press(&mut s, 'f');
+    let fx = apply(&mut s, Action::KeysLoaded(std::sync::Arc::new(Vec::new())));
+    assert!(fx.is_empty());
+    assert_eq!(s.keys.len(), 12);
+    press(&mut s, 'f');
+    assert_eq!(s.keys.len(), 0);
+}
+
+#[test]
+fn sort_cycles_columns_and_reverses() {
+    let mut s = state(120, 40);
+    press(&mut s, 's');
+    press(&mut s, 's');
+    let names: Vec<_> = s
+        .visible
+        .iter()
+        .map(|i| s.keys[*i].key.name.clone())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort_by_key(|n| n.to_lowercase());
+    assert_eq!(names, sorted);
+    press(&mut s, 'S');
+    let rev: Vec<_> = s
+        .visible
+        .iter()
+        .map(|i| s.keys[*i].key.name.clone())
+        .collect();
+    sorted.reverse();
+    assert_eq!(rev, sorted);
+}
