@@ -1,6 +1,16 @@
 //! Operator actions on keys. Every action goes through here, from the CLI and the TUI
 //! alike: the journal gets an entry before the provider is called and one after, with
 //! the result; the cache is updated with the provider's answer.
+//!
+//! - [`bulk`]: one operation on many keys (incidents), bounded concurrency, retries.
+//! - [`rotate`]: rotation as a persisted, resumable state machine.
+//! - [`sink`]: where a new secret is delivered, once.
+//! - [`workflow`]: the `workflows` table and the `rotated_key_used` check.
+
+pub mod bulk;
+pub mod rotate;
+pub mod sink;
+pub mod workflow;
 
 use crate::model::Key;
 use crate::provider::{Provider, ProviderError};
