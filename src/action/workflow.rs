@@ -274,7 +274,10 @@ pub fn finding_id(w: &Workflow) -> String {
 
 /// Raises (or refreshes) a `rotated_key_used` finding for every rotation whose old key
 /// was used after the new key was delivered and verified: the partner has not switched
-/// yet, and the old key will stop working when its grace period ends. Only rotations of
+/// yet, and the old key will stop working when its grace period ends. The switch time is
+/// the provider's time of the new key's first use (the verification request) when the
+/// cache holds it, else keyaudit's time of the verification, so clock skew between the
+/// two machines does not hide or invent uses. Only rotations of
 /// `provider` when given. Returns the number of findings written. Called after each sync
 /// and by `keyaudit workflows` / `resume`.
 pub fn check_rotated_key_use(store: &Store, provider: Option<&str>) -> Result<usize, StoreError> {
@@ -289,7 +292,22 @@ pub fn check_rotated_key_use(store: &Store, provider: Option<&str>) -> Result<us
         })
         .collect();
     for w in rotations {
-        let since = w.switched_at.expect("filtered above");
+        // The provider's clock, not ours: the switch is when the new key was first used
+        // at the provider (its verification), when that event is cached.
+        let since = match &w.new_key_id {
+            Some(n) => store
+                .conn()
+                .prepare_cached(
+                    "SELECT min(e.time) FROM events e
+                     JOIN keys k ON k.id = e.key_ref JOIN providers p ON p.id = k.provider_id
+                     WHERE p.name = ?1 AND k.ext_id = ?2",
+                )?
+                .query_row(params![w.provider, n], |r| r.get::<_, Option<Millis>>(0))?
+                .map(from_millis),
+            None => None,
+        }
+        .or(w.switched_at)
+        .expect("filtered above");
         let mut stmt = store.conn().prepare_cached(
             "SELECT e.ext_id, e.time, e.source_ip, e.outcome FROM events e
              JOIN keys k ON k.id = e.key_ref JOIN providers p ON p.id = k.provider_id
@@ -329,7 +347,7 @@ pub fn check_rotated_key_use(store: &Store, provider: Option<&str>) -> Result<us
         };
         let explanation = format!(
             "Key {} was rotated to {new} (workflow #{}); the new key was delivered to {} and \
-             verified at {}. The old key was used {count} time(s) since ({denied} refused), \
+             verified at {} (provider time). The old key was used {count} time(s) since ({denied} refused), \
              last at {} from {}: the partner has not switched, and {until}. Make sure the \
              partner deploys the new key.",
             w.target(),
