@@ -104,6 +104,11 @@ pub async fn run_bulk(
 ) -> BulkReport {
     let started = Instant::now();
     let total = keys.len();
+    for p in providers.values() {
+        if let Err(e) = super::ensure_provider(db, p.as_ref()).await {
+            tracing::warn!(provider = p.name(), "cannot register the provider: {e}");
+        }
+    }
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
     let mut set = tokio::task::JoinSet::new();
     let mut results: Vec<Option<KeyResult>> = vec![None; total];

@@ -82,6 +82,22 @@ pub async fn with_db<T: Send + 'static>(
     .map_err(ActionError::from)
 }
 
+/// Registers `provider` in the cache (a key fetched live, before any sync, needs it).
+pub async fn ensure_provider(db: &Path, provider: &dyn Provider) -> Result<(), ActionError> {
+    let (name, kind, url) = (
+        provider.name().to_string(),
+        provider.kind().to_string(),
+        provider.location(),
+    );
+    with_db(db, move |s| {
+        if s.provider_id(&name)?.is_none() {
+            s.ensure_provider(&name, &kind, url.as_deref())?;
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Journals, performs and records one operation on one key; returns the key as the
 /// provider reports it afterwards. Idempotent where the provider is (revoking a revoked
 /// key succeeds).

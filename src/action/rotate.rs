@@ -149,6 +149,7 @@ pub async fn rotate(db: &Path, req: RotateRequest) -> Result<Workflow, RotateErr
         });
     }
     req.sink.preflight(req.force)?;
+    super::ensure_provider(db, req.provider.as_ref()).await?;
     let grace = if caps.rotate_overlap {
         req.grace.as_secs() as i64
     } else {
@@ -190,6 +191,12 @@ pub async fn resume(
         id,
         why: e.to_string(),
     })?;
+    let mut wf = wf;
+    if wf.step == Step::Planned {
+        // Never start a rotation the operator is no longer watching: reconcile as if
+        // the provider call had been cut off (nothing happened, so it is rolled back).
+        wf.step = Step::Rotating;
+    }
     tracing::info!(workflow = id, step = %wf.step, "resuming");
     drive(db, provider, wf, &sink, force, None).await
 }
