@@ -201,5 +201,38 @@ fn crashes_while_finishing_and_while_rolling_back_are_resumed() {
         KeyStatus::Revoked
     );
     assert!(w.works(&b_secret));
+
+    // A disabled (say, leaked) key is rotated; the rollback must not enable it again.
+    let (c, c_secret) = w.create("leaked-c", "Crash Test Partner");
+    let tc = format!("talentgrid/{}", c.id);
+    w.ok(&["disable", &tc, "--reason", "leaked", "--yes"]);
+    let spec_c = format!("file:{}", w.path("c.key").display());
+    crash(
+        &w,
+        &["rotate", &tc, "--deliver", &spec_c, "--grace", "1h"],
+        "rotated",
+    );
+    w.ok(&["resume"]);
+    assert_eq!(workflow_of(&w, &c.id).state, State::RolledBack);
+    assert_eq!(w.remote(&c.id).status, KeyStatus::Inactive);
+    assert!(!w.works(&c_secret));
+
+    // A key rotated before: a second rotation cut off before the provider call must not
+    // take the first rotation's new key for its own.
+    let (d, _) = w.create("twice-d", "Crash Test Partner");
+    let td = format!("talentgrid/{}", d.id);
+    let spec_d1 = format!("file:{}", w.path("d1.key").display());
+    w.ok(&["rotate", &td, "--deliver", &spec_d1, "--grace", "1h"]);
+    let first = w.remote(&d.id).rotated_to.unwrap();
+    let spec_d2 = format!("file:{}", w.path("d2.key").display());
+    crash(
+        &w,
+        &["rotate", &td, "--deliver", &spec_d2, "--grace", "1h"],
+        "rotating",
+    );
+    w.ok(&["resume"]);
+    assert_eq!(workflow_of(&w, &d.id).state, State::RolledBack);
+    assert_eq!(w.remote(&first).status, KeyStatus::Active);
+    assert_eq!(w.remote(&d.id).rotated_to.as_deref(), Some(first.as_str()));
     w.ok(&["journal", "verify"]);
 }

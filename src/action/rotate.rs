@@ -142,10 +142,13 @@ pub async fn rotate(db: &Path, req: RotateRequest) -> Result<Workflow, RotateErr
             provider: req.provider.name().to_string(),
         });
     }
-    if matches!(req.key.status, KeyStatus::Revoked | KeyStatus::Expired) {
+    // The provider's word, not the cache's: the status to check, and the successor an
+    // earlier rotation left (so a reconcile never mistakes it for ours).
+    let current = req.provider.get_key(&req.key.id).await?;
+    if matches!(current.status, KeyStatus::Revoked | KeyStatus::Expired) {
         return Err(RotateError::NotRotatable {
             target: super::target(&req.key),
-            status: req.key.status,
+            status: current.status,
         });
     }
     req.sink.preflight(req.force)?;
@@ -162,6 +165,8 @@ pub async fn rotate(db: &Path, req: RotateRequest) -> Result<Workflow, RotateErr
         grace,
         req.reason.as_deref(),
     );
+    wf.old_status = Some(current.status.to_string());
+    wf.prior_successor = current.rotated_to.clone();
     {
         let w = wf.clone();
         wf.id = with_db(db, move |s| workflow::insert(s, &w)).await?;
@@ -199,12 +204,6 @@ pub async fn resume(
     }
     tracing::info!(workflow = id, step = %wf.step, "resuming");
     drive(db, provider, wf, &sink, force, None).await
-}
-
-/// Is `new` the key this workflow's rotation created (and not an earlier rotation's)?
-fn issued_by(wf: &Workflow, new: &Key) -> bool {
-    new.created
-        .is_none_or(|c| c >= wf.created - chrono::Duration::minutes(5))
 }
 
 /// Runs the state machine from the saved step until it finishes or must wait.
@@ -255,12 +254,14 @@ async fn drive(
                 // Interrupted around the provider call: did the provider rotate?
                 let old = provider.get_key(&wf.key_id).await?;
                 let ours = match &old.rotated_to {
-                    Some(n) => match provider.get_key(n).await {
-                        Ok(new) if issued_by(&wf, &new) => Some(new),
-                        Ok(_) | Err(ProviderError::NotFound { .. }) => None,
-                        Err(e) => return Err(e.into()),
-                    },
-                    None => None,
+                    Some(n) if old.rotated_to != wf.prior_successor => {
+                        match provider.get_key(n).await {
+                            Ok(new) => Some(new),
+                            Err(ProviderError::NotFound { .. }) => None,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    _ => None,
                 };
                 match ours {
                     Some(new) => {
@@ -495,7 +496,14 @@ async fn roll_back(
     }
     let old = provider.get_key(&wf.key_id).await?;
     let replaced = wf.new_key_id.is_some() && old.rotated_to == wf.new_key_id;
-    if replaced && caps.rotate_overlap && caps.disable && old.status != KeyStatus::Revoked {
+    let was_active = wf.old_status.as_deref().is_none_or(|s| s == "active");
+    if replaced && !was_active {
+        notes.push(format!(
+            "old key {} left as it was before the rotation ({})",
+            wf.key_id,
+            wf.old_status.as_deref().unwrap_or("?")
+        ));
+    } else if replaced && caps.rotate_overlap && caps.disable && old.status != KeyStatus::Revoked {
         apply_key_op(db, provider.clone(), &old, KeyOp::Enable, Some(&reason)).await?;
         notes.push(format!(
             "old key {} kept active (grace cancelled)",

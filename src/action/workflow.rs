@@ -109,6 +109,11 @@ pub struct Workflow {
     pub provider: String,
     /// The key the workflow acts on (the old key of a rotation).
     pub key_id: String,
+    /// The old key's status when the workflow started (a rollback restores it).
+    pub old_status: Option<String>,
+    /// The old key's `rotated_to` before this rotation (an earlier rotation's key, which
+    /// a rollback must not touch).
+    pub prior_successor: Option<String>,
     /// The key a rotation issued, once known.
     pub new_key_id: Option<String>,
     /// Fingerprint of the new secret (never the secret).
@@ -144,6 +149,8 @@ impl Workflow {
             kind: "rotate".into(),
             provider: provider.into(),
             key_id: key_id.into(),
+            old_status: None,
+            prior_successor: None,
             new_key_id: None,
             new_fingerprint: None,
             step: Step::Planned,
@@ -165,32 +172,34 @@ impl Workflow {
     }
 }
 
-const COLUMNS: &str = "id, kind, provider, key_id, new_key_id, new_fingerprint, step, state, sink,
+const COLUMNS: &str = "id, kind, provider, key_id, old_status, prior_successor, new_key_id, new_fingerprint, step, state, sink,
      grace_seconds, grace_until, switched_at, reason, created, updated, error";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Workflow> {
     let bad = |i: usize, e: String| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
     };
-    let step: String = r.get(6)?;
-    let state: String = r.get(7)?;
+    let step: String = r.get(8)?;
+    let state: String = r.get(9)?;
     Ok(Workflow {
         id: r.get(0)?,
         kind: r.get(1)?,
         provider: r.get(2)?,
         key_id: r.get(3)?,
-        new_key_id: r.get(4)?,
-        new_fingerprint: r.get(5)?,
-        step: step.parse().map_err(|e| bad(6, e))?,
-        state: state.parse().map_err(|e| bad(7, e))?,
-        sink: r.get(8)?,
-        grace_seconds: r.get(9)?,
-        grace_until: r.get::<_, Option<Millis>>(10)?.map(from_millis),
-        switched_at: r.get::<_, Option<Millis>>(11)?.map(from_millis),
-        reason: r.get(12)?,
-        created: from_millis(r.get(13)?),
-        updated: from_millis(r.get(14)?),
-        error: r.get(15)?,
+        old_status: r.get(4)?,
+        prior_successor: r.get(5)?,
+        new_key_id: r.get(6)?,
+        new_fingerprint: r.get(7)?,
+        step: step.parse().map_err(|e| bad(8, e))?,
+        state: state.parse().map_err(|e| bad(9, e))?,
+        sink: r.get(10)?,
+        grace_seconds: r.get(11)?,
+        grace_until: r.get::<_, Option<Millis>>(12)?.map(from_millis),
+        switched_at: r.get::<_, Option<Millis>>(13)?.map(from_millis),
+        reason: r.get(14)?,
+        created: from_millis(r.get(15)?),
+        updated: from_millis(r.get(16)?),
+        error: r.get(17)?,
     })
 }
 
@@ -199,8 +208,8 @@ pub fn insert(store: &Store, w: &Workflow) -> Result<i64, StoreError> {
     store.conn().execute(
         "INSERT INTO workflows (kind, provider, key_id, new_key_id, new_fingerprint, step, state,
                                 sink, grace_seconds, grace_until, switched_at, reason, created,
-                                updated, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                updated, error, old_status, prior_successor)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         params![
             w.kind,
             w.provider,
@@ -217,6 +226,8 @@ pub fn insert(store: &Store, w: &Workflow) -> Result<i64, StoreError> {
             to_millis(w.created),
             to_millis(w.updated),
             w.error,
+            w.old_status,
+            w.prior_successor,
         ],
     )?;
     Ok(store.conn().last_insert_rowid())

@@ -113,6 +113,8 @@ pub const MIGRATIONS: &[&str] = &[
         kind             TEXT NOT NULL,
         provider         TEXT NOT NULL,
         key_id           TEXT NOT NULL,
+        old_status       TEXT,
+        prior_successor  TEXT,
         new_key_id       TEXT,
         new_fingerprint  TEXT,
         step             TEXT NOT NULL,
