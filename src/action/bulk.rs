@@ -104,6 +104,16 @@ pub async fn run_bulk(
 ) -> BulkReport {
     let started = Instant::now();
     let total = keys.len();
+    // Each key opens the cache for its journal entries; holding one idle connection for
+    // the whole run keeps those from being the last to close, which would checkpoint the
+    // WAL into the database (two fsyncs) on every close.
+    let keepalive = {
+        let db = db.to_path_buf();
+        tokio::task::spawn_blocking(move || crate::store::Store::open(&db).ok())
+            .await
+            .ok()
+            .flatten()
+    };
     for p in providers.values() {
         if let Err(e) = super::ensure_provider(db, p.as_ref()).await {
             tracing::warn!(provider = p.name(), "cannot register the provider: {e}");
@@ -183,6 +193,7 @@ pub async fn run_bulk(
         }
         progress(&p);
     }
+    drop(keepalive);
     BulkReport {
         results: results
             .into_iter()
