@@ -235,3 +235,47 @@ fn match_by_network_selects_keys_seen_from_it() {
         "{expected}: {listed}"
     );
 }
+
+/// On a terminal, keyaudit asks for the typed count; a wrong answer changes nothing.
+/// Runs the binary under `script(1)` for a pseudo-terminal (skipped where it is missing).
+#[test]
+fn on_a_terminal_the_typed_count_confirms() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: /usr/bin/script is not installed");
+        return;
+    }
+    let w = World::start();
+    let (a, _) = w.create("tty-a", "Tty Partner");
+    let (b, _) = w.create("tty-b", "Tty Partner");
+    w.ok(&["sync"]);
+    let under_tty = |answer: &str| {
+        let cmdline = format!(
+            "{} revoke --match owner:tty --reason 'typed'",
+            env!("CARGO_BIN_EXE_keyaudit")
+        );
+        let mut child = w
+            .cmd_of("/usr/bin/script", &["-qec", &cmdline, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(answer.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        text(&out.stdout)
+    };
+    let screen = under_tty("3\n");
+    assert!(screen.contains("Type the number of keys (2)"), "{screen}");
+    assert!(
+        screen.contains("cancelled; nothing was changed"),
+        "{screen}"
+    );
+    assert_eq!(w.remote(&a.id).status, KeyStatus::Active);
+    let screen = under_tty("2\n");
+    assert!(screen.contains("revoke: 2 of 2 key(s) ok"), "{screen}");
+    assert_eq!(w.remote(&a.id).status, KeyStatus::Revoked);
+    assert_eq!(w.remote(&b.id).status, KeyStatus::Revoked);
+}

@@ -88,7 +88,12 @@ impl World {
     /// The keyaudit binary with this world's config, cache and XDG directories; standard
     /// input is empty (not a terminal).
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_keyaudit"));
+        self.cmd_of(env!("CARGO_BIN_EXE_keyaudit"), args)
+    }
+
+    /// `program` with this world's environment (for wrappers such as `script`).
+    pub fn cmd_of(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
         c.args(args)
             .env("KEYAUDIT_CONFIG", self.path("config/config.toml"))
             .env("KEYAUDIT_DB", self.db())
