@@ -154,6 +154,7 @@ impl World {
     /// (the sink): not the cache, its WAL, the log, the config.
     pub fn assert_secret_nowhere(&self, needle: &str, allowed: &[&Path]) {
         assert!(needle.len() >= 16);
+        assert!(self.log().exists(), "the log file is where the test looks");
         let mut stack = vec![self.dir.path().to_path_buf()];
         let mut checked = 0;
         while let Some(d) = stack.pop() {
