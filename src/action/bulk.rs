@@ -47,15 +47,20 @@ pub struct KeyResult {
 /// Counts shown while a bulk run goes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BulkProgress {
+    /// Keys in the run.
     pub total: usize,
+    /// Keys finished (either way).
     pub done: usize,
+    /// Keys that failed.
     pub failed: usize,
 }
 
 /// The outcome of a bulk run, in the order keys were given.
 #[derive(Debug, Clone, Default)]
 pub struct BulkReport {
+    /// One result per key, in input order.
     pub results: Vec<KeyResult>,
+    /// Wall time of the run.
     pub elapsed: Duration,
     /// Provider operations attempted (retries included).
     pub provider_calls: u64,

@@ -57,18 +57,37 @@ pub fn crash_point(point: &str) {
 /// Why a rotation could not start or continue.
 #[derive(Debug, Error)]
 pub enum RotateError {
+    /// The provider has neither overlap nor atomic rotation.
     #[error("{provider} cannot rotate keys (no overlap or atomic rotation); nothing was changed")]
-    Unsupported { provider: String },
+    Unsupported {
+        /// The provider's name.
+        provider: String,
+    },
+    /// The key is revoked or expired.
     #[error("key {target} is {status}; only an active or disabled key can be rotated")]
-    NotRotatable { target: String, status: KeyStatus },
+    NotRotatable {
+        /// `provider/key_id`.
+        target: String,
+        /// Its status at the provider.
+        status: KeyStatus,
+    },
+    /// The sink refused before anything was created.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The provider or the cache failed.
     #[error(transparent)]
     Action(#[from] ActionError),
+    /// `resume ID` names no workflow.
     #[error("workflow #{0} does not exist; `keyaudit workflows --all` lists them")]
     NoWorkflow(i64),
+    /// A saved sink spec does not parse (the cache was edited, or is from another build).
     #[error("workflow #{id} has a sink spec that no longer parses: {why}")]
-    BadSink { id: i64, why: String },
+    BadSink {
+        /// The workflow.
+        id: i64,
+        /// The parse error.
+        why: String,
+    },
 }
 
 impl From<ProviderError> for RotateError {
@@ -85,14 +104,17 @@ impl From<crate::store::StoreError> for RotateError {
 
 /// What to rotate and where the new secret goes.
 pub struct RotateRequest {
+    /// The provider that issued the key.
     pub provider: Arc<dyn Provider>,
     /// The key to replace, as cached (or fetched).
     pub key: Key,
+    /// Where the new secret goes, once.
     pub sink: Sink,
     /// How long the old key keeps working (providers with overlap).
     pub grace: Duration,
     /// Allow stdout that is not a terminal, and overwriting a file sink.
     pub force: bool,
+    /// Why (journaled).
     pub reason: Option<String>,
 }
 

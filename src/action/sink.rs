@@ -28,36 +28,46 @@ pub enum Sink {
     /// A file of its own.
     File(PathBuf),
     /// One variable of a dotenv file.
-    EnvFile { path: PathBuf, var: String },
+    EnvFile {
+        /// The dotenv file.
+        path: PathBuf,
+        /// The variable that gets the secret.
+        var: String,
+    },
 }
 
 /// A malformed sink spec (a usage error).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("invalid --deliver `{spec}`: {why}; use one of: {SINK_FORMS}")]
 pub struct BadSinkSpec {
+    /// The spec as given.
     pub spec: String,
+    /// What is wrong with it.
     pub why: String,
 }
 
 /// Why a secret could not be delivered.
 #[derive(Debug, Error)]
 pub enum SinkError {
+    /// stdout is not a terminal and `--force` was not given.
     #[error("refusing to print the secret: standard output is not a terminal (it may be a log or a pipe); use --force if that is intended, or deliver to file:PATH")]
     NotATerminal,
     #[error(
         "refusing to overwrite {0}: it exists; use --force to replace it, or choose a new path"
     )]
+    /// The file sink exists and `--force` was not given.
     Exists(PathBuf),
     #[error(
         "cannot write the secret to {path}: {source}; check the directory exists and is writable"
     )]
+    /// Reading or writing the sink failed.
     Io {
+        /// The sink's path.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
-    #[error("{path} is not a valid dotenv file ({why}); fix it or choose another sink")]
-    BadEnvFile { path: PathBuf, why: String },
 }
 
 fn valid_var(v: &str) -> bool {

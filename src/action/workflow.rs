@@ -103,9 +103,11 @@ impl State {
 /// One workflow row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Workflow {
+    /// The cache's id of the workflow (`resume ID`).
     pub id: i64,
     /// `rotate`.
     pub kind: String,
+    /// The provider's name.
     pub provider: String,
     /// The key the workflow acts on (the old key of a rotation).
     pub key_id: String,
@@ -118,19 +120,26 @@ pub struct Workflow {
     pub new_key_id: Option<String>,
     /// Fingerprint of the new secret (never the secret).
     pub new_fingerprint: Option<String>,
+    /// Where it is.
     pub step: Step,
+    /// The outcome so far.
     pub state: State,
     /// Where the secret goes (`file:PATH`, ...); never the secret.
     pub sink: String,
+    /// The grace period asked for.
     pub grace_seconds: i64,
     /// When the old key stops working.
     pub grace_until: Option<DateTime<Utc>>,
     /// When the new key was delivered and verified: use of the old key after this is
     /// reported.
     pub switched_at: Option<DateTime<Utc>>,
+    /// Why (journaled).
     pub reason: Option<String>,
+    /// When the workflow was planned.
     pub created: DateTime<Utc>,
+    /// When it was last saved.
     pub updated: DateTime<Utc>,
+    /// What went wrong, or why it was rolled back.
     pub error: Option<String>,
 }
 
