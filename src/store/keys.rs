@@ -23,8 +23,13 @@ pub struct KeyRow {
 const KEY_COLUMNS: &str =
     "k.id, p.name, k.ext_id, k.name, k.owner, k.environment, k.purpose, k.prefix,
      k.fingerprint, k.scopes, k.status, k.created, k.expires, k.last_used, k.rotated_to, k.source,
-     (SELECT count(*) FROM findings f WHERE f.key_ref = k.id AND f.status = 'open'),
-     (SELECT max(f.severity) FROM findings f WHERE f.key_ref = k.id AND f.status = 'open')";
+     coalesce(f.n, 0), f.worst";
+
+/// Keys joined with their provider and the summary of their open findings (one grouped
+/// pass over the open findings instead of two lookups per key).
+const KEY_FROM: &str = "keys k JOIN providers p ON p.id = k.provider_id
+     LEFT JOIN (SELECT key_ref, count(*) AS n, max(severity) AS worst FROM findings
+                WHERE status = 'open' GROUP BY key_ref) f ON f.key_ref = k.id";
 
 fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
     let text = |i: usize| -> rusqlite::Result<String> { r.get(i) };
@@ -166,7 +171,7 @@ impl Store {
     /// views filter and sort this list, they never scan events.)
     pub fn keys(&self) -> Result<Vec<KeyRow>> {
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM keys k JOIN providers p ON p.id = k.provider_id
+            "SELECT {KEY_COLUMNS} FROM {KEY_FROM}
              ORDER BY p.name, k.name, k.ext_id"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -177,7 +182,7 @@ impl Store {
     /// One key by provider and id.
     pub fn key(&self, provider: &str, id: &str) -> Result<Option<KeyRow>> {
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM keys k JOIN providers p ON p.id = k.provider_id
+            "SELECT {KEY_COLUMNS} FROM {KEY_FROM}
              WHERE p.name = ?1 AND k.ext_id = ?2"
         );
         Ok(self
@@ -191,7 +196,7 @@ impl Store {
     /// caller decides what to do when they are not).
     pub fn keys_by_id(&self, id: &str) -> Result<Vec<KeyRow>> {
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM keys k JOIN providers p ON p.id = k.provider_id
+            "SELECT {KEY_COLUMNS} FROM {KEY_FROM}
              WHERE k.ext_id = ?1 ORDER BY p.name"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -202,7 +207,7 @@ impl Store {
     /// The key with this cache handle.
     pub fn key_by_ref(&self, key_ref: i64) -> Result<Option<KeyRow>> {
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM keys k JOIN providers p ON p.id = k.provider_id
+            "SELECT {KEY_COLUMNS} FROM {KEY_FROM}
              WHERE k.id = ?1"
         );
         Ok(self
