@@ -1,10 +1,12 @@
 //! Providers: the remote systems that issue keys. Each kind implements [`Provider`]; the
 //! rest of keyaudit asks a provider's [`Capabilities`], never its kind.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod http;
 
 use crate::config::ProviderConfig;
-use crate::model::{Event, Key};
+use crate::model::{Event, Finding, Key};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use std::time::Duration;
@@ -148,6 +150,12 @@ pub trait Provider: Send + Sync {
         Err(self.unsupported("verify", ""))
     }
 
+    /// Findings the provider can state itself after a key listing (AWS: an active root
+    /// account key); the sync engine stores them. Most providers have none.
+    async fn findings(&self) -> Result<Vec<Finding>> {
+        Ok(Vec::new())
+    }
+
     #[doc(hidden)]
     fn unsupported(&self, operation: &'static str, _id: &str) -> ProviderError {
         ProviderError::Unsupported {
@@ -163,10 +171,51 @@ pub fn from_config(
 ) -> std::result::Result<std::sync::Arc<dyn Provider>, ProviderError> {
     match cfg.kind.as_str() {
         "http" | "demo" => Ok(std::sync::Arc::new(http::HttpProvider::from_config(cfg)?)),
+        #[cfg(feature = "aws")]
+        "aws" => Ok(std::sync::Arc::new(aws::AwsProvider::from_config(cfg)?)),
+        #[cfg(not(feature = "aws"))]
+        "aws" => Err(ProviderError::Config {
+            provider: format!("provider `{}`", cfg.name),
+            message: "kind `aws` needs keyaudit built with `--features aws` (cargo build --release --features aws)".into(),
+        }),
 
         other => Err(ProviderError::Config {
             provider: cfg.name.clone(),
             message: format!("kind `{other}` is not supported by this build"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "aws"))]
+    #[test]
+    fn aws_without_the_feature_says_how_to_build_it() {
+        let cfg = ProviderConfig {
+            name: "x".into(),
+            kind: "aws".into(),
+            ..Default::default()
+        };
+        let e = from_config(&cfg).err().expect("refused").to_string();
+        assert!(
+            e.starts_with("provider `x`: kind `aws` needs keyaudit built with `--features aws`"),
+            "{e}"
+        );
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn aws_with_the_feature_builds_without_network() {
+        let cfg = ProviderConfig {
+            name: "x".into(),
+            kind: "aws".into(),
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let p = from_config(&cfg).expect("built lazily");
+        assert_eq!(p.kind(), "aws");
+        assert!(!p.capabilities().list_events, "no bucket, no events");
     }
 }
