@@ -1,10 +1,10 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Installs moto's server (the AWS stand-in of the aws provider tests) into
 # .test-deps/moto, pinned by constraints/moto.txt. Idempotent: does nothing when the
 # pinned version is already there. Needs python3 with venv (Debian: python3-venv).
-set -eu
+set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-venv="$root/.test-deps/moto"
+venv="${KEYAUDIT_TEST_DEPS:-$root/.test-deps}/moto"
 want="5.2.5"
 if [ -x "$venv/bin/moto_server" ] && "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$want')" 2>/dev/null; then
     exit 0

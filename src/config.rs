@@ -207,7 +207,8 @@ impl Config {
                     KINDS.join(", ")
                 )));
             }
-            if matches!(entry.kind.as_str(), "http" | "vault") && entry.url.is_none() {
+            // kind `vault` may take its address from VAULT_ADDR / BAO_ADDR instead.
+            if entry.kind == "http" && entry.url.is_none() {
                 return Err(fail(format!(
                     "provider `{}`: missing key `url`; kind `{}` needs the base URL, e.g. url = \"http://127.0.0.1:8088\"",
                     entry.name, entry.kind

@@ -8,11 +8,13 @@
 pub mod action;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod filter;
 pub mod fsutil;
 pub mod model;
 pub mod output;
 pub mod provider;
+pub mod scan;
 pub mod secret;
 pub mod store;
 pub mod sync;

@@ -2,7 +2,9 @@
 //! (0 ok, 1 runtime error, 2 usage or configuration error, 3 findings at or above
 //! `--fail-on`).
 
+pub mod demo;
 mod listing;
+mod scan;
 
 use crate::config::{Config, ConfigError, Mode, Paths};
 use crate::output::Format;
@@ -53,6 +55,8 @@ pub struct Cli {
 pub enum Command {
     /// Open the TUI (the default).
     Tui,
+    /// Run the embedded demo provider (Talentgrid), with the TUI or alone.
+    Demo(demo::DemoArgs),
     /// Pull keys and new events from the configured providers.
     Sync {
         /// Only these providers (by name); repeatable.
@@ -63,6 +67,8 @@ pub enum Command {
     Keys(listing::KeysArgs),
     /// List cached events.
     Events(listing::EventsArgs),
+    /// Find leaked key material in files and match it to cached keys.
+    Scan(scan::ScanArgs),
     /// Print new keys in keyaudit's format (128 random bits and a checksum).
     Keygen {
         /// Prefix of the keys (letters, digits, `_`).
@@ -198,11 +204,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command.unwrap_or(Command::Tui) {
-        Command::Tui => runtime.block_on(crate::tui::launch(&ctx)),
+        Command::Tui => runtime.block_on(async {
+            if ctx.config.providers().next().is_none() {
+                demo::demo_fallback(&ctx).await
+            } else {
+                crate::tui::launch(&ctx).await
+            }
+        }),
+        Command::Demo(a) => runtime.block_on(demo::demo(&ctx, &a)),
         Command::Sync { providers } => runtime.block_on(sync(&ctx, &providers)),
         Command::Keys(a) => listing::keys(&ctx, &a),
         Command::Events(a) => listing::events(&ctx, &a),
         Command::Keygen { prefix, count } => keygen(&prefix, count),
+        Command::Scan(a) => scan::scan(&ctx, &a),
         Command::Info => info(&ctx),
         Command::Journal { command, format } => listing::journal(&ctx, command.is_some(), format),
     }
@@ -211,10 +225,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn command_name(c: &Command) -> &'static str {
     match c {
         Command::Tui => "tui",
+        Command::Demo(_) => "demo",
         Command::Sync { .. } => "sync",
         Command::Keys(_) => "keys",
         Command::Events(_) => "events",
         Command::Keygen { .. } => "keygen",
+        Command::Scan(_) => "scan",
         Command::Info => "info",
         Command::Journal { .. } => "journal",
     }

@@ -136,16 +136,19 @@ impl HttpProvider {
     pub fn from_config(cfg: &ProviderConfig) -> Result<HttpProvider> {
         let fail = |message: String| ProviderError::Config {
             provider: cfg.name.clone(),
-            message,
+            message: format!("{}: provider `{}`: {message}", cfg.origin(), cfg.name),
         };
         let url = cfg
             .url
             .as_deref()
-            .ok_or_else(|| fail(format!("{}: missing `url`", cfg.origin())))?;
+            .ok_or_else(|| fail("missing `url`".to_string()))?;
         let base = reqwest::Url::parse(url).map_err(|e| fail(format!("bad url `{url}`: {e}")))?;
         let token = match &cfg.token {
             Some(t) => Some(t.clone()),
-            None => resolve_token(cfg).map_err(|e| fail(e.to_string()))?,
+            None => resolve_token(cfg).map_err(|e| ProviderError::Config {
+                provider: cfg.name.clone(),
+                message: e.to_string(),
+            })?,
         };
         let token_hint = match (&cfg.token_env, &cfg.token_command) {
             (Some(v), _) => format!("${v}"),
@@ -339,7 +342,7 @@ impl HttpProvider {
     }
 }
 
-fn describe_transport(e: &reqwest::Error) -> String {
+pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "the request timed out".into()
     } else if e.is_connect() {
@@ -356,7 +359,7 @@ fn describe_transport(e: &reqwest::Error) -> String {
     }
 }
 
-fn encode_segment(s: &str) -> String {
+pub(crate) fn encode_segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

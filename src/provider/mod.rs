@@ -4,6 +4,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod http;
+pub mod vault;
 
 use crate::config::ProviderConfig;
 use crate::model::{Event, Finding, Key};
@@ -94,7 +95,8 @@ pub enum ProviderError {
     },
     #[error("{provider}: unexpected answer: {message}")]
     Protocol { provider: String, message: String },
-    #[error("{provider}: {message}")]
+    /// A configuration problem; `message` names the file, line and provider.
+    #[error("{message}")]
     Config { provider: String, message: String },
 }
 
@@ -178,10 +180,15 @@ pub fn from_config(
             provider: format!("provider `{}`", cfg.name),
             message: "kind `aws` needs keyaudit built with `--features aws` (cargo build --release --features aws)".into(),
         }),
+        "vault" => Ok(std::sync::Arc::new(vault::VaultProvider::from_config(cfg)?)),
 
         other => Err(ProviderError::Config {
             provider: cfg.name.clone(),
-            message: format!("kind `{other}` is not supported by this build"),
+            message: format!(
+                "{}: provider `{}`: kind `{other}` is not supported by this build",
+                cfg.origin(),
+                cfg.name
+            ),
         }),
     }
 }

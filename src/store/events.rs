@@ -106,6 +106,8 @@ impl Store {
         let mut done = Inserted::default();
         {
             let mut refs: HashMap<&str, i64> = HashMap::new();
+            // Latest new event per key, applied once per key after the batch.
+            let mut latest: HashMap<i64, Millis> = HashMap::new();
             let mut find_key =
                 tx.prepare_cached("SELECT id FROM keys WHERE provider_id = ?1 AND ext_id = ?2")?;
             let mut insert = tx.prepare_cached(
@@ -116,7 +118,7 @@ impl Store {
                  ON CONFLICT(provider_id, ext_id) DO NOTHING",
             )?;
             let mut touch = tx.prepare_cached(
-                "UPDATE keys SET last_used = ?2 WHERE id = ?1 AND source = 'logs'
+                "UPDATE keys SET last_used = ?2 WHERE id = ?1
                    AND (last_used IS NULL OR last_used < ?2)",
             )?;
             for e in events {
@@ -156,10 +158,17 @@ impl Store {
                 ])?;
                 if n == 1 {
                     done.events += 1;
-                    touch.execute(params![key_ref, to_millis(e.time)])?;
+                    let t = to_millis(e.time);
+                    latest
+                        .entry(key_ref)
+                        .and_modify(|m| *m = (*m).max(t))
+                        .or_insert(t);
                 } else {
                     done.duplicates += 1;
                 }
+            }
+            for (key_ref, t) in latest {
+                touch.execute(params![key_ref, t])?;
             }
         }
         if let Some((stream, cursor)) = cursor {

@@ -25,7 +25,10 @@ fn root() -> PathBuf {
 /// The `moto_server` executable, installing it first when missing (not under CI).
 pub fn moto_server() -> PathBuf {
     let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let bin = root().join(".test-deps/moto/bin/moto_server");
+    let deps = std::env::var_os("KEYAUDIT_TEST_DEPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".test-deps"));
+    let bin = deps.join("moto/bin/moto_server");
     if bin.exists() {
         return bin;
     }
@@ -36,7 +39,7 @@ pub fn moto_server() -> PathBuf {
             bin.display()
         );
     }
-    let status = Command::new("sh")
+    let status = Command::new("bash")
         .arg(root().join("scripts/install-moto.sh"))
         .status()
         .expect("cannot run scripts/install-moto.sh");

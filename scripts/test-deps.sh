@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the real servers and tools the tests use, once, into .test-deps/ (git-ignored).
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deps="$PWD/.test-deps"
+mkdir -p "$deps"
+
+if ! command -v tmux >/dev/null 2>&1; then
+    echo "test-deps: installing tmux" >&2
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq tmux >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq tmux >/dev/null
+    fi
+fi
+
+# OpenBao (Vault API) for the vault provider tests.
+scripts/openbao.sh >/dev/null
+
+# moto (AWS stand-in, pinned by constraints/moto.txt) for the aws provider tests.
+scripts/install-moto.sh
