@@ -105,6 +105,11 @@ pub async fn sync_provider(
         Ok((store, mut report)) => {
             report.elapsed = started.elapsed();
             store.record_sync(&report.provider, Utc::now(), None)?;
+            if let Err(e) =
+                crate::action::workflow::check_rotated_key_use(&store, Some(&report.provider))
+            {
+                tracing::warn!(provider = %report.provider, "rotated-key check failed: {e}");
+            }
             Ok(report)
         }
         Err((store, e)) => {

@@ -1,6 +1,16 @@
 //! Operator actions on keys. Every action goes through here, from the CLI and the TUI
 //! alike: the journal gets an entry before the provider is called and one after, with
 //! the result; the cache is updated with the provider's answer.
+//!
+//! - [`bulk`]: one operation on many keys (incidents), bounded concurrency, retries.
+//! - [`rotate`]: rotation as a persisted, resumable state machine.
+//! - [`sink`]: where a new secret is delivered, once.
+//! - [`workflow`]: the `workflows` table and the `rotated_key_used` check.
+
+pub mod bulk;
+pub mod rotate;
+pub mod sink;
+pub mod workflow;
 
 use crate::model::Key;
 use crate::provider::{Provider, ProviderError};
@@ -70,6 +80,22 @@ pub async fn with_db<T: Send + 'static>(
     .await
     .map_err(|e| ActionError::Task(e.to_string()))?
     .map_err(ActionError::from)
+}
+
+/// Registers `provider` in the cache (a key fetched live, before any sync, needs it).
+pub async fn ensure_provider(db: &Path, provider: &dyn Provider) -> Result<(), ActionError> {
+    let (name, kind, url) = (
+        provider.name().to_string(),
+        provider.kind().to_string(),
+        provider.location(),
+    );
+    with_db(db, move |s| {
+        if s.provider_id(&name)?.is_none() {
+            s.ensure_provider(&name, &kind, url.as_deref())?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Journals, performs and records one operation on one key; returns the key as the

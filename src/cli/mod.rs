@@ -2,6 +2,7 @@
 //! (0 ok, 1 runtime error, 2 usage or configuration error, 3 findings at or above
 //! `--fail-on`).
 
+mod act;
 pub mod demo;
 mod listing;
 mod scan;
@@ -80,6 +81,18 @@ pub enum Command {
     },
     /// Print every path in use and the configured providers.
     Info,
+    /// Revoke keys (permanent): by id, or every key a filter selects.
+    Revoke(act::KeyOpArgs),
+    /// Disable keys (reversible with `enable`).
+    Disable(act::KeyOpArgs),
+    /// Enable disabled keys again.
+    Enable(act::KeyOpArgs),
+    /// Rotate a key: issue a new one, deliver its secret to one sink, verify it, retire the old.
+    Rotate(act::RotateArgs),
+    /// List unfinished workflows (rotations); `--all` includes finished ones.
+    Workflows(act::WorkflowsArgs),
+    /// Finish or roll back unfinished workflows after a crash, or once a grace period is over.
+    Resume(act::ResumeArgs),
     /// List the journal of operator actions, or verify its hash chain.
     Journal {
         #[command(subcommand)]
@@ -219,6 +232,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(a) => scan::scan(&ctx, &a),
         Command::Info => info(&ctx),
         Command::Journal { command, format } => listing::journal(&ctx, command.is_some(), format),
+        Command::Revoke(a) => act::key_op(&ctx, crate::action::KeyOp::Revoke, &a, &runtime),
+        Command::Disable(a) => act::key_op(&ctx, crate::action::KeyOp::Disable, &a, &runtime),
+        Command::Enable(a) => act::key_op(&ctx, crate::action::KeyOp::Enable, &a, &runtime),
+        Command::Rotate(a) => act::rotate(&ctx, &a, &runtime),
+        Command::Workflows(a) => act::workflows(&ctx, &a),
+        Command::Resume(a) => act::resume(&ctx, &a, &runtime),
     }
 }
 
@@ -233,6 +252,12 @@ fn command_name(c: &Command) -> &'static str {
         Command::Scan(_) => "scan",
         Command::Info => "info",
         Command::Journal { .. } => "journal",
+        Command::Revoke(_) => "revoke",
+        Command::Disable(_) => "disable",
+        Command::Enable(_) => "enable",
+        Command::Rotate(_) => "rotate",
+        Command::Workflows(_) => "workflows",
+        Command::Resume(_) => "resume",
     }
 }
 

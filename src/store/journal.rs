@@ -93,7 +93,12 @@ impl Store {
         new: &NewEntry<'_>,
         time: DateTime<Utc>,
     ) -> Result<JournalEntry> {
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: take the write lock before reading the last entry, so concurrent
+        // writers (bulk actions) queue on the busy timeout instead of failing or forking
+        // the chain.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let last: Option<(i64, String)> = tx
             .query_row(
                 "SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1",

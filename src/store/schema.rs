@@ -104,6 +104,32 @@ pub const MIGRATIONS: &[&str] = &[
         hash       TEXT NOT NULL
     );
     "#,
+    // Rotation workflows: persisted state machines (see src/action/workflow.rs). The
+    // secret is never here; `sink` is where it was sent, `new_fingerprint` lets a resume
+    // check that the sink holds it.
+    r#"
+    CREATE TABLE workflows (
+        id               INTEGER PRIMARY KEY,
+        kind             TEXT NOT NULL,
+        provider         TEXT NOT NULL,
+        key_id           TEXT NOT NULL,
+        old_status       TEXT,
+        prior_successor  TEXT,
+        new_key_id       TEXT,
+        new_fingerprint  TEXT,
+        step             TEXT NOT NULL,
+        state            TEXT NOT NULL,
+        sink             TEXT NOT NULL,
+        grace_seconds    INTEGER NOT NULL DEFAULT 0,
+        grace_until      INTEGER,
+        switched_at      INTEGER,
+        reason           TEXT,
+        created          INTEGER NOT NULL,
+        updated          INTEGER NOT NULL,
+        error            TEXT
+    );
+    CREATE INDEX workflows_state ON workflows(state);
+    "#,
 ];
 
 /// Applies every migration newer than the cache's `user_version`.

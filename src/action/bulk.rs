@@ -1,0 +1,212 @@
+//! Bulk key operations for incidents: one operation on many keys, with bounded
+//! concurrency, retries with backoff for transient failures, and a result per key. Each
+//! key goes through [`apply_key_op`], so each gets its journal entries.
+
+use super::{apply_key_op, target, ActionError, KeyOp};
+use crate::model::{Key, KeyStatus};
+use crate::provider::Provider;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a bulk run goes.
+#[derive(Debug, Clone, Copy)]
+pub struct BulkOptions {
+    /// Keys in flight at once.
+    pub concurrency: usize,
+    /// Attempts per key (the HTTP client retries each request on its own as well).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled for each further one.
+    pub backoff: Duration,
+}
+
+impl Default for BulkOptions {
+    fn default() -> Self {
+        BulkOptions {
+            concurrency: 16,
+            attempts: 3,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The result for one key.
+#[derive(Debug, Clone)]
+pub struct KeyResult {
+    /// `provider/key_id`.
+    pub target: String,
+    /// The status the provider reports afterwards, or what went wrong.
+    pub outcome: Result<KeyStatus, String>,
+    /// The key already had the target status before (a no-op, counted as success).
+    pub already: bool,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// Counts shown while a bulk run goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BulkProgress {
+    pub total: usize,
+    pub done: usize,
+    pub failed: usize,
+}
+
+/// The outcome of a bulk run, in the order keys were given.
+#[derive(Debug, Clone, Default)]
+pub struct BulkReport {
+    pub results: Vec<KeyResult>,
+    pub elapsed: Duration,
+    /// Provider operations attempted (retries included).
+    pub provider_calls: u64,
+}
+
+impl BulkReport {
+    /// The keys that failed.
+    pub fn failed(&self) -> impl Iterator<Item = &KeyResult> {
+        self.results.iter().filter(|r| r.outcome.is_err())
+    }
+
+    /// Number of keys that succeeded.
+    pub fn succeeded(&self) -> usize {
+        self.results.iter().filter(|r| r.outcome.is_ok()).count()
+    }
+}
+
+/// The status a key has after `op` succeeded.
+pub fn target_status(op: KeyOp) -> KeyStatus {
+    match op {
+        KeyOp::Disable => KeyStatus::Inactive,
+        KeyOp::Enable => KeyStatus::Active,
+        KeyOp::Revoke => KeyStatus::Revoked,
+    }
+}
+
+fn retryable(e: &ActionError) -> bool {
+    match e {
+        ActionError::Provider(p) => p.is_transient(),
+        ActionError::Store(_) | ActionError::Task(_) => true,
+        ActionError::Unsupported { .. } => false,
+    }
+}
+
+/// Applies `op` to every key, at most `opts.concurrency` at a time. Keys whose provider
+/// is missing from `providers` fail without a call. Never stops at a failure: every key
+/// gets a result.
+pub async fn run_bulk(
+    db: &Path,
+    providers: &HashMap<String, Arc<dyn Provider>>,
+    keys: Vec<Key>,
+    op: KeyOp,
+    reason: Option<&str>,
+    opts: BulkOptions,
+    mut progress: impl FnMut(&BulkProgress),
+) -> BulkReport {
+    let started = Instant::now();
+    let total = keys.len();
+    // Each key opens the cache for its journal entries; holding one idle connection for
+    // the whole run keeps those from being the last to close, which would checkpoint the
+    // WAL into the database (two fsyncs) on every close.
+    let keepalive = {
+        let db = db.to_path_buf();
+        tokio::task::spawn_blocking(move || crate::store::Store::open(&db).ok())
+            .await
+            .ok()
+            .flatten()
+    };
+    for p in providers.values() {
+        if let Err(e) = super::ensure_provider(db, p.as_ref()).await {
+            tracing::warn!(provider = p.name(), "cannot register the provider: {e}");
+        }
+    }
+    let sem = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    let mut results: Vec<Option<KeyResult>> = vec![None; total];
+    for (i, key) in keys.into_iter().enumerate() {
+        let Some(provider) = providers.get(&key.provider).cloned() else {
+            results[i] = Some(KeyResult {
+                target: target(&key),
+                outcome: Err(format!(
+                    "provider `{}` is not configured; add it to the config or sync again",
+                    key.provider
+                )),
+                already: false,
+                attempts: 0,
+            });
+            continue;
+        };
+        let sem = sem.clone();
+        let db = db.to_path_buf();
+        let reason = reason.map(str::to_string);
+        set.spawn(async move {
+            let _permit = sem
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            let already = key.status == target_status(op);
+            let mut attempts = 0;
+            let outcome = loop {
+                attempts += 1;
+                match apply_key_op(&db, provider.clone(), &key, op, reason.as_deref()).await {
+                    Ok(k) => break Ok(k.status),
+                    Err(e) if attempts < opts.attempts && retryable(&e) => {
+                        tracing::warn!(key = %target(&key), attempts, "retrying: {e}");
+                        tokio::time::sleep(opts.backoff.saturating_mul(1 << (attempts - 1))).await;
+                    }
+                    Err(e) => break Err(e.to_string()),
+                }
+            };
+            (
+                i,
+                KeyResult {
+                    target: target(&key),
+                    outcome,
+                    already,
+                    attempts,
+                },
+            )
+        });
+    }
+    let mut p = BulkProgress {
+        total,
+        done: results.iter().flatten().count(),
+        failed: results.iter().flatten().count(),
+    };
+    progress(&p);
+    let mut calls = 0u64;
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, r)) => {
+                calls += u64::from(r.attempts);
+                p.done += 1;
+                if r.outcome.is_err() {
+                    p.failed += 1;
+                }
+                results[i] = Some(r);
+            }
+            Err(e) => {
+                // A panicked task: its key keeps no result and is reported below.
+                tracing::error!("bulk task failed: {e}");
+                p.done += 1;
+                p.failed += 1;
+            }
+        }
+        progress(&p);
+    }
+    drop(keepalive);
+    BulkReport {
+        results: results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| KeyResult {
+                    target: "?".into(),
+                    outcome: Err("internal error: the task failed".into()),
+                    already: false,
+                    attempts: 0,
+                })
+            })
+            .collect(),
+        elapsed: started.elapsed(),
+        provider_calls: calls,
+    }
+}

@@ -1,0 +1,521 @@
+//! Rotation as a persisted state machine.
+//!
+//! ```text
+//! planned -> rotating -> rotated -> delivering -> delivered -> verifying -> verified
+//!    (state grace: the old key works until grace_until) -> finishing -> finished (done)
+//! any step before verified, on failure or after a crash -> rolling_back -> finished
+//!    (rolled_back: the new key revoked, the old key restored)
+//! ```
+//!
+//! Each step is saved before its action and the result after it; the new secret lives
+//! only in memory between `rotated` and `delivered`. [`drive`] runs from whatever step is
+//! saved, so a first run and `keyaudit resume` share one path: resume reconciles with the
+//! provider's real state (`get_key` of the old and new key) and with the sink (does it
+//! hold a secret with the new key's fingerprint?), then finishes or rolls back. A new key
+//! whose secret was never delivered is always revoked, and the journal says so.
+//!
+//! Test hook: `KEYAUDIT_CRASH_AT=<step>` aborts the process right after that step is
+//! saved (`after:rotating` and `after:delivering` abort after the action, before its
+//! result is saved).
+
+use super::sink::{Sink, SinkError};
+use super::workflow::{self, State, Step, Workflow};
+use super::{apply_key_op, with_db, ActionError, KeyOp};
+use crate::model::{Key, KeyStatus};
+use crate::provider::{Provider, ProviderError};
+use crate::secret::Secret;
+use crate::store::journal::NewEntry;
+use chrono::Utc;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Every point `KEYAUDIT_CRASH_AT` can name, in the order a rotation passes them.
+pub const CRASH_POINTS: &[&str] = &[
+    "planned",
+    "rotating",
+    "after:rotating",
+    "rotated",
+    "delivering",
+    "after:delivering",
+    "delivered",
+    "verifying",
+    "verified",
+    "finishing",
+    "rolling_back",
+];
+
+/// Aborts the process when `KEYAUDIT_CRASH_AT` names `point` (crash-safety tests).
+pub fn crash_point(point: &str) {
+    if std::env::var("KEYAUDIT_CRASH_AT").is_ok_and(|v| v == point) {
+        eprintln!("keyaudit: KEYAUDIT_CRASH_AT={point}: aborting");
+        std::process::abort();
+    }
+}
+
+/// Why a rotation could not start or continue.
+#[derive(Debug, Error)]
+pub enum RotateError {
+    #[error("{provider} cannot rotate keys (no overlap or atomic rotation); nothing was changed")]
+    Unsupported { provider: String },
+    #[error("key {target} is {status}; only an active or disabled key can be rotated")]
+    NotRotatable { target: String, status: KeyStatus },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Action(#[from] ActionError),
+    #[error("workflow #{0} does not exist; `keyaudit workflows --all` lists them")]
+    NoWorkflow(i64),
+    #[error("workflow #{id} has a sink spec that no longer parses: {why}")]
+    BadSink { id: i64, why: String },
+}
+
+impl From<ProviderError> for RotateError {
+    fn from(e: ProviderError) -> Self {
+        RotateError::Action(ActionError::Provider(e))
+    }
+}
+
+impl From<crate::store::StoreError> for RotateError {
+    fn from(e: crate::store::StoreError) -> Self {
+        RotateError::Action(ActionError::Store(e))
+    }
+}
+
+/// What to rotate and where the new secret goes.
+pub struct RotateRequest {
+    pub provider: Arc<dyn Provider>,
+    /// The key to replace, as cached (or fetched).
+    pub key: Key,
+    pub sink: Sink,
+    /// How long the old key keeps working (providers with overlap).
+    pub grace: Duration,
+    /// Allow stdout that is not a terminal, and overwriting a file sink.
+    pub force: bool,
+    pub reason: Option<String>,
+}
+
+async fn save(db: &Path, wf: &Workflow) -> Result<(), RotateError> {
+    let wf = wf.clone();
+    with_db(db, move |s| workflow::save(s, &wf)).await?;
+    Ok(())
+}
+
+async fn journal(db: &Path, wf: &Workflow, result: String) -> Result<(), RotateError> {
+    let target = wf.target();
+    let reason = wf.reason.clone();
+    let params = serde_json::json!({
+        "workflow": wf.id,
+        "new_key": wf.new_key_id,
+        "sink": wf.sink,
+        "grace_seconds": wf.grace_seconds,
+        "grace_until": wf.grace_until.map(crate::model::rfc3339),
+        "step": wf.step.as_str(),
+    });
+    with_db(db, move |s| {
+        s.append_journal(&NewEntry {
+            action: "rotate",
+            target: &target,
+            reason: reason.as_deref(),
+            params,
+            result: &result,
+        })
+        .map(|_| ())
+    })
+    .await?;
+    Ok(())
+}
+
+async fn put_key(db: &Path, key: Key) -> Result<(), RotateError> {
+    with_db(db, move |s| s.put_key(&key).map(|_| ())).await?;
+    Ok(())
+}
+
+/// Starts a rotation: checks the provider and the sink, saves the workflow, and drives it
+/// as far as it goes now (to `grace`, or `done` when there is no grace period). Returns
+/// the workflow as it stands; a rolled-back or failed one carries its `error`.
+pub async fn rotate(db: &Path, req: RotateRequest) -> Result<Workflow, RotateError> {
+    let caps = req.provider.capabilities();
+    if !(caps.rotate_overlap || caps.rotate_atomic) {
+        return Err(RotateError::Unsupported {
+            provider: req.provider.name().to_string(),
+        });
+    }
+    // The provider's word, not the cache's: the status to check, and the successor an
+    // earlier rotation left (so a reconcile never mistakes it for ours).
+    let current = req.provider.get_key(&req.key.id).await?;
+    if matches!(current.status, KeyStatus::Revoked | KeyStatus::Expired) {
+        return Err(RotateError::NotRotatable {
+            target: super::target(&req.key),
+            status: current.status,
+        });
+    }
+    req.sink.preflight(req.force)?;
+    super::ensure_provider(db, req.provider.as_ref()).await?;
+    let grace = if caps.rotate_overlap {
+        req.grace.as_secs() as i64
+    } else {
+        0
+    };
+    let mut wf = Workflow::new_rotation(
+        &req.key.provider,
+        &req.key.id,
+        &req.sink.spec(),
+        grace,
+        req.reason.as_deref(),
+    );
+    wf.old_status = Some(current.status.to_string());
+    wf.prior_successor = current.rotated_to.clone();
+    {
+        let w = wf.clone();
+        wf.id = with_db(db, move |s| workflow::insert(s, &w)).await?;
+    }
+    journal(db, &wf, "started".into()).await?;
+    tracing::info!(workflow = wf.id, key = %wf.target(), sink = %wf.sink, "rotation started");
+    crash_point("planned");
+    drive(db, req.provider, wf, &req.sink, req.force, None).await
+}
+
+/// Continues an unfinished workflow after a crash or an interruption (or finishes one
+/// whose grace period is over): reconciles with the provider and the sink, then finishes
+/// or rolls back. A workflow in its grace period is left as it is until the grace ends.
+pub async fn resume(
+    db: &Path,
+    provider: Arc<dyn Provider>,
+    id: i64,
+    force: bool,
+) -> Result<Workflow, RotateError> {
+    let wf = with_db(db, move |s| workflow::get(s, id))
+        .await?
+        .ok_or(RotateError::NoWorkflow(id))?;
+    if !wf.state.is_open() {
+        return Ok(wf);
+    }
+    let sink = Sink::parse(&wf.sink).map_err(|e| RotateError::BadSink {
+        id,
+        why: e.to_string(),
+    })?;
+    let mut wf = wf;
+    if wf.step == Step::Planned {
+        // Never start a rotation the operator is no longer watching: reconcile as if
+        // the provider call had been cut off (nothing happened, so it is rolled back).
+        wf.step = Step::Rotating;
+    }
+    tracing::info!(workflow = id, step = %wf.step, "resuming");
+    drive(db, provider, wf, &sink, force, None).await
+}
+
+/// Runs the state machine from the saved step until it finishes or must wait.
+async fn drive(
+    db: &Path,
+    provider: Arc<dyn Provider>,
+    mut wf: Workflow,
+    sink: &Sink,
+    force: bool,
+    mut secret: Option<Secret>,
+) -> Result<Workflow, RotateError> {
+    let caps = provider.capabilities();
+    let label = wf.target();
+    loop {
+        match wf.step {
+            Step::Planned => {
+                wf.step = Step::Rotating;
+                save(db, &wf).await?;
+                crash_point("rotating");
+                let grace = Duration::from_secs(wf.grace_seconds.max(0) as u64);
+                match provider.rotate(&wf.key_id, grace).await {
+                    Ok(issued) => {
+                        crash_point("after:rotating");
+                        wf.new_key_id = Some(issued.key.id.clone());
+                        wf.new_fingerprint = Some(issued.secret.fingerprint());
+                        if wf.grace_seconds > 0 {
+                            wf.grace_until =
+                                Some(Utc::now() + chrono::Duration::seconds(wf.grace_seconds));
+                        }
+                        wf.step = Step::Rotated;
+                        save(db, &wf).await?;
+                        put_key(db, issued.key.clone()).await?;
+                        if let Some(old) = issued.old.clone() {
+                            put_key(db, old).await?;
+                        }
+                        secret = Some(issued.secret);
+                        crash_point("rotated");
+                    }
+                    Err(e) => {
+                        // The answer may have been lost after the provider acted:
+                        // reconcile as a resume would.
+                        tracing::warn!(workflow = wf.id, "rotate call failed: {e}");
+                        wf.error = Some(format!("rotate call failed: {e}"));
+                    }
+                }
+            }
+            Step::Rotating => {
+                // Interrupted around the provider call: did the provider rotate?
+                let old = provider.get_key(&wf.key_id).await?;
+                let ours = match &old.rotated_to {
+                    Some(n) if old.rotated_to != wf.prior_successor => {
+                        match provider.get_key(n).await {
+                            Ok(new) => Some(new),
+                            Err(ProviderError::NotFound { .. }) => None,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    _ => None,
+                };
+                match ours {
+                    Some(new) => {
+                        wf.new_key_id = Some(new.id.clone());
+                        wf.new_fingerprint = Some(new.fingerprint.clone());
+                        wf.error = Some(
+                            "the provider rotated but its answer was lost: the new secret was never seen"
+                                .into(),
+                        );
+                        put_key(db, new).await?;
+                        wf.step = Step::RollingBack;
+                    }
+                    None => {
+                        let why = wf.error.take().unwrap_or_else(|| {
+                            "interrupted before the provider rotated".to_string()
+                        });
+                        wf.error = Some(format!("{why}; nothing was changed"));
+                        wf.step = Step::Finished;
+                        wf.state = State::RolledBack;
+                        save(db, &wf).await?;
+                        journal(
+                            db,
+                            &wf,
+                            format!("rolled back: {}", wf.error.as_deref().unwrap_or("")),
+                        )
+                        .await?;
+                        return Ok(wf);
+                    }
+                }
+            }
+            Step::Rotated | Step::Delivering => {
+                let Some(s) = secret.take() else {
+                    // Resumed: the secret was only in memory. Does the sink hold it?
+                    let fp = wf.new_fingerprint.clone().unwrap_or_default();
+                    match sink.holds(&fp) {
+                        Some(s) => {
+                            secret = Some(s);
+                            wf.step = Step::Delivered;
+                            save(db, &wf).await?;
+                        }
+                        None => {
+                            wf.error = Some(format!(
+                                "interrupted before the new secret reached {}; it is lost (never stored)",
+                                wf.sink
+                            ));
+                            wf.step = Step::RollingBack;
+                        }
+                    }
+                    continue;
+                };
+                wf.step = Step::Delivering;
+                save(db, &wf).await?;
+                crash_point("delivering");
+                match sink.deliver(&s, force, &label) {
+                    Ok(()) => {
+                        crash_point("after:delivering");
+                        wf.step = Step::Delivered;
+                        save(db, &wf).await?;
+                        secret = Some(s);
+                        crash_point("delivered");
+                    }
+                    Err(e) => {
+                        wf.error = Some(format!("delivery to {} failed: {e}", wf.sink));
+                        wf.step = Step::RollingBack;
+                    }
+                }
+            }
+            Step::Delivered | Step::Verifying => {
+                wf.step = Step::Verifying;
+                save(db, &wf).await?;
+                crash_point("verifying");
+                let fp = wf.new_fingerprint.clone().unwrap_or_default();
+                if secret.is_none() {
+                    secret = sink.holds(&fp);
+                }
+                let new_id = wf.new_key_id.clone().unwrap_or_default();
+                let checked = match (&secret, caps.verify_secret) {
+                    (Some(s), true) => provider.verify_secret(s).await.and_then(|id| {
+                        if id == new_id {
+                            Ok(())
+                        } else {
+                            Err(ProviderError::Protocol {
+                                provider: provider.name().to_string(),
+                                message: format!(
+                                    "the new secret authenticates as {id}, expected {new_id}"
+                                ),
+                            })
+                        }
+                    }),
+                    // The secret cannot be read back (stdout) or checked: the provider's
+                    // word on the new key's status has to do.
+                    _ => provider.get_key(&new_id).await.and_then(|k| {
+                        if k.status == KeyStatus::Active {
+                            Ok(())
+                        } else {
+                            Err(ProviderError::Conflict {
+                                provider: provider.name().to_string(),
+                                message: format!("the new key {new_id} is {}", k.status),
+                            })
+                        }
+                    }),
+                };
+                secret = None;
+                match checked {
+                    Ok(()) => {
+                        wf.step = Step::Verified;
+                        wf.state = State::Grace;
+                        wf.switched_at = Some(Utc::now());
+                        wf.error = None;
+                        save(db, &wf).await?;
+                        let until = wf
+                            .grace_until
+                            .map(|g| {
+                                format!("the old key works until {}", crate::model::rfc3339(g))
+                            })
+                            .unwrap_or_else(|| "the old key stopped working".into());
+                        journal(
+                            db,
+                            &wf,
+                            format!(
+                                "ok: new key {new_id} delivered to {} and verified; {until}",
+                                wf.sink
+                            ),
+                        )
+                        .await?;
+                        crash_point("verified");
+                    }
+                    Err(e) if e.is_transient() => {
+                        // Try again later: the key is delivered, nothing is lost.
+                        wf.error = Some(format!(
+                            "verification failed for now: {e}; run `keyaudit resume`"
+                        ));
+                        wf.step = Step::Delivered;
+                        save(db, &wf).await?;
+                        return Ok(wf);
+                    }
+                    Err(e) => {
+                        wf.error = Some(format!(
+                            "the new key does not work: {e}; the secret delivered to {} is revoked",
+                            wf.sink
+                        ));
+                        wf.step = Step::RollingBack;
+                    }
+                }
+            }
+            Step::Verified => {
+                let over = wf.grace_until.is_none_or(|g| g <= Utc::now());
+                if !over {
+                    return Ok(wf);
+                }
+                wf.step = Step::Finishing;
+                save(db, &wf).await?;
+            }
+            Step::Finishing => {
+                crash_point("finishing");
+                let old = provider.get_key(&wf.key_id).await?;
+                let reason = format!("rotation #{}: grace period over", wf.id);
+                if old.status != KeyStatus::Revoked {
+                    if let Err(e) =
+                        apply_key_op(db, provider.clone(), &old, KeyOp::Revoke, Some(&reason)).await
+                    {
+                        wf.error = Some(format!(
+                            "revoking the old key failed: {e}; run `keyaudit resume`"
+                        ));
+                        save(db, &wf).await?;
+                        return Ok(wf);
+                    }
+                }
+                wf.step = Step::Finished;
+                wf.state = State::Done;
+                wf.error = None;
+                save(db, &wf).await?;
+                journal(db, &wf, "done: old key revoked".into()).await?;
+                return Ok(wf);
+            }
+            Step::RollingBack => {
+                save(db, &wf).await?;
+                crash_point("rolling_back");
+                match roll_back(db, &provider, &wf).await {
+                    Ok(note) => {
+                        wf.step = Step::Finished;
+                        wf.state = State::RolledBack;
+                        save(db, &wf).await?;
+                        journal(
+                            db,
+                            &wf,
+                            format!(
+                                "rolled back: {}; {note}",
+                                wf.error.as_deref().unwrap_or("interrupted")
+                            ),
+                        )
+                        .await?;
+                    }
+                    Err(e) => {
+                        let why = wf.error.take().unwrap_or_default();
+                        wf.error = Some(format!(
+                            "{why}; rolling back failed: {e}; run `keyaudit resume`"
+                        ));
+                        save(db, &wf).await?;
+                    }
+                }
+                return Ok(wf);
+            }
+            Step::Finished => return Ok(wf),
+        }
+    }
+}
+
+/// Undoes a rotation: revokes the new key (its secret was never delivered, or does not
+/// work) and, where the provider rotated with overlap, enables the old key again, which
+/// cancels its grace period. Idempotent.
+async fn roll_back(
+    db: &Path,
+    provider: &Arc<dyn Provider>,
+    wf: &Workflow,
+) -> Result<String, RotateError> {
+    let caps = provider.capabilities();
+    let reason = format!("rollback of rotation #{}", wf.id);
+    let mut notes = Vec::new();
+    if let Some(n) = &wf.new_key_id {
+        match provider.get_key(n).await {
+            Ok(new) if new.status == KeyStatus::Revoked => {
+                notes.push(format!("new key {n} revoked"))
+            }
+            Ok(new) => {
+                apply_key_op(db, provider.clone(), &new, KeyOp::Revoke, Some(&reason)).await?;
+                notes.push(format!("new key {n} revoked"));
+            }
+            Err(ProviderError::NotFound { .. }) => notes.push(format!("new key {n} not found")),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let old = provider.get_key(&wf.key_id).await?;
+    let replaced = wf.new_key_id.is_some() && old.rotated_to == wf.new_key_id;
+    let was_active = wf.old_status.as_deref().is_none_or(|s| s == "active");
+    if replaced && !was_active {
+        notes.push(format!(
+            "old key {} left as it was before the rotation ({})",
+            wf.key_id,
+            wf.old_status.as_deref().unwrap_or("?")
+        ));
+    } else if replaced && caps.rotate_overlap && caps.disable && old.status != KeyStatus::Revoked {
+        apply_key_op(db, provider.clone(), &old, KeyOp::Enable, Some(&reason)).await?;
+        notes.push(format!(
+            "old key {} kept active (grace cancelled)",
+            wf.key_id
+        ));
+    } else if replaced && !caps.rotate_overlap {
+        notes.push(format!(
+            "old key {} was replaced atomically and cannot be restored: rotate again",
+            wf.key_id
+        ));
+    } else {
+        notes.push(format!("old key {} untouched", wf.key_id));
+    }
+    Ok(notes.join(", "))
+}

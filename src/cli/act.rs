@@ -1,0 +1,625 @@
+//! Acting on keys: `revoke`, `disable`, `enable` (one key or a hundred), `rotate`,
+//! `workflows` and `resume`. Every mutating path checks read-only mode before any
+//! network call, and goes through `crate::action`, which journals each step.
+
+use super::{Ctx, UsageError};
+use crate::action::bulk::{run_bulk, target_status, BulkOptions, BulkProgress};
+use crate::action::rotate::{self, RotateRequest};
+use crate::action::sink::Sink;
+use crate::action::workflow::{self, State, Workflow};
+use crate::action::{target, with_db, KeyOp};
+use crate::filter::Filter;
+use crate::model::{rfc3339, Key, KeyStatus};
+use crate::output::{Format, Listing};
+use crate::provider::Provider;
+use crate::store::journal::NewEntry;
+use crate::store::Store;
+use crate::when::short_age;
+use chrono::Utc;
+use clap::Args;
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::runtime::Runtime;
+
+/// Arguments of `revoke`, `disable` and `enable`.
+#[derive(Debug, Args)]
+pub struct KeyOpArgs {
+    /// Keys: `provider/id` or a bare id (must be unique across providers).
+    #[arg(value_name = "KEY_ID", required_unless_present = "query")]
+    pub keys: Vec<String>,
+    /// Select the keys with the filter grammar instead (`owner:acme env:prod`,
+    /// `ip:203.0.113.0/24` = every key seen from that network, ...).
+    #[arg(long = "match", value_name = "QUERY", conflicts_with = "keys")]
+    pub query: Option<String>,
+    /// Why (recorded in the journal).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// List exactly what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (required when standard input is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Keys in flight at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+}
+
+/// Arguments of `rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The key to rotate: `provider/id` or a bare id.
+    #[arg(value_name = "KEY_ID")]
+    pub key: String,
+    /// Where the new secret goes, once: stdout, file:PATH, env-file:PATH:VAR.
+    #[arg(long, value_name = "SINK")]
+    pub deliver: String,
+    /// How long the old key keeps working (providers with overlap): 2s, 30m, 24h, 7d.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub grace: String,
+    /// Why (recorded in the journal).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Show what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the secret to a stdout that is not a terminal; overwrite a file sink.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `workflows`.
+#[derive(Debug, Args)]
+pub struct WorkflowsArgs {
+    /// Include finished workflows.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Arguments of `resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Only this workflow (default: every unfinished one).
+    #[arg(value_name = "ID")]
+    pub id: Option<i64>,
+    /// As for `rotate`: allow a non-terminal stdout or overwriting a file sink.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Builds the configured provider `name`.
+fn provider(ctx: &Ctx, name: &str) -> anyhow::Result<Arc<dyn Provider>> {
+    let cfg = ctx.config.providers().find(|p| p.name == name).ok_or_else(|| {
+        let known: Vec<&str> = ctx.config.providers().map(|p| p.name.as_str()).collect();
+        UsageError(format!(
+            "provider `{name}` is not configured in {} (configured: {}); keys of it cannot be acted on",
+            ctx.paths.config.display(),
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        ))
+    })?;
+    crate::provider::from_config(cfg).map_err(|e| UsageError(e.to_string()).into())
+}
+
+/// Resolves one KEY_ID argument: from the cache, or from the provider when the cache
+/// does not know it (a key created since the last sync).
+async fn resolve(ctx: &Ctx, store: &Store, arg: &str) -> anyhow::Result<Key> {
+    let configured = |n: &str| ctx.config.providers().any(|p| p.name == n);
+    if let Some((p, id)) = arg.split_once('/') {
+        if configured(p) || store.provider_id(p)?.is_some() {
+            if let Some(r) = store.key(p, id)? {
+                return Ok(r.key);
+            }
+            let prov = provider(ctx, p)?;
+            return prov.get_key(id).await.map_err(|e| {
+                UsageError(format!(
+                    "{arg}: not in the cache, and the provider says: {e}"
+                ))
+                .into()
+            });
+        }
+    }
+    let rows = store.keys_by_id(arg)?;
+    match rows.len() {
+        1 => Ok(rows.into_iter().next().expect("one row").key),
+        0 => {
+            let all: Vec<_> = ctx.config.providers().collect();
+            if all.len() == 1 {
+                let prov = provider(ctx, &all[0].name)?;
+                prov.get_key(arg).await.map_err(|e| {
+                    UsageError(format!(
+                        "{arg}: not in the cache, and the provider says: {e}"
+                    ))
+                    .into()
+                })
+            } else {
+                Err(UsageError(format!(
+                    "no key `{arg}` in the cache; run `keyaudit sync`, or name it as provider/id"
+                ))
+                .into())
+            }
+        }
+        _ => {
+            let names: Vec<String> = rows.iter().map(|r| target(&r.key)).collect();
+            Err(UsageError(format!(
+                "key id `{arg}` is ambiguous: {}; name one as provider/id",
+                names.join(", ")
+            ))
+            .into())
+        }
+    }
+}
+
+/// The keys a `revoke`/`disable`/`enable` command names, in order, without duplicates.
+async fn select(ctx: &Ctx, a: &KeyOpArgs) -> anyhow::Result<Vec<Key>> {
+    let store = Store::open_read_only(&ctx.paths.db)?;
+    let mut keys = Vec::new();
+    if let Some(q) = &a.query {
+        let f = Filter::parse(q).map_err(|e| UsageError(format!("--match: {e}")))?;
+        if f.is_empty() {
+            return Err(UsageError(
+                "--match needs a query; an empty one would select every key".into(),
+            )
+            .into());
+        }
+        let nets = f.networks();
+        let seen = if nets.is_empty() {
+            None
+        } else {
+            Some(store.keys_seen_from(&nets)?)
+        };
+        keys = f
+            .apply_keys_with(store.keys()?, Utc::now(), seen.as_ref())
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+    } else {
+        for arg in &a.keys {
+            keys.push(resolve(ctx, &store, arg).await?);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|k| seen.insert(target(k)));
+    Ok(keys)
+}
+
+fn plan_line(k: &Key, op: KeyOp, providers: &HashMap<String, Arc<dyn Provider>>) -> String {
+    match providers.get(&k.provider) {
+        None => format!("skip: provider `{}` is not configured", k.provider),
+        Some(p) if !op.supported_by(&p.capabilities()) => {
+            format!("skip: {} cannot {} keys", p.name(), op.as_str())
+        }
+        Some(_) if k.status == target_status(op) => {
+            format!("no-op: already {} (the provider is asked again)", k.status)
+        }
+        Some(_) if op == KeyOp::Enable && k.status == KeyStatus::Revoked => {
+            "will fail: a revoked key cannot be enabled".into()
+        }
+        Some(_) => op.as_str().to_string(),
+    }
+}
+
+fn print_plan(
+    out: &mut dyn Write,
+    keys: &[Key],
+    op: KeyOp,
+    providers: &HashMap<String, Arc<dyn Provider>>,
+) -> std::io::Result<()> {
+    let now = Utc::now();
+    let rows: Vec<[String; 6]> = keys
+        .iter()
+        .map(|k| {
+            [
+                crate::output::sanitize(&target(k)),
+                crate::output::sanitize(&k.owner),
+                k.environment.clone().unwrap_or_default(),
+                k.status.to_string(),
+                k.last_used
+                    .map(|t| format!("{} ago", short_age(now - t)))
+                    .unwrap_or_else(|| "never".into()),
+                plan_line(k, op, providers),
+            ]
+        })
+        .collect();
+    let headers = ["KEY", "OWNER", "ENV", "STATUS", "LAST USED", "ACTION"];
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cells: &[&str]| -> std::io::Result<()> {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
+    };
+    line(out, &headers)?;
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        line(out, &cells)?;
+    }
+    Ok(())
+}
+
+/// Asks for the typed count (or the key id, for one key) on the terminal.
+fn confirm(keys: &[Key], op: KeyOp) -> anyhow::Result<bool> {
+    let expected = if keys.len() == 1 {
+        keys[0].id.clone()
+    } else {
+        keys.len().to_string()
+    };
+    let what = if keys.len() == 1 {
+        format!("the key id ({expected})")
+    } else {
+        format!("the number of keys ({expected})")
+    };
+    eprint!(
+        "{} {} key(s). Type {what} to confirm, anything else cancels: ",
+        op.as_str(),
+        keys.len()
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == expected)
+}
+
+/// `revoke`, `disable`, `enable`.
+pub fn key_op(ctx: &Ctx, op: KeyOp, a: &KeyOpArgs, rt: &Runtime) -> anyhow::Result<ExitCode> {
+    if !a.dry_run {
+        ctx.check_writable(op.as_str())?;
+    }
+    if a.reason.trim().is_empty() {
+        return Err(UsageError("--reason must say why (it goes into the journal)".into()).into());
+    }
+    rt.block_on(key_op_async(ctx, op, a))
+}
+
+async fn key_op_async(ctx: &Ctx, op: KeyOp, a: &KeyOpArgs) -> anyhow::Result<ExitCode> {
+    let keys = select(ctx, a).await?;
+    if keys.is_empty() {
+        anyhow::bail!(
+            "no key matches `{}`; nothing was changed (check the query with `keyaudit keys --filter`)",
+            a.query.as_deref().unwrap_or("")
+        );
+    }
+    let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+    for k in &keys {
+        if !providers.contains_key(&k.provider)
+            && ctx.config.providers().any(|p| p.name == k.provider)
+        {
+            providers.insert(k.provider.clone(), provider(ctx, &k.provider)?);
+        }
+    }
+    if a.dry_run {
+        let mut out = std::io::stdout().lock();
+        print_plan(&mut out, &keys, op, &providers)?;
+        writeln!(
+            out,
+            "dry run: {} key(s) selected for {}; nothing was changed",
+            keys.len(),
+            op.as_str()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !a.yes {
+        if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+            return Err(UsageError(format!(
+                "refusing to {} {} key(s) without confirmation: standard input is not a terminal. \
+                 Check the selection with --dry-run, then pass --yes",
+                op.as_str(),
+                keys.len()
+            ))
+            .into());
+        }
+        print_plan(&mut std::io::stderr().lock(), &keys, op, &providers)?;
+        if !confirm(&keys, op)? {
+            eprintln!("cancelled; nothing was changed");
+            return Ok(ExitCode::from(1));
+        }
+    }
+
+    let db = ctx.paths.db.clone();
+    let bulk = keys.len() > 1;
+    let selection = a
+        .query
+        .as_ref()
+        .map(|q| format!("match:{q}"))
+        .unwrap_or_else(|| "keys".into());
+    if bulk {
+        let (sel, reason) = (selection.clone(), a.reason.clone());
+        let targets: Vec<String> = keys.iter().map(target).collect();
+        with_db(&db, move |s| {
+            s.append_journal(&NewEntry {
+                action: &format!("{}-bulk", op.as_str()),
+                target: &sel,
+                reason: Some(&reason),
+                params: serde_json::json!({"count": targets.len(), "keys": targets}),
+                result: "started",
+            })
+            .map(|_| ())
+        })
+        .await?;
+    }
+    let tty = std::io::stderr().is_terminal();
+    let opts = BulkOptions {
+        concurrency: a.concurrency as usize,
+        ..BulkOptions::default()
+    };
+    let verb = op.as_str();
+    let report = run_bulk(
+        &db,
+        &providers,
+        keys,
+        op,
+        Some(&a.reason),
+        opts,
+        |p: &BulkProgress| {
+            if tty {
+                eprint!(
+                    "\r\x1b[2K{verb}: {}/{} done, {} failed",
+                    p.done, p.total, p.failed
+                );
+            }
+        },
+    )
+    .await;
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    let mut out = std::io::stdout().lock();
+    for r in &report.results {
+        match &r.outcome {
+            Ok(status) if r.already => writeln!(out, "ok      {}  (already {status})", r.target)?,
+            Ok(status) => writeln!(out, "ok      {}  (now {status})", r.target)?,
+            Err(e) => writeln!(out, "FAILED  {}  {e}", r.target)?,
+        }
+    }
+    let failed: Vec<String> = report.failed().map(|r| r.target.clone()).collect();
+    let already = report
+        .results
+        .iter()
+        .filter(|r| r.already && r.outcome.is_ok())
+        .count();
+    let summary = format!(
+        "{verb}: {} of {} key(s) ok ({already} already so), {} failed, in {:.1}s",
+        report.succeeded(),
+        report.results.len(),
+        failed.len(),
+        report.elapsed.as_secs_f64()
+    );
+    writeln!(out, "{summary}")?;
+    drop(out);
+    if bulk {
+        let (sel, reason, f, s) = (selection, a.reason.clone(), failed.clone(), summary.clone());
+        with_db(&db, move |st| {
+            st.append_journal(&NewEntry {
+                action: &format!("{}-bulk", op.as_str()),
+                target: &sel,
+                reason: Some(&reason),
+                params: serde_json::json!({"failed": f}),
+                result: &s,
+            })
+            .map(|_| ())
+        })
+        .await?;
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        anyhow::bail!(
+            "{} key(s) failed: {}; the others are done. Run the same command again to retry (it is idempotent)",
+            failed.len(),
+            failed.join(", ")
+        )
+    }
+}
+
+/// `rotate`.
+pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCode> {
+    let sink = Sink::parse(&a.deliver).map_err(|e| UsageError(e.to_string()))?;
+    let grace =
+        crate::when::parse_duration(&a.grace).map_err(|e| UsageError(format!("--grace: {e}")))?;
+    if !a.dry_run {
+        ctx.check_writable("rotate")?;
+    }
+    rt.block_on(async {
+        let store = Store::open_read_only(&ctx.paths.db)?;
+        let key = resolve(ctx, &store, &a.key).await?;
+        drop(store);
+        let prov = provider(ctx, &key.provider)?;
+        let caps = prov.capabilities();
+        if a.dry_run {
+            let how = if caps.rotate_overlap {
+                format!(
+                    "with overlap: the provider issues a new key, the secret goes to {}, the new key is verified, \
+                     the old key keeps working for {} and is revoked by `keyaudit resume` after that",
+                    sink.spec(),
+                    a.grace
+                )
+            } else if caps.rotate_atomic {
+                format!("atomically: the old key stops at once; the secret goes to {}", sink.spec())
+            } else {
+                format!("not possible: {} cannot rotate keys", prov.name())
+            };
+            println!(
+                "dry run: would rotate {} ({}, {}, status {}) {how}",
+                target(&key),
+                crate::output::sanitize(&key.owner),
+                key.environment.as_deref().unwrap_or("-"),
+                key.status
+            );
+            if let Err(e) = sink.preflight(a.force) {
+                println!("the sink would refuse: {e}");
+            }
+            println!("nothing was changed");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let wf = rotate::rotate(
+            &ctx.paths.db,
+            RotateRequest {
+                provider: prov,
+                key,
+                sink,
+                grace,
+                force: a.force,
+                reason: a.reason.clone(),
+            },
+        )
+        .await?;
+        report_workflow(&wf)
+    })
+}
+
+fn report_workflow(wf: &Workflow) -> anyhow::Result<ExitCode> {
+    let new = wf.new_key_id.as_deref().unwrap_or("-");
+    match wf.state {
+        State::Grace => {
+            let until = wf.grace_until.map(rfc3339).unwrap_or_default();
+            eprintln!(
+                "workflow #{}: {} rotated to {new}; secret delivered to {} and verified; the old key works until {until}. \
+                 Run `keyaudit resume` after that to revoke it",
+                wf.id,
+                wf.target(),
+                wf.sink
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        State::Done => {
+            eprintln!(
+                "workflow #{}: {} rotated to {new}; secret delivered to {} and verified; old key revoked",
+                wf.id,
+                wf.target(),
+                wf.sink
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        State::RolledBack => anyhow::bail!(
+            "workflow #{}: rotation of {} rolled back: {}",
+            wf.id,
+            wf.target(),
+            wf.error.as_deref().unwrap_or("")
+        ),
+        State::Failed | State::Running => anyhow::bail!(
+            "workflow #{}: rotation of {} is unfinished at step {}: {}",
+            wf.id,
+            wf.target(),
+            wf.step,
+            wf.error
+                .as_deref()
+                .unwrap_or("interrupted; run `keyaudit resume`")
+        ),
+    }
+}
+
+/// `workflows`: lists unfinished (or all) workflows; also checks rotated keys for use.
+pub fn workflows(ctx: &Ctx, a: &WorkflowsArgs) -> anyhow::Result<ExitCode> {
+    let list = if ctx.read_only {
+        workflow::list(&Store::open_read_only(&ctx.paths.db)?, a.all)?
+    } else {
+        let store = ctx.open_store()?;
+        let n = workflow::check_rotated_key_use(&store, None)?;
+        if n > 0 {
+            eprintln!("{n} rotated key(s) still in use: see `keyaudit findings`");
+        }
+        workflow::list(&store, a.all)?
+    };
+    let headers = [
+        "id",
+        "kind",
+        "key",
+        "new key",
+        "state",
+        "step",
+        "sink",
+        "grace until",
+        "updated",
+        "error",
+    ];
+    let mut out = Listing::new(std::io::stdout().lock(), a.format, &headers)?;
+    for w in &list {
+        out.row(w, || {
+            vec![
+                w.id.to_string(),
+                w.kind.clone(),
+                w.target(),
+                w.new_key_id.clone().unwrap_or_default(),
+                w.state.to_string(),
+                w.step.to_string(),
+                w.sink.clone(),
+                w.grace_until.map(rfc3339).unwrap_or_default(),
+                rfc3339(w.updated),
+                w.error.clone().unwrap_or_default(),
+            ]
+        })?;
+    }
+    out.finish()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `resume`: reconciles every unfinished workflow (or one) with the provider.
+pub fn resume(ctx: &Ctx, a: &ResumeArgs, rt: &Runtime) -> anyhow::Result<ExitCode> {
+    ctx.check_writable("resume")?;
+    let store = ctx.open_store()?;
+    let todo: Vec<Workflow> = match a.id {
+        Some(id) => vec![workflow::get(&store, id)?.ok_or(rotate::RotateError::NoWorkflow(id))?],
+        None => workflow::list(&store, false)?,
+    };
+    drop(store);
+    if todo.is_empty() {
+        eprintln!("no unfinished workflow");
+    }
+    let mut problems = Vec::new();
+    for wf in todo {
+        let prov = match provider(ctx, &wf.provider) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(format!("#{}: {e}", wf.id));
+                continue;
+            }
+        };
+        match rt.block_on(rotate::resume(&ctx.paths.db, prov, wf.id, a.force)) {
+            Ok(w) => {
+                let line = format!(
+                    "workflow #{} {}: {} at step {}{}",
+                    w.id,
+                    w.target(),
+                    w.state,
+                    w.step,
+                    w.error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                );
+                println!("{line}");
+                if w.state == State::Failed || (w.state == State::Running && w.error.is_some()) {
+                    problems.push(line);
+                }
+            }
+            Err(e) => problems.push(format!("#{}: {e}", wf.id)),
+        }
+    }
+    let store = ctx.open_store()?;
+    let n = workflow::check_rotated_key_use(&store, None)?;
+    if n > 0 {
+        eprintln!("{n} rotated key(s) still in use: see `keyaudit findings`");
+    }
+    if problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        anyhow::bail!(
+            "{} workflow(s) need attention: {}",
+            problems.len(),
+            problems.join("; ")
+        )
+    }
+}
