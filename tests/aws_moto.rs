@@ -699,6 +699,59 @@ async fn a_read_only_run_changes_nothing_at_aws() {
         assert_ne!(r.0, 0, "{args:?} should be refused: {}", r.1);
     }
     assert_eq!(account_state(&moto).await, before);
+
+    // The same commands without --read-only act on the account.
+    let r = run(
+        &moto,
+        dir.path(),
+        &["disable", &s.alice[0], "--reason", "incident", "--yes"],
+    );
+    assert_eq!(r.0, 0, "{}{}", r.1, r.2);
+    assert_eq!(
+        iam_keys(&moto, "alice").await,
+        sorted(vec![
+            (s.alice[0].clone(), "Inactive"),
+            (s.alice[1].clone(), "Inactive")
+        ])
+    );
+    let old = format!("apigw:{}", s.old_key);
+    let r = run(
+        &moto,
+        dir.path(),
+        &["revoke", &old, "--reason", "legacy", "--yes"],
+    );
+    assert_eq!(r.0, 0, "{}{}", r.1, r.2);
+    assert_eq!(api_key_state(&moto, &s.old_key).await, None);
+    let refused = format!("file:{}", dir.path().join("alice.json").display());
+    let r = run(
+        &moto,
+        dir.path(),
+        &[
+            "rotate",
+            &s.alice[0],
+            "--deliver",
+            &refused,
+            "--grace",
+            "1h",
+        ],
+    );
+    assert_ne!(r.0, 0);
+    assert!(r.2.contains("already has 2 access keys"), "{}", r.2);
+    assert!(!dir.path().join("alice.json").exists());
+    let sink = dir.path().join("bob.json");
+    let spec = format!("file:{}", sink.display());
+    let r = run(
+        &moto,
+        dir.path(),
+        &["rotate", &s.bob, "--deliver", &spec, "--grace", "1h"],
+    );
+    assert_eq!(r.0, 0, "{}{}", r.1, r.2);
+    let pair: Value = serde_json::from_str(std::fs::read_to_string(&sink).unwrap().trim()).unwrap();
+    let new_id = pair["AccessKeyId"].as_str().unwrap().to_string();
+    assert_eq!(
+        iam_keys(&moto, "bob").await,
+        sorted(vec![(s.bob.clone(), "Active"), (new_id, "Active")])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
