@@ -800,3 +800,65 @@ async fn secrets_manager_delivery_moves_awscurrent() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_permission_is_named_with_what_to_grant() {
+    let moto = Moto::start().await;
+    seed_iam(&moto).await;
+    let iam = aws_sdk_iam::Client::new(&moto.sdk().await);
+    iam.create_user().user_name("auditor").send().await.unwrap();
+    iam.put_user_policy()
+        .user_name("auditor")
+        .policy_name("only-list-users")
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["iam:ListUsers", "sts:GetCallerIdentity"], "Resource": "*"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name("auditor")
+        .send()
+        .await
+        .unwrap();
+    let key = key.access_key().unwrap();
+    // From here on moto checks signatures and policies like AWS.
+    let r = reqwest::Client::new()
+        .post(format!("{}/moto-api/reset-auth", moto.endpoint))
+        .body("0")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[provider]]\nname = \"talentgrid-aws\"\nkind = \"aws\"\nregion = \"{REGION}\"\nendpoint = \"{}\"\n",
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+    let out = moto
+        .keyaudit(dir.path())
+        .env("AWS_ACCESS_KEY_ID", key.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", key.secret_access_key())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--db")
+        .arg(dir.path().join("cache.db"))
+        .arg("sync")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("talentgrid-aws: AccessDenied on iam:ListAccessKeys for user alice; grant iam:ListAccessKeys (see docs/providers/aws.md)"),
+        "{err}"
+    );
+    assert!(!err.contains(key.secret_access_key()));
+}

@@ -177,8 +177,12 @@ pub fn from_config(
         "aws" => Ok(std::sync::Arc::new(aws::AwsProvider::from_config(cfg)?)),
         #[cfg(not(feature = "aws"))]
         "aws" => Err(ProviderError::Config {
-            provider: format!("provider `{}`", cfg.name),
-            message: "kind `aws` needs keyaudit built with `--features aws` (cargo build --release --features aws)".into(),
+            provider: cfg.name.clone(),
+            message: format!(
+                "{}: provider `{}`: kind `aws` needs keyaudit built with `--features aws` (cargo build --release --features aws)",
+                cfg.origin(),
+                cfg.name
+            ),
         }),
         "vault" => Ok(std::sync::Arc::new(vault::VaultProvider::from_config(cfg)?)),
 
@@ -207,7 +211,7 @@ mod tests {
         };
         let e = from_config(&cfg).err().expect("refused").to_string();
         assert!(
-            e.starts_with("provider `x`: kind `aws` needs keyaudit built with `--features aws`"),
+            e.contains("provider `x`: kind `aws` needs keyaudit built with `--features aws`"),
             "{e}"
         );
     }

@@ -734,6 +734,32 @@ mod tests {
         assert_eq!(parse_key_pair("x7Yz0aBcDeFgHiJkLmNo"), None);
     }
 
+    #[tokio::test]
+    async fn an_active_root_key_is_a_critical_finding() {
+        use crate::provider::Provider;
+        let cfg = crate::config::ProviderConfig {
+            name: "acct".into(),
+            kind: "aws".into(),
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let p = AwsProvider::from_config(&cfg).unwrap();
+        let csv = "user,arn,access_key_1_active,access_key_1_last_rotated,access_key_2_active,access_key_2_last_rotated\n\
+                   <root_account>,arn:aws:iam::123456789012:root,true,2021-02-03T04:05:06+00:00,false,2022-01-01T00:00:00+00:00\n";
+        let keys = root_keys_in_report("acct", csv);
+        assert_eq!(keys.len(), 2, "an inactive root key is listed too");
+        *p.root_seen.lock().unwrap() = Some(keys);
+        let found = p.findings().await.unwrap();
+        assert_eq!(found.len(), 1, "only the active one is a finding");
+        let f = &found[0];
+        assert_eq!(
+            (f.rule.as_str(), f.severity, f.category),
+            ("root_access_key", Severity::Critical, Category::Hygiene)
+        );
+        assert_eq!(f.key_id, "root:123456789012:1");
+        assert_eq!(f.id, "root_access_key:acct:root:123456789012:1");
+    }
+
     #[test]
     fn active_root_keys_are_found_in_the_credential_report() {
         let csv = "user,arn,user_creation_time,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date\n\

@@ -100,7 +100,7 @@ pub async fn load_sdk_config(s: &AwsSettings) -> Result<SdkConfig> {
     if cfg.region().is_none() {
         return Err(ProviderError::Config {
             provider: s.label(),
-            message: "no AWS region: set `region` in the provider entry, AWS_REGION, or the profile's region".into(),
+            message: format!("{}: no AWS region: set `region` in the provider entry, AWS_REGION, or the profile's region", s.label()),
         });
     }
     Ok(cfg)
@@ -160,8 +160,9 @@ impl AwsProvider {
                 return Err(ProviderError::Config {
                     provider: cfg.name.clone(),
                     message: format!(
-                        "{}: `endpoint` = \"{e}\" is not a valid URL; expected e.g. \"http://127.0.0.1:5000\"",
-                        cfg.origin()
+                        "{}: provider `{}`: `endpoint` = \"{e}\" is not a valid URL; expected e.g. \"http://127.0.0.1:5000\"",
+                        cfg.origin(),
+                        cfg.name
                     ),
                 });
             }
@@ -242,15 +243,26 @@ impl AwsProvider {
     /// Turns an SDK error into a message that names the operation, its subject and, for a
     /// denial, the permission to grant. `action` is the IAM action (`iam:ListAccessKeys`),
     /// `subject` what it was about (`user alice`, `key AKIA…`).
-    fn aws_error<E, R>(
+    fn aws_error<E>(
         &self,
-        err: aws_sdk_iam::error::SdkError<E, R>,
+        err: aws_sdk_iam::error::SdkError<E, aws_sdk_iam::config::http::HttpResponse>,
         action: &str,
         subject: &str,
     ) -> ProviderError
     where
         E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        named(self.classify(err, action, subject))
+    }
+
+    fn classify<E>(
+        &self,
+        err: aws_sdk_iam::error::SdkError<E, aws_sdk_iam::config::http::HttpResponse>,
+        action: &str,
+        subject: &str,
+    ) -> ProviderError
+    where
+        E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
         let provider = self.settings.label();
@@ -259,8 +271,26 @@ impl AwsProvider {
         } else {
             format!("{action} for {subject}")
         };
-        let code = err.code().unwrap_or("").to_string();
-        let detail = err.message().unwrap_or("").to_string();
+        let mut code = err.code().unwrap_or("").to_string();
+        let mut detail = err.message().unwrap_or("").to_string();
+        if code.is_empty() {
+            // An error body the SDK could not parse (some compatible endpoints answer in
+            // another protocol's format): read the code from it, else from the status.
+            if let Some(raw) = err.raw_response() {
+                let body = raw
+                    .body()
+                    .bytes()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                code = xml_field(&body, "Code").unwrap_or_default();
+                if detail.is_empty() {
+                    detail = xml_field(&body, "Message").unwrap_or_default();
+                }
+                if code.is_empty() && raw.status().as_u16() == 403 {
+                    code = "AccessDenied".into();
+                }
+            }
+        }
         match &err {
             SdkError::ServiceError(_) => {}
             SdkError::TimeoutError(_) => {
@@ -357,6 +387,27 @@ impl AwsProvider {
             },
         }
     }
+}
+
+/// Configuration errors print their message alone: put the provider's name in front.
+fn named(e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::Config { provider, message } if !message.starts_with(&provider) => {
+            ProviderError::Config {
+                message: format!("{provider}: {message}"),
+                provider,
+            }
+        }
+        e => e,
+    }
+}
+
+/// The text of the first `<name>…</name>` element of an XML error body.
+fn xml_field(body: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&format!("</{name}>"))? + start;
+    Some(body[start..end].trim().to_string()).filter(|s| !s.is_empty())
 }
 
 /// An SDK time as a chrono time.
@@ -479,5 +530,13 @@ mod tests {
             KeyRef::ApiGateway("a1b2c3d4e5")
         );
         assert_eq!(key_ref("root:123456789012:1"), KeyRef::Root);
+    }
+
+    #[test]
+    fn error_codes_are_read_from_unparsed_bodies() {
+        let body = "<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>no</Message></Error></Errors></ErrorResponse>";
+        assert_eq!(xml_field(body, "Code").as_deref(), Some("AccessDenied"));
+        assert_eq!(xml_field(body, "Message").as_deref(), Some("no"));
+        assert_eq!(xml_field("<a/>", "Code"), None);
     }
 }

@@ -22,7 +22,7 @@ fn fail<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debu
         .map(str::to_string)
         .unwrap_or_else(|| aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string());
     let provider = label.to_string();
-    match code.as_str() {
+    super::named(match code.as_str() {
         "ResourceNotFoundException" => ProviderError::Config {
             provider,
             message: format!(
@@ -44,7 +44,7 @@ fn fail<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debu
             provider,
             message: format!("{code} on {action} for secret `{secret_id}`: {detail}"),
         },
-    }
+    })
 }
 
 /// Puts `value` as a new version of `secret_id` labelled `AWSPENDING`, then moves
