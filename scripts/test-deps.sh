@@ -17,3 +17,6 @@ fi
 
 # OpenBao (Vault API) for the vault provider tests.
 scripts/openbao.sh >/dev/null
+
+# moto (AWS stand-in, pinned by constraints/moto.txt) for the aws provider tests.
+scripts/install-moto.sh

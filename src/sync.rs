@@ -177,6 +177,17 @@ async fn run(
         Ok(n) => report.unlisted = n,
         Err(e) => return Err((Some(store), e.into())),
     }
+    // Findings the provider states itself (e.g. an active AWS root key).
+    match provider.findings().await {
+        Ok(found) => {
+            for f in &found {
+                if let Err(e) = store.upsert_finding(f) {
+                    return Err((Some(store), e.into()));
+                }
+            }
+        }
+        Err(e) => tracing::warn!(provider = %name, "provider findings skipped: {e}"),
+    }
 
     if !provider.capabilities().list_events {
         progress_now(SyncPhase::Done, &report);

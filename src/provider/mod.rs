@@ -1,11 +1,13 @@
 //! Providers: the remote systems that issue keys. Each kind implements [`Provider`]; the
 //! rest of keyaudit asks a provider's [`Capabilities`], never its kind.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod http;
 pub mod vault;
 
 use crate::config::ProviderConfig;
-use crate::model::{Event, Key};
+use crate::model::{Event, Finding, Key};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use std::time::Duration;
@@ -150,6 +152,12 @@ pub trait Provider: Send + Sync {
         Err(self.unsupported("verify", ""))
     }
 
+    /// Findings the provider can state itself after a key listing (AWS: an active root
+    /// account key); the sync engine stores them. Most providers have none.
+    async fn findings(&self) -> Result<Vec<Finding>> {
+        Ok(Vec::new())
+    }
+
     #[doc(hidden)]
     fn unsupported(&self, operation: &'static str, _id: &str) -> ProviderError {
         ProviderError::Unsupported {
@@ -165,6 +173,17 @@ pub fn from_config(
 ) -> std::result::Result<std::sync::Arc<dyn Provider>, ProviderError> {
     match cfg.kind.as_str() {
         "http" | "demo" => Ok(std::sync::Arc::new(http::HttpProvider::from_config(cfg)?)),
+        #[cfg(feature = "aws")]
+        "aws" => Ok(std::sync::Arc::new(aws::AwsProvider::from_config(cfg)?)),
+        #[cfg(not(feature = "aws"))]
+        "aws" => Err(ProviderError::Config {
+            provider: cfg.name.clone(),
+            message: format!(
+                "{}: provider `{}`: kind `aws` needs keyaudit built with `--features aws` (cargo build --release --features aws)",
+                cfg.origin(),
+                cfg.name
+            ),
+        }),
         "vault" => Ok(std::sync::Arc::new(vault::VaultProvider::from_config(cfg)?)),
 
         other => Err(ProviderError::Config {
@@ -175,5 +194,39 @@ pub fn from_config(
                 cfg.name
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "aws"))]
+    #[test]
+    fn aws_without_the_feature_says_how_to_build_it() {
+        let cfg = ProviderConfig {
+            name: "x".into(),
+            kind: "aws".into(),
+            ..Default::default()
+        };
+        let e = from_config(&cfg).err().expect("refused").to_string();
+        assert!(
+            e.contains("provider `x`: kind `aws` needs keyaudit built with `--features aws`"),
+            "{e}"
+        );
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn aws_with_the_feature_builds_without_network() {
+        let cfg = ProviderConfig {
+            name: "x".into(),
+            kind: "aws".into(),
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let p = from_config(&cfg).expect("built lazily");
+        assert_eq!(p.kind(), "aws");
+        assert!(!p.capabilities().list_events, "no bucket, no events");
     }
 }

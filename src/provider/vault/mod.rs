@@ -173,7 +173,7 @@ impl VaultProvider {
     pub fn from_config(cfg: &ProviderConfig) -> Result<VaultProvider> {
         let fail = |message: String| ProviderError::Config {
             provider: cfg.name.clone(),
-            message,
+            message: format!("{}: {message}", cfg.name),
         };
         let (url, url_from) = match &cfg.url {
             Some(u) => (u.clone(), "url"),
@@ -372,8 +372,8 @@ impl VaultProvider {
                     ProviderError::Config {
                         provider: self.name.clone(),
                         message: format!(
-                            "{}: permission denied: keyaudit's token needs {} on {} (see docs/providers/vault.md)",
-                            need.doing, need.capability, need.path
+                            "{}: {}: permission denied: keyaudit's token needs {} on {} (see docs/providers/vault.md)",
+                            self.name, need.doing, need.capability, need.path
                         ),
                     }
                 } else {
@@ -767,10 +767,10 @@ impl VaultProvider {
                 if message.contains("subset of parent") || message.contains("root tokens") =>
             {
                 return Err(ProviderError::Config {
-                    provider,
                     message: format!(
-                        "{message}: keyaudit's token may only grant policies it holds itself; give it `sudo` on {path} (see docs/providers/vault.md) or issue the token through a token role"
+                        "{provider}: {message}: keyaudit's token may only grant policies it holds itself; give it `sudo` on {path} (see docs/providers/vault.md) or issue the token through a token role"
                     ),
+                    provider,
                 })
             }
             other => other?,
@@ -912,12 +912,14 @@ impl Provider for VaultProvider {
                     provider: self.name.clone(),
                     message: if e.kind() == std::io::ErrorKind::NotFound {
                         format!(
-                            "the audit log {} does not exist; check `audit_log` and that the file audit device is enabled",
+                            "{}: the audit log {} does not exist; check `audit_log` and that the file audit device is enabled",
+                            self.name,
                             path.display()
                         )
                     } else {
                         format!(
-                            "cannot read the audit log {}: {e}; keyaudit needs read access to it",
+                            "{}: cannot read the audit log {}: {e}; keyaudit needs read access to it",
+                            self.name,
                             path.display()
                         )
                     },
