@@ -2,6 +2,7 @@
 //! (0 ok, 1 runtime error, 2 usage or configuration error, 3 findings at or above
 //! `--fail-on`).
 
+mod findings;
 mod listing;
 
 use crate::config::{Config, ConfigError, Mode, Paths};
@@ -74,6 +75,10 @@ pub enum Command {
     },
     /// Print every path in use and the configured providers.
     Info,
+    /// Run every detection rule over the cache and write findings.
+    Detect(findings::DetectArgs),
+    /// List findings (ranked by severity), or show, acknowledge or suppress one.
+    Findings(findings::FindingsArgs),
     /// List the journal of operator actions, or verify its hash chain.
     Journal {
         #[command(subcommand)]
@@ -205,6 +210,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen { prefix, count } => keygen(&prefix, count),
         Command::Info => info(&ctx),
         Command::Journal { command, format } => listing::journal(&ctx, command.is_some(), format),
+        Command::Detect(a) => findings::detect(&ctx, &a),
+        Command::Findings(a) => findings::findings(&ctx, &a),
     }
 }
 
@@ -217,6 +224,8 @@ fn command_name(c: &Command) -> &'static str {
         Command::Keygen { .. } => "keygen",
         Command::Info => "info",
         Command::Journal { .. } => "journal",
+        Command::Detect(_) => "detect",
+        Command::Findings(_) => "findings",
     }
 }
 
@@ -251,6 +260,7 @@ pub fn selected_providers<'a>(
 
 async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
     let selected = selected_providers(ctx, names)?;
+    crate::detect::set_sync_config(findings::detect_config(ctx)?);
     let mut providers = Vec::new();
     for p in selected {
         providers.push(crate::provider::from_config(p).map_err(|e| UsageError(e.to_string()))?);
@@ -273,13 +283,17 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                     eprint!("\r\x1b[2K");
                 }
                 eprintln!(
-                    "{}: {} keys ({} no longer listed), {} new events ({} already cached) in {:.1}s",
+                    "{}: {} keys ({} no longer listed), {} new events ({} already cached) in {:.1}s{}",
                     r.provider,
                     r.keys,
                     r.unlisted,
                     r.new_events,
                     r.duplicates,
-                    r.elapsed.as_secs_f64()
+                    r.elapsed.as_secs_f64(),
+                    r.detection
+                        .as_ref()
+                        .map(|d| format!("; detection: {} new findings, {} resolved", d.opened, d.resolved))
+                        .unwrap_or_default()
                 );
             }
             Err(e) => {
