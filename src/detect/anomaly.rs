@@ -372,9 +372,11 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
 
     // Oversized responses: bulk export.
     if e.records >= 0 {
-        let usual = st.records.quantile(0.99);
+        // The baseline quantile is only needed above the absolute floor.
+        let big = e.records > cfg.bulk_min_records as i64;
+        let usual = if big { st.records.quantile(0.99) } else { 0.0 };
         let limit = (cfg.bulk_min_records as f64).max(cfg.bulk_ratio * usual);
-        if ready && !claimed && e.outcome == SUCCESS && e.records as f64 > limit {
+        if big && ready && !claimed && e.outcome == SUCCESS && e.records as f64 > limit {
             claimed = true;
             let recs = e.records as u64;
             match st

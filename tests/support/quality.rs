@@ -66,6 +66,16 @@ impl Score {
 /// Syncs the demo for `seed` into a fresh cache, runs full detection at the fixed
 /// clock and returns labels and anomaly findings.
 pub async fn run_seed(seed: u64, anomalies: bool, cfg: &DetectConfig) -> SeedRun {
+    run_seed_with(seed, anomalies, cfg, DemoOptions::default().events).await
+}
+
+/// [`run_seed`] with a demo of about `events` historic events.
+pub async fn run_seed_with(
+    seed: u64,
+    anomalies: bool,
+    cfg: &DetectConfig,
+    events: usize,
+) -> SeedRun {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cache.db");
     let opts = DemoOptions {
@@ -73,11 +83,14 @@ pub async fn run_seed(seed: u64, anomalies: bool, cfg: &DetectConfig) -> SeedRun
         token: "quality-token".into(),
         now: Some(fixed_now()),
         anomalies,
+        events,
         live_rate: 0.0,
         ..DemoOptions::default()
     };
     let days = opts.days;
+    let t0 = std::time::Instant::now();
     let handle = demo::start(opts).await.expect("demo starts");
+    let t_start = t0.elapsed();
     let provider = keyaudit::provider::from_config(&ProviderConfig {
         name: "talentgrid".into(),
         kind: "http".into(),
@@ -99,8 +112,17 @@ pub async fn run_seed(seed: u64, anomalies: bool, cfg: &DetectConfig) -> SeedRun
         .await
         .unwrap();
     handle.shutdown().await;
+    let t_sync = t0.elapsed();
     let mut store = Store::open(&db).unwrap();
     detect::detect_full(&mut store, cfg, fixed_now()).unwrap();
+    if std::env::var_os("KEYAUDIT_QUALITY_TIMING").is_some() {
+        eprintln!(
+            "seed {seed}: demo start {:?}, sync {:?}, detect {:?}",
+            t_start,
+            t_sync - t_start,
+            t0.elapsed() - t_sync
+        );
+    }
     let findings: Vec<Finding> = store
         .findings(&FindingQuery::default())
         .unwrap()
