@@ -41,6 +41,10 @@ fn table(title: &str, runs: &[SeedRun]) {
         k.precision(),
         k.recall()
     );
+    println!(
+        "\nEvidence of true findings that is labelled anomalous traffic: {:.1} %",
+        evidence_precision(runs) * 100.0
+    );
 }
 
 fn main() {

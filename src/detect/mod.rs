@@ -202,6 +202,31 @@ pub fn finding_id(rule: &str, provider: &str, key_id: &str, subject: &str) -> St
     hex::encode(&h.finalize()[..8])
 }
 
+/// Prints phase timings to stderr when `KEYAUDIT_DETECT_TIMING` is set (benchmarks).
+struct Phases {
+    on: bool,
+    at: Instant,
+}
+
+impl Phases {
+    fn new() -> Phases {
+        Phases {
+            on: std::env::var_os("KEYAUDIT_DETECT_TIMING").is_some(),
+            at: Instant::now(),
+        }
+    }
+
+    fn mark(&mut self, what: &str) {
+        if self.on {
+            eprintln!(
+                "  {what}: {:.1} ms",
+                self.at.elapsed().as_secs_f64() * 1000.0
+            );
+            self.at = Instant::now();
+        }
+    }
+}
+
 static SYNC_CONFIG: RwLock<Option<DetectConfig>> = RwLock::new(None);
 
 /// Sets the configuration `sync` uses for its incremental detection (the CLI and the
@@ -494,7 +519,7 @@ fn write_findings(
                         && e.evidence == evidence
                         && status == e.status
                         && if hygiene {
-                            e.last_seen > now - HOUR
+                            e.last_seen > now - 24 * HOUR
                         } else {
                             e.last_seen >= last
                         };
@@ -536,9 +561,127 @@ fn write_findings(
     Ok(())
 }
 
+/// One key's work: its saved state (JSON, if continuing) and the events to run.
+struct Work {
+    key_ref: i64,
+    saved: Option<String>,
+    events: Vec<Ev>,
+}
+
+/// One key's result, its state already encoded.
+struct Done {
+    key_ref: i64,
+    incidents: Vec<Incident>,
+    usage: hygiene::Usage,
+    last_time: Millis,
+    scopes_json: String,
+    state_json: String,
+}
+
+fn unknown_key(key_ref: i64) -> KeyInfo {
+    KeyInfo {
+        key_ref,
+        provider: String::new(),
+        id: String::new(),
+        owner: String::new(),
+        environment: None,
+        purpose: None,
+        scopes: Vec::new(),
+        status: KeyStatus::Active,
+        created: None,
+        expires: None,
+        last_used: None,
+        rotated_to: None,
+        replaced_at: None,
+        listed: false,
+    }
+}
+
+fn run_work(
+    mut w: Work,
+    keys: &HashMap<i64, KeyInfo>,
+    strings: &Interner,
+    cfg: &DetectConfig,
+    now: Millis,
+) -> Result<Done> {
+    let mut st: KeyState = w
+        .saved
+        .take()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    // Nearly sorted already (rowid order follows arrival): a stable sort is linear here.
+    w.events.sort_by_key(|e| (e.time, e.row));
+    let fallback;
+    let key = match keys.get(&w.key_ref) {
+        Some(k) => k,
+        None => {
+            fallback = unknown_key(w.key_ref);
+            &fallback
+        }
+    };
+    let cx = Cx { cfg, key, strings };
+    let mut incidents = Vec::new();
+    anomaly::process(&mut st, &w.events, &cx, &mut incidents);
+    incidents.extend(anomaly::pending(&st, &cx, now));
+    let state_json = serde_json::to_string(&st).map_err(|source| DetectError::State {
+        key_ref: w.key_ref,
+        source,
+    })?;
+    Ok(Done {
+        key_ref: w.key_ref,
+        incidents,
+        usage: hygiene::Usage {
+            last_time: (st.events > 0).then_some(st.last_time),
+            scopes: st.scopes.clone(),
+        },
+        last_time: st.last_time,
+        scopes_json: serde_json::to_string(&st.scopes).unwrap_or_else(|_| "[]".into()),
+        state_json,
+    })
+}
+
+/// Runs the anomaly rules for every key, on two threads when there is enough work.
+fn analyse(
+    work: Vec<Work>,
+    keys: &HashMap<i64, KeyInfo>,
+    strings: &Interner,
+    cfg: &DetectConfig,
+    now: Millis,
+) -> Result<Vec<Done>> {
+    let total: usize = work.iter().map(|w| w.events.len()).sum();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let run = |ws: Vec<Work>| -> Result<Vec<Done>> {
+        ws.into_iter()
+            .map(|w| run_work(w, keys, strings, cfg, now))
+            .collect()
+    };
+    if threads < 2 || work.len() < 2 || total + work.len() * 50 < 20_000 {
+        return run(work);
+    }
+    // Two halves of about equal cost (events, plus a fixed cost per key).
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut ca, mut cb) = (0usize, 0usize);
+    for w in work {
+        let c = w.events.len() + 50;
+        if ca <= cb {
+            ca += c;
+            a.push(w);
+        } else {
+            cb += c;
+            b.push(w);
+        }
+    }
+    std::thread::scope(|s| {
+        let h = s.spawn(|| run(b));
+        let mut out = run(a)?;
+        out.extend(h.join().unwrap_or_else(|_| Ok(Vec::new()))?);
+        Ok(out)
+    })
+}
+
 fn save_states(
     store: &mut Store,
-    states: &[(i64, KeyState)],
+    done: &[Done],
     replace_all: bool,
     last_event: i64,
     cfg: &DetectConfig,
@@ -554,14 +697,9 @@ fn save_states(
             "INSERT OR REPLACE INTO detect_state (key_ref, last_time, scopes, state)
              VALUES (?1, ?2, ?3, ?4)",
         )?;
-        for (key_ref, st) in states {
-            let json = serde_json::to_string(st).map_err(|source| DetectError::State {
-                key_ref: *key_ref,
-                source,
-            })?;
-            let scopes = serde_json::to_string(&st.scopes).unwrap_or_else(|_| "[]".into());
-            bytes += json.len();
-            put.execute(params![key_ref, st.last_time, scopes, json])?;
+        for d in done {
+            bytes += d.state_json.len();
+            put.execute(params![d.key_ref, d.last_time, d.scopes_json, d.state_json])?;
         }
         tx.execute(
             "INSERT INTO detect_checkpoint (id, last_event, config, ran_at) VALUES (1, ?1, ?2, ?3)
@@ -593,27 +731,117 @@ fn load_usage(store: &Store) -> Result<HashMap<i64, hygiene::Usage>> {
     Ok(out)
 }
 
-fn usage_of(st: &KeyState) -> hygiene::Usage {
-    hygiene::Usage {
-        last_time: (st.events > 0).then_some(st.last_time),
-        scopes: st.scopes.clone(),
-    }
+/// Events grouped by key, in rowid order within each key.
+struct Grouped {
+    by_key: HashMap<i64, Vec<Ev>>,
+    strings: Interner,
+    last_event: i64,
+    count: u64,
 }
 
-/// Runs the anomaly rules over one key's events (time order) from `st`.
-fn run_key(
-    st: &mut KeyState,
-    events: &[Ev],
-    key: &KeyInfo,
-    strings: &Interner,
+fn read_range(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    lo: i64,
+    hi: i64,
+) -> rusqlite::Result<Grouped> {
+    let mut reader = Reader::new();
+    let mut by_key: HashMap<i64, Vec<Ev>> = HashMap::new();
+    let mut last_event = 0;
+    let mut count = 0;
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query([lo, hi])?;
+    while let Some(r) = rows.next()? {
+        let e = reader.read(r)?;
+        last_event = e.row;
+        count += 1;
+        by_key.entry(e.key_ref).or_default().push(e);
+    }
+    Ok(Grouped {
+        by_key,
+        strings: reader.strings,
+        last_event,
+        count,
+    })
+}
+
+/// Reads the events with row ids in `lo..=hi`; over a cache file, the range is split
+/// between two read-only connections on two threads.
+fn read_events(store: &Store, lo: i64, hi: i64) -> Result<Grouped> {
+    let sql = format!("SELECT {EV_COLUMNS} FROM events WHERE id >= ?1 AND id <= ?2");
+    let path = store.path().map(std::path::Path::to_path_buf);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (Some(path), true) = (path, threads >= 2 && hi - lo > 100_000) else {
+        return Ok(read_range(store.conn(), &sql, lo, hi)?);
+    };
+    let mid = lo + (hi - lo) / 2;
+    let (a, b) = std::thread::scope(|s| {
+        let h = s.spawn(|| -> rusqlite::Result<Grouped> {
+            let conn = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            read_range(&conn, &sql, mid + 1, hi)
+        });
+        let a = read_range(store.conn(), &sql, lo, mid);
+        let b = h
+            .join()
+            .unwrap_or_else(|_| Err(rusqlite::Error::InvalidQuery));
+        (a, b)
+    });
+    let (mut a, b) = (a?, b?);
+    // Re-intern the second half's strings into the first's table.
+    let map: Vec<u32> = b.strings.strings.iter().map(|s| a.strings.id(s)).collect();
+    let remap = |i: u32| map.get(i as usize).copied().unwrap_or(u32::MAX);
+    for (k, mut evs) in b.by_key {
+        for e in &mut evs {
+            if e.agent != u32::MAX {
+                e.agent = remap(e.agent);
+            }
+            if e.scope != u32::MAX {
+                e.scope = remap(e.scope);
+            }
+        }
+        a.by_key.entry(k).or_default().extend(evs);
+    }
+    a.last_event = a.last_event.max(b.last_event);
+    a.count += b.count;
+    Ok(a)
+}
+
+/// Turns results into findings and writes them with the states.
+#[allow(clippy::too_many_arguments)]
+fn finish_run(
+    store: &mut Store,
+    keys: &HashMap<i64, KeyInfo>,
+    done: Vec<Done>,
+    mut usage: HashMap<i64, hygiene::Usage>,
+    scope: Scope<'_>,
+    full: bool,
+    last_event: i64,
     cfg: &DetectConfig,
     now: Millis,
-) -> Vec<Incident> {
-    let cx = Cx { cfg, key, strings };
-    let mut out = Vec::new();
-    anomaly::process(st, events, &cx, &mut out);
-    out.extend(anomaly::pending(st, &cx, now));
-    out
+    report: &mut DetectReport,
+    ph: &mut Phases,
+) -> Result<()> {
+    let mut produced = Vec::new();
+    for d in &done {
+        if let Some(k) = keys.get(&d.key_ref) {
+            for inc in &d.incidents {
+                produced.push(to_finding(store, k, inc, now)?);
+            }
+        }
+        usage.insert(d.key_ref, d.usage.clone());
+    }
+    report.keys = done.len();
+    produced.extend(hygiene_findings(store, keys, &usage, cfg, now)?);
+    ph.mark("findings");
+    write_findings(store, produced, scope, now, report)?;
+    ph.mark("write findings");
+    report.state_bytes = save_states(store, &done, full, last_event, cfg, now)?;
+    ph.mark("save states");
+    Ok(())
 }
 
 /// Runs every rule over the whole cache and replaces the saved baselines.
@@ -623,117 +851,57 @@ pub fn detect_full(
     now: DateTime<Utc>,
 ) -> Result<DetectReport> {
     let started = Instant::now();
+    let mut ph = Phases::new();
     let now_ms = to_millis(now);
     let keys = load_keys(store)?;
-    let mut reader = Reader::new();
-    let mut events: Vec<Ev> = Vec::new();
-    let mut last_event = 0i64;
-    {
-        let mut stmt = store
+    let (lo, hi): (Option<i64>, Option<i64>) =
+        store
             .conn()
-            .prepare(&format!("SELECT {EV_COLUMNS} FROM events"))?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let e = reader.read(r)?;
-            last_event = last_event.max(e.row);
-            events.push(e);
-        }
-    }
-    events.sort_unstable_by_key(|e| (e.key_ref, e.time, e.row));
+            .query_row("SELECT min(id), max(id) FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+    let g = match (lo, hi) {
+        (Some(lo), Some(hi)) => read_events(store, lo, hi)?,
+        _ => Grouped {
+            by_key: HashMap::new(),
+            strings: Interner::default(),
+            last_event: 0,
+            count: 0,
+        },
+    };
+    ph.mark("read");
     let mut report = DetectReport {
         full: true,
-        events: events.len() as u64,
+        events: g.count,
         ..Default::default()
     };
-    let strings = reader.strings;
-    let groups: Vec<&[Ev]> = events.chunk_by(|a, b| a.key_ref == b.key_ref).collect();
-    let results = analyse(&groups, &keys, &strings, cfg, now_ms, |_| {
-        KeyState::default()
-    });
-    let mut produced = Vec::new();
-    let mut states = Vec::with_capacity(results.len());
-    let mut usage = HashMap::new();
-    for (key_ref, st, incs) in results {
-        if let Some(k) = keys.get(&key_ref) {
-            for inc in &incs {
-                produced.push(to_finding(store, k, inc, now_ms)?);
-            }
-        }
-        usage.insert(key_ref, usage_of(&st));
-        states.push((key_ref, st));
-    }
-    report.keys = states.len();
-    produced.extend(hygiene_findings(store, &keys, &usage, cfg, now_ms)?);
-    write_findings(store, produced, Scope::All, now_ms, &mut report)?;
-    report.state_bytes = save_states(store, &states, true, last_event, cfg, now_ms)?;
+    let work: Vec<Work> = g
+        .by_key
+        .into_iter()
+        .map(|(key_ref, events)| Work {
+            key_ref,
+            saved: None,
+            events,
+        })
+        .collect();
+    let done = analyse(work, &keys, &g.strings, cfg, now_ms)?;
+    ph.mark("analyse");
+    finish_run(
+        store,
+        &keys,
+        done,
+        HashMap::new(),
+        Scope::All,
+        true,
+        g.last_event,
+        cfg,
+        now_ms,
+        &mut report,
+        &mut ph,
+    )?;
     report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(?report, "detection (full)");
     Ok(report)
-}
-
-/// Runs the anomaly rules over groups of events (one key each), on two threads when
-/// there is enough work.
-fn analyse(
-    groups: &[&[Ev]],
-    keys: &HashMap<i64, KeyInfo>,
-    strings: &Interner,
-    cfg: &DetectConfig,
-    now: Millis,
-    initial: impl Fn(i64) -> KeyState + Sync,
-) -> Vec<(i64, KeyState, Vec<Incident>)> {
-    let one = |g: &[Ev]| -> Option<(i64, KeyState, Vec<Incident>)> {
-        let key_ref = g.first()?.key_ref;
-        let fallback;
-        let key = match keys.get(&key_ref) {
-            Some(k) => k,
-            None => {
-                fallback = KeyInfo {
-                    key_ref,
-                    provider: String::new(),
-                    id: String::new(),
-                    owner: String::new(),
-                    environment: None,
-                    purpose: None,
-                    scopes: Vec::new(),
-                    status: KeyStatus::Active,
-                    created: None,
-                    expires: None,
-                    last_used: None,
-                    rotated_to: None,
-                    replaced_at: None,
-                    listed: false,
-                };
-                &fallback
-            }
-        };
-        let mut st = initial(key_ref);
-        let incs = run_key(&mut st, g, key, strings, cfg, now);
-        Some((key_ref, st, incs))
-    };
-    let total: usize = groups.iter().map(|g| g.len()).sum();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(2);
-    if threads < 2 || total < 50_000 || groups.len() < 2 {
-        return groups.iter().filter_map(|g| one(g)).collect();
-    }
-    // Split the groups in two halves of about equal event counts.
-    let mut acc = 0;
-    let mut split = groups.len();
-    for (i, g) in groups.iter().enumerate() {
-        acc += g.len();
-        if acc >= total / 2 {
-            split = i + 1;
-            break;
-        }
-    }
-    let (a, b) = groups.split_at(split);
-    std::thread::scope(|s| {
-        let h = s.spawn(|| b.iter().filter_map(|g| one(g)).collect::<Vec<_>>());
-        let mut out: Vec<_> = a.iter().filter_map(|g| one(g)).collect();
-        out.extend(h.join().unwrap_or_default());
-        out
-    })
 }
 
 fn hygiene_findings(
@@ -762,6 +930,7 @@ pub fn detect_incremental(
     now: DateTime<Utc>,
 ) -> Result<DetectReport> {
     let started = Instant::now();
+    let mut ph = Phases::new();
     let now_ms = to_millis(now);
     let cp: Option<(i64, String)> = store
         .conn()
@@ -776,85 +945,81 @@ pub fn detect_incremental(
         _ => return detect_full(store, cfg, now),
     };
     let keys = load_keys(store)?;
-    let mut reader = Reader::new();
-    let mut events: Vec<Ev> = Vec::new();
-    let mut last_event = last_seen;
-    {
-        let mut stmt = store.conn().prepare_cached(&format!(
-            "SELECT {EV_COLUMNS} FROM events WHERE id > ?1 ORDER BY key_ref, time, id"
-        ))?;
-        let mut rows = stmt.query([last_seen])?;
-        while let Some(r) = rows.next()? {
-            let e = reader.read(r)?;
-            last_event = last_event.max(e.row);
-            events.push(e);
-        }
-    }
+    // Only rows after the checkpoint: a range of the table's own b-tree.
+    let mut g = read_range(
+        store.conn(),
+        &format!("SELECT {EV_COLUMNS} FROM events WHERE id > ?1 AND id <= ?2"),
+        last_seen,
+        i64::MAX,
+    )?;
+    ph.mark("read new");
     let mut report = DetectReport {
         full: false,
-        events: events.len() as u64,
+        events: g.count,
         ..Default::default()
     };
     // Per key: continue from its state, or replay its history when the new events are
     // older than what the state has seen (or there is no state).
-    let mut work: Vec<(i64, KeyState, Vec<Ev>)> = Vec::new();
+    let mut work: Vec<Work> = Vec::with_capacity(g.by_key.len());
     let mut rebuilt: HashSet<i64> = HashSet::new();
     {
         let mut get_state = store
             .conn()
-            .prepare_cached("SELECT state FROM detect_state WHERE key_ref = ?1")?;
+            .prepare_cached("SELECT last_time, state FROM detect_state WHERE key_ref = ?1")?;
+        let mut reader = Reader {
+            strings: std::mem::take(&mut g.strings),
+            agents: HashMap::new(),
+            nets: HashMap::new(),
+        };
         let mut history = store.conn().prepare_cached(&format!(
             "SELECT {EV_COLUMNS} FROM events WHERE key_ref = ?1 ORDER BY time, id"
         ))?;
-        for g in events.chunk_by(|a, b| a.key_ref == b.key_ref) {
-            let key_ref = g[0].key_ref;
-            let saved: Option<KeyState> = get_state
-                .query_row([key_ref], |r| r.get::<_, String>(0))
-                .optional()?
-                .and_then(|s| serde_json::from_str(&s).ok());
-            let min_time = g.iter().map(|e| e.time).min().unwrap_or(0);
+        for (key_ref, evs) in g.by_key.drain() {
+            let saved: Option<(Millis, String)> = get_state
+                .query_row([key_ref], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let min_time = evs.iter().map(|e| e.time).min().unwrap_or(0);
             match saved {
-                Some(st) if st.events > 0 && min_time >= st.last_time => {
-                    work.push((key_ref, st, g.to_vec()));
-                }
+                Some((last, json)) if min_time >= last => work.push(Work {
+                    key_ref,
+                    saved: Some(json),
+                    events: evs,
+                }),
                 _ => {
                     let mut all = Vec::new();
                     let mut rows = history.query([key_ref])?;
                     while let Some(r) = rows.next()? {
                         all.push(reader.read(r)?);
                     }
-                    report.events += all.len().saturating_sub(g.len()) as u64;
+                    report.events += all.len().saturating_sub(evs.len()) as u64;
                     rebuilt.insert(key_ref);
-                    work.push((key_ref, KeyState::default(), all));
+                    work.push(Work {
+                        key_ref,
+                        saved: None,
+                        events: all,
+                    });
                 }
             }
         }
+        g.strings = reader.strings;
     }
-    let strings = reader.strings;
-    let mut produced = Vec::new();
-    let mut states = Vec::with_capacity(work.len());
-    for (key_ref, mut st, evs) in work {
-        if let Some(k) = keys.get(&key_ref) {
-            for inc in run_key(&mut st, &evs, k, &strings, cfg, now_ms) {
-                produced.push(to_finding(store, k, &inc, now_ms)?);
-            }
-        }
-        states.push((key_ref, st));
-    }
-    report.keys = states.len();
-    let mut usage = load_usage(store)?;
-    for (key_ref, st) in &states {
-        usage.insert(*key_ref, usage_of(st));
-    }
-    produced.extend(hygiene_findings(store, &keys, &usage, cfg, now_ms)?);
-    write_findings(
+    ph.mark("load states");
+    let done = analyse(work, &keys, &g.strings, cfg, now_ms)?;
+    ph.mark("analyse");
+    let usage = load_usage(store)?;
+    finish_run(
         store,
-        produced,
+        &keys,
+        done,
+        usage,
         Scope::HygieneAnd(&rebuilt),
+        false,
+        g.last_event.max(last_seen),
+        cfg,
         now_ms,
         &mut report,
+        &mut ph,
     )?;
-    report.state_bytes = save_states(store, &states, false, last_event, cfg, now_ms)?;
     report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(?report, "detection (incremental)");
     Ok(report)

@@ -31,6 +31,8 @@ pub struct SeedRun {
     pub keys: usize,
     pub events: i64,
     pub days: u32,
+    /// Event ids of each label, by (key id, kind).
+    pub label_events: BTreeMap<(String, String), BTreeSet<String>>,
 }
 
 /// Counts for precision and recall.
@@ -140,6 +142,27 @@ pub async fn run_seed_with(
             )
         })
         .collect();
+    let label_events = labels["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                (
+                    l["key_id"].as_str().unwrap().to_string(),
+                    l["kind"].as_str().unwrap().to_string(),
+                ),
+                l["event_ids"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
     let predicted = findings
         .iter()
         .map(|f| (f.key_id.clone(), f.rule.clone()))
@@ -152,6 +175,26 @@ pub async fn run_seed_with(
         keys: store.key_count().unwrap() as usize,
         events: store.event_count().unwrap(),
         days,
+        label_events,
+    }
+}
+
+/// Of the evidence events of true findings, the share that belongs to the label (the
+/// finding points at the injected events, not at nearby normal traffic).
+pub fn evidence_precision(runs: &[SeedRun]) -> f64 {
+    let (mut hit, mut all) = (0usize, 0usize);
+    for r in runs {
+        for f in &r.findings {
+            if let Some(ids) = r.label_events.get(&(f.key_id.clone(), f.rule.clone())) {
+                all += f.evidence.len();
+                hit += f.evidence.iter().filter(|e| ids.contains(*e)).count();
+            }
+        }
+    }
+    if all == 0 {
+        1.0
+    } else {
+        hit as f64 / all as f64
     }
 }
 
