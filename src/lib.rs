@@ -9,6 +9,7 @@ pub mod action;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod detect;
 pub mod filter;
 pub mod fsutil;
 pub mod model;

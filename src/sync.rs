@@ -48,6 +48,9 @@ pub struct SyncReport {
     pub pages: usize,
     #[serde(serialize_with = "secs")]
     pub elapsed: Duration,
+    /// The incremental detection run over what this sync brought in (`None` if it failed;
+    /// the failure is logged and the sync still counts as done).
+    pub detection: Option<crate::detect::DetectReport>,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -110,6 +113,22 @@ pub async fn sync_provider(
             {
                 tracing::warn!(provider = %report.provider, "rotated-key check failed: {e}");
             }
+            // Detection over what came in (settings: `crate::detect::set_sync_config`).
+            let mut store = store;
+            report.detection =
+                match tokio::task::spawn_blocking(move || crate::detect::after_sync(&mut store))
+                    .await
+                {
+                    Ok(Ok(d)) => Some(d),
+                    Ok(Err(e)) => {
+                        tracing::warn!("detection after the sync of {name} failed: {e}");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!("detection after the sync of {name} failed: {e}");
+                        None
+                    }
+                };
             Ok(report)
         }
         Err((store, e)) => {

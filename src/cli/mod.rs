@@ -4,6 +4,7 @@
 
 mod act;
 pub mod demo;
+mod findings;
 mod listing;
 mod scan;
 
@@ -93,6 +94,10 @@ pub enum Command {
     Workflows(act::WorkflowsArgs),
     /// Finish or roll back unfinished workflows after a crash, or once a grace period is over.
     Resume(act::ResumeArgs),
+    /// Run every detection rule over the cache and write findings.
+    Detect(findings::DetectArgs),
+    /// List findings (ranked by severity), or show, acknowledge or suppress one.
+    Findings(findings::FindingsArgs),
     /// List the journal of operator actions, or verify its hash chain.
     Journal {
         #[command(subcommand)]
@@ -238,6 +243,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rotate(a) => act::rotate(&ctx, &a, &runtime),
         Command::Workflows(a) => act::workflows(&ctx, &a),
         Command::Resume(a) => act::resume(&ctx, &a, &runtime),
+        Command::Detect(a) => findings::detect(&ctx, &a),
+        Command::Findings(a) => findings::findings(&ctx, &a),
     }
 }
 
@@ -258,6 +265,8 @@ fn command_name(c: &Command) -> &'static str {
         Command::Rotate(_) => "rotate",
         Command::Workflows(_) => "workflows",
         Command::Resume(_) => "resume",
+        Command::Detect(_) => "detect",
+        Command::Findings(_) => "findings",
     }
 }
 
@@ -292,6 +301,7 @@ pub fn selected_providers<'a>(
 
 async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
     let selected = selected_providers(ctx, names)?;
+    crate::detect::set_sync_config(findings::detect_config(ctx)?);
     let mut providers = Vec::new();
     for p in selected {
         providers.push(crate::provider::from_config(p).map_err(|e| UsageError(e.to_string()))?);
@@ -314,13 +324,17 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                     eprint!("\r\x1b[2K");
                 }
                 eprintln!(
-                    "{}: {} keys ({} no longer listed), {} new events ({} already cached) in {:.1}s",
+                    "{}: {} keys ({} no longer listed), {} new events ({} already cached) in {:.1}s{}",
                     r.provider,
                     r.keys,
                     r.unlisted,
                     r.new_events,
                     r.duplicates,
-                    r.elapsed.as_secs_f64()
+                    r.elapsed.as_secs_f64(),
+                    r.detection
+                        .as_ref()
+                        .map(|d| format!("; detection: {} new findings, {} resolved", d.opened, d.resolved))
+                        .unwrap_or_default()
                 );
             }
             Err(e) => {

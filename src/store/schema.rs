@@ -130,6 +130,21 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX workflows_state ON workflows(state);
     "#,
+    // 3: detection state: per-key baselines and the incremental checkpoint.
+    r#"
+    CREATE TABLE detect_state (
+        key_ref    INTEGER PRIMARY KEY REFERENCES keys(id),
+        last_time  INTEGER NOT NULL,            -- time of the key's last analysed event
+        scopes     TEXT NOT NULL DEFAULT '[]',  -- JSON [[scope, last successful use]]
+        state      TEXT NOT NULL                -- JSON of detect::baseline::KeyState
+    );
+    CREATE TABLE detect_checkpoint (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        last_event  INTEGER NOT NULL,           -- highest events.id analysed
+        config      TEXT NOT NULL,              -- fingerprint of the [detect] settings
+        ran_at      INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Applies every migration newer than the cache's `user_version`.
