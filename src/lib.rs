@@ -8,8 +8,10 @@
 pub mod action;
 pub mod cli;
 pub mod config;
+pub mod export;
 pub mod filter;
 pub mod fsutil;
+pub mod import;
 pub mod model;
 pub mod output;
 pub mod provider;

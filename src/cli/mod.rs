@@ -2,6 +2,7 @@
 //! (0 ok, 1 runtime error, 2 usage or configuration error, 3 findings at or above
 //! `--fail-on`).
 
+mod import;
 mod listing;
 
 use crate::config::{Config, ConfigError, Mode, Paths};
@@ -82,6 +83,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Import exported audit logs (CloudTrail, Vault, GitHub, GitLab, JSON lines, CSV).
+    Import(import::ImportArgs),
+    /// Export keys, events, findings or the journal (jsonl, csv, json; md report).
+    Export(import::ExportArgs),
+    /// Import log files into a fresh case database and open the TUI on it.
+    Open(import::OpenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +212,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen { prefix, count } => keygen(&prefix, count),
         Command::Info => info(&ctx),
         Command::Journal { command, format } => listing::journal(&ctx, command.is_some(), format),
+        Command::Import(a) => import::import(&ctx, &a),
+        Command::Export(a) => import::export(&ctx, &a),
+        Command::Open(a) => import::open(&ctx, &a, &runtime),
     }
 }
 
@@ -217,6 +227,9 @@ fn command_name(c: &Command) -> &'static str {
         Command::Keygen { .. } => "keygen",
         Command::Info => "info",
         Command::Journal { .. } => "journal",
+        Command::Import(_) => "import",
+        Command::Export(_) => "export",
+        Command::Open(_) => "open",
     }
 }
 
