@@ -33,6 +33,9 @@ pub struct ImportArgs {
     /// Largest record (one line or array element) accepted, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 8)]
     pub max_record: usize,
+    /// Events per transaction (tests and tuning).
+    #[arg(long, hide = true, default_value_t = 20_000)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +82,7 @@ fn options(ctx: &Ctx, a: &ImportArgs) -> anyhow::Result<ImportOptions> {
         keep_raw: !a.no_raw,
         mapping,
         max_record: a.max_record << 20,
+        batch: a.batch.max(1),
         progress: std::io::stderr().is_terminal(),
         ..Default::default()
     })

@@ -774,6 +774,12 @@ struct Batcher<'a> {
 }
 
 impl Batcher<'_> {
+    /// A record that could not even be parsed.
+    fn bad(&mut self, loc: Loc, msg: String) {
+        self.stats.records += 1;
+        self.error(loc, msg);
+    }
+
     fn error(&mut self, loc: Loc, msg: String) {
         self.stats.skipped += 1;
         if self.stats.errors.len() < MAX_ERRORS {
@@ -965,7 +971,7 @@ impl Job {
                         continue;
                     }
                     match line {
-                        Line::TooLong(n) => b.error(
+                        Line::TooLong(n) => b.bad(
                             loc,
                             format!(
                                 "record too large ({:.1} MB, limit {} MiB); skipped. Split the file or raise --max-record",
@@ -980,7 +986,7 @@ impl Job {
                             }
                             match parse_json(&buf) {
                                 Ok(v) => b.value(loc, v),
-                                Err(e) => b.error(loc, e),
+                                Err(e) => b.bad(loc, e),
                             }
                         }
                     }
@@ -1023,9 +1029,9 @@ impl Job {
                     match el {
                         Element::Json(_) => match parse_json(&buf) {
                             Ok(v) => b.value(loc, v),
-                            Err(e) => b.error(loc, e),
+                            Err(e) => b.bad(loc, e),
                         },
-                        Element::TooLarge(_, n) => b.error(
+                        Element::TooLarge(_, n) => b.bad(
                             loc,
                             format!(
                                 "record too large ({:.1} MB, limit {} MiB); skipped",
@@ -1034,7 +1040,7 @@ impl Job {
                             ),
                         ),
                         Element::Truncated(_) => {
-                            b.error(loc, "the JSON array ends early (truncated file?); the records before it were imported".into());
+                            b.bad(loc, "the JSON array ends early (truncated file?); the records before it were imported".into());
                         }
                     }
                     b.unit_done(next);
@@ -1079,7 +1085,7 @@ impl Job {
                         }
                         Ok(v) => b.value(loc, v),
                         Err(e) => {
-                            b.error(
+                            b.bad(
                                 Loc {
                                     line: e.line() as u64,
                                     ..loc
@@ -1137,7 +1143,7 @@ impl Job {
                                 continue;
                             }
                             if rec.len() != headers.len() {
-                                b.error(
+                                b.bad(
                                     loc,
                                     format!(
                                         "expected {} fields (as in the header row), found {}",
@@ -1146,7 +1152,7 @@ impl Job {
                                     ),
                                 );
                             } else if rec.iter().any(|f| f.contains('\0')) {
-                                b.error(
+                                b.bad(
                                     loc,
                                     "NUL byte in a field (binary data in a text log)".into(),
                                 );
@@ -1177,7 +1183,7 @@ impl Job {
                                         offset: 0,
                                     };
                                     if seq > skip {
-                                        b.error(loc, format!("invalid UTF-8 in field {}; re-export the log as UTF-8", err.field() + 1));
+                                        b.bad(loc, format!("invalid UTF-8 in field {}; re-export the log as UTF-8", err.field() + 1));
                                     }
                                     b.unit_done(Cursor {
                                         seq,
@@ -1193,7 +1199,7 @@ impl Job {
                                         offset: 0,
                                     };
                                     if seq > skip {
-                                        b.error(loc, format!("invalid CSV: {e}"));
+                                        b.bad(loc, format!("invalid CSV: {e}"));
                                     }
                                     b.unit_done(Cursor {
                                         seq,

@@ -58,14 +58,47 @@ pub fn open(path: &Path, count: Arc<AtomicU64>, skip_to: Option<u64>) -> io::Res
         Box::new(counted)
     };
     let mut head = vec![0u8; HEAD_LEN];
-    let n = read_full(&mut raw, &mut head)?;
+    let (n, err) = read_head(&mut raw, &mut head);
     head.truncate(n);
+    if let Some(e) = err {
+        if n == 0 {
+            return Err(e);
+        }
+        // Damage within the first bytes (a truncated gzip): what came before it is
+        // still read; the error surfaces where it happened.
+        raw = Box::new(FailOnce(Some(e)));
+    }
     let reader = BufReader::with_capacity(256 * 1024, Cursor::new(head.clone()).chain(raw));
     Ok(Input {
         head,
         reader: Box::new(reader),
         gzip,
     })
+}
+
+/// A reader that fails once with a saved error.
+struct FailOnce(Option<io::Error>);
+
+impl Read for FailOnce {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        match self.0.take() {
+            Some(e) => Err(e),
+            None => Ok(0),
+        }
+    }
+}
+
+fn read_head(r: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (n, Some(e)),
+        }
+    }
+    (n, None)
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
