@@ -821,7 +821,8 @@ impl Batcher<'_> {
             return;
         }
         let mut raw: Option<String> = None;
-        for e in &mut self.events[before..] {
+        let produced = self.events.len() - before;
+        for (i, e) in self.events[before..].iter_mut().enumerate() {
             if e.id.is_empty() {
                 e.id = fields::content_id(&v);
             }
@@ -833,9 +834,34 @@ impl Batcher<'_> {
                 e.key_id = fp.to_string();
             }
             if self.job.opts.keep_raw && e.raw.is_none() {
-                e.raw = Some(raw.get_or_insert_with(|| v.to_string()).clone());
+                if i + 1 == produced {
+                    e.raw = Some(raw.take().unwrap_or_else(|| v.to_string()));
+                } else {
+                    e.raw = Some(raw.get_or_insert_with(|| v.to_string()).clone());
+                }
             }
         }
+    }
+
+    /// The CloudTrail fast path for one JSON line: a typed read of the fields that make
+    /// the event and the line kept verbatim as raw, when the line certainly holds no
+    /// secret. False when the line needs the general path.
+    fn fast_cloudtrail(&mut self, line: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return false;
+        };
+        if text.starts_with("{\"Records\"") || redact::may_hold_secrets(text) {
+            return false;
+        }
+        let Some(mut e) = cloudtrail::fast_line_to_event(&self.job.source, text) else {
+            return false;
+        };
+        if self.job.opts.keep_raw {
+            e.raw = Some(text.to_string());
+        }
+        self.stats.records += 1;
+        self.events.push(e);
+        true
     }
 
     /// A unit (line, element, row) is done: the cursor may move past it.
@@ -948,6 +974,7 @@ impl Job {
                 let mut lines = LineReader::new(input.reader, self.opts.max_record, start_offset);
                 let mut buf = Vec::with_capacity(4096);
                 let mut seq = if seeked { skip } else { 0 };
+                let fast = self.probe.format == LogFormat::Cloudtrail;
                 loop {
                     if b.stop {
                         return Ok(());
@@ -981,6 +1008,10 @@ impl Job {
                         ),
                         Line::Text => {
                             if buf.iter().all(|c| c.is_ascii_whitespace()) {
+                                b.unit_done(next);
+                                continue;
+                            }
+                            if fast && b.fast_cloudtrail(&buf) {
                                 b.unit_done(next);
                                 continue;
                             }

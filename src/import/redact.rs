@@ -219,6 +219,41 @@ fn is_hmac(v: &Value) -> bool {
     }
 }
 
+/// Lower-case words whose presence anywhere in a record means it may hold a secret
+/// field, so it must take the full redaction path.
+const FIELD_TRIGGERS: &[&str] = &[
+    "authorization",
+    "api_key",
+    "apikey",
+    "api-key",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "cookie",
+    "credential",
+    "private_key",
+    "privatekey",
+    "bearer",
+    "basic ",
+];
+
+/// A quick, conservative test on a record's text: false only when the record certainly
+/// holds no secret field and no secret-looking word, so it can be stored as it is.
+pub fn may_hold_secrets(text: &str) -> bool {
+    use std::sync::OnceLock;
+    static FINDERS: OnceLock<Vec<memchr::memmem::Finder<'static>>> = OnceLock::new();
+    let finders = FINDERS.get_or_init(|| {
+        FIELD_TRIGGERS
+            .iter()
+            .map(|t| memchr::memmem::Finder::new(t.as_bytes()))
+            .collect()
+    });
+    let lower = text.to_ascii_lowercase();
+    finders.iter().any(|f| f.find(lower.as_bytes()).is_some()) || redact_text(text).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
