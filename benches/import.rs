@@ -49,10 +49,10 @@ const SOURCES: &[(&str, &[&str])] = &[
     ),
 ];
 const AGENTS: &[&str] = &[
-    "aws-cli/2.15.30 Python/3.11.8 Linux/6.1 exe/x86_64.debian.12",
-    "aws-sdk-go/1.44.0 (go1.21.5; linux; amd64)",
-    "Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#6.1 md/arch#x86_64 lang/python#3.11.8",
-    "aws-sdk-java/2.20.0 Linux/6.1 OpenJDK_64-Bit_Server_VM/17.0.9",
+    "aws-cli/2.15.30 Python/3.11.8",
+    "aws-sdk-go/1.44.0 (go1.21.5)",
+    "Boto3/1.34.0 Python/3.11.8",
+    "aws-sdk-java/2.20.0 Linux/6.1",
 ];
 
 /// One event as a JSON line, plus the CSV row of what keyaudit stores for it.
@@ -86,7 +86,7 @@ fn event(rng: &mut Rng, i: u64, json: &mut String, csv: &mut String, csv_raw: &m
     };
     write!(
         json,
-        r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","principalId":"AIDA{key:016}","arn":"arn:aws:iam::111122223333:user/{user}","accountId":"111122223333","accessKeyId":"AKIA{key:016}","userName":"{user}"}},"eventTime":"{time}","eventSource":"{src}","eventName":"{name}","awsRegion":"eu-west-1","sourceIPAddress":"{ip}","userAgent":"{agent}","requestParameters":{{"bucketName":"hr-exports-{k}","key":"payroll/{i}.csv"}},"responseElements":null{error},"requestID":"{request_id}","eventID":"{event_id}","readOnly":true,"eventType":"AwsApiCall","managementEvent":false,"recipientAccountId":"111122223333"}}"#,
+        r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","principalId":"AIDA{key:016}","arn":"arn:aws:iam::111122223333:user/{user}","accountId":"111122223333","accessKeyId":"AKIA{key:016}","userName":"{user}"}},"eventTime":"{time}","eventSource":"{src}","eventName":"{name}","awsRegion":"eu-west-1","sourceIPAddress":"{ip}","userAgent":"{agent}","requestParameters":{{"bucketName":"hr-exports-{k}","key":"payroll/{i}.csv"}},"responseElements":null{error},"requestID":"{request_id}","eventID":"{event_id}","readOnly":true,"eventType":"AwsApiCall","recipientAccountId":"111122223333"}}"#,
         k = key % 7,
     )
     .unwrap();
@@ -105,7 +105,7 @@ fn event(rng: &mut Rng, i: u64, json: &mut String, csv: &mut String, csv_raw: &m
 }
 
 /// Runs a command under /usr/bin/time; returns (seconds, peak RSS in MB).
-fn timed(cmd: &mut Command, what: &str) -> (f64, f64) {
+fn timed(cmd: &mut Command, what: &str) -> (f64, f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("time.txt");
     let program = cmd.get_program().to_owned();
@@ -133,12 +133,13 @@ fn timed(cmd: &mut Command, what: &str) -> (f64, f64) {
         );
     }
     let text = std::fs::read_to_string(&out).unwrap_or_default();
-    let rss_kb: f64 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.0);
-    (wall, rss_kb / 1024.0)
+    let field = |i: usize| -> f64 {
+        text.split_whitespace()
+            .nth(i)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0)
+    };
+    (wall, field(1) / 1024.0, field(2) + field(3))
 }
 
 fn count(db: &Path, table: &str) -> String {
@@ -207,11 +208,12 @@ fn main() {
         if let Some(x) = extra {
             cmd.arg(x);
         }
-        cmd.env("KEYAUDIT_CONFIG", dir.path().join("none.toml"));
-        let (secs, rss) = timed(&mut cmd, label);
+        std::fs::write(dir.path().join("empty.toml"), "").unwrap();
+        cmd.env("KEYAUDIT_CONFIG", dir.path().join("empty.toml"));
+        let (secs, rss, cpu) = timed(&mut cmd, label);
         let c = count(&db, "events");
         let mb = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
-        println!("{label:<34} {secs:>6.2}s  {:>9.0} events/s  peak RSS {rss:>5.0} MB  cache {mb:.0} MB  events={c}", n as f64 / secs);
+        println!("{label:<36} {secs:>6.2}s (cpu {cpu:>5.2}s) {:>9.0} events/s  peak RSS {rss:>5.0} MB  cache {mb:.0} MB  events={c}", n as f64 / secs);
         results.push((label.to_string(), secs));
     }
 
@@ -230,9 +232,9 @@ fn main() {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(format!("sqlite3 {} < {}", db.display(), sql.display()));
-        let (secs, rss) = timed(&mut cmd, label);
+        let (secs, rss, cpu) = timed(&mut cmd, label);
         println!(
-            "{label:<34} {secs:>6.2}s  {:>9.0} rows/s    peak RSS {rss:>5.0} MB  rows={}",
+            "{label:<36} {secs:>6.2}s (cpu {cpu:>5.2}s) {:>9.0} rows/s    peak RSS {rss:>5.0} MB  rows={}",
             n as f64 / secs,
             count(&db, "events")
         );
@@ -264,9 +266,9 @@ fn main() {
             .arg(&jsonl);
         cmd.env("HOME", dir.path());
         let label = "lnav -n -c ';SELECT count(*) ...'";
-        let (secs, rss) = timed(&mut cmd, label);
+        let (secs, rss, cpu) = timed(&mut cmd, label);
         println!(
-            "{label:<34} {secs:>6.2}s  {:>9.0} events/s  peak RSS {rss:>5.0} MB",
+            "{label:<36} {secs:>6.2}s (cpu {cpu:>5.2}s) {:>9.0} events/s  peak RSS {rss:>5.0} MB",
             n as f64 / secs
         );
         results.push((label.to_string(), secs));

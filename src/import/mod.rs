@@ -439,6 +439,13 @@ pub fn import_file(
     sum.format = Some(probe.format);
     sum.chosen = probe.chosen.clone();
     store.ensure_provider(&source, "import", None)?;
+    // A larger page cache for this connection: a bulk import touches every page of the
+    // dedup index once that index outgrows the default cache. Crash safety is
+    // unchanged (WAL, synchronous = NORMAL).
+    store
+        .conn()
+        .execute_batch("PRAGMA cache_size = -65536;")
+        .map_err(StoreError::from)?;
     let resume = store
         .cursor(&source, &stream)?
         .and_then(|c| Cursor::parse(&c))
@@ -495,7 +502,7 @@ pub fn import_file(
         }
     }
 
-    let (tx, rx): (SyncSender<Msg>, Receiver<Msg>) = sync_channel(1);
+    let (tx, rx): (SyncSender<Msg>, Receiver<Msg>) = sync_channel(0);
     let counter = Arc::new(AtomicU64::new(0));
     let job = Job {
         path: path.to_path_buf(),
