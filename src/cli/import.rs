@@ -33,8 +33,9 @@ pub struct ImportArgs {
     /// Largest record (one line or array element) accepted, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 8)]
     pub max_record: usize,
-    /// Events per transaction (tests and tuning).
-    #[arg(long, hide = true, default_value_t = 20_000)]
+    /// Events per transaction. Larger batches import big files much faster (fewer
+    /// rewrites of the dedup index) and use more memory; see docs/PERFORMANCE.md.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
     pub batch: usize,
 }
 
