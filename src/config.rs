@@ -237,6 +237,13 @@ impl Config {
         self.providers.iter().map(|p| p.get_ref())
     }
 
+    /// The same settings with no provider (an offline case file is never synced).
+    pub fn without_providers(&self) -> Config {
+        let mut c = self.clone();
+        c.providers.clear();
+        c
+    }
+
     /// Adds a provider that was not in the file (the embedded demo).
     pub fn add_provider(&mut self, p: ProviderConfig) {
         self.providers.push(Spanned::new(0..0, p));

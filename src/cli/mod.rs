@@ -5,6 +5,7 @@
 mod act;
 pub mod demo;
 mod findings;
+mod import;
 mod listing;
 mod scan;
 
@@ -106,6 +107,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Import exported audit logs (CloudTrail, Vault, GitHub, GitLab, JSON lines, CSV).
+    Import(import::ImportArgs),
+    /// Export keys, events, findings or the journal (jsonl, csv, json; md report).
+    Export(import::ExportArgs),
+    /// Import log files into a fresh case database and open the TUI on it.
+    Open(import::OpenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +252,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(a) => act::resume(&ctx, &a, &runtime),
         Command::Detect(a) => findings::detect(&ctx, &a),
         Command::Findings(a) => findings::findings(&ctx, &a),
+        Command::Import(a) => import::import(&ctx, &a),
+        Command::Export(a) => import::export(&ctx, &a),
+        Command::Open(a) => import::open(&ctx, &a, &runtime),
     }
 }
 
@@ -267,6 +277,9 @@ fn command_name(c: &Command) -> &'static str {
         Command::Resume(_) => "resume",
         Command::Detect(_) => "detect",
         Command::Findings(_) => "findings",
+        Command::Import(_) => "import",
+        Command::Export(_) => "export",
+        Command::Open(_) => "open",
     }
 }
 

@@ -49,10 +49,8 @@ pub struct LaunchOptions {
 
 /// Opens the workstation on the configured providers and the cache.
 pub async fn launch(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    // No provider is fine here: an offline case file (`keyaudit open`) is browsed as is.
     let configs: Vec<_> = ctx.config.providers().collect();
-    if configs.is_empty() {
-        return Err(anyhow::anyhow!("no provider configured"));
-    }
     let mut providers = Vec::new();
     for c in configs {
         providers.push(

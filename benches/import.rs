@@ -1,0 +1,288 @@
+//! Import benchmark: N CloudTrail-like events (~600 bytes each, JSON lines), from
+//! start until the cache is queryable (indexes maintained, dedup guaranteed), against
+//! `sqlite3 .import` of the same rows from CSV and lnav opening the same file.
+//!
+//! Run: `cargo bench --bench import` (N from `KEYAUDIT_BENCH_EVENTS`, default
+//! 1,000,000). Needs `/usr/bin/time`, `sqlite3` and (optionally) `lnav` on the PATH.
+//! Figures are written to stdout; docs/PERFORMANCE.md records a run.
+
+use std::fmt::Write as _;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+}
+
+const SOURCES: &[(&str, &[&str])] = &[
+    (
+        "s3.amazonaws.com",
+        &["GetObject", "PutObject", "ListBucket", "DeleteObject"],
+    ),
+    (
+        "iam.amazonaws.com",
+        &[
+            "CreateUser",
+            "ListUsers",
+            "CreateAccessKey",
+            "AttachUserPolicy",
+        ],
+    ),
+    (
+        "ec2.amazonaws.com",
+        &["DescribeInstances", "RunInstances", "TerminateInstances"],
+    ),
+    (
+        "dynamodb.amazonaws.com",
+        &["Scan", "Query", "PutItem", "DeleteTable"],
+    ),
+];
+const AGENTS: &[&str] = &[
+    "aws-cli/2.15.30 Python/3.11.8",
+    "aws-sdk-go/1.44.0 (go1.21.5)",
+    "Boto3/1.34.0 Python/3.11.8",
+    "aws-sdk-java/2.20.0 Linux/6.1",
+];
+
+/// One event as a JSON line, plus the CSV row of what keyaudit stores for it.
+fn event(rng: &mut Rng, i: u64, json: &mut String, csv: &mut String, csv_raw: &mut String) {
+    json.clear();
+    csv.clear();
+    let key = rng.next() % 500;
+    let user = format!("partner-{:03}", key % 120);
+    let (src, names) = SOURCES[(rng.next() % SOURCES.len() as u64) as usize];
+    let name = rng.pick(names);
+    let ip = format!("198.51.{}.{}", rng.next() % 256, rng.next() % 256);
+    let agent = rng.pick(AGENTS);
+    let secs = 1_709_280_000 + i * 2;
+    let time = chrono::DateTime::from_timestamp(secs as i64, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ");
+    let denied = rng.next() % 50 == 0;
+    let event_id = format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        rng.next() as u32,
+        rng.next() as u16,
+        rng.next() % 4096,
+        rng.next() % 4096,
+        i
+    );
+    let request_id = format!("{:016X}", rng.next());
+    let error = if denied {
+        r#","errorCode":"AccessDenied","errorMessage":"User is not authorized to perform this operation""#
+    } else {
+        ""
+    };
+    write!(
+        json,
+        r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","principalId":"AIDA{key:016}","arn":"arn:aws:iam::111122223333:user/{user}","accountId":"111122223333","accessKeyId":"AKIA{key:016}","userName":"{user}"}},"eventTime":"{time}","eventSource":"{src}","eventName":"{name}","awsRegion":"eu-west-1","sourceIPAddress":"{ip}","userAgent":"{agent}","requestParameters":{{"bucketName":"hr-exports-{k}","key":"payroll/{i}.csv"}},"responseElements":null{error},"requestID":"{request_id}","eventID":"{event_id}","readOnly":true,"eventType":"AwsApiCall","recipientAccountId":"111122223333"}}"#,
+        k = key % 7,
+    )
+    .unwrap();
+    let outcome = if denied { 1 } else { 0 };
+    write!(
+        csv,
+        "{event_id},AKIA{key:016},{},arn:aws:iam::111122223333:user/{user},{src}:{name},{ip},\"{agent}\",{outcome},{request_id}",
+        secs * 1000
+    )
+    .unwrap();
+    csv_raw.clear();
+    csv_raw.push_str(csv);
+    csv_raw.push_str(",\"");
+    csv_raw.push_str(&json.replace('"', "\"\""));
+    csv_raw.push('"');
+}
+
+/// Runs a command under /usr/bin/time; returns (seconds, peak RSS in MB).
+fn timed(cmd: &mut Command, what: &str) -> (f64, f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("time.txt");
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut t = Command::new("/usr/bin/time");
+    t.arg("-f")
+        .arg("%e %M")
+        .arg("-o")
+        .arg(&out)
+        .arg(program)
+        .args(args);
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            t.env(k, v);
+        }
+    }
+    let started = Instant::now();
+    let o = t.output().unwrap();
+    let wall = started.elapsed().as_secs_f64();
+    if !o.status.success() {
+        eprintln!(
+            "{what} failed: {}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let field = |i: usize| -> f64 {
+        text.split_whitespace()
+            .nth(i)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0)
+    };
+    (wall, field(1) / 1024.0, field(2) + field(3))
+}
+
+fn count(db: &Path, table: &str) -> String {
+    let o = Command::new("sqlite3")
+        .arg(db)
+        .arg(format!("SELECT count(*) FROM {table}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+const SCHEMA: &str = "CREATE TABLE events (ext_id TEXT NOT NULL UNIQUE, key_id TEXT NOT NULL, time INTEGER NOT NULL,
+    principal TEXT, action TEXT NOT NULL, source_ip TEXT, user_agent TEXT, outcome INTEGER NOT NULL, request_id TEXT RAWCOL);
+CREATE INDEX events_key_time ON events(key_id, time);
+CREATE INDEX events_time ON events(time);";
+
+fn main() {
+    let n: u64 = std::env::var("KEYAUDIT_BENCH_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("cloudtrail.jsonl");
+    let csv_path = dir.path().join("events.csv");
+    let csv_raw_path = dir.path().join("events-raw.csv");
+    let t0 = Instant::now();
+    {
+        let mut j = BufWriter::new(std::fs::File::create(&jsonl).unwrap());
+        let mut c = BufWriter::new(std::fs::File::create(&csv_path).unwrap());
+        let mut cr = BufWriter::new(std::fs::File::create(&csv_raw_path).unwrap());
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut a, mut b, mut r) = (String::new(), String::new(), String::new());
+        for i in 0..n {
+            event(&mut rng, i, &mut a, &mut b, &mut r);
+            writeln!(j, "{a}").unwrap();
+            writeln!(c, "{b}").unwrap();
+            writeln!(cr, "{r}").unwrap();
+        }
+    }
+    let size = std::fs::metadata(&jsonl).unwrap().len();
+    println!(
+        "generated {n} events, {:.0} MB of JSON lines ({:.0} bytes/event) in {:.1}s",
+        size as f64 / 1e6,
+        size as f64 / n as f64,
+        t0.elapsed().as_secs_f64()
+    );
+    // Warm the page cache for every contender alike.
+    for p in [&jsonl, &csv_path, &csv_raw_path] {
+        let _ = std::fs::read(p).map(|v| v.len());
+    }
+
+    let bin = env!("CARGO_BIN_EXE_keyaudit");
+    let mut results = Vec::new();
+    for (label, extra) in [
+        ("keyaudit import --no-raw", Some("--no-raw")),
+        ("keyaudit import (raw kept)", None),
+    ] {
+        let db = dir.path().join(format!("ka-{}.db", results.len()));
+        let mut cmd = Command::new(bin);
+        cmd.arg("--db")
+            .arg(&db)
+            .arg("import")
+            .arg("--format")
+            .arg("cloudtrail")
+            .arg(&jsonl);
+        if let Some(x) = extra {
+            cmd.arg(x);
+        }
+        std::fs::write(dir.path().join("empty.toml"), "").unwrap();
+        cmd.env("KEYAUDIT_CONFIG", dir.path().join("empty.toml"));
+        let (secs, rss, cpu) = timed(&mut cmd, label);
+        let c = count(&db, "events");
+        let mb = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+        println!("{label:<36} {secs:>6.2}s (cpu {cpu:>5.2}s) {:>9.0} events/s  peak RSS {rss:>5.0} MB  cache {mb:.0} MB  events={c}", n as f64 / secs);
+        results.push((label.to_string(), secs));
+    }
+
+    for (label, csv, raw) in [
+        ("sqlite3 .import (same rows, no raw)", &csv_path, false),
+        ("sqlite3 .import (same rows + raw)", &csv_raw_path, true),
+    ] {
+        let db = dir.path().join(format!("sq-{}.db", results.len()));
+        let schema = SCHEMA.replace("RAWCOL", if raw { ", raw TEXT" } else { "" });
+        let script = format!(
+            "PRAGMA journal_mode=WAL;\nPRAGMA synchronous=NORMAL;\n{schema}\n.mode csv\n.import {} events\n",
+            csv.display()
+        );
+        let sql = dir.path().join("load.sql");
+        std::fs::write(&sql, script).unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("sqlite3 {} < {}", db.display(), sql.display()));
+        let (secs, rss, cpu) = timed(&mut cmd, label);
+        println!(
+            "{label:<36} {secs:>6.2}s (cpu {cpu:>5.2}s) {:>9.0} rows/s    peak RSS {rss:>5.0} MB  rows={}",
+            n as f64 / secs,
+            count(&db, "events")
+        );
+        results.push((label.to_string(), secs));
+    }
+
+    let lnav_ok = Command::new("lnav")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if lnav_ok {
+        let cfg = dir.path().join("lnav");
+        std::fs::create_dir_all(cfg.join("formats/installed")).unwrap();
+        std::fs::write(
+            cfg.join("formats/installed/cloudtrail_jsonl.json"),
+            r#"{"cloudtrail_jsonl": {"title": "CloudTrail events (JSON lines)", "description": "One CloudTrail record per line",
+                "json": true, "file-pattern": ".*\\.jsonl", "timestamp-field": "eventTime", "body-field": "eventName",
+                "value": {"eventName": {"kind": "string", "identifier": true}, "eventSource": {"kind": "string", "identifier": true},
+                          "eventID": {"kind": "string"}, "sourceIPAddress": {"kind": "string", "identifier": true},
+                          "userIdentity": {"kind": "json"}}}}"#,
+        )
+        .unwrap();
+        let mut cmd = Command::new("lnav");
+        cmd.arg("-I")
+            .arg(&cfg)
+            .arg("-n")
+            .arg("-c")
+            .arg(";SELECT count(*) FROM cloudtrail_jsonl")
+            .arg(&jsonl);
+        cmd.env("HOME", dir.path());
+        let label = "lnav -n -c ';SELECT count(*) ...'";
+        let (secs, rss, cpu) = timed(&mut cmd, label);
+        println!(
+            "{label:<36} {secs:>6.2}s (cpu {cpu:>5.2}s) {:>9.0} events/s  peak RSS {rss:>5.0} MB",
+            n as f64 / secs
+        );
+        results.push((label.to_string(), secs));
+    } else {
+        println!("lnav not installed: skipped");
+    }
+    let ka = results[0].1;
+    for (label, secs) in &results[2..] {
+        println!("keyaudit (--no-raw) vs {label}: {:.2}x faster", secs / ka);
+    }
+    let ka_raw = results[1].1;
+    println!(
+        "keyaudit (raw kept) vs {}: {:.2}x faster",
+        results[3].0,
+        results[3].1 / ka_raw
+    );
+}

@@ -1,0 +1,348 @@
+//! `import`, `export` and `open`: the offline reviewer's commands.
+
+use super::{Ctx, UsageError};
+use crate::export::{ExportFormat, Subject};
+use crate::import::{FileSummary, FormatChoice, ImportOptions, Progress};
+use crate::store::Store;
+use clap::Args;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Files or directories (walked recursively); `.gz` files are read transparently.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Log format; `auto` detects it per file from the first records.
+    #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
+    pub format: FormatChoice,
+    /// Source (provider) name the events go under. Default: the format name.
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Fail a file on its first bad record, committing nothing of it.
+    #[arg(long)]
+    pub strict: bool,
+    /// Field mapping `[import.mapping.NAME]` of the config, for jsonl/csv logs.
+    /// Default: the mapping named like `--source`, if any, else guessed field names.
+    #[arg(long, value_name = "NAME")]
+    pub mapping: Option<String>,
+    /// Do not keep the (redacted) raw record of each event: a smaller, faster cache.
+    #[arg(long)]
+    pub no_raw: bool,
+    /// Largest record (one line or array element) accepted, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 8)]
+    pub max_record: usize,
+    /// Events per transaction. Larger batches import big files much faster (fewer
+    /// rewrites of the dedup index) and use more memory; see docs/PERFORMANCE.md.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    pub batch: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    #[command(flatten)]
+    pub import: ImportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// What to export.
+    #[arg(value_enum)]
+    pub subject: Subject,
+    /// Output format (`md`: the findings report for auditors).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+    /// Output file (written 0600, atomically). Default: standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+fn options(ctx: &Ctx, a: &ImportArgs) -> anyhow::Result<ImportOptions> {
+    if let Some(s) = &a.source {
+        if s.trim().is_empty() || s.chars().any(char::is_control) {
+            return Err(UsageError(
+                "--source: give a non-empty name without control characters".into(),
+            )
+            .into());
+        }
+    }
+    if a.max_record == 0 || a.max_record > 1024 {
+        return Err(UsageError("--max-record: give a size from 1 to 1024 MiB".into()).into());
+    }
+    let mapping = crate::import::mapping_for(
+        &ctx.config.import,
+        a.mapping.as_deref(),
+        a.source.as_deref(),
+    )
+    .map_err(UsageError)?;
+    Ok(ImportOptions {
+        format: a.format,
+        source: a.source.clone(),
+        strict: a.strict,
+        keep_raw: !a.no_raw,
+        mapping,
+        max_record: a.max_record << 20,
+        batch: a.batch.max(1),
+        progress: std::io::stderr().is_terminal(),
+        ..Default::default()
+    })
+}
+
+fn name_of(p: &Path) -> String {
+    crate::output::sanitize(&p.display().to_string())
+}
+
+fn print_progress(p: &Progress<'_>) {
+    let secs = p.elapsed.as_secs_f64().max(0.001);
+    let rate = p.records as f64 / secs;
+    let frac = if p.size > 0 {
+        (p.bytes as f64 / p.size as f64).min(1.0)
+    } else {
+        0.0
+    };
+    let eta = if frac > 0.0 {
+        secs * (1.0 - frac) / frac
+    } else {
+        0.0
+    };
+    let width = 24;
+    let filled = (frac * width as f64) as usize;
+    eprint!(
+        "\r\x1b[2K{} [{}{}] {:>3.0}%  {} records  {:.0}/s  ETA {:.0}s",
+        name_of(p.path.file_name().map(Path::new).unwrap_or(p.path)),
+        "#".repeat(filled),
+        " ".repeat(width - filled),
+        frac * 100.0,
+        p.records,
+        rate,
+        eta
+    );
+}
+
+fn print_summary(s: &FileSummary, tty: bool) {
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    let name = name_of(&s.path);
+    if let Some(f) = &s.failed {
+        eprintln!("{name}: FAILED: {f}");
+    }
+    if let Some(n) = &s.note {
+        eprintln!("{name}: {n}");
+    }
+    if let Some(format) = s.format {
+        if s.records > 0 || (s.failed.is_none() && s.note.is_none()) {
+            let resumed = if s.resumed_after > 0 {
+                format!(
+                    ", resumed after record {} (committed by an earlier run)",
+                    s.resumed_after
+                )
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "{name}: {format} ({}) -> source `{}`: {} records, {} imported, {} duplicates, {} skipped, {} new keys, {} values redacted in {:.1}s{resumed}",
+                s.chosen,
+                crate::output::sanitize(&s.source),
+                s.records,
+                s.imported,
+                s.duplicates,
+                s.skipped,
+                s.new_keys,
+                s.redacted,
+                s.elapsed.as_secs_f64(),
+            );
+        }
+    }
+    for e in &s.errors {
+        eprintln!("  {e}");
+    }
+    if s.skipped as usize > s.errors.len() {
+        eprintln!(
+            "  ... and {} more bad records",
+            s.skipped as usize - s.errors.len()
+        );
+    }
+}
+
+/// Imports into the cache `ctx` points at; returns the summaries.
+fn run_import(ctx: &Ctx, a: &ImportArgs) -> anyhow::Result<Vec<FileSummary>> {
+    let opts = options(ctx, a)?;
+    let files = crate::import::collect_files(&a.paths)?;
+    if files.is_empty() {
+        return Err(UsageError("no files to import in the given directories".into()).into());
+    }
+    let mut store = Store::open(&ctx.paths.db)?;
+    let tty = opts.progress;
+    let summaries = crate::import::import_files(
+        &mut store,
+        &files,
+        &opts,
+        &mut |p| print_progress(p),
+        &mut |s| print_summary(s, tty),
+    )?;
+    if summaries.len() > 1 {
+        let sum = |f: fn(&FileSummary) -> u64| summaries.iter().map(f).sum::<u64>();
+        eprintln!(
+            "total: {} files ({} failed), {} records, {} imported, {} duplicates, {} skipped",
+            summaries.len(),
+            summaries.iter().filter(|s| s.failed.is_some()).count(),
+            sum(|s| s.records),
+            sum(|s| s.imported),
+            sum(|s| s.duplicates),
+            sum(|s| s.skipped)
+        );
+    }
+    Ok(summaries)
+}
+
+fn exit_of(summaries: &[FileSummary]) -> ExitCode {
+    if summaries.iter().any(|s| s.failed.is_some()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `keyaudit import PATH...`
+pub fn import(ctx: &Ctx, a: &ImportArgs) -> anyhow::Result<ExitCode> {
+    ctx.check_writable("import")?;
+    let summaries = run_import(ctx, a)?;
+    Ok(exit_of(&summaries))
+}
+
+/// A new case database named after the first input: next to it when that directory is
+/// writable, else in the cache's directory; never an existing file.
+pub fn case_db_path(first: &Path, fallback_dir: &Path) -> PathBuf {
+    let stem = first
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "logs".into());
+    let stem: String = stem
+        .trim_end_matches(".gz")
+        .trim_end_matches(".json")
+        .trim_end_matches(".jsonl")
+        .trim_end_matches(".log")
+        .trim_end_matches(".csv")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let beside = if first.is_dir() {
+        Some(first.to_path_buf())
+    } else {
+        first.parent().map(Path::to_path_buf)
+    };
+    let dir = beside
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                d
+            }
+        })
+        .filter(|d| {
+            let probe = d.join(format!(".keyaudit-probe-{}", std::process::id()));
+            let ok = std::fs::File::create(&probe).is_ok();
+            let _ = std::fs::remove_file(&probe);
+            ok
+        })
+        .unwrap_or_else(|| fallback_dir.to_path_buf());
+    let mut n = 1;
+    loop {
+        let name = if n == 1 {
+            format!("case-{stem}.db")
+        } else {
+            format!("case-{stem}-{n}.db")
+        };
+        let p = dir.join(name);
+        if !p.exists() {
+            return p;
+        }
+        n += 1;
+    }
+}
+
+/// `keyaudit open FILE...`: import into a fresh case database, then open the TUI on it.
+pub fn open(
+    ctx: &Ctx,
+    a: &OpenArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
+    let fallback = ctx
+        .paths
+        .db
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let db = case_db_path(&a.import.paths[0], &fallback);
+    eprintln!("case database: {}", name_of(&db));
+    let case = Ctx {
+        paths: crate::config::Paths {
+            db: db.clone(),
+            ..ctx.paths.clone()
+        },
+        config: ctx.config.without_providers(),
+        read_only: ctx.read_only,
+        write: ctx.write,
+    };
+    let summaries = run_import(&case, &a.import)?;
+    println!("{}", db.display());
+    if summaries.iter().all(|s| s.failed.is_some()) {
+        return Err(anyhow::anyhow!(
+            "nothing could be imported; the case database {} was left for inspection",
+            name_of(&db)
+        ));
+    }
+    runtime.block_on(crate::tui::launch(&case))
+}
+
+/// `keyaudit export SUBJECT [--format F] [-o FILE]`
+pub fn export(ctx: &Ctx, a: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&ctx.paths.db)?;
+    if a.format == ExportFormat::Md && a.subject != Subject::Findings {
+        return Err(UsageError(
+            crate::export::ExportError::MdOnlyForFindings(match a.subject {
+                Subject::Keys => "keys",
+                Subject::Events => "events",
+                _ => "journal",
+            })
+            .to_string(),
+        )
+        .into());
+    }
+    match &a.output {
+        Some(path) => {
+            let n = crate::export::write_private_atomic(path, |w| {
+                crate::export::export(&store, a.subject, a.format, w, &path.display().to_string())
+            })?;
+            eprintln!(
+                "wrote {} ({n} {})",
+                name_of(path),
+                match a.subject {
+                    Subject::Keys => "keys",
+                    Subject::Events => "events",
+                    Subject::Findings => "findings",
+                    Subject::Journal => "journal entries",
+                }
+            );
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            match crate::export::export(&store, a.subject, a.format, &mut lock, "standard output") {
+                Ok(_) => {}
+                Err(crate::export::ExportError::Write { source, .. })
+                    if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

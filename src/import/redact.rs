@@ -1,0 +1,315 @@
+//! Redaction of key material in imported records, before anything reaches the cache.
+//!
+//! Two layers: field names that always hold secrets (`Authorization`, `X-Api-Key`,
+//! `password`, `token`, `aws_secret_access_key`, ...) have their whole value replaced,
+//! and every other string is scanned for secret-looking words (bearer tokens, known key
+//! prefixes such as `tg_live_`, `ghp_`, `glpat-`, keys in keyaudit's own format, and
+//! `name=value` pairs with a secret name in query strings). Identifiers that are not
+//! secrets (an AWS access key id, a GitHub `hashed_token`, Vault's `hmac-sha256:` values)
+//! are kept: they are how keys are recognised.
+
+use serde_json::Value;
+
+/// What replaces the value of a secret field.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// What replaces a secret-looking word: the marker and the key's fingerprint (the same
+/// `sha256:` fingerprint keyaudit stores for keys), so records that carried the same
+/// leaked key can still be matched to each other and to the cached key.
+pub fn redacted_word(secret: &str) -> String {
+    format!("[REDACTED {}]", crate::secret::fingerprint(secret))
+}
+
+/// Prefixes of well-known secret formats; a word starting with one of them and long
+/// enough is a secret.
+const SECRET_PREFIXES: &[&str] = &[
+    "tg_live_",
+    "tg_test_",
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "pk_live_",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "gldt-",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "hvs.",
+    "hvb.",
+    "AIza",
+];
+
+/// True when a field of this name holds a secret whatever its value.
+pub fn is_secret_field(name: &str) -> bool {
+    let n: String = name
+        .chars()
+        .map(|c| match c {
+            '-' | ' ' | '.' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    if n.starts_with("hashed_") || n.ends_with("_id") || n.ends_with("_type") {
+        return false;
+    }
+    const EXACT: &[&str] = &[
+        "authorization",
+        "proxy_authorization",
+        "x_api_key",
+        "api_key",
+        "apikey",
+        "x_auth_token",
+        "x_vault_token",
+        "x_amz_security_token",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "client_secret",
+        "secret_key",
+        "secretkey",
+        "secret_access_key",
+        "secretaccesskey",
+        "aws_secret_access_key",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "session_token",
+        "sessiontoken",
+        "private_key",
+        "privatekey",
+        "cookie",
+        "set_cookie",
+        "credentials",
+        "bearer",
+    ];
+    EXACT.contains(&n.as_str())
+        || n.ends_with("_secret")
+        || n.ends_with("_password")
+        || n.ends_with("_api_key")
+        || (n.ends_with("_token") && n != "client_token" && n != "hashed_token")
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+' | b'/' | b'=')
+}
+
+/// True when a single word looks like key material.
+pub fn looks_secret(word: &str) -> bool {
+    // The shortest secret recognised is a 4-byte prefix and 12 more characters; most
+    // words of a log are shorter, and are rejected without further work.
+    if word.len() < 16 {
+        return false;
+    }
+    let w = word.trim_end_matches(['.', '=', '/']);
+    let first = w.as_bytes()[0];
+    if first == b'h' && w.starts_with("hmac-sha256:") {
+        return false;
+    }
+    for p in SECRET_PREFIXES {
+        if p.as_bytes()[0] == first {
+            if let Some(rest) = w.strip_prefix(p) {
+                if rest.len() >= 12 && rest.bytes().all(is_word_byte) {
+                    return true;
+                }
+            }
+        }
+    }
+    if !w.contains('_') {
+        return false;
+    }
+    if w.len() >= 20 && (w.contains("_live_") || w.contains("_test_")) {
+        return true;
+    }
+    crate::secret::is_well_formed(w)
+}
+
+/// Redacts secret-looking parts of free text. Returns `None` when nothing changed (the
+/// common case, without allocating).
+pub fn redact_text(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out: Option<String> = None;
+    let mut last = 0;
+    let mut i = 0;
+    let mut prev_word: &str = "";
+    while i < bytes.len() {
+        if !is_word_byte(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_word_byte(bytes[i]) {
+            i += 1;
+        }
+        let word = &s[start..i];
+        // `name=value` inside a query string or a header dump.
+        let (secret_range, next_prev) = if let Some(eq) = word.find('=') {
+            let (name, value) = (&word[..eq], &word[eq + 1..]);
+            if !value.is_empty() && (is_secret_field(name) || looks_secret(value)) {
+                (Some((start + eq + 1, i)), word)
+            } else {
+                (None, word)
+            }
+        } else if prev_word.eq_ignore_ascii_case("bearer")
+            || prev_word.eq_ignore_ascii_case("basic")
+            || prev_word.eq_ignore_ascii_case("token")
+        {
+            // `Authorization: Bearer abc...` written as text.
+            let sep = &s[start.saturating_sub(1)..start];
+            if sep == " " && word.len() >= 8 {
+                (Some((start, i)), word)
+            } else {
+                (None, word)
+            }
+        } else if looks_secret(word) {
+            (Some((start, i)), word)
+        } else {
+            (None, word)
+        };
+        if let Some((a, b)) = secret_range {
+            let o = out.get_or_insert_with(|| String::with_capacity(s.len()));
+            o.push_str(&s[last..a]);
+            o.push_str(&redacted_word(&s[a..b]));
+            last = b;
+        }
+        prev_word = next_prev;
+    }
+    out.map(|mut o| {
+        o.push_str(&s[last..]);
+        o
+    })
+}
+
+/// Redacts a string in place; true when something was redacted.
+pub fn redact_string(s: &mut String) -> bool {
+    match redact_text(s) {
+        Some(r) => {
+            *s = r;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Redacts a JSON record in place: secret fields lose their value, every string is
+/// scanned. Returns the number of values redacted.
+pub fn redact_value(v: &mut Value) -> usize {
+    match v {
+        Value::String(s) => usize::from(redact_string(s)),
+        Value::Array(a) => a.iter_mut().map(redact_value).sum(),
+        Value::Object(m) => {
+            let mut n = 0;
+            for (k, val) in m.iter_mut() {
+                if is_secret_field(k) && !val.is_null() && !is_hmac(val) {
+                    if !matches!(val, Value::String(s) if s == REDACTED) {
+                        *val = Value::String(REDACTED.to_string());
+                        n += 1;
+                    }
+                } else {
+                    n += redact_value(val);
+                }
+            }
+            n
+        }
+        _ => 0,
+    }
+}
+
+/// Vault HMACs every secret in its audit log; an HMAC is not a secret.
+fn is_hmac(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.starts_with("hmac-sha256:") || s.is_empty(),
+        Value::Array(a) => a.iter().all(is_hmac),
+        _ => false,
+    }
+}
+
+/// Lower-case words whose presence anywhere in a record means it may hold a secret
+/// field, so it must take the full redaction path.
+const FIELD_TRIGGERS: &[&str] = &[
+    "authorization",
+    "api_key",
+    "apikey",
+    "api-key",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "cookie",
+    "credential",
+    "private_key",
+    "privatekey",
+    "bearer",
+    "basic ",
+];
+
+/// A quick, conservative test on a record's text: false only when the record certainly
+/// holds no secret field and no secret-looking word, so it can be stored as it is.
+pub fn may_hold_secrets(text: &str) -> bool {
+    use std::sync::OnceLock;
+    static FINDERS: OnceLock<Vec<memchr::memmem::Finder<'static>>> = OnceLock::new();
+    let finders = FINDERS.get_or_init(|| {
+        FIELD_TRIGGERS
+            .iter()
+            .map(|t| memchr::memmem::Finder::new(t.as_bytes()))
+            .collect()
+    });
+    let lower = text.to_ascii_lowercase();
+    finders.iter().any(|f| f.find(lower.as_bytes()).is_some()) || redact_text(text).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secret_fields_lose_their_value() {
+        let mut v = json!({
+            "headers": {"Authorization": "Bearer abcdefghijkl", "X-Api-Key": "k123", "accept": "*/*"},
+            "aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "accessKeyId": "AKIAIOSFODNN7EXAMPLE",
+            "hashed_token": "0QbHm3bnNsXU9ENZBDHGEo0vZKSlSDX0YjWvI8YyDoE=",
+            "token_id": 123,
+            "auth": {"client_token": "hmac-sha256:abc", "accessor": "hmac-sha256:def"},
+            "password": "hunter2"
+        });
+        assert_eq!(redact_value(&mut v), 4);
+        let s = v.to_string();
+        for gone in ["abcdefghijkl", "k123", "wJalrXUtnFEMI", "hunter2"] {
+            assert!(!s.contains(gone), "{gone} in {s}");
+        }
+        for kept in [
+            "AKIAIOSFODNN7EXAMPLE",
+            "0QbHm3bnNs",
+            "hmac-sha256:abc",
+            "*/*",
+        ] {
+            assert!(s.contains(kept), "{kept} missing from {s}");
+        }
+    }
+
+    #[test]
+    fn secret_looking_words_are_found_in_free_text() {
+        let t = "GET /v1/x?api_key=abc123def456&page=2 with tg_live_4f8Qk2LxN7pV0rT9sW3yZ1 and Bearer eyJhbGciOiJIUzI1NiJ9.e30.x";
+        let r = redact_text(t).unwrap();
+        assert!(!r.contains("abc123def456") && !r.contains("4f8Qk2LxN7pV0rT9sW3yZ1"));
+        assert!(!r.contains("eyJhbGciOiJIUzI1NiJ9"), "{r}");
+        assert!(
+            r.contains("page=2") && r.contains("GET /v1/x?api_key=[REDACTED sha256:"),
+            "{r}"
+        );
+        assert_eq!(
+            redact_text("iam.amazonaws.com:CreateUser 203.0.113.9"),
+            None
+        );
+        assert_eq!(redact_text("AKIAIOSFODNN7EXAMPLE"), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! Exports: the findings report for auditors, and jsonl/csv of keys, events, findings
+//! and the journal; files are private. `open` imports into a fresh case database.
+
+#[path = "import_support/mod.rs"]
+mod support;
+
+use chrono::{TimeZone, Utc};
+use keyaudit::model::{Category, Finding, FindingStatus, Severity};
+use keyaudit::store::Store;
+use support::*;
+
+fn seeded() -> Sandbox {
+    let sb = Sandbox::new();
+    let f = sb.write(
+        "cloudtrail-records.json",
+        &sample("cloudtrail-records.json"),
+    );
+    let g = sb.write("github-audit.json", &sample("github-audit.json"));
+    assert_eq!(sb.import(&[&f, &g], &[]).0, 0);
+    let store = Store::open(&sb.db()).unwrap();
+    let t = Utc.with_ymd_and_hms(2024, 3, 1, 10, 3, 40).unwrap();
+    store
+        .upsert_finding(&Finding {
+            id: "f-1".into(),
+            rule: "denied-burst".into(),
+            category: Category::Anomaly,
+            severity: Severity::High,
+            provider: "cloudtrail".into(),
+            key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            title: "Denied IAM call from a new address".into(),
+            explanation: "The key tried iam:CreateUser from 203.0.113.77, never seen before | and was denied.".into(),
+            evidence: vec!["3b9a1c52-1c5e-4b8e-9d0e-000000000002".into(), "gone-event".into()],
+            first_seen: t,
+            last_seen: t,
+            status: FindingStatus::Open,
+            note: None,
+            suppressed_until: None,
+        })
+        .unwrap();
+    sb
+}
+
+#[cfg(unix)]
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_markdown_report_reads_like_a_report() {
+    let sb = seeded();
+    let out = sb.path("report.md");
+    let (code, _, err) = sb.run(&[
+        "export",
+        "findings",
+        "--format",
+        "md",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    #[cfg(unix)]
+    assert_eq!(mode(&out), 0o600);
+    let md = std::fs::read_to_string(&out).unwrap();
+    for want in [
+        "# API key audit report",
+        "## Scope",
+        "- Events reviewed: 7 from 2024-03-01 10:02 UTC to 2024-03-03 10:02 UTC",
+        "| cloudtrail | import | 3 | 4 |",
+        "## Keys by owner",
+        "(owner unknown)",
+        "(seen in logs)",
+        "### 1. [HIGH] Denied IAM call from a new address",
+        "never seen before \\| and was denied.",
+        "| 2024-03-01T10:03:40.000Z | iam.amazonaws.com:CreateUser | 203.0.113.77 | denied |",
+        "(event no longer cached)",
+    ] {
+        assert!(md.contains(want), "missing `{want}` in:\n{md}");
+    }
+    // Without -o it goes to stdout.
+    let (code, stdout, _) = sb.run(&["export", "findings", "--format", "md"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("# API key audit report"));
+}
+
+#[test]
+fn machine_exports_of_every_subject() {
+    let sb = seeded();
+    let (code, out, err) = sb.run(&["export", "events", "--format", "jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 7);
+    for l in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["time"].is_string() && v["key_id"].is_string());
+    }
+    let (_, out, _) = sb.run(&["export", "keys", "--format", "csv"]);
+    assert!(out.starts_with("provider,id,name,owner"), "{out}");
+    assert!(out.contains("cloudtrail,AKIAIOSFODNN7EXAMPLE,"));
+    let (_, out, _) = sb.run(&["export", "findings", "--format", "csv"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let f = sb.path("journal.jsonl");
+    let (code, _, err) = sb.run(&[
+        "export",
+        "journal",
+        "--format",
+        "jsonl",
+        "-o",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    #[cfg(unix)]
+    assert_eq!(mode(&f), 0o600);
+    let (code, _, err) = sb.run(&["export", "keys", "--format", "md"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--format md is the findings report"), "{err}");
+}
+
+#[test]
+fn open_imports_into_a_fresh_case_database() {
+    let sb = Sandbox::new();
+    let f = sb.write("logs/vault-audit.log", &sample("vault-audit.log"));
+    let (_, out, err) = sb.run(&["open", f.to_str().unwrap()]);
+    let case = sb.path("logs/case-vault-audit.db");
+    assert!(err.contains("case database:"), "{err}");
+    assert_eq!(out.trim(), case.display().to_string());
+    assert_eq!(count(&case), 3);
+    // A second open makes another case, never reusing one.
+    let (_, out, _) = sb.run(&["open", f.to_str().unwrap()]);
+    assert_eq!(
+        out.trim(),
+        sb.path("logs/case-vault-audit-2.db").display().to_string()
+    );
+    assert!(!sb.db().exists(), "the main cache is left alone");
+}
