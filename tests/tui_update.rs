@@ -471,3 +471,35 @@ fn a_failed_rotation_says_why_and_opens_no_dialog() {
         m.text
     );
 }
+
+#[test]
+fn arrows_change_the_grace_period_of_a_rotation_only() {
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sandbox");
+    press(&mut s, 'r');
+    let grace = |s: &State| match s.confirm.as_ref().unwrap().kind {
+        ConfirmKind::Rotate { grace_secs } => grace_secs,
+        other => panic!("{other:?}"),
+    };
+    code(&mut s, KeyCode::Up);
+    assert_eq!(grace(&s), 48 * 3600);
+    for _ in 0..10 {
+        code(&mut s, KeyCode::Up);
+    }
+    assert_eq!(grace(&s), 168 * 3600, "stops at a week");
+    for _ in 0..10 {
+        code(&mut s, KeyCode::Down);
+    }
+    assert_eq!(grace(&s), 0, "down to none");
+    code(&mut s, KeyCode::Up);
+    code(&mut s, KeyCode::Tab);
+    let fx = code(&mut s, KeyCode::Enter);
+    assert!(matches!(fx.as_slice(), [Effect::Rotate { grace, .. }] if grace.as_secs() == 3600));
+    // Other dialogs ignore the arrows.
+    press(&mut s, 'D');
+    code(&mut s, KeyCode::Up);
+    assert_eq!(
+        s.confirm.as_ref().unwrap().kind,
+        ConfirmKind::KeyOp(KeyOp::Revoke)
+    );
+}

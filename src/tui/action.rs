@@ -200,6 +200,8 @@ pub enum Action {
     CopySecret,
     /// Close the secret dialog; the secret is forgotten.
     CloseSecret,
+    /// Lengthen (`true`) or shorten the grace period in the rotate confirm dialog.
+    AdjustGrace(bool),
     /// Ask to unlock write mode.
     RequestWrite,
     /// Return to read-only mode.

@@ -150,6 +150,8 @@ commands! {
     ConfirmFocus = "confirm-focus", Confirm, Some("switch"), "Move between Cancel and Confirm", ["tab", "left", "right"];
     ConfirmSubmit = "confirm-submit", Confirm, Some("press"), "Press the focused button", ["enter"];
     ConfirmCancel = "confirm-cancel", Confirm, Some("cancel"), "Cancel", ["esc"];
+    GraceLonger = "grace-longer", Confirm, None, "Rotate: lengthen the old key's grace period", ["up"];
+    GraceShorter = "grace-shorter", Confirm, None, "Rotate: shorten the old key's grace period", ["down"];
     ConfirmDelete = "confirm-delete-char", Confirm, None, "Delete the last typed character", ["backspace"];
     SecretReveal = "secret-reveal", Secret, Some("reveal"), "Reveal or hide the new secret", ["v"];
     SecretCopy = "secret-copy", Secret, Some("copy"), "Copy the new secret to the clipboard (OSC 52)", ["c"];
@@ -210,6 +212,8 @@ impl Command {
             C::HistoryPrev => Action::HistoryPrev,
             C::HistoryNext => Action::HistoryNext,
             C::ConfirmFocus => Action::ToggleFocus,
+            C::GraceLonger => Action::AdjustGrace(true),
+            C::GraceShorter => Action::AdjustGrace(false),
             C::SecretReveal => Action::RevealSecret,
             C::SecretCopy => Action::CopySecret,
             C::SecretClose => Action::CloseSecret,

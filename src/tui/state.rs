@@ -84,6 +84,19 @@ pub enum ConfirmKind {
 /// The default grace period of a rotation from the workstation: 24 hours.
 pub const DEFAULT_ROTATE_GRACE_SECS: u64 = 24 * 3600;
 
+/// The grace periods ↑/↓ step through in the rotate confirm dialog (0: the old key is
+/// revoked as soon as the new one is verified).
+pub const ROTATE_GRACE_STEPS: [u64; 8] = [
+    0,
+    3600,
+    4 * 3600,
+    12 * 3600,
+    24 * 3600,
+    48 * 3600,
+    72 * 3600,
+    168 * 3600,
+];
+
 /// The dialog that shows a new secret once. Dropping it zeroizes the secret.
 #[derive(Debug)]
 pub struct SecretDialog {
@@ -767,6 +780,28 @@ impl State {
                     return Vec::new();
                 }
                 Action::InputSubmit => return self.submit_confirm(),
+                Action::AdjustGrace(longer) => {
+                    let overlap = self.confirm.as_ref().and_then(|c| {
+                        c.keys
+                            .first()
+                            .and_then(|k| self.capabilities.get(&k.key.provider))
+                            .map(|caps| caps.rotate_overlap)
+                    });
+                    if let Some(c) = &mut self.confirm {
+                        if let (ConfirmKind::Rotate { grace_secs }, Some(true)) =
+                            (&mut c.kind, overlap)
+                        {
+                            let steps = ROTATE_GRACE_STEPS;
+                            *grace_secs = if longer {
+                                steps.iter().copied().find(|s| *s > *grace_secs)
+                            } else {
+                                steps.iter().rev().copied().find(|s| *s < *grace_secs)
+                            }
+                            .unwrap_or(*grace_secs);
+                        }
+                    }
+                    return Vec::new();
+                }
                 Action::Input(ch) => {
                     if let Some(c) = &mut self.confirm {
                         if c.expected.is_some() {
@@ -1034,7 +1069,10 @@ impl State {
             Action::RequestEnable => self.request_op(KeyOp::Enable),
             Action::RequestRevoke => self.request_op(KeyOp::Revoke),
             Action::RequestRotate => self.request_rotate(),
-            Action::RevealSecret | Action::CopySecret | Action::CloseSecret => Vec::new(),
+            Action::RevealSecret
+            | Action::CopySecret
+            | Action::CloseSecret
+            | Action::AdjustGrace(_) => Vec::new(),
             Action::RequestWrite => {
                 if self.locked_read_only {
                     self.fail(s::LOCKED_READ_ONLY);

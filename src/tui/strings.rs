@@ -60,6 +60,11 @@ pub fn rotated(target: &str, new_id: &str) -> String {
 pub fn rotate_grace(hours: u64, until: &str) -> String {
     format!("Grace {hours}h: the old key works until {until}, then it is revoked.")
 }
+/// The rotate confirm dialog with no grace period on a provider with overlap.
+pub const ROTATE_NO_GRACE: &str =
+    "No grace period: the old key is revoked as soon as the new one is verified.";
+/// How to change the grace period.
+pub const ROTATE_GRACE_KEYS: &str = "↑/↓ change the grace period";
 /// The rotate confirm dialog for a provider that rotates atomically.
 pub const ROTATE_ATOMIC: &str =
     "No grace period: this provider rotates atomically, the old key stops working at once.";

@@ -1041,12 +1041,22 @@ fn render_confirm(state: &State, c: &Confirm, f: &mut Frame, area: Rect) {
             v[..1].make_ascii_uppercase();
             lines.push(Line::styled(s::op_effect(verb), t.bad));
             if let ConfirmKind::Rotate { grace_secs } = c.kind {
-                lines.push(Line::raw(if grace_secs > 0 {
+                let overlap = c
+                    .keys
+                    .first()
+                    .and_then(|k| state.capabilities.get(&k.key.provider))
+                    .is_some_and(|caps| caps.rotate_overlap);
+                lines.push(Line::raw(if !overlap {
+                    s::ROTATE_ATOMIC.to_string()
+                } else if grace_secs > 0 {
                     let until = state.now + chrono::Duration::seconds(grace_secs as i64);
                     s::rotate_grace(grace_secs / 3600, &stamp(until))
                 } else {
-                    s::ROTATE_ATOMIC.to_string()
+                    s::ROTATE_NO_GRACE.to_string()
                 }));
+                if overlap {
+                    lines.push(Line::styled(s::ROTATE_GRACE_KEYS, t.dim));
+                }
             }
             lines.push(Line::raw(""));
             lines.push(Line::styled(
