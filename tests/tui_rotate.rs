@@ -141,3 +141,71 @@ async fn rotate_from_the_tui_shows_the_secret_once_and_stores_it_nowhere() {
     drop(store);
     demo.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_rotation_interrupted_before_its_dialog_is_rolled_back_like_stdout() {
+    use keyaudit::action::workflow::{self, State, Step, Workflow};
+    let demo = keyaudit::demo::start(DemoOptions {
+        port: 0,
+        seed: 3,
+        token: "t".into(),
+        live_rate: 0.0,
+        ..Default::default()
+    })
+    .await
+    .expect("start demo");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cache.db");
+    let provider = keyaudit::provider::from_config(&ProviderConfig {
+        name: "talentgrid".into(),
+        kind: "http".into(),
+        url: Some(demo.url.clone()),
+        token: Some("t".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    keyaudit::sync::sync_provider(&db, provider.clone(), &|_| {})
+        .await
+        .expect("sync");
+    let old = Store::open(&db)
+        .unwrap()
+        .keys()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .find(|k| k.status == KeyStatus::Active && k.rotated_to.is_none())
+        .expect("an active key");
+
+    // The TUI went away between the provider's rotation and the dialog: the workflow is
+    // saved at `delivering` with the sink `screen`, and the secret is gone with the process.
+    let issued = provider
+        .rotate(&old.id, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let mut wf = Workflow::new_rotation("talentgrid", &old.id, "screen", 3600, None);
+    wf.old_status = Some("active".into());
+    wf.new_key_id = Some(issued.key.id.clone());
+    wf.new_fingerprint = Some(issued.secret.fingerprint());
+    wf.step = Step::Delivering;
+    drop(issued.secret);
+    let id = workflow::insert(&Store::open(&db).unwrap(), &wf).unwrap();
+
+    let done = keyaudit::action::rotate::resume(&db, provider.clone(), id, false)
+        .await
+        .expect("resume");
+    assert_eq!(done.state, State::RolledBack, "{done:?}");
+    assert!(done.error.unwrap_or_default().contains("screen"));
+    let new = provider.get_key(&issued.key.id).await.unwrap();
+    assert_eq!(
+        new.status,
+        KeyStatus::Revoked,
+        "the undelivered key is revoked"
+    );
+    let old_now = provider.get_key(&old.id).await.unwrap();
+    assert_eq!(
+        old_now.status,
+        KeyStatus::Active,
+        "the old key keeps working"
+    );
+    demo.shutdown().await;
+}
