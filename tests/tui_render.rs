@@ -156,3 +156,58 @@ fn escape_sequences_from_providers_render_as_inert_text() {
         }
     }
 }
+
+const FAKE_SECRET: &str = "tg_live_FAKEfakeFAKEfakeFAKEfa000000";
+
+fn rotated(s: &mut State) {
+    apply(s, Action::RequestWrite);
+    apply(s, Action::ToggleFocus);
+    apply(s, Action::InputSubmit);
+    let key = s.selected_key().unwrap().key.clone();
+    apply(
+        s,
+        Action::RotateFinished(Box::new(keyaudit::tui::action::Rotated {
+            key,
+            new_key_id: "key_new_0001".into(),
+            grace_until: Some(keyaudit::tui::fixture::now() + chrono::Duration::hours(24)),
+            workflow: 7,
+            note: None,
+            secret: keyaudit::secret::Secret::new(FAKE_SECRET.into()),
+        })),
+    );
+}
+
+#[test]
+fn rotate_confirm_dialog() {
+    both("rotate_confirm", |s| {
+        apply(s, Action::RequestWrite);
+        apply(s, Action::ToggleFocus);
+        apply(s, Action::InputSubmit);
+        apply(s, Action::RequestRotate);
+    });
+}
+
+#[test]
+fn secret_dialog_is_masked() {
+    let screen = at(80, 24, rotated);
+    assert!(!screen.contains(FAKE_SECRET), "the secret must be masked");
+    insta::assert_snapshot!("secret_80x24", screen);
+}
+
+#[test]
+fn secret_is_shown_only_after_v_and_gone_after_close() {
+    let mut s = state(120, 40);
+    rotated(&mut s);
+    assert!(!draw(&s).contains(FAKE_SECRET));
+    apply(&mut s, Action::RevealSecret);
+    assert!(draw(&s).contains(FAKE_SECRET), "v reveals the secret");
+    apply(&mut s, Action::RevealSecret);
+    assert!(!draw(&s).contains(FAKE_SECRET), "v hides it again");
+    apply(&mut s, Action::RevealSecret);
+    apply(&mut s, Action::CloseSecret);
+    assert!(s.secret.is_none());
+    assert!(
+        !draw(&s).contains(FAKE_SECRET),
+        "closed: gone from the screen"
+    );
+}

@@ -322,3 +322,184 @@ fn sort_cycles_columns_and_reverses() {
     sorted.reverse();
     assert_eq!(rev, sorted);
 }
+
+fn fake_rotated(s: &State) -> Action {
+    let key = s.selected_key().unwrap().key.clone();
+    Action::RotateFinished(Box::new(keyaudit::tui::action::Rotated {
+        key,
+        new_key_id: "key_new_0001".into(),
+        grace_until: Some(keyaudit::tui::fixture::now() + chrono::Duration::hours(24)),
+        workflow: 7,
+        note: None,
+        secret: keyaudit::secret::Secret::new("tg_live_FAKEfakeFAKEfakeFAKEfa000000".into()),
+    }))
+}
+
+#[test]
+fn rotate_is_refused_read_only_and_for_marked_keys() {
+    let mut s = state(120, 40);
+    assert!(press(&mut s, 'r').is_empty());
+    assert!(s.confirm.is_none());
+    assert!(s.message.clone().unwrap().text.contains("read-only"));
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sandbox");
+    press(&mut s, ' ');
+    assert!(press(&mut s, 'r').is_empty());
+    assert!(s.confirm.is_none());
+    let m = s.message.clone().unwrap();
+    assert!(
+        m.error && m.text.contains("one key at a time"),
+        "{}",
+        m.text
+    );
+}
+
+#[test]
+fn rotate_needs_a_provider_that_can_rotate() {
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sandbox");
+    let p = s.selected_key().unwrap().key.provider.clone();
+    let c = s.capabilities.get_mut(&p).unwrap();
+    c.rotate_overlap = false;
+    c.rotate_atomic = false;
+    assert!(press(&mut s, 'r').is_empty());
+    assert!(s.confirm.is_none());
+    assert!(s.message.clone().unwrap().text.contains("cannot rotate"));
+}
+
+#[test]
+fn rotate_is_gated_by_the_confirm_dialog_with_a_grace_period() {
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sandbox");
+    assert!(
+        press(&mut s, 'r').is_empty(),
+        "no effect before confirmation"
+    );
+    let c = s.confirm.clone().unwrap();
+    assert_eq!(
+        c.kind,
+        ConfirmKind::Rotate {
+            grace_secs: 24 * 3600
+        }
+    );
+    assert!(!c.on_confirm && c.expected.is_none());
+    assert!(code(&mut s, KeyCode::Enter).is_empty(), "enter on Cancel");
+    assert!(s.confirm.is_none());
+    press(&mut s, 'r');
+    code(&mut s, KeyCode::Tab);
+    let fx = code(&mut s, KeyCode::Enter);
+    match fx.as_slice() {
+        [Effect::Rotate { key, grace }] => {
+            assert_eq!(key.name, "acme-payroll-sandbox");
+            assert_eq!(grace.as_secs(), 24 * 3600);
+        }
+        other => panic!("unexpected effects {other:?}"),
+    }
+    assert!(s.rotating);
+    // One rotation at a time.
+    assert!(press(&mut s, 'r').is_empty() && s.confirm.is_none());
+}
+
+#[test]
+fn rotating_a_production_key_needs_its_name_typed() {
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sync");
+    press(&mut s, 'r');
+    assert_eq!(
+        s.confirm.as_ref().unwrap().expected.as_deref(),
+        Some("acme-payroll-sync")
+    );
+    code(&mut s, KeyCode::Tab);
+    assert!(code(&mut s, KeyCode::Enter).is_empty());
+    typed(&mut s, "acme-payroll-sync");
+    let fx = code(&mut s, KeyCode::Enter);
+    assert!(matches!(fx.as_slice(), [Effect::Rotate { .. }]));
+}
+
+#[test]
+fn the_new_secret_is_masked_until_revealed_and_dropped_on_close() {
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sandbox");
+    let done = fake_rotated(&s);
+    let fx = apply(&mut s, done);
+    assert!(fx.iter().any(|e| matches!(e, Effect::LoadKeys)));
+    let d = s.secret.as_ref().expect("the secret dialog opens");
+    assert!(!d.revealed, "masked at first");
+    assert_eq!(d.rotated.new_key_id, "key_new_0001");
+    // The dialog owns the keys: `r`, `d` and `q` do nothing here.
+    assert!(key(&s, 'r').is_none() && key(&s, 'q').is_none());
+    press(&mut s, 'v');
+    assert!(s.secret.as_ref().unwrap().revealed);
+    press(&mut s, 'v');
+    assert!(!s.secret.as_ref().unwrap().revealed);
+    let fx = press(&mut s, 'c');
+    match fx.as_slice() {
+        [Effect::CopyToClipboard(secret)] => {
+            assert_eq!(secret.expose(), "tg_live_FAKEfakeFAKEfakeFAKEfa000000")
+        }
+        other => panic!("unexpected effects {other:?}"),
+    }
+    // Background results still land while the dialog is open.
+    apply(&mut s, Action::Clock(keyaudit::tui::fixture::now()));
+    assert!(s.secret.is_some());
+    assert!(code(&mut s, KeyCode::Esc).is_empty());
+    assert!(s.secret.is_none(), "closing forgets the secret");
+    assert!(s.message.clone().unwrap().text.contains("forgotten"));
+    // enter closes as well.
+    let done = fake_rotated(&s);
+    apply(&mut s, done);
+    code(&mut s, KeyCode::Enter);
+    assert!(s.secret.is_none());
+}
+
+#[test]
+fn a_failed_rotation_says_why_and_opens_no_dialog() {
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sandbox");
+    press(&mut s, 'r');
+    code(&mut s, KeyCode::Tab);
+    code(&mut s, KeyCode::Enter);
+    apply(
+        &mut s,
+        Action::RotateFailed("talentgrid/k1".into(), "rolled back: boom".into()),
+    );
+    assert!(!s.rotating && s.secret.is_none());
+    let m = s.message.clone().unwrap();
+    assert!(
+        m.error && m.text.contains("rolled back: boom"),
+        "{}",
+        m.text
+    );
+}
+
+#[test]
+fn arrows_change_the_grace_period_of_a_rotation_only() {
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sandbox");
+    press(&mut s, 'r');
+    let grace = |s: &State| match s.confirm.as_ref().unwrap().kind {
+        ConfirmKind::Rotate { grace_secs } => grace_secs,
+        other => panic!("{other:?}"),
+    };
+    code(&mut s, KeyCode::Up);
+    assert_eq!(grace(&s), 48 * 3600);
+    for _ in 0..10 {
+        code(&mut s, KeyCode::Up);
+    }
+    assert_eq!(grace(&s), 168 * 3600, "stops at a week");
+    for _ in 0..10 {
+        code(&mut s, KeyCode::Down);
+    }
+    assert_eq!(grace(&s), 0, "down to none");
+    code(&mut s, KeyCode::Up);
+    code(&mut s, KeyCode::Tab);
+    let fx = code(&mut s, KeyCode::Enter);
+    assert!(matches!(fx.as_slice(), [Effect::Rotate { grace, .. }] if grace.as_secs() == 3600));
+    // Other dialogs ignore the arrows.
+    press(&mut s, 'D');
+    code(&mut s, KeyCode::Up);
+    assert_eq!(
+        s.confirm.as_ref().unwrap().kind,
+        ConfirmKind::KeyOp(KeyOp::Revoke)
+    );
+}

@@ -214,7 +214,7 @@ pub async fn resume(
     if !wf.state.is_open() {
         return Ok(wf);
     }
-    let sink = Sink::parse(&wf.sink).map_err(|e| RotateError::BadSink {
+    let sink = Sink::saved(&wf.sink).map_err(|e| RotateError::BadSink {
         id,
         why: e.to_string(),
     })?;
@@ -373,7 +373,7 @@ async fn drive(
                             })
                         }
                     }),
-                    // The secret cannot be read back (stdout) or checked: the provider's
+                    // The secret cannot be read back (stdout, screen) or checked: the provider's
                     // word on the new key's status has to do.
                     _ => provider.get_key(&new_id).await.and_then(|k| {
                         if k.status == KeyStatus::Active {

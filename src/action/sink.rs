@@ -5,6 +5,7 @@
 //! | `stdout` | standard output, only when it is a terminal (or with `--force`) |
 //! | `file:PATH` | a new file, mode 0600, written atomically; an existing file is refused without `--force` |
 //! | `env-file:PATH:VAR` | one variable of a dotenv file, updated atomically; every other byte is kept; created 0600 when missing |
+//! | `screen` | the TUI's one-time secret dialog (in memory only; never parsed from a CLI spec) |
 //!
 //! Every buffer that holds the secret is zeroized after use. A file sink can also be read
 //! back ([`Sink::holds`]): a resumed rotation checks whether the sink already holds the new
@@ -13,6 +14,7 @@
 use crate::secret::{fingerprint, Secret};
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
@@ -34,6 +36,49 @@ pub enum Sink {
         /// The variable that gets the secret.
         var: String,
     },
+    /// The TUI's secret dialog: the secret is handed over in memory, once.
+    Screen(ScreenSlot),
+}
+
+/// Where the TUI picks up a secret delivered to [`Sink::Screen`]: shared memory that
+/// holds it until taken. Compared by identity; `Debug` never shows the secret.
+#[derive(Clone, Default)]
+pub struct ScreenSlot(Arc<Mutex<Option<Secret>>>);
+
+impl ScreenSlot {
+    /// An empty slot.
+    pub fn new() -> ScreenSlot {
+        ScreenSlot::default()
+    }
+
+    /// Takes the delivered secret out of the slot (it is then no longer held here).
+    pub fn take(&self) -> Option<Secret> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn put(&self, secret: &Secret) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(secret.clone());
+    }
+
+    /// True when a secret was delivered and not taken yet.
+    pub fn is_filled(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+}
+
+impl PartialEq for ScreenSlot {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ScreenSlot {}
+
+impl std::fmt::Debug for ScreenSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.is_filled() { "filled" } else { "empty" };
+        write!(f, "ScreenSlot({state})")
+    }
 }
 
 /// A malformed sink spec (a usage error).
@@ -108,6 +153,11 @@ impl Sink {
                 var: var.to_string(),
             });
         }
+        if spec == "screen" {
+            return Err(bad(
+                "the screen sink exists only in the TUI (press r on a key there)",
+            ));
+        }
         if spec.starts_with("aws-secretsmanager:") {
             return Err(bad(
                 "the AWS Secrets Manager sink is not available in this build",
@@ -116,9 +166,20 @@ impl Sink {
         Err(bad("unknown sink"))
     }
 
+    /// The sink of a saved workflow spec, for `resume`: like [`Sink::parse`], but a
+    /// `screen` spec gives an empty screen slot (the dialog is gone: like stdout, it cannot
+    /// be read back, so an undelivered secret is lost and the rotation rolls back).
+    pub fn saved(spec: &str) -> Result<Sink, BadSinkSpec> {
+        if spec == "screen" {
+            return Ok(Sink::Screen(ScreenSlot::new()));
+        }
+        Sink::parse(spec)
+    }
+
     /// The spec as recorded in the workflow (never the secret).
     pub fn spec(&self) -> String {
         match self {
+            Sink::Screen(_) => "screen".into(),
             Sink::Stdout => "stdout".into(),
             Sink::File(p) => format!("file:{}", p.display()),
             Sink::EnvFile { path, var } => format!("env-file:{}:{var}", path.display()),
@@ -127,12 +188,13 @@ impl Sink {
 
     /// True when [`Sink::holds`] can tell whether the sink holds a secret.
     pub fn can_read_back(&self) -> bool {
-        !matches!(self, Sink::Stdout)
+        !matches!(self, Sink::Stdout | Sink::Screen(_))
     }
 
     /// Checks, before any key is created, that delivery can succeed.
     pub fn preflight(&self, force: bool) -> Result<(), SinkError> {
         match self {
+            Sink::Screen(_) => Ok(()),
             Sink::Stdout => {
                 if force || io::stdout().is_terminal() {
                     Ok(())
@@ -163,6 +225,10 @@ impl Sink {
     /// Delivers `secret` (of the key `label`, shown on standard error for stdout).
     pub fn deliver(&self, secret: &Secret, force: bool, label: &str) -> Result<(), SinkError> {
         match self {
+            Sink::Screen(slot) => {
+                slot.put(secret);
+                Ok(())
+            }
             Sink::Stdout => {
                 if !force && !io::stdout().is_terminal() {
                     return Err(SinkError::NotATerminal);
@@ -223,7 +289,7 @@ impl Sink {
     /// holds something else or nothing (always `None` for stdout, which cannot be read).
     pub fn holds(&self, fp: &str) -> Option<Secret> {
         let value: Zeroizing<String> = match self {
-            Sink::Stdout => return None,
+            Sink::Stdout | Sink::Screen(_) => return None,
             Sink::File(p) => {
                 let bytes = Zeroizing::new(std::fs::read(p).ok()?);
                 let text = std::str::from_utf8(&bytes).ok()?;
@@ -427,6 +493,29 @@ mod tests {
         }
         let s = Sink::parse("env-file:/a:b/.env:K").unwrap();
         assert_eq!(s.spec(), "env-file:/a:b/.env:K");
+    }
+
+    #[test]
+    fn screen_sink_is_code_only_and_cannot_be_read_back() {
+        let e = Sink::parse("screen").unwrap_err().to_string();
+        assert!(e.contains("only in the TUI"), "{e}");
+        let slot = ScreenSlot::new();
+        let sink = Sink::Screen(slot.clone());
+        assert_eq!(sink.spec(), "screen");
+        assert!(!sink.can_read_back());
+        assert_eq!(sink, Sink::Screen(slot.clone()));
+        assert_ne!(sink, Sink::Screen(ScreenSlot::new()));
+        let s = Secret::new("tg_live_abcdefghijklmnopqrstuvwxyz12".into());
+        sink.preflight(false).unwrap();
+        sink.deliver(&s, false, "t/k").unwrap();
+        let shown = format!("{sink:?}");
+        assert!(!shown.contains("abcdefgh"), "{shown}");
+        assert!(sink.holds(&s.fingerprint()).is_none());
+        assert_eq!(slot.take().unwrap(), s);
+        assert!(slot.take().is_none());
+        let resumed = Sink::saved("screen").unwrap();
+        assert!(matches!(resumed, Sink::Screen(ref r) if !r.is_filled()));
+        assert_eq!(Sink::saved("stdout").unwrap(), Sink::Stdout);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::action::KeyOp;
 use crate::model::{Finding, FindingStatus, JournalEntry, Key, KeyStatus, Outcome, ProviderInfo};
+use crate::secret::Secret;
 use crate::store::{EventRow, KeyActivity, KeyRow};
 use crate::sync::SyncProgress;
 use chrono::{DateTime, Utc};
@@ -193,6 +194,14 @@ pub enum Action {
     RequestRevoke,
     /// Ask to rotate the selected key.
     RequestRotate,
+    /// Reveal or hide the new secret in the secret dialog.
+    RevealSecret,
+    /// Copy the new secret to the clipboard (OSC 52).
+    CopySecret,
+    /// Close the secret dialog; the secret is forgotten.
+    CloseSecret,
+    /// Lengthen (`true`) or shorten the grace period in the rotate confirm dialog.
+    AdjustGrace(bool),
     /// Ask to unlock write mode.
     RequestWrite,
     /// Return to read-only mode.
@@ -246,6 +255,10 @@ pub enum Action {
     SyncAllFinished,
     /// A key operation finished: operation, journal target, new status or error.
     KeyOpFinished(KeyOp, String, Result<KeyStatus, String>),
+    /// A rotation delivered its new secret to the screen (shown once, then dropped).
+    RotateFinished(Box<Rotated>),
+    /// A rotation failed or was rolled back: `provider/key_id` and why.
+    RotateFailed(String, String),
     /// A finding's status was changed.
     FindingUpdated(String, FindingStatus),
     /// An export finished: the file written or the error.
@@ -277,6 +290,14 @@ pub enum Effect {
     Sync,
     /// Apply a confirmed operation to keys, one journaled call each.
     ApplyKeyOp(KeyOp, Vec<Key>),
+    /// Rotate one key through the rotation workflow; the new secret goes to the screen.
+    Rotate {
+        key: Box<Key>,
+        /// How long the old key keeps working.
+        grace: std::time::Duration,
+    },
+    /// Write the secret to the terminal's clipboard (OSC 52).
+    CopyToClipboard(Secret),
     /// Set a finding's status with a note and journal it.
     SetFindingStatus {
         id: String,
@@ -286,6 +307,24 @@ pub enum Effect {
     },
     /// Write keys to a private file in the current directory.
     Export(ExportFormat, Vec<KeyRow>),
+}
+
+/// A finished rotation, for the secret dialog. `Debug` shows only the display prefix of
+/// the secret.
+#[derive(Debug, Clone)]
+pub struct Rotated {
+    /// The key that was replaced.
+    pub key: Key,
+    /// The new key's id.
+    pub new_key_id: String,
+    /// Until when the old key works (`None`: it stopped at once).
+    pub grace_until: Option<DateTime<Utc>>,
+    /// The rotation workflow (`keyaudit workflows`).
+    pub workflow: i64,
+    /// A note of the workflow (a verification to retry, …).
+    pub note: Option<String>,
+    /// The new secret.
+    pub secret: Secret,
 }
 
 /// One filter run: everything it needs, so it runs anywhere.

@@ -22,13 +22,15 @@ pub enum Context {
     Input,
     /// A confirm dialog.
     Confirm,
+    /// The dialog that shows a new secret once.
+    Secret,
     /// The help overlay.
     Help,
 }
 
 impl Context {
     /// Every context, in help order.
-    pub const ALL: [Context; 8] = [
+    pub const ALL: [Context; 9] = [
         Context::Global,
         Context::Keys,
         Context::Detail,
@@ -36,6 +38,7 @@ impl Context {
         Context::Findings,
         Context::Input,
         Context::Confirm,
+        Context::Secret,
         Context::Help,
     ];
 
@@ -49,6 +52,7 @@ impl Context {
             Context::Findings => "Findings view",
             Context::Input => "Filter, command and note input",
             Context::Confirm => "Confirm dialog",
+            Context::Secret => "New secret dialog",
             Context::Help => "Help",
         }
     }
@@ -126,12 +130,12 @@ commands! {
     Disable = "disable", Keys, Some("disable"), "Disable the selected or marked keys (reversible)", ["d"];
     Enable = "enable", Keys, None, "Enable the selected or marked keys", ["e"];
     Revoke = "revoke", Keys, Some("revoke"), "Revoke the selected or marked keys (permanent)", ["D"];
-    Rotate = "rotate", Keys, None, "Rotate the selected key", ["r"];
+    Rotate = "rotate", Keys, None, "Rotate the selected key; the new secret is shown once", ["r"];
     KeyEvents = "key-events", Keys, Some("events"), "Show the events of the selected key", ["E"];
     DetailDisable = "detail-disable", Detail, Some("disable"), "Disable this key (reversible)", ["d"];
     DetailEnable = "detail-enable", Detail, None, "Enable this key", ["e"];
     DetailRevoke = "detail-revoke", Detail, Some("revoke"), "Revoke this key (permanent)", ["D"];
-    DetailRotate = "detail-rotate", Detail, None, "Rotate this key", ["r"];
+    DetailRotate = "detail-rotate", Detail, None, "Rotate this key; the new secret is shown once", ["r"];
     DetailEvents = "detail-events", Detail, Some("events"), "Show this key's events", ["E"];
     Outcome = "outcome", Events, Some("outcome"), "Cycle the outcome filter: all, success, denied, error", ["o"];
     AllEvents = "all-events", Events, Some("all keys"), "Show the events of all keys", ["a"];
@@ -146,7 +150,12 @@ commands! {
     ConfirmFocus = "confirm-focus", Confirm, Some("switch"), "Move between Cancel and Confirm", ["tab", "left", "right"];
     ConfirmSubmit = "confirm-submit", Confirm, Some("press"), "Press the focused button", ["enter"];
     ConfirmCancel = "confirm-cancel", Confirm, Some("cancel"), "Cancel", ["esc"];
+    GraceLonger = "grace-longer", Confirm, None, "Rotate: lengthen the old key's grace period", ["up"];
+    GraceShorter = "grace-shorter", Confirm, None, "Rotate: shorten the old key's grace period", ["down"];
     ConfirmDelete = "confirm-delete-char", Confirm, None, "Delete the last typed character", ["backspace"];
+    SecretReveal = "secret-reveal", Secret, Some("reveal"), "Reveal or hide the new secret", ["v"];
+    SecretCopy = "secret-copy", Secret, Some("copy"), "Copy the new secret to the clipboard (OSC 52)", ["c"];
+    SecretClose = "secret-close", Secret, Some("close"), "Close the dialog; the secret is forgotten", ["esc", "enter"];
     CloseHelp = "close-help", Help, Some("close"), "Close the help", ["esc", "?", "q"];
     HelpDown = "help-down", Help, None, "Scroll the help down", ["j", "down"];
     HelpUp = "help-up", Help, None, "Scroll the help up", ["k", "up"];
@@ -203,6 +212,11 @@ impl Command {
             C::HistoryPrev => Action::HistoryPrev,
             C::HistoryNext => Action::HistoryNext,
             C::ConfirmFocus => Action::ToggleFocus,
+            C::GraceLonger => Action::AdjustGrace(true),
+            C::GraceShorter => Action::AdjustGrace(false),
+            C::SecretReveal => Action::RevealSecret,
+            C::SecretCopy => Action::CopySecret,
+            C::SecretClose => Action::CloseSecret,
         }
     }
 

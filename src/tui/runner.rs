@@ -2,10 +2,13 @@
 //! actions. Cache reads run on blocking threads with the runner's own read-only
 //! connection; writes go through `crate::action` and the sync engine, which open theirs.
 
-use super::action::{Action, Detail, Effect, EventsPage, ExportFormat};
+use super::action::{Action, Detail, Effect, EventsPage, ExportFormat, Rotated};
 use crate::action::apply_key_op;
-use crate::model::{FindingStatus, Outcome};
+use crate::action::rotate::{rotate, RotateRequest};
+use crate::action::sink::{ScreenSlot, Sink};
+use crate::model::{FindingStatus, Key, Outcome};
 use crate::provider::Provider;
+use crate::secret::Secret;
 use crate::store::{journal::NewEntry, EventQuery, FindingQuery, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
@@ -148,6 +151,27 @@ impl Runner {
                     }
                 });
             }
+            Effect::Rotate { key, grace } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let Some(p) = me.providers.iter().find(|p| p.name() == key.provider) else {
+                        me.send(Action::RotateFailed(
+                            crate::action::target(&key),
+                            format!("provider `{}` is not configured", key.provider),
+                        ));
+                        return;
+                    };
+                    let a = rotate_to_screen(&me.db, p.clone(), *key, grace).await;
+                    me.send(a);
+                });
+            }
+            Effect::CopyToClipboard(secret) => {
+                use std::io::Write;
+                let seq = osc52(&secret);
+                drop(secret);
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(seq.as_bytes()).and_then(|_| out.flush());
+            }
             Effect::SetFindingStatus {
                 id,
                 target,
@@ -200,6 +224,74 @@ impl Runner {
             me.send(Action::SyncAllFinished);
         });
     }
+}
+
+/// Rotates `key` through the rotation workflow ([`crate::action::rotate::rotate`]) with
+/// its new secret delivered to a screen slot, and answers with the action that opens the
+/// secret dialog (or reports the failure). The secret never leaves memory.
+pub async fn rotate_to_screen(
+    db: &std::path::Path,
+    provider: Arc<dyn Provider>,
+    key: Key,
+    grace: std::time::Duration,
+) -> Action {
+    use crate::action::workflow::State as Wf;
+    let target = crate::action::target(&key);
+    let slot = ScreenSlot::new();
+    let req = RotateRequest {
+        provider,
+        key: key.clone(),
+        sink: Sink::Screen(slot.clone()),
+        grace,
+        force: false,
+        reason: Some("keyaudit tui".into()),
+    };
+    let wf = match rotate(db, req).await {
+        Ok(wf) => wf,
+        Err(e) => return Action::RotateFailed(target, e.to_string()),
+    };
+    let secret = slot.take();
+    match (secret, wf.state, wf.new_key_id.clone()) {
+        (Some(secret), Wf::Grace | Wf::Done | Wf::Running, Some(new_key_id)) => {
+            Action::RotateFinished(Box::new(Rotated {
+                key,
+                new_key_id,
+                grace_until: wf.grace_until,
+                workflow: wf.id,
+                note: wf.error.clone(),
+                secret,
+            }))
+        }
+        // Rolled back or failed: a secret that reached the slot belongs to a revoked key
+        // and is dropped (zeroized) here.
+        _ => Action::RotateFailed(
+            target,
+            wf.error
+                .unwrap_or_else(|| format!("the rotation ended {}", wf.state)),
+        ),
+    }
+}
+
+/// The OSC 52 sequence that puts `secret` on the terminal's clipboard.
+pub fn osc52(secret: &Secret) -> zeroize::Zeroizing<String> {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = secret.expose().as_bytes();
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(bytes.len() * 4 / 3 + 12));
+    out.push_str("\x1b]52;c;");
+    for chunk in bytes.chunks(3) {
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out.push('\x07');
+    out
 }
 
 /// Reads everything the detail view shows about one key.
@@ -332,4 +424,23 @@ pub fn export(
     }
     out.flush()?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn osc52_is_base64_between_the_markers() {
+        let seq = osc52(&Secret::new("tg_live_x".into()));
+        assert_eq!(seq.as_str(), "\x1b]52;c;dGdfbGl2ZV94\x07");
+        assert_eq!(
+            osc52(&Secret::new("ab".into())).as_str(),
+            "\x1b]52;c;YWI=\x07"
+        );
+        assert_eq!(
+            osc52(&Secret::new("a".into())).as_str(),
+            "\x1b]52;c;YQ==\x07"
+        );
+    }
 }

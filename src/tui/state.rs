@@ -1,12 +1,12 @@
 //! The workstation's state and `update`, the only place it changes. No IO here: `update`
 //! returns effects for the runner.
 
-use super::action::{Action, Detail, Effect, EventsPage, FilterJob, Sort, View};
+use super::action::{Action, Detail, Effect, EventsPage, FilterJob, Rotated, Sort, View};
 use super::keymap::{chord_of, Command, Context, Keymap};
 use super::strings as s;
 use super::theme::Theme;
 use crate::action::KeyOp;
-use crate::model::{Finding, FindingStatus, JournalEntry, Outcome, ProviderInfo};
+use crate::model::{Finding, FindingStatus, JournalEntry, KeyStatus, Outcome, ProviderInfo};
 use crate::provider::Capabilities;
 use crate::store::KeyRow;
 use crate::sync::SyncProgress;
@@ -75,8 +75,34 @@ pub enum Mode {
 pub enum ConfirmKind {
     /// An operation on keys at their provider.
     KeyOp(KeyOp),
+    /// Rotating one key, with the old key's grace period in seconds (0: none).
+    Rotate { grace_secs: u64 },
     /// Unlocking write mode.
     Write,
+}
+
+/// The default grace period of a rotation from the workstation: 24 hours.
+pub const DEFAULT_ROTATE_GRACE_SECS: u64 = 24 * 3600;
+
+/// The grace periods ↑/↓ step through in the rotate confirm dialog (0: the old key is
+/// revoked as soon as the new one is verified).
+pub const ROTATE_GRACE_STEPS: [u64; 8] = [
+    0,
+    3600,
+    4 * 3600,
+    12 * 3600,
+    24 * 3600,
+    48 * 3600,
+    72 * 3600,
+    168 * 3600,
+];
+
+/// The dialog that shows a new secret once. Dropping it zeroizes the secret.
+#[derive(Debug)]
+pub struct SecretDialog {
+    pub rotated: Rotated,
+    /// The secret is shown in clear (`v`); masked otherwise.
+    pub revealed: bool,
 }
 
 /// The one confirm dialog of every destructive action.
@@ -133,6 +159,10 @@ pub struct State {
     previous_view: View,
     pub mode: Mode,
     pub confirm: Option<Confirm>,
+    /// The new secret of a rotation, until the operator closes the dialog.
+    pub secret: Option<SecretDialog>,
+    /// A rotation is running.
+    pub rotating: bool,
     pub demo: bool,
     /// Actions are unlocked (badge RW).
     pub write: bool,
@@ -221,6 +251,8 @@ impl State {
             previous_view: View::Keys,
             mode: Mode::Normal,
             confirm: None,
+            secret: None,
+            rotating: false,
             demo: setup.demo,
             write: setup.write && !setup.read_only,
             locked_read_only: setup.read_only,
@@ -278,6 +310,9 @@ impl State {
 
     /// The keymap contexts that apply now, most specific first.
     pub fn contexts(&self) -> Vec<Context> {
+        if self.secret.is_some() {
+            return vec![Context::Secret];
+        }
         if self.confirm.is_some() {
             return vec![Context::Confirm];
         }
@@ -460,6 +495,76 @@ impl State {
         Vec::new()
     }
 
+    fn request_rotate(&mut self) -> Vec<Effect> {
+        if !self.write {
+            self.fail(s::refused_read_only("rotate"));
+            return Vec::new();
+        }
+        if !self.marked.is_empty() && self.view == View::Keys {
+            self.fail(s::ROTATE_ONE_AT_A_TIME);
+            return Vec::new();
+        }
+        if self.rotating {
+            self.fail(s::ROTATE_RUNNING);
+            return Vec::new();
+        }
+        let keys = self.targets();
+        let Some(k) = keys.first() else {
+            self.fail(s::NOTHING_SELECTED);
+            return Vec::new();
+        };
+        let caps = self.capabilities.get(&k.key.provider);
+        if !caps.is_some_and(|c| c.rotate_overlap || c.rotate_atomic) {
+            self.fail(s::unsupported(&k.key.provider, "rotate"));
+            return Vec::new();
+        }
+        if matches!(k.key.status, KeyStatus::Revoked | KeyStatus::Expired) {
+            self.fail(format!(
+                "{} is {}; only an active or disabled key can be rotated.",
+                k.key.name, k.key.status
+            ));
+            return Vec::new();
+        }
+        let grace_secs = if caps.is_some_and(|c| c.rotate_overlap) {
+            DEFAULT_ROTATE_GRACE_SECS
+        } else {
+            0
+        };
+        let expected = k.key.is_production().then(|| k.key.name.clone());
+        self.confirm = Some(Confirm {
+            kind: ConfirmKind::Rotate { grace_secs },
+            keys,
+            expected,
+            expected_is_count: false,
+            typed: String::new(),
+            on_confirm: false,
+        });
+        Vec::new()
+    }
+
+    /// Applies an action while the secret dialog is open; `None` passes it on.
+    fn update_secret(&mut self, action: &Action) -> Option<Vec<Effect>> {
+        let d = self.secret.as_mut()?;
+        match action {
+            Action::RevealSecret => {
+                d.revealed = !d.revealed;
+                Some(Vec::new())
+            }
+            Action::CopySecret => {
+                let secret = d.rotated.secret.clone();
+                self.say(s::SECRET_COPIED);
+                Some(vec![Effect::CopyToClipboard(secret)])
+            }
+            Action::CloseSecret | Action::InputCancel | Action::InputSubmit => {
+                // Dropping the dialog zeroizes the secret.
+                self.secret = None;
+                self.say(s::SECRET_CLOSED);
+                Some(Vec::new())
+            }
+            _ => None,
+        }
+    }
+
     fn submit_confirm(&mut self) -> Vec<Effect> {
         let Some(c) = self.confirm.take() else {
             return Vec::new();
@@ -480,6 +585,22 @@ impl State {
                 self.write = true;
                 self.say(s::NOW_WRITE);
                 Vec::new()
+            }
+            ConfirmKind::Rotate { grace_secs } => {
+                // The same choke point as every key operation.
+                if !self.write {
+                    self.fail(s::refused_read_only("rotate"));
+                    return Vec::new();
+                }
+                let Some(k) = c.keys.into_iter().next() else {
+                    return Vec::new();
+                };
+                self.rotating = true;
+                self.say(s::rotating(&crate::action::target(&k.key)));
+                vec![Effect::Rotate {
+                    key: Box::new(k.key),
+                    grace: std::time::Duration::from_secs(grace_secs),
+                }]
             }
             ConfirmKind::KeyOp(op) => {
                 // The choke point: nothing reaches a provider without write mode.
@@ -642,6 +763,9 @@ impl State {
     /// Applies one action; returns the IO it needs.
     pub fn update(&mut self, action: Action) -> Vec<Effect> {
         // Dialog and input modes first: they own the keys.
+        if let Some(fx) = self.update_secret(&action) {
+            return fx;
+        }
         if self.confirm.is_some() {
             match action {
                 Action::InputCancel => {
@@ -656,6 +780,28 @@ impl State {
                     return Vec::new();
                 }
                 Action::InputSubmit => return self.submit_confirm(),
+                Action::AdjustGrace(longer) => {
+                    let overlap = self.confirm.as_ref().and_then(|c| {
+                        c.keys
+                            .first()
+                            .and_then(|k| self.capabilities.get(&k.key.provider))
+                            .map(|caps| caps.rotate_overlap)
+                    });
+                    if let Some(c) = &mut self.confirm {
+                        if let (ConfirmKind::Rotate { grace_secs }, Some(true)) =
+                            (&mut c.kind, overlap)
+                        {
+                            let steps = ROTATE_GRACE_STEPS;
+                            *grace_secs = if longer {
+                                steps.iter().copied().find(|s| *s > *grace_secs)
+                            } else {
+                                steps.iter().rev().copied().find(|s| *s < *grace_secs)
+                            }
+                            .unwrap_or(*grace_secs);
+                        }
+                    }
+                    return Vec::new();
+                }
                 Action::Input(ch) => {
                     if let Some(c) = &mut self.confirm {
                         if c.expected.is_some() {
@@ -922,14 +1068,11 @@ impl State {
             Action::RequestDisable => self.request_op(KeyOp::Disable),
             Action::RequestEnable => self.request_op(KeyOp::Enable),
             Action::RequestRevoke => self.request_op(KeyOp::Revoke),
-            Action::RequestRotate => {
-                if !self.write {
-                    self.fail(s::refused_read_only("rotate"));
-                } else {
-                    self.say(s::ROTATE_VIA_CLI);
-                }
-                Vec::new()
-            }
+            Action::RequestRotate => self.request_rotate(),
+            Action::RevealSecret
+            | Action::CopySecret
+            | Action::CloseSecret
+            | Action::AdjustGrace(_) => Vec::new(),
             Action::RequestWrite => {
                 if self.locked_read_only {
                     self.fail(s::LOCKED_READ_ONLY);
@@ -1193,6 +1336,28 @@ impl State {
                     return fx;
                 }
                 Vec::new()
+            }
+            Action::RotateFinished(r) => {
+                self.rotating = false;
+                let target = crate::action::target(&r.key);
+                match &r.note {
+                    Some(n) => self.fail(format!("{}; {n}", s::rotated(&target, &r.new_key_id))),
+                    None => self.say(s::rotated(&target, &r.new_key_id)),
+                }
+                self.secret = Some(SecretDialog {
+                    rotated: *r,
+                    revealed: false,
+                });
+                let mut fx = vec![Effect::LoadKeys];
+                fx.extend(self.view_reload());
+                fx
+            }
+            Action::RotateFailed(target, why) => {
+                self.rotating = false;
+                self.fail(s::rotate_failed(&target, &why));
+                let mut fx = vec![Effect::LoadKeys];
+                fx.extend(self.view_reload());
+                fx
             }
             Action::FindingUpdated(id, status) => {
                 self.say(format!("finding {id}: {status}"));

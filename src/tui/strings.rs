@@ -39,9 +39,51 @@ pub fn unsupported(provider: &str, op: &str) -> String {
 }
 /// Nothing is selected.
 pub const NOTHING_SELECTED: &str = "No key selected.";
-/// How to rotate.
-pub const ROTATE_VIA_CLI: &str =
-    "Rotate via `keyaudit rotate KEY_ID --deliver SINK`: the new secret goes to a sink you choose.";
+/// Rotation takes one key.
+pub const ROTATE_ONE_AT_A_TIME: &str =
+    "Rotate one key at a time: unmark the keys (u) and select the one to rotate.";
+/// A rotation is already running.
+pub const ROTATE_RUNNING: &str = "A rotation is running; wait for its secret dialog.";
+/// A rotation was sent to the provider.
+pub fn rotating(target: &str) -> String {
+    format!("rotate {target}: rotating…")
+}
+/// A rotation failed or was rolled back.
+pub fn rotate_failed(target: &str, why: &str) -> String {
+    format!("rotate {target} failed: {why}")
+}
+/// The secret dialog is open after a rotation.
+pub fn rotated(target: &str, new_id: &str) -> String {
+    format!("rotate {target}: new key {new_id}; secret shown once")
+}
+/// The grace period line of the rotate confirm dialog.
+pub fn rotate_grace(hours: u64, until: &str) -> String {
+    format!("Grace {hours}h: the old key works until {until}, then it is revoked.")
+}
+/// The rotate confirm dialog with no grace period on a provider with overlap.
+pub const ROTATE_NO_GRACE: &str =
+    "No grace period: the old key is revoked as soon as the new one is verified.";
+/// How to change the grace period.
+pub const ROTATE_GRACE_KEYS: &str = "↑/↓ change the grace period";
+/// The rotate confirm dialog for a provider that rotates atomically.
+pub const ROTATE_ATOMIC: &str =
+    "No grace period: this provider rotates atomically, the old key stops working at once.";
+/// Title of the secret dialog.
+pub const SECRET_TITLE: &str = " New secret: shown once ";
+/// What the operator must do with the secret.
+pub const SECRET_WARNING: &str =
+    "Store it now: it is not kept anywhere. Closing this dialog forgets it.";
+/// The masked secret.
+pub fn secret_masked(prefix: &str) -> String {
+    format!("{prefix}••••••••")
+}
+/// How to reveal, copy and close.
+pub const SECRET_KEYS: &str = "v reveal/hide · c copy (OSC 52 clipboard) · esc/enter close";
+/// The secret was sent to the clipboard.
+pub const SECRET_COPIED: &str =
+    "Secret sent to the clipboard by OSC 52 (if the terminal allows it).";
+/// The secret dialog was closed.
+pub const SECRET_CLOSED: &str = "Secret dialog closed; the secret is forgotten.";
 /// A dialog was cancelled.
 pub const CANCELLED: &str = "Cancelled; nothing was changed.";
 /// Write mode was unlocked.
@@ -77,6 +119,7 @@ pub fn op_effect(op: &str) -> &'static str {
         "revoke" => "Revoking is permanent: the key stops working and cannot be enabled again.",
         "disable" => "Disabling is reversible: the key stops working until enabled again.",
         "enable" => "Enabling lets the key work again.",
+        "rotate" => "Rotating issues a new key whose secret is shown once, in a dialog here.",
         _ => "",
     }
 }

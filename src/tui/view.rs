@@ -3,7 +3,7 @@
 
 use super::action::{Column, View};
 use super::keymap::Context;
-use super::state::{sort_label, Confirm, ConfirmKind, Mode, State};
+use super::state::{sort_label, Confirm, ConfirmKind, Mode, SecretDialog, State};
 use super::strings as s;
 use crate::model::{Key, KeyStatus, Severity};
 use crate::output::sanitize;
@@ -145,6 +145,9 @@ pub fn render(state: &State, f: &mut Frame) {
     }
     if let Some(c) = &state.confirm {
         render_confirm(state, c, f, f.area());
+    }
+    if let Some(d) = &state.secret {
+        render_secret(state, d, f, f.area());
     }
 }
 
@@ -1029,11 +1032,32 @@ fn render_confirm(state: &State, c: &Confirm, f: &mut Frame, area: Rect) {
             lines.push(Line::raw(s::WRITE_BODY));
             s::WRITE_TITLE.to_string()
         }
-        ConfirmKind::KeyOp(op) => {
-            let verb = op.as_str();
+        ConfirmKind::KeyOp(_) | ConfirmKind::Rotate { .. } => {
+            let verb = match c.kind {
+                ConfirmKind::KeyOp(op) => op.as_str(),
+                _ => "rotate",
+            };
             let mut v = verb.to_string();
             v[..1].make_ascii_uppercase();
             lines.push(Line::styled(s::op_effect(verb), t.bad));
+            if let ConfirmKind::Rotate { grace_secs } = c.kind {
+                let overlap = c
+                    .keys
+                    .first()
+                    .and_then(|k| state.capabilities.get(&k.key.provider))
+                    .is_some_and(|caps| caps.rotate_overlap);
+                lines.push(Line::raw(if !overlap {
+                    s::ROTATE_ATOMIC.to_string()
+                } else if grace_secs > 0 {
+                    let until = state.now + chrono::Duration::seconds(grace_secs as i64);
+                    s::rotate_grace(grace_secs / 3600, &stamp(until))
+                } else {
+                    s::ROTATE_NO_GRACE.to_string()
+                }));
+                if overlap {
+                    lines.push(Line::styled(s::ROTATE_GRACE_KEYS, t.dim));
+                }
+            }
             lines.push(Line::raw(""));
             lines.push(Line::styled(
                 format!(
@@ -1104,6 +1128,67 @@ fn render_confirm(state: &State, c: &Confirm, f: &mut Frame, area: Rect) {
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
             .block(block(state, title).border_style(t.bad)),
+        popup,
+    );
+}
+
+fn render_secret(state: &State, d: &SecretDialog, f: &mut Frame, area: Rect) {
+    let t = &state.theme;
+    let r = &d.rotated;
+    let row = |label: &str, value: String| {
+        Line::from(vec![
+            Span::styled(format!("{label:<10}"), t.header),
+            Span::raw(value),
+        ])
+    };
+    let grace = match r.grace_until {
+        Some(g) => format!("old key works until {} ({})", stamp(g), {
+            let left = g - state.now;
+            if left > chrono::Duration::zero() {
+                format!("in {}", short_age(left))
+            } else {
+                "over".to_string()
+            }
+        }),
+        None => "none: the old key stopped working".to_string(),
+    };
+    let secret = if d.revealed {
+        Span::styled(r.secret.expose(), t.bad.add_modifier(Modifier::BOLD))
+    } else {
+        Span::styled(
+            s::secret_masked(&clean(&r.secret.display_prefix())),
+            t.key_hint,
+        )
+    };
+    let mut lines = vec![
+        row("provider", clean(&r.key.provider)),
+        row(
+            "old key",
+            format!("{} ({})", clean(&r.key.name), clean(&r.key.id)),
+        ),
+        row("new key", clean(&r.new_key_id)),
+        row("grace", grace),
+        row("workflow", format!("#{}", r.workflow)),
+        Line::raw(""),
+        Line::from(vec![
+            Span::styled(format!("{:<10}", "secret"), t.header),
+            secret,
+        ]),
+        Line::raw(""),
+        Line::styled(s::SECRET_WARNING, t.bad),
+        Line::styled(s::SECRET_KEYS, t.dim),
+    ];
+    if let Some(n) = &r.note {
+        lines.push(Line::styled(clean(n), t.bad));
+    }
+    let width = area.width.saturating_sub(4).min(80);
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let popup = centered(area, width, height);
+    f.render_widget(Clear, popup);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block(state, s::SECRET_TITLE).border_style(t.bad)),
         popup,
     );
 }
