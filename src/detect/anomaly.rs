@@ -815,7 +815,7 @@ pub(crate) fn pending(st: &KeyState, cx: &Cx<'_>, now: Millis) -> Vec<Incident> 
                 last: st.tail_last,
                 events: st.tail_count,
                 rows: st.tail_rows.clone(),
-                title: format!("Attempts to use a {status} key"),
+                title: format!("Attempts to use the {status} key"),
                 explanation: format!(
                     "{} with this key were refused after it stopped working (it is {status}), \
                      the first {} and the last {}; someone still holds it. Find the client \

@@ -309,6 +309,22 @@ mod tests {
         assert!(store.integrity_ok().unwrap());
     }
 
+    #[test]
+    fn concurrent_opens_of_a_new_cache_migrate_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || Store::open(&p).map(|_| ()))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().expect("every concurrent open succeeds");
+        }
+        assert!(Store::open(&path).unwrap().integrity_ok().unwrap());
+    }
+
     #[cfg(unix)]
     #[test]
     fn cache_file_and_directory_are_private() {

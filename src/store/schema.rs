@@ -150,12 +150,18 @@ pub const MIGRATIONS: &[&str] = &[
 /// Applies every migration newer than the cache's `user_version`.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current >= latest_version() {
+        return Ok(());
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate() {
         let version = i as i64 + 1;
+        // The write lock is taken before the version is read, so two processes (or two
+        // connections of one) opening a new cache at once migrate it exactly once.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version <= current {
             continue;
         }
-        let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
