@@ -90,6 +90,15 @@ pub async fn run(opts: LaunchOptions) -> anyhow::Result<()> {
         size,
     };
     // ratatui::init installs a panic hook that restores the terminal before printing.
+    {
+        use std::io::IsTerminal;
+        if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "the TUI needs a terminal (standard input and output are not one); \
+                 use `keyaudit keys`, `events` or `findings` in scripts"
+            );
+        }
+    }
     let mut terminal = ratatui::init();
     if opts.tui.mouse {
         let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture);
