@@ -29,6 +29,28 @@ use fuzzy_matcher::FuzzyMatcher;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
+thread_local! {
+    /// The text a key is matched against, reused across keys to avoid an allocation each.
+    static HAYSTACK: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// True when every character of `needle` occurs in `hay` in order, ignoring case.
+/// A fuzzy match is impossible otherwise, so this is a safe and cheap pre-check.
+fn is_subsequence_ci(hay: &str, needle: &str) -> bool {
+    fn fold(c: char) -> char {
+        if c.is_ascii() {
+            c.to_ascii_lowercase()
+        } else {
+            c.to_lowercase().next().unwrap_or(c)
+        }
+    }
+    let mut it = hay.chars();
+    needle.chars().all(|n| {
+        let n = fold(n);
+        it.by_ref().any(|h| fold(h) == n)
+    })
+}
+
 /// A comparison of a field term.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cmp {
@@ -305,10 +327,26 @@ impl Filter {
             return Some(0);
         }
         let k = &r.key;
-        let hay = format!("{} {} {} {}", k.name, k.owner, k.id, k.provider);
-        // Each word matches on its own (like fzf): `acme prod` = acme AND prod.
-        self.text.split_whitespace().try_fold(0, |total, word| {
-            matcher.fuzzy_match(&hay, word).map(|s| total + s)
+        HAYSTACK.with(|buf| {
+            let mut hay = buf.borrow_mut();
+            hay.clear();
+            for (i, part) in [&k.name, &k.owner, &k.id, &k.provider]
+                .into_iter()
+                .enumerate()
+            {
+                if i > 0 {
+                    hay.push(' ');
+                }
+                hay.push_str(part);
+            }
+            // Each word matches on its own (like fzf): `acme prod` = acme AND prod. A cheap
+            // in-order character check rejects most keys before the scoring matcher runs.
+            self.text.split_whitespace().try_fold(0, |total, word| {
+                if !is_subsequence_ci(&hay, word) {
+                    return None;
+                }
+                matcher.fuzzy_match(&hay, word).map(|s| total + s)
+            })
         })
     }
 
@@ -400,6 +438,28 @@ mod tests {
         assert!(Filter::parse("severity>=urgent")
             .unwrap_err()
             .contains("low, medium, high, critical"));
+    }
+
+    #[test]
+    fn the_pre_check_never_rejects_a_match() {
+        let m = SkimMatcherV2::default();
+        let hays = [
+            "ledgerly-tax-filing Ledgerly Payroll key_0c19 talentgrid",
+            "acme-sync Acme key_77aa payroll-hub",
+            "Brightpath ATS key_9e02 talentgrid",
+            "Ünïcode owner key_ü hr",
+        ];
+        let needles = [
+            "LPay", "amx", "bats", "ün", "Üo", "key_9", "tg", "zz", "hub", "payroll",
+        ];
+        for hay in hays {
+            for needle in needles {
+                if m.fuzzy_match(hay, needle).is_some() {
+                    assert!(is_subsequence_ci(hay, needle), "{hay} / {needle}");
+                }
+            }
+            assert!(!is_subsequence_ci(hay, "qqq"));
+        }
     }
 
     #[test]

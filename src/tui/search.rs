@@ -23,7 +23,6 @@ pub fn narrows(old: &str, new: &str) -> bool {
 /// (`latest` holds the newest generation) or the query does not parse.
 pub fn run(job: &FilterJob, latest: &AtomicU64) -> Option<Vec<usize>> {
     let filter = Filter::parse(&job.query).ok()?;
-    let matcher = SkimMatcherV2::default();
     let keys = &job.keys;
     let all;
     let candidates: &[usize] = match &job.base {
@@ -33,18 +32,46 @@ pub fn run(job: &FilterJob, latest: &AtomicU64) -> Option<Vec<usize>> {
             &all
         }
     };
-    let mut scored: Vec<(i64, usize)> = Vec::with_capacity(candidates.len().min(4096));
-    for (n, &i) in candidates.iter().enumerate() {
-        if n % 4096 == 0 && latest.load(AtomicOrdering::Relaxed) != job.generation {
-            return None;
+    // Score on every core: each thread takes one contiguous part of the candidates, so
+    // the merged result keeps the input order before sorting.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let part = candidates.len().div_ceil(threads).max(1);
+    let score_part = |chunk: &[usize]| -> Option<Vec<(i64, usize)>> {
+        let matcher = SkimMatcherV2::default();
+        let mut scored = Vec::with_capacity(chunk.len().min(4096));
+        for (n, &i) in chunk.iter().enumerate() {
+            if n % 4096 == 0 && latest.load(AtomicOrdering::Relaxed) != job.generation {
+                return None;
+            }
+            let Some(r) = keys.get(i) else { continue };
+            if !filter.matches_terms(r, job.now, None) {
+                continue;
+            }
+            if let Some(s) = filter.score(&matcher, r) {
+                scored.push((s, i));
+            }
         }
-        let Some(r) = keys.get(i) else { continue };
-        if !filter.matches_terms(r, job.now, None) {
-            continue;
-        }
-        if let Some(s) = filter.score(&matcher, r) {
-            scored.push((s, i));
-        }
+        Some(scored)
+    };
+    let parts: Vec<Option<Vec<(i64, usize)>>> = if candidates.len() < 8192 || threads == 1 {
+        vec![score_part(candidates)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = candidates
+                .chunks(part)
+                .map(|chunk| s.spawn(move || score_part(chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(None))
+                .collect()
+        })
+    };
+    let mut scored: Vec<(i64, usize)> = Vec::new();
+    for p in parts {
+        scored.extend(p?);
     }
     if latest.load(AtomicOrdering::Relaxed) != job.generation {
         return None;
