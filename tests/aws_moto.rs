@@ -862,3 +862,100 @@ async fn a_missing_permission_is_named_with_what_to_grant() {
     );
     assert!(!err.contains(key.secret_access_key()));
 }
+
+/// CloudTrail path of an event time (`YYYY/MM/DD` folders as AWS delivers them).
+fn log_key_at(t: chrono::DateTime<chrono::Utc>, unique: &str) -> String {
+    format!(
+        "{PREFIX}/AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/{}/{ACCOUNT}_CloudTrail_{REGION}_{}_{unique}.json.gz",
+        t.format("%Y/%m/%d"),
+        t.format("%Y%m%dT%H%MZ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detection_flags_a_key_used_from_a_new_network_in_cloudtrail() {
+    let moto = Moto::start().await;
+    let iam = aws_sdk_iam::Client::new(&moto.sdk().await);
+    iam.create_user().user_name("carol").send().await.unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name("carol")
+        .send()
+        .await
+        .unwrap();
+    let key_id = key.access_key().unwrap().access_key_id().to_string();
+    let s3 = moto.s3().await;
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+
+    // Twelve working days of routine use from the office network (8 requests a day,
+    // business hours), then, an hour ago, requests from a network the key never used.
+    use chrono::{Duration as Days, Timelike, Utc};
+    let now = Utc::now();
+    let mut n = 0;
+    for day in (2..=13).rev() {
+        let date = (now - Days::days(day))
+            .with_hour(9)
+            .unwrap()
+            .with_minute(0)
+            .unwrap();
+        let records: Vec<Value> = (0..8)
+            .map(|i| {
+                n += 1;
+                let t = date + Days::minutes(i * 45);
+                record(
+                    n,
+                    &key_id,
+                    "carol",
+                    &format!("10.30.0.{}", 10 + i % 3),
+                    &t.to_rfc3339(),
+                    "GetObject",
+                )
+            })
+            .collect();
+        put(&s3, &log_key_at(date, &format!("d{day}")), gzip(&records)).await;
+    }
+    let when = now - Days::hours(1);
+    let intrusion: Vec<Value> = (0..5)
+        .map(|i| {
+            n += 1;
+            let t = when + Days::minutes(i);
+            record(
+                n,
+                &key_id,
+                "carol",
+                &format!("203.0.113.{}", 40 + i),
+                &t.to_rfc3339(),
+                "GetObject",
+            )
+        })
+        .collect();
+    put(&s3, &log_key_at(when, "new"), gzip(&intrusion)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &moto.endpoint);
+    let (code, _, err) = run(&moto, dir.path(), &["sync"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&moto, dir.path(), &["detect"]);
+    assert_eq!(code, 0, "{err}");
+    let findings = json_of(&run(&moto, dir.path(), &["findings", "--format", "json"]));
+    let hit = findings
+        .iter()
+        .find(|f| f["rule"] == "new_network" && f["key_id"] == key_id.as_str())
+        .unwrap_or_else(|| panic!("no new_network finding for {key_id}: {findings:#?}"));
+    assert!(
+        hit["explanation"].as_str().unwrap().contains("203.0.113"),
+        "{hit}"
+    );
+    // The evidence is the intrusion's events (ids evt-0097.. evt-0101), none of the routine.
+    let evidence = hit["evidence"].as_array().unwrap();
+    assert!(!evidence.is_empty(), "{hit}");
+    for e in evidence {
+        let seq: u32 = e
+            .as_str()
+            .unwrap()
+            .trim_start_matches("evt-")
+            .parse()
+            .unwrap();
+        assert!(seq > 96, "routine event {e} given as evidence: {hit}");
+    }
+}
