@@ -221,28 +221,10 @@ impl HttpProvider {
             if let Some(b) = &body {
                 req = req.json(b);
             }
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = describe_transport(&e);
-                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                    continue;
-                }
-            };
-            let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let bytes = match resp.bytes().await {
-                Ok(b) => b,
-                Err(e) => {
-                    last = format!(
-                        "reading the answer to {method} {path}: {}",
-                        describe_transport(&e)
-                    );
+            let (status, retry_after, bytes) = match send_once(req).await {
+                Ok(answer) => answer,
+                Err(why) => {
+                    last = why.describe(&format!("{method} {path}"));
                     tokio::time::sleep(self.retry.delay(attempt, None)).await;
                     continue;
                 }
@@ -340,6 +322,47 @@ impl HttpProvider {
             .await?;
         Ok(self.key_from_wire(w))
     }
+}
+
+/// Why one attempt of a request got no answer to look at.
+pub(crate) enum SendFailure {
+    /// The request could not be sent (connect, timeout, dropped connection).
+    Send(String),
+    /// The answer's body could not be read.
+    Read(String),
+}
+
+impl SendFailure {
+    /// The failure as a message about `what` (e.g. `GET /v1/keys`).
+    pub(crate) fn describe(&self, what: &str) -> String {
+        match self {
+            SendFailure::Send(why) => why.clone(),
+            SendFailure::Read(why) => format!("reading the answer to {what}: {why}"),
+        }
+    }
+}
+
+/// Sends one attempt of a request and reads its whole answer: status, `Retry-After`
+/// (seconds) and body. Providers wrap this in their retry loops.
+pub(crate) async fn send_once(
+    req: reqwest::RequestBuilder,
+) -> std::result::Result<(StatusCode, Option<Duration>, bytes::Bytes), SendFailure> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| SendFailure::Send(describe_transport(&e)))?;
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| SendFailure::Read(describe_transport(&e)))?;
+    Ok((status, retry_after, bytes))
 }
 
 pub(crate) fn describe_transport(e: &reqwest::Error) -> String {

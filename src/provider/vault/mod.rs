@@ -13,7 +13,7 @@
 
 pub mod audit;
 
-use super::http::{describe_transport, encode_segment, Retry};
+use super::http::{encode_segment, send_once, Retry};
 use super::{Capabilities, EventPage, Issued, KeyPage, NewKey, Provider, ProviderError, Result};
 use crate::config::{resolve_token, ProviderConfig};
 use crate::model::{Event, Key, KeySource, KeyStatus, Outcome};
@@ -287,25 +287,10 @@ impl VaultProvider {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = describe_transport(&e);
-                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                    continue;
-                }
-            };
-            let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let bytes = match resp.bytes().await {
-                Ok(b) => b,
-                Err(e) => {
-                    last = format!("reading the answer to {path}: {}", describe_transport(&e));
+            let (status, retry_after, bytes) = match send_once(req).await {
+                Ok(answer) => answer,
+                Err(why) => {
+                    last = why.describe(path);
                     tokio::time::sleep(self.retry.delay(attempt, None)).await;
                     continue;
                 }
