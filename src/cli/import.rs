@@ -33,9 +33,10 @@ pub struct ImportArgs {
     /// Largest record (one line or array element) accepted, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 8)]
     pub max_record: usize,
-    /// Events per transaction. Larger batches import big files much faster (fewer
-    /// rewrites of the dedup index) and use more memory; see docs/PERFORMANCE.md.
-    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    /// Events per transaction (committed with the file's cursor, so an interrupted
+    /// import resumes after the last commit). Larger transactions rewrite the dedup
+    /// index less often; memory does not depend on it. See docs/PERFORMANCE.md.
+    #[arg(long, value_name = "N", default_value_t = 250_000)]
     pub batch: usize,
 }
 

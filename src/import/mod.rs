@@ -172,7 +172,9 @@ pub struct ImportOptions {
     pub strict: bool,
     /// Keep the (redacted) raw record of each event.
     pub keep_raw: bool,
-    /// Events per transaction.
+    /// Events per transaction (with the file's cursor): larger commits write the dedup
+    /// index less often; memory does not grow with it (the parser hands the store
+    /// thread chunks of [`HANDOFF`] events).
     pub batch: usize,
     /// The field mapping for generic JSON lines / CSV, with its name.
     pub mapping: Option<(String, Mapping)>,
@@ -191,7 +193,7 @@ impl Default for ImportOptions {
             source: None,
             strict: false,
             keep_raw: true,
-            batch: 20_000,
+            batch: 250_000,
             mapping: None,
             max_record: 8 << 20,
             max_document: 512 << 20,
@@ -518,20 +520,26 @@ pub fn import_file(
     let mut last_progress = Instant::now();
     let mut result = Ok(());
     let mut inserted_records = 0u64;
+    let mut last_cursor: Option<String> = None;
+    let mut writer = store.event_writer(&source)?;
     for m in rx.iter() {
         match m {
             Msg::Batch { events, cursor } => {
                 let n = events.len() as u64;
-                match store.insert_events(&source, &events, Some((&stream, &cursor.to_string()))) {
-                    Ok(ins) => {
-                        sum.imported += ins.events as u64;
-                        sum.duplicates += ins.duplicates as u64;
-                        sum.new_keys += ins.new_keys as u64;
+                let cursor = last_cursor.insert(cursor.to_string());
+                let step = writer.insert(&events).and_then(|ins| {
+                    sum.imported += ins.events as u64;
+                    sum.duplicates += ins.duplicates as u64;
+                    sum.new_keys += ins.new_keys as u64;
+                    if writer.uncommitted() >= opts.batch {
+                        writer.commit(Some((&stream, cursor)))
+                    } else {
+                        Ok(())
                     }
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
+                });
+                if let Err(e) = step {
+                    result = Err(e);
+                    break;
                 }
                 inserted_records += n;
                 records.store(inserted_records, Ordering::Relaxed);
@@ -548,16 +556,23 @@ pub fn import_file(
             }
             Msg::Done { stats, cursor } => {
                 apply(&mut sum, stats);
-                if let Err(e) = store.set_cursor(&source, &stream, &cursor.to_string()) {
+                if let Err(e) = writer.commit(Some((&stream, &cursor.to_string()))) {
                     result = Err(e);
                 }
             }
             Msg::Failed { stats, reason } => {
                 apply(&mut sum, stats);
                 sum.failed = Some(reason);
+                // What was read before the failure is kept, with its cursor.
+                if let Some(c) = &last_cursor {
+                    if let Err(e) = writer.commit(Some((&stream, c))) {
+                        result = Err(e);
+                    }
+                }
             }
         }
     }
+    drop(writer);
     // Dropping the receiver (on a cache error) stops the reader thread.
     drop(rx);
     handle
@@ -874,7 +889,7 @@ impl Batcher<'_> {
     /// A unit (line, element, row) is done: the cursor may move past it.
     fn unit_done(&mut self, next: Cursor) {
         self.cursor = next;
-        if self.events.len() >= self.job.opts.batch {
+        if self.events.len() >= self.job.handoff() {
             self.flush();
         }
     }
@@ -896,11 +911,19 @@ impl Batcher<'_> {
         if self.tx.send(Msg::Batch { events, cursor }).is_err() {
             self.stop = true;
         }
-        self.events.reserve(self.job.opts.batch);
+        self.events.reserve(self.job.handoff());
     }
 }
 
+/// Events the parser thread hands to the store thread at a time; at most two such
+/// chunks are in memory, whatever the transaction size.
+pub const HANDOFF: usize = 10_000;
+
 impl Job {
+    fn handoff(&self) -> usize {
+        self.opts.batch.clamp(1, HANDOFF)
+    }
+
     fn run(self, tx: SyncSender<Msg>) {
         let mapper: Box<dyn Mapper> = match self.probe.format {
             LogFormat::Cloudtrail => Box::new(CloudtrailMapper),
@@ -918,7 +941,7 @@ impl Job {
             name,
             mapper,
             tx: tx.clone(),
-            events: Vec::with_capacity(self.opts.batch),
+            events: Vec::with_capacity(self.handoff()),
             stats: ReadStats {
                 format: Some(self.probe.format),
                 chosen: self.probe.chosen.clone(),

@@ -230,13 +230,16 @@ fn is_hmac(v: &Value) -> bool {
     }
 }
 
-/// Lower-case words whose presence anywhere in a record means it may hold a secret
-/// field, so it must take the full redaction path.
+/// Words whose presence anywhere in a record (in any letter case) means it may hold a
+/// secret field, so it must take the full redaction path. Every name
+/// [`is_secret_field`] accepts contains one of them.
 const FIELD_TRIGGERS: &[&str] = &[
     "authorization",
     "api_key",
     "apikey",
     "api-key",
+    "api.key",
+    "api key",
     "password",
     "passwd",
     "pwd",
@@ -246,29 +249,93 @@ const FIELD_TRIGGERS: &[&str] = &[
     "credential",
     "private_key",
     "privatekey",
+    "private-key",
+    "private.key",
+    "private key",
     "bearer",
     "basic ",
 ];
 
 /// A quick, conservative test on a record's text: false only when the record certainly
 /// holds no secret field and no secret-looking word, so it can be stored as it is.
+///
+/// One case-insensitive multi-pattern pass for the field names, then one pass over the
+/// words that skips every word too short to be key material.
 pub fn may_hold_secrets(text: &str) -> bool {
+    use aho_corasick::AhoCorasick;
     use std::sync::OnceLock;
-    static FINDERS: OnceLock<Vec<memchr::memmem::Finder<'static>>> = OnceLock::new();
-    let finders = FINDERS.get_or_init(|| {
-        FIELD_TRIGGERS
-            .iter()
-            .map(|t| memchr::memmem::Finder::new(t.as_bytes()))
-            .collect()
+    static TRIGGERS: OnceLock<AhoCorasick> = OnceLock::new();
+    let triggers = TRIGGERS.get_or_init(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(FIELD_TRIGGERS)
+            .expect("the trigger words form a valid automaton")
     });
-    let lower = text.to_ascii_lowercase();
-    finders.iter().any(|f| f.find(lower.as_bytes()).is_some()) || redact_text(text).is_some()
+    triggers.is_match(text) || has_secret_word(text)
+}
+
+/// True when a word of `text` (or the value of a `name=value` word) looks like key
+/// material: the word test of [`redact_text`] without building its output.
+fn has_secret_word(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_word_byte(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_word_byte(bytes[i]) {
+            i += 1;
+        }
+        // The shortest secret `looks_secret` accepts is 16 bytes.
+        if i - start < 16 {
+            continue;
+        }
+        let word = &text[start..i];
+        let candidate = match word.find('=') {
+            Some(eq) => &word[eq + 1..],
+            None => word,
+        };
+        if looks_secret(candidate) {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_quick_test_never_lets_a_secret_through() {
+        // Every record the full path would change must fail the quick test.
+        let records = [
+            r#"{"headers":{"Authorization":"Bearer abcdefghijkl"}}"#,
+            r#"{"X-Api-Key":"k123"}"#,
+            r#"{"Api.Key":"k123"}"#,
+            r#"{"PRIVATE-KEY":"k"}"#,
+            r#"{"client_secret":"s"}"#,
+            r#"{"session_token":"t"}"#,
+            r#"{"Cookie":"a=b"}"#,
+            r#"{"PWD":"hunter2"}"#,
+            r#"{"note":"leaked tg_live_abcdefghijklmnopqrstuv here"}"#,
+            r#"{"url":"/cb?code=ghp_abcdefghijklmnopqrstuvwxyz0123456789"}"#,
+            r#"{"msg":"curl -H 'Authorization: Basic dXNlcjpwYXNzd29yZA=='"}"#,
+            r#"{"m":"xoxb-123456789012-abcdefghijkl"}"#,
+        ];
+        for r in records {
+            assert!(may_hold_secrets(r), "quick test missed: {r}");
+        }
+        let mut v: Value = serde_json::from_str(records[0]).unwrap();
+        assert_eq!(redact_value(&mut v), 1);
+        // A plain CloudTrail record takes the fast path.
+        let plain = r#"{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","accessKeyId":"AKIAIOSFODNN7EXAMPLE","arn":"arn:aws:iam::111122223333:user/partner-007"},"eventTime":"2024-03-01T08:00:00Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","sourceIPAddress":"198.51.100.7","userAgent":"aws-cli/2.15.30 Python/3.11.8","requestParameters":{"bucketName":"hr-exports-3","key":"payroll/2024-03.csv"},"eventID":"0b4f3c1e-8f1a-4c2e-9d3b-5a6e7f8091a2"}"#;
+        assert!(!may_hold_secrets(plain));
+        assert!(redact_text(plain).is_none());
+    }
 
     #[test]
     fn secret_fields_lose_their_value() {

@@ -89,6 +89,160 @@ pub struct Inserted {
     pub new_keys: usize,
 }
 
+/// Event batches of one provider written inside one longer transaction.
+///
+/// `Store::insert_events` commits every batch; an importer instead commits every few
+/// hundred thousand events together with its cursor, so the index pages that many small
+/// batches would each dirty (the dedup index on random event ids) are written once per
+/// commit. Dropping a writer with uncommitted batches rolls them back.
+pub struct EventWriter<'s> {
+    store: &'s mut Store,
+    provider: String,
+    pid: i64,
+    /// Cache handles of the keys seen so far, by provider key id.
+    refs: HashMap<String, i64>,
+    /// A transaction is open (with this many events handled in it).
+    open: Option<usize>,
+}
+
+impl EventWriter<'_> {
+    /// Inserts a batch inside the writer's transaction, opening one when none is.
+    /// Events of keys the cache does not know create "seen in logs" keys.
+    pub fn insert(&mut self, events: &[Event]) -> Result<Inserted> {
+        if self.open.is_none() {
+            self.store.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.open = Some(0);
+        }
+        match self.insert_batch(events) {
+            Ok(done) => {
+                self.open = Some(self.open.unwrap_or(0) + events.len());
+                Ok(done)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Events handled (inserted or found duplicate) since the last commit.
+    pub fn uncommitted(&self) -> usize {
+        self.open.unwrap_or(0)
+    }
+
+    /// Saves the stream cursor (when given) and commits everything since the last commit.
+    pub fn commit(&mut self, cursor: Option<(&str, &str)>) -> Result<()> {
+        if self.open.is_none() {
+            if cursor.is_none() {
+                return Ok(());
+            }
+            self.store.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.open = Some(0);
+        }
+        let done = cursor
+            .map_or(Ok(()), |(stream, c)| {
+                set_cursor_tx(&self.store.conn, self.pid, stream, c)
+            })
+            .and_then(|()| self.store.conn.execute_batch("COMMIT"));
+        match done {
+            Ok(()) => {
+                self.open = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn rollback(&mut self) {
+        if self.open.take().is_some() {
+            // Keys created in the rolled-back transaction are gone again.
+            self.refs.clear();
+            if let Err(e) = self.store.conn.execute_batch("ROLLBACK") {
+                tracing::warn!(error = %e, "rollback of an event batch failed");
+            }
+        }
+    }
+
+    fn insert_batch(&mut self, events: &[Event]) -> Result<Inserted> {
+        let conn = &self.store.conn;
+        let mut done = Inserted::default();
+        // Latest new event per key, applied once per key after the batch.
+        let mut latest: HashMap<i64, Millis> = HashMap::new();
+        let mut find_key =
+            conn.prepare_cached("SELECT id FROM keys WHERE provider_id = ?1 AND ext_id = ?2")?;
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO events (provider_id, ext_id, key_ref, time, principal, action, scope,
+                                 source_ip, user_agent, outcome, status_code, request_id,
+                                 records, raw)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT(provider_id, ext_id) DO NOTHING",
+        )?;
+        let mut touch = conn.prepare_cached(
+            "UPDATE keys SET last_used = ?2 WHERE id = ?1
+               AND (last_used IS NULL OR last_used < ?2)",
+        )?;
+        for e in events {
+            let key_ref = match self.refs.get(e.key_id.as_str()) {
+                Some(r) => *r,
+                None => {
+                    let found: Option<i64> = find_key
+                        .query_row(params![self.pid, e.key_id], |r| r.get(0))
+                        .optional()?;
+                    let r = match found {
+                        Some(r) => r,
+                        None => {
+                            done.new_keys += 1;
+                            let key = Key::seen_in_logs(&self.provider, &e.key_id);
+                            upsert_key_tx(conn, self.pid, &key, to_millis(Utc::now()))?
+                        }
+                    };
+                    self.refs.insert(e.key_id.clone(), r);
+                    r
+                }
+            };
+            let t = to_millis(e.time);
+            let n = insert.execute(params![
+                self.pid,
+                e.id,
+                key_ref,
+                t,
+                e.principal,
+                e.action,
+                e.scope,
+                e.source_ip,
+                e.user_agent,
+                outcome_code(e.outcome),
+                e.status_code,
+                e.request_id,
+                e.records,
+                e.raw,
+            ])?;
+            if n == 1 {
+                done.events += 1;
+                latest
+                    .entry(key_ref)
+                    .and_modify(|m| *m = (*m).max(t))
+                    .or_insert(t);
+            } else {
+                done.duplicates += 1;
+            }
+        }
+        for (key_ref, t) in latest {
+            touch.execute(params![key_ref, t])?;
+        }
+        Ok(done)
+    }
+}
+
+impl Drop for EventWriter<'_> {
+    fn drop(&mut self) {
+        self.rollback();
+    }
+}
+
 impl Store {
     /// Inserts a batch of events of one provider and, in the same transaction, saves the
     /// stream cursor that follows the batch. Either all of it is committed or nothing.
@@ -99,83 +253,24 @@ impl Store {
         events: &[Event],
         cursor: Option<(&str, &str)>,
     ) -> Result<Inserted> {
+        let mut w = self.event_writer(provider)?;
+        let done = w.insert(events)?;
+        w.commit(cursor)?;
+        Ok(done)
+    }
+
+    /// A writer for event batches of `provider` committed together (see [`EventWriter`]).
+    pub fn event_writer(&mut self, provider: &str) -> Result<EventWriter<'_>> {
         let pid = self
             .provider_id(provider)?
             .ok_or_else(|| StoreError::UnknownProvider(provider.to_string()))?;
-        let tx = self.conn.transaction()?;
-        let mut done = Inserted::default();
-        {
-            let mut refs: HashMap<&str, i64> = HashMap::new();
-            // Latest new event per key, applied once per key after the batch.
-            let mut latest: HashMap<i64, Millis> = HashMap::new();
-            let mut find_key =
-                tx.prepare_cached("SELECT id FROM keys WHERE provider_id = ?1 AND ext_id = ?2")?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO events (provider_id, ext_id, key_ref, time, principal, action, scope,
-                                     source_ip, user_agent, outcome, status_code, request_id,
-                                     records, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-                 ON CONFLICT(provider_id, ext_id) DO NOTHING",
-            )?;
-            let mut touch = tx.prepare_cached(
-                "UPDATE keys SET last_used = ?2 WHERE id = ?1
-                   AND (last_used IS NULL OR last_used < ?2)",
-            )?;
-            for e in events {
-                let key_ref = match refs.get(e.key_id.as_str()) {
-                    Some(r) => *r,
-                    None => {
-                        let found: Option<i64> = find_key
-                            .query_row(params![pid, e.key_id], |r| r.get(0))
-                            .optional()?;
-                        let r = match found {
-                            Some(r) => r,
-                            None => {
-                                done.new_keys += 1;
-                                let key = Key::seen_in_logs(provider, &e.key_id);
-                                upsert_key_tx(&tx, pid, &key, to_millis(Utc::now()))?
-                            }
-                        };
-                        refs.insert(e.key_id.as_str(), r);
-                        r
-                    }
-                };
-                let n = insert.execute(params![
-                    pid,
-                    e.id,
-                    key_ref,
-                    to_millis(e.time),
-                    e.principal,
-                    e.action,
-                    e.scope,
-                    e.source_ip,
-                    e.user_agent,
-                    outcome_code(e.outcome),
-                    e.status_code,
-                    e.request_id,
-                    e.records,
-                    e.raw,
-                ])?;
-                if n == 1 {
-                    done.events += 1;
-                    let t = to_millis(e.time);
-                    latest
-                        .entry(key_ref)
-                        .and_modify(|m| *m = (*m).max(t))
-                        .or_insert(t);
-                } else {
-                    done.duplicates += 1;
-                }
-            }
-            for (key_ref, t) in latest {
-                touch.execute(params![key_ref, t])?;
-            }
-        }
-        if let Some((stream, cursor)) = cursor {
-            set_cursor_tx(&tx, pid, stream, cursor)?;
-        }
-        tx.commit()?;
-        Ok(done)
+        Ok(EventWriter {
+            store: self,
+            provider: provider.to_string(),
+            pid,
+            refs: HashMap::new(),
+            open: None,
+        })
     }
 
     fn event_sql(q: &EventQuery, params: &mut Vec<Value>) -> String {
@@ -329,6 +424,43 @@ mod tests {
             records: Some(5),
             raw: None,
         }
+    }
+
+    #[test]
+    fn a_writer_commits_many_batches_at_once_or_none_of_them() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.ensure_provider("p", "import", None).unwrap();
+        {
+            let mut w = store.event_writer("p").unwrap();
+            w.insert(&[ev("e1", "k1", 1000), ev("e2", "k1", 2000)])
+                .unwrap();
+            let again = w
+                .insert(&[ev("e2", "k1", 2000), ev("e3", "new", 3000)])
+                .unwrap();
+            assert_eq!((again.events, again.duplicates, again.new_keys), (1, 1, 1));
+            assert_eq!(w.uncommitted(), 4);
+            w.commit(Some(("f", "c1"))).unwrap();
+            assert_eq!(w.uncommitted(), 0);
+            // Dropped with an uncommitted batch: rolled back, key and cursor included.
+            w.insert(&[ev("e4", "late", 4000)]).unwrap();
+        }
+        let n: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(store.cursor("p", "f").unwrap().as_deref(), Some("c1"));
+        let late: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM keys WHERE ext_id = 'late'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(late, 0);
+        // The store is usable again: nothing was left open.
+        store
+            .insert_events("p", &[ev("e5", "k1", 5000)], None)
+            .unwrap();
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::{Result, Store, StoreError};
 use crate::model::{from_millis, to_millis, Key, KeySource, KeyStatus, Millis, Severity};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 /// A cached key with what the views add to it.
@@ -67,7 +67,7 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
 
 /// Inserts or updates one key inside a transaction; returns its cache handle.
 pub(crate) fn upsert_key_tx(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     provider_id: i64,
     key: &Key,
     synced_at: Millis,
@@ -125,7 +125,7 @@ pub(crate) fn upsert_key_tx(
     Ok(id)
 }
 
-pub(crate) fn key_ref_tx(tx: &Transaction<'_>, provider_id: i64, ext_id: &str) -> Result<i64> {
+pub(crate) fn key_ref_tx(tx: &Connection, provider_id: i64, ext_id: &str) -> Result<i64> {
     Ok(tx
         .prepare_cached("SELECT id FROM keys WHERE provider_id = ?1 AND ext_id = ?2")?
         .query_row(params![provider_id, ext_id], |r| r.get(0))?)
