@@ -799,6 +799,60 @@ async fn secrets_manager_delivery_moves_awscurrent() {
         e.to_string().contains("secret `no/such` does not exist"),
         "{e}"
     );
+
+    // Taking the delivery back: AWSCURRENT returns to the previous version; a second
+    // undo finds nothing of ours and changes nothing.
+    use keyaudit::provider::aws::secrets;
+    let fp = value.fingerprint();
+    assert_eq!(
+        secrets::current_if(&settings, "partners/acme/aws", &fp)
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&value)
+    );
+    let note = secrets::undo_delivery(&settings, "partners/acme/aws", &fp)
+        .await
+        .unwrap();
+    assert!(note.contains("AWSCURRENT moved back to version"), "{note}");
+    assert_eq!(get("AWSCURRENT").await.as_deref(), Some("old-value"));
+    assert!(secrets::current_if(&settings, "partners/acme/aws", &fp)
+        .await
+        .unwrap()
+        .is_none());
+    let note = secrets::undo_delivery(&settings, "partners/acme/aws", &fp)
+        .await
+        .unwrap();
+    assert!(note.ends_with("untouched"), "{note}");
+
+    // A secret created without a value: the first version is AWSCURRENT on its own.
+    sm.create_secret()
+        .name("partners/empty")
+        .send()
+        .await
+        .unwrap();
+    keyaudit::provider::aws::put_secret_value_rotating(&settings, "partners/empty", &value)
+        .await
+        .unwrap();
+    let current = sm
+        .get_secret_value()
+        .secret_id("partners/empty")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(current.secret_string(), Some("new-value"));
+
+    // A secret scheduled for deletion is refused before anything is put.
+    sm.delete_secret()
+        .secret_id("partners/empty")
+        .recovery_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let e = secrets::check_secret(&settings, "partners/empty")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("scheduled for deletion"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -190,7 +190,7 @@ async fn a_screen_rotation_interrupted_before_its_dialog_is_rolled_back_like_std
     drop(issued.secret);
     let id = workflow::insert(&Store::open(&db).unwrap(), &wf).unwrap();
 
-    let done = keyaudit::action::rotate::resume(&db, provider.clone(), id, false)
+    let done = keyaudit::action::rotate::resume(&db, provider.clone(), id, false, None)
         .await
         .expect("resume");
     assert_eq!(done.state, State::RolledBack, "{done:?}");

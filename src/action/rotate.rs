@@ -12,7 +12,8 @@
 //! saved, so a first run and `keyaudit resume` share one path: resume reconciles with the
 //! provider's real state (`get_key` of the old and new key) and with the sink (does it
 //! hold a secret with the new key's fingerprint?), then finishes or rolls back. A new key
-//! whose secret was never delivered is always revoked, and the journal says so.
+//! whose secret was never delivered is always revoked, and the journal says so; a sink
+//! that can take a delivery back (Secrets Manager) is restored on a rollback.
 //!
 //! Test hook: `KEYAUDIT_CRASH_AT=<step>` aborts the process right after that step is
 //! saved (`after:rotating` and `after:delivering` abort after the action, before its
@@ -21,6 +22,7 @@
 use super::sink::{Sink, SinkError};
 use super::workflow::{self, State, Step, Workflow};
 use super::{apply_key_op, with_db, ActionError, KeyOp};
+use crate::config::ProviderConfig;
 use crate::model::{Key, KeyStatus};
 use crate::provider::{Provider, ProviderError};
 use crate::secret::Secret;
@@ -173,7 +175,7 @@ pub async fn rotate(db: &Path, req: RotateRequest) -> Result<Workflow, RotateErr
             status: current.status,
         });
     }
-    req.sink.preflight(req.force)?;
+    req.sink.preflight(req.force).await?;
     super::ensure_provider(db, req.provider.as_ref()).await?;
     let grace = if caps.rotate_overlap {
         req.grace.as_secs() as i64
@@ -202,11 +204,14 @@ pub async fn rotate(db: &Path, req: RotateRequest) -> Result<Workflow, RotateErr
 /// Continues an unfinished workflow after a crash or an interruption (or finishes one
 /// whose grace period is over): reconciles with the provider and the sink, then finishes
 /// or rolls back. A workflow in its grace period is left as it is until the grace ends.
+/// `entry` is the provider's configuration entry, which a sink may use to reach its
+/// service ([`Sink::use_provider`]), as the first run did.
 pub async fn resume(
     db: &Path,
     provider: Arc<dyn Provider>,
     id: i64,
     force: bool,
+    entry: Option<&ProviderConfig>,
 ) -> Result<Workflow, RotateError> {
     let wf = with_db(db, move |s| workflow::get(s, id))
         .await?
@@ -214,10 +219,13 @@ pub async fn resume(
     if !wf.state.is_open() {
         return Ok(wf);
     }
-    let sink = Sink::saved(&wf.sink).map_err(|e| RotateError::BadSink {
+    let mut sink = Sink::saved(&wf.sink).map_err(|e| RotateError::BadSink {
         id,
         why: e.to_string(),
     })?;
+    if let Some(entry) = entry {
+        sink.use_provider(entry);
+    }
     let mut wf = wf;
     if wf.step == Step::Planned {
         // Never start a rotation the operator is no longer watching: reconcile as if
@@ -318,13 +326,23 @@ async fn drive(
                 let Some(s) = secret.take() else {
                     // Resumed: the secret was only in memory. Does the sink hold it?
                     let fp = wf.new_fingerprint.clone().unwrap_or_default();
-                    match sink.holds(&fp) {
-                        Some(s) => {
+                    match sink.holds(&fp).await {
+                        Ok(Some(s)) => {
                             secret = Some(s);
                             wf.step = Step::Delivered;
                             save(db, &wf).await?;
                         }
-                        None => {
+                        Err(e) => {
+                            // Unknown is not "not there": revoking now could revoke the
+                            // key the sink serves. Stay, and let a later resume ask again.
+                            wf.error = Some(format!(
+                                "cannot tell whether {} holds the new secret: {e}; run `keyaudit resume`",
+                                wf.sink
+                            ));
+                            save(db, &wf).await?;
+                            return Ok(wf);
+                        }
+                        Ok(None) => {
                             wf.error = Some(format!(
                                 "interrupted before the new secret reached {}; it is lost (never stored)",
                                 wf.sink
@@ -337,7 +355,7 @@ async fn drive(
                 wf.step = Step::Delivering;
                 save(db, &wf).await?;
                 crash_point("delivering");
-                match sink.deliver(&s, force, &label) {
+                match sink.deliver(&s, force, &label).await {
                     Ok(()) => {
                         crash_point("after:delivering");
                         wf.step = Step::Delivered;
@@ -357,7 +375,18 @@ async fn drive(
                 crash_point("verifying");
                 let fp = wf.new_fingerprint.clone().unwrap_or_default();
                 if secret.is_none() {
-                    secret = sink.holds(&fp);
+                    match sink.holds(&fp).await {
+                        Ok(s) => secret = s,
+                        Err(e) => {
+                            wf.error = Some(format!(
+                                "verification failed for now: cannot read the new secret back from {}: {e}; run `keyaudit resume`",
+                                wf.sink
+                            ));
+                            wf.step = Step::Delivered;
+                            save(db, &wf).await?;
+                            return Ok(wf);
+                        }
+                    }
                 }
                 let new_id = wf.new_key_id.clone().unwrap_or_default();
                 let checked = match (&secret, caps.verify_secret) {
@@ -462,7 +491,7 @@ async fn drive(
             Step::RollingBack => {
                 save(db, &wf).await?;
                 crash_point("rolling_back");
-                match roll_back(db, &provider, &wf).await {
+                match roll_back(db, &provider, &wf, sink).await {
                     Ok(note) => {
                         wf.step = Step::Finished;
                         wf.state = State::RolledBack;
@@ -492,17 +521,29 @@ async fn drive(
     }
 }
 
-/// Undoes a rotation: revokes the new key (its secret was never delivered, or does not
-/// work) and, where the provider rotated with overlap, enables the old key again, which
-/// cancels its grace period. Idempotent.
+/// Undoes a rotation: takes the delivery back where the sink can (Secrets Manager's
+/// `AWSCURRENT` returns to the previous version), revokes the new key (its secret was
+/// never delivered, or does not work) and, where the provider rotated with overlap,
+/// enables the old key again, which cancels its grace period. Idempotent. A sink that
+/// cannot be restored does not stop the new key's revocation, but fails the rollback so
+/// that `resume` tries the sink again.
 async fn roll_back(
     db: &Path,
     provider: &Arc<dyn Provider>,
     wf: &Workflow,
+    sink: &Sink,
 ) -> Result<String, RotateError> {
     let caps = provider.capabilities();
     let reason = format!("rollback of rotation #{}", wf.id);
     let mut notes = Vec::new();
+    let mut sink_failed = None;
+    if let Some(fp) = &wf.new_fingerprint {
+        match sink.undo(fp).await {
+            Ok(Some(note)) => notes.push(note),
+            Ok(None) => {}
+            Err(e) => sink_failed = Some(e),
+        }
+    }
     if let Some(n) = &wf.new_key_id {
         match provider.get_key(n).await {
             Ok(new) if new.status == KeyStatus::Revoked => {
@@ -538,6 +579,22 @@ async fn roll_back(
         ));
     } else {
         notes.push(format!("old key {} untouched", wf.key_id));
+    }
+    if let Some(e) = sink_failed {
+        return Err(RotateError::Sink(SinkError::Remote {
+            message: format!(
+                "taking the delivery to {} back failed: {e} ({})",
+                wf.sink,
+                notes.join(", ")
+            ),
+            transient: matches!(
+                e,
+                SinkError::Remote {
+                    transient: true,
+                    ..
+                }
+            ),
+        }));
     }
     Ok(notes.join(", "))
 }

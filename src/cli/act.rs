@@ -8,6 +8,7 @@ use crate::action::rotate::{self, RotateRequest};
 use crate::action::sink::Sink;
 use crate::action::workflow::{self, State, Workflow};
 use crate::action::{target, with_db, KeyOp};
+use crate::config::ProviderConfig;
 use crate::filter::Filter;
 use crate::model::{rfc3339, Key, KeyStatus};
 use crate::output::{Format, Listing};
@@ -93,15 +94,20 @@ pub struct ResumeArgs {
 
 /// Builds the configured provider `name`.
 fn provider(ctx: &Ctx, name: &str) -> anyhow::Result<Arc<dyn Provider>> {
-    let cfg = ctx.config.providers().find(|p| p.name == name).ok_or_else(|| {
+    crate::provider::from_config(provider_entry(ctx, name)?)
+        .map_err(|e| UsageError(e.to_string()).into())
+}
+
+/// The configuration entry of the provider `name`.
+fn provider_entry<'c>(ctx: &'c Ctx, name: &str) -> anyhow::Result<&'c ProviderConfig> {
+    Ok(ctx.config.providers().find(|p| p.name == name).ok_or_else(|| {
         let known: Vec<&str> = ctx.config.providers().map(|p| p.name.as_str()).collect();
         UsageError(format!(
             "provider `{name}` is not configured in {} (configured: {}); keys of it cannot be acted on",
             ctx.paths.config.display(),
             if known.is_empty() { "none".into() } else { known.join(", ") }
         ))
-    })?;
-    crate::provider::from_config(cfg).map_err(|e| UsageError(e.to_string()).into())
+    })?)
 }
 
 /// Resolves one KEY_ID argument: from the cache, or from the provider when the cache
@@ -426,7 +432,7 @@ async fn key_op_async(ctx: &Ctx, op: KeyOp, a: &KeyOpArgs) -> anyhow::Result<Exi
 
 /// `rotate`.
 pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCode> {
-    let sink = Sink::parse(&a.deliver).map_err(|e| UsageError(e.to_string()))?;
+    let mut sink = Sink::parse(&a.deliver).map_err(|e| UsageError(e.to_string()))?;
     let grace =
         crate::when::parse_duration(&a.grace).map_err(|e| UsageError(format!("--grace: {e}")))?;
     if !a.dry_run {
@@ -437,6 +443,7 @@ pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCod
         let key = resolve(ctx, &store, &a.key).await?;
         drop(store);
         let prov = provider(ctx, &key.provider)?;
+        sink.use_provider(provider_entry(ctx, &key.provider)?);
         let caps = prov.capabilities();
         if a.dry_run {
             let how = if caps.rotate_overlap {
@@ -458,7 +465,7 @@ pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCod
                 key.environment.as_deref().unwrap_or("-"),
                 key.status
             );
-            if let Err(e) = sink.preflight(a.force) {
+            if let Err(e) = sink.preflight(a.force).await {
                 println!("the sink would refuse: {e}");
             }
             println!("nothing was changed");
@@ -587,7 +594,8 @@ pub fn resume(ctx: &Ctx, a: &ResumeArgs, rt: &Runtime) -> anyhow::Result<ExitCod
                 continue;
             }
         };
-        match rt.block_on(rotate::resume(&ctx.paths.db, prov, wf.id, a.force)) {
+        let entry = provider_entry(ctx, &wf.provider).ok();
+        match rt.block_on(rotate::resume(&ctx.paths.db, prov, wf.id, a.force, entry)) {
             Ok(w) => {
                 let line = format!(
                     "workflow #{} {}: {} at step {}{}",

@@ -193,7 +193,11 @@ fn init_logging(paths: &Paths) -> Option<tracing_appender::non_blocking::WorkerG
     crate::fsutil::touch_private_file(&file).ok()?;
     let appender = tracing_appender::rolling::never(&paths.log_dir, "keyaudit.log");
     let (writer, guard) = tracing_appender::non_blocking(appender);
-    let filter = EnvFilter::try_from_env("KEYAUDIT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("KEYAUDIT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // The AWS SDK's signer prints request bodies at trace level when
+        // LOG_SIGNABLE_BODY=true; a body may be a new secret (PutSecretValue).
+        .add_directive("aws_sigv4=debug".parse().expect("a valid directive"));
     tracing_subscriber::fmt()
         .with_writer(writer)
         .with_ansi(false)

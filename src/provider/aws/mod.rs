@@ -32,7 +32,7 @@ use tokio::sync::OnceCell;
 pub const MAX_ATTEMPTS: u32 = 5;
 
 /// Where and as whom to reach AWS: the parts of a provider entry the SDK needs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwsSettings {
     /// The provider's label, for messages.
     pub name: String,
