@@ -112,7 +112,7 @@ fn timed(cmd: &mut Command, what: &str) -> (f64, f64, f64) {
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let mut t = Command::new("/usr/bin/time");
     t.arg("-f")
-        .arg("%e %M")
+        .arg("%e %M %U %S")
         .arg("-o")
         .arg(&out)
         .arg(program)
