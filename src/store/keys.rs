@@ -179,6 +179,24 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The first `limit` keys in the order of [`Store::keys`], and how many keys there are
+    /// in all: a first screen to show while the whole list loads.
+    pub fn keys_head(&self, limit: usize) -> Result<(Vec<KeyRow>, usize)> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM {KEY_FROM}
+             ORDER BY p.name, k.name, k.ext_id LIMIT ?1"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([limit as i64], key_row)?;
+        let head = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        let total = if head.len() < limit {
+            head.len()
+        } else {
+            usize::try_from(self.key_count()?).unwrap_or(0)
+        };
+        Ok((head, total))
+    }
+
     /// One key by provider and id.
     pub fn key(&self, provider: &str, id: &str) -> Result<Option<KeyRow>> {
         let sql = format!(
@@ -277,6 +295,26 @@ mod tests {
         let keys = store.keys().unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].key, k);
+    }
+
+    #[test]
+    fn the_head_of_the_list_is_its_first_keys() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.ensure_provider("p", "http", None).unwrap();
+        store.ensure_provider("a", "http", None).unwrap();
+        let mut keys: Vec<Key> = ["k3", "k1", "k2", "k5", "k4"]
+            .iter()
+            .map(|id| sample_key("p", id))
+            .collect();
+        keys[1].name = "zz".into();
+        store.upsert_keys("p", &keys, Utc::now()).unwrap();
+        store
+            .upsert_keys("a", &[sample_key("a", "k9")], Utc::now())
+            .unwrap();
+        let all = store.keys().unwrap();
+        let (head, total) = store.keys_head(3).unwrap();
+        assert_eq!((head.as_slice(), total), (&all[..3], 6));
+        assert_eq!(store.keys_head(10).unwrap(), (all, 6));
     }
 
     #[test]

@@ -12,11 +12,15 @@ use crate::secret::Secret;
 use crate::store::{journal::NewEntry, EventQuery, FindingQuery, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Rows the events view reads (newest first).
 pub const EVENTS_PAGE: usize = 1000;
+
+/// Keys read ahead of the whole list, to fill the first screen.
+pub const KEYS_HEAD: usize = 300;
 
 /// Executes effects; cheap to clone.
 #[derive(Clone)]
@@ -26,6 +30,8 @@ pub struct Runner {
     tx: UnboundedSender<Action>,
     search: Arc<super::search::Searcher>,
     reader: Arc<Mutex<Option<Store>>>,
+    /// The first load of the keys sends their first screen ahead; reloads do not.
+    head_first: Arc<AtomicBool>,
 }
 
 impl Runner {
@@ -40,6 +46,7 @@ impl Runner {
             providers: Arc::new(providers),
             tx,
             search: Arc::default(),
+            head_first: Arc::new(AtomicBool::new(true)),
             reader: Arc::new(Mutex::new(None)),
         }
     }
@@ -108,8 +115,18 @@ impl Runner {
         match effect {
             Effect::LoadKeys => {
                 let search = self.search.clone();
+                let head_first = self.head_first.swap(false, Ordering::Relaxed);
                 self.read_then(
-                    |s, _| s.keys(),
+                    move |s, tx| {
+                        // A large list takes a while: at start its first screen goes ahead.
+                        if head_first {
+                            let (head, total) = s.keys_head(KEYS_HEAD)?;
+                            if total > head.len() {
+                                let _ = tx.send(Action::KeysPreviewed(Arc::new(head), total));
+                            }
+                        }
+                        s.keys()
+                    },
                     move |keys, tx| {
                         let keys = Arc::new(keys);
                         let _ = tx.send(Action::KeysLoaded(keys.clone()));
