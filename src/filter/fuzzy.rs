@@ -129,16 +129,35 @@ fn match_score_ci<T: Sym>(c: T, p: T) -> i32 {
 
 /// A character of a text or a word: a byte of ASCII text, or a `char`.
 pub trait Sym: Copy + Eq {
-    /// Equal ignoring ASCII case.
-    fn eq_ignore_case(self, other: Self) -> bool;
+    /// A word character made ready to compare with text characters ([`Sym::hits`]).
+    type Probe: Copy;
+    /// `p` ready to compare: matching is equality, or unless `case_sensitive` the same
+    /// ASCII letter in either case.
+    fn probe(p: Self, case_sensitive: bool) -> Self::Probe;
+    /// Text character `c` matches the probe's word character.
+    fn hits(c: Self, probe: Self::Probe) -> bool;
     /// The first position of `p` in `hay` (either ASCII case unless `case_sensitive`).
     fn find(hay: &[Self], p: Self, case_sensitive: bool) -> Option<usize>;
 }
 
 impl Sym for u8 {
-    #[inline]
-    fn eq_ignore_case(self, other: u8) -> bool {
-        self.eq_ignore_ascii_case(&other)
+    /// The word byte and the bits to set on a text byte before comparing: the case bit
+    /// for a letter compared ignoring case, else none.
+    type Probe = (u8, u8);
+
+    #[inline(always)]
+    fn probe(p: u8, case_sensitive: bool) -> (u8, u8) {
+        let fold = if !case_sensitive && p.is_ascii_alphabetic() {
+            0x20
+        } else {
+            0
+        };
+        (p | fold, fold)
+    }
+
+    #[inline(always)]
+    fn hits(c: u8, (p, fold): (u8, u8)) -> bool {
+        c | fold == p
     }
 
     #[inline]
@@ -153,19 +172,23 @@ impl Sym for u8 {
 }
 
 impl Sym for char {
-    #[inline]
-    fn eq_ignore_case(self, other: char) -> bool {
-        self.eq_ignore_ascii_case(&other)
+    type Probe = (char, bool);
+
+    fn probe(p: char, case_sensitive: bool) -> (char, bool) {
+        (p, case_sensitive)
+    }
+
+    fn hits(c: char, (p, case_sensitive): (char, bool)) -> bool {
+        if case_sensitive {
+            c == p
+        } else {
+            c.eq_ignore_ascii_case(&p)
+        }
     }
 
     fn find(hay: &[char], p: char, case_sensitive: bool) -> Option<usize> {
-        hay.iter().position(|&c| {
-            if case_sensitive {
-                c == p
-            } else {
-                c.eq_ignore_case(p)
-            }
-        })
+        let probe = Self::probe(p, case_sensitive);
+        hay.iter().position(|&c| Self::hits(c, probe))
     }
 }
 
@@ -228,7 +251,6 @@ fn score_in<T: Sym, const CS: bool>(
     pattern: &[T],
     s: &mut Scratch,
 ) -> Option<i32> {
-    let eq = |c: T, p: T| if CS { c == p } else { c.eq_ignore_case(p) };
     let match_score = |c: T, p: T| {
         if CS {
             SCORE_MATCH
@@ -272,7 +294,7 @@ fn score_in<T: Sym, const CS: bool>(
         + 1
         + choice[first[pattern.len() - 1] + 1..]
             .iter()
-            .rposition(|&c| eq(c, last_char))
+            .rposition(|&c| T::hits(c, T::probe(last_char, CS)))
             .map_or(0, |k| k + 1);
     if pattern.len() == 2 {
         // The two rows walked together: the first row's values at column k feed the
@@ -280,16 +302,17 @@ fn score_in<T: Sym, const CS: bool>(
         // left over from a row two characters back), so a match of the second character
         // gets a consecutive bonus of max(in place, 4).
         let (p0, p1) = (pattern[0], pattern[1]);
+        let (probe0, probe1) = (T::probe(p0, CS), T::probe(p1, CS));
         let (mut m0, mut skip0) = (NEG_INFINITY, NEG_INFINITY);
         let mut best = NEG_INFINITY;
         for k in first[0]..end {
             let (c, b) = (choice[k], bonus[k] as i32);
-            if k >= first[1] && eq(c, p1) {
+            if k >= first[1] && T::hits(c, probe1) {
                 let by_match = m0 + max(b, BONUS_CONSECUTIVE);
                 best = max(best, max(by_match, skip0 + b) + match_score(c, p1));
             }
             skip0 = max(GAP_START + GAP_EXTENSION + m0, GAP_EXTENSION + skip0);
-            m0 = if eq(c, p0) {
+            m0 = if T::hits(c, probe0) {
                 GAP_EXTENSION + b + match_score(c, p0)
             } else {
                 NEG_INFINITY
@@ -304,48 +327,51 @@ fn score_in<T: Sym, const CS: bool>(
     r0.reset(first[0], cols, GAP_EXTENSION);
     r1.reset(first[0], cols, NEG_INFINITY);
     for (i, &p) in pattern.iter().enumerate() {
+        let probe = T::probe(p, CS);
         let (cur, prev) = if i & 1 == 0 {
             (&mut *r1, &*r0)
         } else {
             (&mut *r0, &*r1)
         };
         let skip = first[i];
-        let (cm, cp, cb) = (
-            &mut cur.m[skip..=end],
-            &mut cur.p[skip..=end],
-            &mut cur.bonus[skip..end],
-        );
+        let n = end - skip;
+        let (mut last_m, mut last_p) = (cur.m[skip], cur.p[skip]);
+        let (ch, bo) = (&choice[skip..end], &bonus[skip..end]);
         let (pm, pp) = (&prev.m[skip..end], &prev.p[skip..end]);
-        let mut last_m = cm[0];
-        let mut last_p = cp[0];
+        let cb = &mut cur.bonus[skip..end];
+        let (cm, cp) = (&mut cur.m[skip + 1..=end], &mut cur.p[skip + 1..=end]);
+        // Slices of one length, so the loop below checks no bounds.
+        let (ch, bo, pm, pp, cb, cm, cp) = (
+            &ch[..n],
+            &bo[..n],
+            &pm[..n],
+            &pp[..n],
+            &mut cb[..n],
+            &mut cm[..n],
+            &mut cp[..n],
+        );
         // Skim keeps a match's consecutive bonus in the slot of the column before it, and
         // reads the previous column's slot before this row writes it: a match sees what
         // the row two characters back left there, or 0 right after a mismatch. Kept as is,
         // so the scores are Skim's.
         let mut after_miss = false;
-        let (cm1, cp1) = (&mut cm[1..], &mut cp[1..]);
-        let columns = choice[skip..end]
-            .iter()
-            .zip(&bonus[skip..end])
-            .zip(pm.iter().zip(pp))
-            .zip(cb.iter_mut())
-            .zip(cm1.iter_mut().zip(cp1.iter_mut()));
-        for ((((&c, &b), (&pmj, &ppj)), slot), (m_out, p_out)) in columns {
-            let seen = if after_miss { 0 } else { *slot };
-            let m = if eq(c, p) {
-                let in_place = b as i32;
+        for j in 0..n {
+            let c = ch[j];
+            let seen = if after_miss { 0 } else { cb[j] };
+            let m = if T::hits(c, probe) {
+                let in_place = bo[j] as i32;
                 let consecutive = max(seen, max(in_place, BONUS_CONSECUTIVE));
-                *slot = consecutive;
+                cb[j] = consecutive;
                 after_miss = false;
-                max(pmj + consecutive, ppj + in_place) + match_score(c, p)
+                max(pm[j] + consecutive, pp[j] + in_place) + match_score(c, p)
             } else {
-                *slot = seen;
+                cb[j] = seen;
                 after_miss = true;
                 NEG_INFINITY
             };
             let p_score = max(GAP_START + GAP_EXTENSION + last_m, GAP_EXTENSION + last_p);
-            *m_out = m;
-            *p_out = p_score;
+            cm[j] = m;
+            cp[j] = p_score;
             last_m = m;
             last_p = p_score;
         }
