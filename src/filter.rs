@@ -21,34 +21,158 @@
 //! | `findings>0` | number of open findings |
 //! | `ip:203.0.113.0/24` | seen from that network (resolved against the events) |
 
+mod fuzzy;
+
 use crate::model::{KeySource, KeyStatus, Severity};
 use crate::store::KeyRow;
 use chrono::{DateTime, Duration, Utc};
-use fuzzy_matcher::skim::SkimMatcherV2;
-use fuzzy_matcher::FuzzyMatcher;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-thread_local! {
-    /// The text a key is matched against, reused across keys to avoid an allocation each.
-    static HAYSTACK: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+pub use fuzzy::Scratch;
+
+/// Writes the text the fuzzy words are matched against: the key's name, owner, id and
+/// provider, separated by spaces.
+fn key_text(r: &KeyRow, out: &mut String) {
+    let k = &r.key;
+    out.clear();
+    for (i, part) in [&k.name, &k.owner, &k.id, &k.provider]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(part);
+    }
 }
 
-/// True when every character of `needle` occurs in `hay` in order, ignoring case.
-/// A fuzzy match is impossible otherwise, so this is a safe and cheap pre-check.
-fn is_subsequence_ci(hay: &str, needle: &str) -> bool {
-    fn fold(c: char) -> char {
-        if c.is_ascii() {
-            c.to_ascii_lowercase()
-        } else {
-            c.to_lowercase().next().unwrap_or(c)
+thread_local! {
+    /// A key's text, its bonuses and the scorer's scratch, reused from key to key.
+    static ONE_KEY: std::cell::RefCell<(String, Vec<u8>, Scratch)> = std::cell::RefCell::default();
+}
+
+/// A word of the fuzzy text, ready to score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    text: String,
+    chars: Vec<char>,
+    /// Skim's smart case: a word with an ASCII capital matches case-sensitively.
+    case_sensitive: bool,
+    /// For a one-character word `a`..`z` or `0`..`9`: its place in [`KeyTexts`]' table.
+    single: Option<usize>,
+}
+
+impl Word {
+    fn new(text: &str) -> Word {
+        let chars: Vec<char> = text.chars().collect();
+        Word {
+            text: text.to_string(),
+            single: match chars.as_slice() {
+                [c] => fuzzy::single_slot(*c),
+                _ => None,
+            },
+            chars,
+            case_sensitive: text.bytes().any(|b| b.is_ascii_uppercase()),
         }
     }
-    let mut it = hay.chars();
-    needle.chars().all(|n| {
-        let n = fold(n);
-        it.by_ref().any(|h| fold(h) == n)
-    })
+
+    /// The word as typed.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The score of the word in a text (`bonus`: one per character), `None` when it does
+    /// not match.
+    fn score(
+        &self,
+        text: &str,
+        bonus: &[u8],
+        chars: &mut Vec<char>,
+        s: &mut Scratch,
+    ) -> Option<i32> {
+        if text.is_ascii() {
+            if !self.text.is_ascii() {
+                // A non-ASCII character never equals an ASCII one, in any case.
+                return None;
+            }
+            fuzzy::score(
+                text.as_bytes(),
+                bonus,
+                self.text.as_bytes(),
+                self.case_sensitive,
+                s,
+            )
+        } else {
+            chars.clear();
+            chars.extend(text.chars());
+            fuzzy::score(chars, bonus, &self.chars, self.case_sensitive, s)
+        }
+    }
+}
+
+/// The text of every key of a list (see [`Filter::words`]) with its character bonuses,
+/// prepared once per list so that scoring a keystroke reads flat memory.
+#[derive(Debug, Default)]
+pub struct KeyTexts {
+    text: String,
+    /// One per character, at the start of the key's range (ASCII: one per byte).
+    bonus: Vec<u8>,
+    /// Start of each key's range in `text` and `bonus`; one more than there are keys.
+    start: Vec<usize>,
+    /// The score of each one-character word in each key ([`fuzzy::SINGLES`] per key).
+    singles: Vec<u8>,
+}
+
+impl KeyTexts {
+    /// Prepares the texts of `rows`.
+    pub fn new(rows: &[KeyRow]) -> KeyTexts {
+        let mut t = KeyTexts {
+            text: String::with_capacity(rows.len() * 80),
+            bonus: Vec::with_capacity(rows.len() * 80),
+            start: Vec::with_capacity(rows.len() + 1),
+            singles: Vec::with_capacity(rows.len() * fuzzy::SINGLES),
+        };
+        let mut one = String::new();
+        t.start.push(0);
+        for r in rows {
+            key_text(r, &mut one);
+            t.text.push_str(&one);
+            let at = t.bonus.len();
+            fuzzy::push_bonuses(&one, &mut t.bonus);
+            fuzzy::push_singles(&one, &t.bonus[at..], &mut t.singles);
+            t.bonus.resize(t.text.len(), 0);
+            t.start.push(t.text.len());
+        }
+        t
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.start.len() - 1
+    }
+
+    /// True when there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The score of `word` in the text of key `i` (`None`: no match, or no such key).
+    /// `chars` is scratch space for texts that are not ASCII.
+    pub fn score(
+        &self,
+        i: usize,
+        word: &Word,
+        chars: &mut Vec<char>,
+        s: &mut Scratch,
+    ) -> Option<i32> {
+        if let Some(slot) = word.single {
+            let score = *self.singles.get(i * fuzzy::SINGLES + slot)?;
+            return (score > 0).then_some(i32::from(score));
+        }
+        let (a, b) = (*self.start.get(i)?, *self.start.get(i + 1)?);
+        word.score(&self.text[a..b], &self.bonus[a..b], chars, s)
+    }
 }
 
 /// A comparison of a field term.
@@ -320,32 +444,31 @@ impl Filter {
         }
     }
 
+    /// The words of the fuzzy text; a key matches when every word matches.
+    pub fn words(&self) -> Vec<Word> {
+        self.text.split_whitespace().map(Word::new).collect()
+    }
+
     /// The fuzzy score of a key against the text: every word of the text must match
     /// (scores add up); `Some(0)` when there is no text.
-    pub fn score(&self, matcher: &SkimMatcherV2, r: &KeyRow) -> Option<i64> {
-        if self.text.is_empty() {
+    pub fn score(&self, r: &KeyRow) -> Option<i64> {
+        Self::score_words(&self.words(), r)
+    }
+
+    fn score_words(words: &[Word], r: &KeyRow) -> Option<i64> {
+        if words.is_empty() {
             return Some(0);
         }
-        let k = &r.key;
-        HAYSTACK.with(|buf| {
-            let mut hay = buf.borrow_mut();
-            hay.clear();
-            for (i, part) in [&k.name, &k.owner, &k.id, &k.provider]
-                .into_iter()
-                .enumerate()
-            {
-                if i > 0 {
-                    hay.push(' ');
-                }
-                hay.push_str(part);
-            }
-            // Each word matches on its own (like fzf): `acme prod` = acme AND prod. A cheap
-            // in-order character check rejects most keys before the scoring matcher runs.
-            self.text.split_whitespace().try_fold(0, |total, word| {
-                if !is_subsequence_ci(&hay, word) {
-                    return None;
-                }
-                matcher.fuzzy_match(&hay, word).map(|s| total + s)
+        ONE_KEY.with(|cell| {
+            let (text, bonus, scratch) = &mut *cell.borrow_mut();
+            key_text(r, text);
+            bonus.clear();
+            fuzzy::push_bonuses(text, bonus);
+            let mut chars = Vec::new();
+            // Each word matches on its own (like fzf): `acme prod` = acme AND prod.
+            words.iter().try_fold(0, |total, w| {
+                w.score(text, bonus, &mut chars, scratch)
+                    .map(|s| total + i64::from(s))
             })
         })
     }
@@ -358,11 +481,11 @@ impl Filter {
         now: DateTime<Utc>,
         seen_from: Option<&HashSet<i64>>,
     ) -> Vec<KeyRow> {
-        let matcher = SkimMatcherV2::default();
+        let words = self.words();
         let mut scored: Vec<(i64, KeyRow)> = rows
             .into_iter()
             .filter(|r| self.matches_terms(r, now, seen_from))
-            .filter_map(|r| self.score(&matcher, &r).map(|s| (s, r)))
+            .filter_map(|r| Self::score_words(&words, &r).map(|s| (s, r)))
             .collect();
         if !self.text.is_empty() {
             scored.sort_by_key(|s| std::cmp::Reverse(s.0));
@@ -441,25 +564,38 @@ mod tests {
     }
 
     #[test]
-    fn the_pre_check_never_rejects_a_match() {
-        let m = SkimMatcherV2::default();
-        let hays = [
-            "ledgerly-tax-filing Ledgerly Payroll key_0c19 talentgrid",
-            "acme-sync Acme key_77aa payroll-hub",
-            "Brightpath ATS key_9e02 talentgrid",
-            "Ünïcode owner key_ü hr",
+    fn prepared_texts_score_as_one_key_does() {
+        let now = from_millis(1_800_000_000_000);
+        let mut rows = vec![
+            row("a1", "Acme Payroll", "prod", KeyStatus::Active, 120),
+            row("b22", "Brightpath ATS", "sandbox", KeyStatus::Active, 120),
+            row("c333", "Ünïcode Löhne", "prod", KeyStatus::Revoked, 10),
         ];
-        let needles = [
-            "LPay", "amx", "bats", "ün", "Üo", "key_9", "tg", "zz", "hub", "payroll",
-        ];
-        for hay in hays {
-            for needle in needles {
-                if m.fuzzy_match(hay, needle).is_some() {
-                    assert!(is_subsequence_ci(hay, needle), "{hay} / {needle}");
-                }
+        rows[2].key.name = "lohn-ü-sync".into();
+        let texts = KeyTexts::new(&rows);
+        assert_eq!(texts.len(), 3);
+        let (mut chars, mut s) = (Vec::new(), Scratch::default());
+        for q in [
+            "a", "Acme", "sync", "ü", "Ün", "löh", "tg", "zz", "b2", "acme pay",
+        ] {
+            let f = Filter::parse(q).unwrap();
+            let words = f.words();
+            for (i, r) in rows.iter().enumerate() {
+                let prepared = words.iter().try_fold(0, |t, w| {
+                    texts
+                        .score(i, w, &mut chars, &mut s)
+                        .map(|x| t + i64::from(x))
+                });
+                assert_eq!(prepared, f.score(r), "{q} / {}", r.key.id);
             }
-            assert!(!is_subsequence_ci(hay, "qqq"));
         }
+        let f = Filter::parse("acme").unwrap();
+        let ids: Vec<_> = f
+            .apply_keys(rows, now)
+            .into_iter()
+            .map(|r| r.key.id)
+            .collect();
+        assert_eq!(ids, ["a1"]);
     }
 
     #[test]

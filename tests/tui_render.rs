@@ -211,3 +211,46 @@ fn secret_is_shown_only_after_v_and_gone_after_close() {
         "closed: gone from the screen"
     );
 }
+
+#[test]
+fn the_first_keys_show_while_the_whole_list_loads() {
+    use keyaudit::tui::fixture::{full_caps, keys, now};
+    use keyaudit::tui::keymap::Keymap;
+    use keyaudit::tui::state::Setup;
+    use keyaudit::tui::strings::{LOADING, LOADING_REST};
+    use keyaudit::tui::theme::Theme;
+    use std::sync::Arc;
+    let mut s = State::new(Setup {
+        now: now(),
+        demo: false,
+        write: false,
+        read_only: false,
+        keymap: Arc::new(Keymap::default()),
+        theme: Theme::dark(),
+        capabilities: [("talentgrid".to_string(), full_caps())].into(),
+        size: (120, 40),
+    });
+    assert!(draw(&s).contains(LOADING));
+    let all = keys();
+    apply(
+        &mut s,
+        Action::KeysPreviewed(Arc::new(all[..5].to_vec()), 12_000),
+    );
+    let screen = draw(&s);
+    assert!(screen.contains("keys 5 of 12,000"), "{screen}");
+    assert!(screen.contains(LOADING_REST), "{screen}");
+    assert!(screen.contains(&all[0].key.name), "{screen}");
+    apply(&mut s, Action::KeysLoaded(Arc::new(all.clone())));
+    let screen = draw(&s);
+    assert!(
+        screen.contains(&format!("keys {0} of {0}", all.len())),
+        "{screen}"
+    );
+    assert!(!screen.contains(LOADING_REST), "{screen}");
+    // A late first screen never replaces the whole list.
+    apply(
+        &mut s,
+        Action::KeysPreviewed(Arc::new(all[..2].to_vec()), 99),
+    );
+    assert_eq!(s.keys.len(), all.len());
+}

@@ -25,11 +25,30 @@ const KEY_COLUMNS: &str =
      k.fingerprint, k.scopes, k.status, k.created, k.expires, k.last_used, k.rotated_to, k.source,
      coalesce(f.n, 0), f.worst";
 
-/// Keys joined with their provider and the summary of their open findings (one grouped
-/// pass over the open findings instead of two lookups per key).
-const KEY_FROM: &str = "keys k JOIN providers p ON p.id = k.provider_id
-     LEFT JOIN (SELECT key_ref, count(*) AS n, max(severity) AS worst FROM findings
-                WHERE status = 'open' GROUP BY key_ref) f ON f.key_ref = k.id";
+/// The joins that add to `keys k` its provider and the summary of its open findings (one
+/// grouped pass over the open findings instead of two lookups per key).
+macro_rules! key_joins {
+    () => {
+        "JOIN providers p ON p.id = k.provider_id
+         LEFT JOIN (SELECT key_ref, count(*) AS n, max(severity) AS worst FROM findings
+                    WHERE status = 'open' GROUP BY key_ref) f ON f.key_ref = k.id"
+    };
+}
+
+/// Keys with their provider and findings summary.
+const KEY_FROM: &str = concat!("keys k ", key_joins!());
+
+/// The same for reading every key: one pass over the table in storage order and one sort
+/// are cheaper than following the `keys_list` index row by row.
+const KEY_SCAN_FROM: &str = concat!("keys k NOT INDEXED ", key_joins!());
+
+/// The first keys of the list; the `keys_list` index yields them in order.
+fn head_sql() -> String {
+    format!(
+        "SELECT {KEY_COLUMNS} FROM {KEY_FROM}
+         ORDER BY p.name, k.name, k.ext_id LIMIT ?1"
+    )
+}
 
 fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
     let text = |i: usize| -> rusqlite::Result<String> { r.get(i) };
@@ -171,12 +190,26 @@ impl Store {
     /// views filter and sort this list, they never scan events.)
     pub fn keys(&self) -> Result<Vec<KeyRow>> {
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM {KEY_FROM}
+            "SELECT {KEY_COLUMNS} FROM {KEY_SCAN_FROM}
              ORDER BY p.name, k.name, k.ext_id"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([], key_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The first `limit` keys in the order of [`Store::keys`], and how many keys there are
+    /// in all: a first screen to show while the whole list loads.
+    pub fn keys_head(&self, limit: usize) -> Result<(Vec<KeyRow>, usize)> {
+        let mut stmt = self.conn.prepare_cached(&head_sql())?;
+        let rows = stmt.query_map([limit as i64], key_row)?;
+        let head = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        let total = if head.len() < limit {
+            head.len()
+        } else {
+            usize::try_from(self.key_count()?).unwrap_or(0)
+        };
+        Ok((head, total))
     }
 
     /// One key by provider and id.
@@ -277,6 +310,54 @@ mod tests {
         let keys = store.keys().unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].key, k);
+    }
+
+    #[test]
+    fn the_head_of_the_list_is_its_first_keys() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.ensure_provider("p", "http", None).unwrap();
+        store.ensure_provider("a", "http", None).unwrap();
+        let mut keys: Vec<Key> = ["k3", "k1", "k2", "k5", "k4"]
+            .iter()
+            .map(|id| sample_key("p", id))
+            .collect();
+        keys[1].name = "zz".into();
+        store.upsert_keys("p", &keys, Utc::now()).unwrap();
+        store
+            .upsert_keys("a", &[sample_key("a", "k9")], Utc::now())
+            .unwrap();
+        let all = store.keys().unwrap();
+        let (head, total) = store.keys_head(3).unwrap();
+        assert_eq!((head.as_slice(), total), (&all[..3], 6));
+        assert_eq!(store.keys_head(10).unwrap(), (all, 6));
+        // Read in index order: no sort of the whole table for a screenful.
+        let plan: Vec<String> = store
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", head_sql()))
+            .unwrap()
+            .query_map([3], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("keys_list")), "{plan:?}");
+        assert!(!plan.iter().any(|p| p.contains("ORDER BY")), "{plan:?}");
+    }
+
+    #[test]
+    fn the_whole_list_is_one_pass_over_the_table() {
+        let store = Store::open_in_memory().unwrap();
+        let plan: Vec<String> = store
+            .conn()
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT {KEY_COLUMNS} FROM {KEY_SCAN_FROM}
+                 ORDER BY p.name, k.name, k.ext_id"
+            ))
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(plan.iter().any(|p| p == "SCAN k"), "{plan:?}");
     }
 
     #[test]

@@ -145,6 +145,11 @@ pub const MIGRATIONS: &[&str] = &[
         ran_at      INTEGER NOT NULL
     );
     "#,
+    // 4: the order of the keys list (provider, name, id) as an index, so the first screen
+    // of a large list is read without scanning and sorting the keys table.
+    r#"
+    CREATE INDEX keys_list ON keys(provider_id, name, ext_id);
+    "#,
 ];
 
 /// Applies every migration newer than the cache's `user_version`.

@@ -231,6 +231,9 @@ pub enum Action {
     /// The clock moved (injected, so renders never read the clock).
     Clock(DateTime<Utc>),
 
+    /// The first keys of the list, in list order, and how many keys there are in all:
+    /// shown while the whole list loads.
+    KeysPreviewed(Arc<Vec<KeyRow>>, usize),
     /// The key list was (re)loaded from the cache.
     KeysLoaded(Arc<Vec<KeyRow>>),
     /// A filter run finished: generation and the indices of the shown keys, in order.

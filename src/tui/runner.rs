@@ -12,12 +12,15 @@ use crate::secret::Secret;
 use crate::store::{journal::NewEntry, EventQuery, FindingQuery, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Rows the events view reads (newest first).
 pub const EVENTS_PAGE: usize = 1000;
+
+/// Keys read ahead of the whole list, to fill the first screen.
+pub const KEYS_HEAD: usize = 300;
 
 /// Executes effects; cheap to clone.
 #[derive(Clone)]
@@ -25,8 +28,10 @@ pub struct Runner {
     db: PathBuf,
     providers: Arc<Vec<Arc<dyn Provider>>>,
     tx: UnboundedSender<Action>,
-    latest_filter: Arc<AtomicU64>,
+    search: Arc<super::search::Searcher>,
     reader: Arc<Mutex<Option<Store>>>,
+    /// The first load of the keys sends their first screen ahead; reloads do not.
+    head_first: Arc<AtomicBool>,
 }
 
 impl Runner {
@@ -40,7 +45,8 @@ impl Runner {
             db,
             providers: Arc::new(providers),
             tx,
-            latest_filter: Arc::new(AtomicU64::new(0)),
+            search: Arc::default(),
+            head_first: Arc::new(AtomicBool::new(true)),
             reader: Arc::new(Mutex::new(None)),
         }
     }
@@ -56,23 +62,44 @@ impl Runner {
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
         M: FnOnce(T) -> Action + Send + 'static,
     {
+        self.read_then(
+            |s, _| f(s),
+            |v, tx| {
+                let _ = tx.send(map(v));
+            },
+        );
+    }
+
+    /// Reads the cache on a blocking thread with the runner's connection (the reading
+    /// may send actions of its own), then hands the result to `then` on the same thread,
+    /// with the connection released.
+    fn read_then<T, F, D>(&self, f: F, then: D)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store, &UnboundedSender<Action>) -> Result<T, StoreError> + Send + 'static,
+        D: FnOnce(T, &UnboundedSender<Action>) + Send + 'static,
+    {
         let (db, reader, tx) = (self.db.clone(), self.reader.clone(), self.tx.clone());
         tokio::task::spawn_blocking(move || {
-            let mut guard = reader.lock().unwrap_or_else(|e| e.into_inner());
-            if guard.is_none() {
-                match Store::open_read_only(&db) {
-                    Ok(s) => *guard = Some(s),
-                    Err(e) => {
-                        let _ = tx.send(Action::LoadFailed(e.to_string()));
-                        return;
+            let read = {
+                let mut guard = reader.lock().unwrap_or_else(|e| e.into_inner());
+                if guard.is_none() {
+                    match Store::open_read_only(&db) {
+                        Ok(s) => *guard = Some(s),
+                        Err(e) => {
+                            let _ = tx.send(Action::LoadFailed(e.to_string()));
+                            return;
+                        }
                     }
                 }
+                f(guard.as_ref().expect("opened above"), &tx)
+            };
+            match read {
+                Ok(v) => then(v, &tx),
+                Err(e) => {
+                    let _ = tx.send(Action::LoadFailed(format!("cannot read the cache: {e}")));
+                }
             }
-            let store = guard.as_ref().expect("opened above");
-            let _ = tx.send(match f(store) {
-                Ok(v) => map(v),
-                Err(e) => Action::LoadFailed(format!("cannot read the cache: {e}")),
-            });
         });
     }
 
@@ -86,12 +113,33 @@ impl Runner {
     /// Performs one effect.
     pub fn run(&self, effect: Effect) {
         match effect {
-            Effect::LoadKeys => self.read(|s| s.keys(), |k| Action::KeysLoaded(Arc::new(k))),
+            Effect::LoadKeys => {
+                let search = self.search.clone();
+                let head_first = self.head_first.swap(false, Ordering::Relaxed);
+                self.read_then(
+                    move |s, tx| {
+                        // A large list takes a while: at start its first screen goes ahead.
+                        if head_first {
+                            let (head, total) = s.keys_head(KEYS_HEAD)?;
+                            if total > head.len() {
+                                let _ = tx.send(Action::KeysPreviewed(Arc::new(head), total));
+                            }
+                        }
+                        s.keys()
+                    },
+                    move |keys, tx| {
+                        let keys = Arc::new(keys);
+                        let _ = tx.send(Action::KeysLoaded(keys.clone()));
+                        // After the keys are on screen, so the first frame does not wait.
+                        search.prepare(&keys);
+                    },
+                );
+            }
             Effect::Filter(job) => {
-                self.latest_filter.store(job.generation, Ordering::SeqCst);
-                let (latest, tx) = (self.latest_filter.clone(), self.tx.clone());
+                self.search.request(job.generation);
+                let (search, tx) = (self.search.clone(), self.tx.clone());
                 tokio::task::spawn_blocking(move || {
-                    if let Some(v) = super::search::run(&job, &latest) {
+                    if let Some(v) = search.run(&job) {
                         let _ = tx.send(Action::FilterApplied(job.generation, Arc::new(v)));
                     }
                 });

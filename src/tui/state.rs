@@ -178,6 +178,8 @@ pub struct State {
     /// Indices into `keys` the filter shows, in display order.
     pub visible: Arc<Vec<usize>>,
     pub keys_loaded: bool,
+    /// While only the first keys are shown (the whole list is loading): how many in all.
+    pub keys_preview: Option<usize>,
     pub keys_cursor: Cursor,
     selected_ref: Option<i64>,
     pub marked: BTreeSet<i64>,
@@ -263,6 +265,7 @@ impl State {
             keys: Arc::default(),
             visible: Arc::default(),
             keys_loaded: false,
+            keys_preview: None,
             keys_cursor: Cursor::default(),
             selected_ref: None,
             marked: BTreeSet::new(),
@@ -1221,12 +1224,28 @@ impl State {
                 Vec::new()
             }
 
+            Action::KeysPreviewed(keys, total) => {
+                // Only before the first whole list, and only while the table shows the
+                // list order (no filter, no sort).
+                if self.keys_loaded || !self.filter.is_empty() || self.sort != Sort::default() {
+                    return Vec::new();
+                }
+                self.keys = keys;
+                self.keys_preview = Some(total);
+                self.visible = Arc::new((0..self.keys.len()).collect());
+                self.base_valid = false;
+                let h = self.page_height();
+                self.keys_cursor.fit(self.visible.len(), h);
+                self.selected_ref = self.selected_key().map(|k| k.key_ref);
+                Vec::new()
+            }
             Action::KeysLoaded(keys) => {
                 if self.frozen && self.keys_loaded {
                     self.held_keys = Some(keys);
                     return Vec::new();
                 }
                 self.keys_loaded = true;
+                self.keys_preview = None;
                 self.applied_filter = String::new();
                 self.base_valid = false;
                 self.incoming = Some(keys);

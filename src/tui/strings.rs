@@ -15,8 +15,10 @@ pub const BADGE_FROZEN: &str = " FROZEN ";
 pub const NO_KEYS: &str = "No keys in the cache yet. Syncing… (or run `keyaudit sync`)";
 /// Shown when the filter hides every key.
 pub const NO_MATCH: &str = "No key matches the filter. esc clears it.";
-/// Shown while the detail of a key loads.
+/// Shown while something loads (the keys, the detail of a key).
 pub const LOADING: &str = "Loading…";
+/// Keys table title while only its first keys are loaded.
+pub const LOADING_REST: &str = "loading the rest…";
 /// Events view without events.
 pub const NO_EVENTS: &str = "No events.";
 /// Findings view without findings.

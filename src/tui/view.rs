@@ -196,9 +196,12 @@ fn render_keys(state: &State, f: &mut Frame, area: Rect) {
     let mut title = format!(
         " keys {} of {} · sort {} ",
         thousands(state.visible.len()),
-        thousands(state.keys.len()),
+        thousands(state.keys_preview.unwrap_or(state.keys.len())),
         sort_label(state.sort)
     );
+    if state.keys_preview.is_some() {
+        title.push_str(&format!("· {} ", s::LOADING_REST));
+    }
     if !state.marked.is_empty() {
         title.push_str(&format!("· {} marked ", state.marked.len()));
     }
@@ -207,7 +210,9 @@ fn render_keys(state: &State, f: &mut Frame, area: Rect) {
     }
     let b = block(state, title);
     if state.keys.is_empty() || state.visible.is_empty() {
-        let msg = if state.keys.is_empty() {
+        let msg = if state.keys.is_empty() && !state.keys_loaded {
+            s::LOADING
+        } else if state.keys.is_empty() {
             s::NO_KEYS
         } else if state.filter_pending {
             s::LOADING
