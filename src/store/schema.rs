@@ -145,6 +145,19 @@ pub const MIGRATIONS: &[&str] = &[
         ran_at      INTEGER NOT NULL
     );
     "#,
+    // 4: per-key detection state in a compact binary form instead of JSON. The JSON
+    // states go with the checkpoint, so the next detection run is a full replay that
+    // saves every state anew.
+    r#"
+    DROP TABLE detect_state;
+    CREATE TABLE detect_state (
+        key_ref    INTEGER PRIMARY KEY REFERENCES keys(id),
+        last_time  INTEGER NOT NULL,            -- time of the key's last analysed event
+        scopes     TEXT NOT NULL DEFAULT '[]',  -- JSON [[scope, last successful use]]
+        state      BLOB NOT NULL                -- detect::baseline::KeyState::encode
+    );
+    DELETE FROM detect_checkpoint;
+    "#,
 ];
 
 /// Applies every migration newer than the cache's `user_version`.
