@@ -111,6 +111,106 @@ fn detection_is_idempotent_and_incremental_matches_full() {
 }
 
 #[test]
+fn a_saved_state_that_does_not_decode_is_rebuilt_from_the_key_history() {
+    let cfg = DetectConfig::default();
+    let mut whole = scenario();
+    detect::detect_full(&mut whole, &cfg, now()).unwrap();
+    let want = ids(&all(&whole));
+
+    let mut k = key("k", now(), 120);
+    k.expires = None;
+    let mut split = store_with(&[k]);
+    let hist = history("k", 22, 6, false);
+    let (a, b) = hist.split_at(hist.len() / 2);
+    split.insert_events("p", a, None).unwrap();
+    detect::detect_full(&mut split, &cfg, now()).unwrap();
+    // A state this build cannot read: JSON, as caches before schema version 4 held.
+    split
+        .conn()
+        .execute("UPDATE detect_state SET state = '{\"events\":1}'", [])
+        .unwrap();
+    split.insert_events("p", b, None).unwrap();
+    let x = burst(
+        "k",
+        "x",
+        day0() + Duration::days(22) + Duration::hours(11),
+        20,
+        60,
+        |e, _| e.source_ip = Some("203.0.113.9".into()),
+    );
+    split.insert_events("p", &x, None).unwrap();
+    let r = detect::detect_incremental(&mut split, &cfg, now()).unwrap();
+    assert!(!r.full);
+    assert_eq!(
+        r.events,
+        (hist.len() + x.len()) as u64,
+        "the key is replayed"
+    );
+    assert_eq!(ids(&all(&split)), want);
+    let key_ref = split.key("p", "k").unwrap().unwrap().key_ref;
+    assert!(matches!(
+        detect::baseline_status(&split, key_ref, &cfg).unwrap(),
+        detect::BaselineStatus::Ready { .. }
+    ));
+}
+
+#[test]
+fn a_cache_with_json_states_is_migrated_and_rebuilt_by_a_full_run() {
+    let cfg = DetectConfig::default();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.db");
+    let want = {
+        let mut store = Store::open(&path).unwrap();
+        store.ensure_provider("p", "http", None).unwrap();
+        let mut k = key("k", now(), 120);
+        k.expires = None;
+        store.upsert_keys("p", &[k], Utc::now()).unwrap();
+        store
+            .insert_events("p", &history("k", 22, 6, false), None)
+            .unwrap();
+        detect::detect_full(&mut store, &cfg, now()).unwrap();
+        // Back to schema version 3: the JSON state table of that version.
+        store
+            .conn()
+            .execute_batch(
+                "DROP TABLE detect_state;
+                 CREATE TABLE detect_state (
+                     key_ref INTEGER PRIMARY KEY REFERENCES keys(id),
+                     last_time INTEGER NOT NULL,
+                     scopes TEXT NOT NULL DEFAULT '[]',
+                     state TEXT NOT NULL);
+                 INSERT INTO detect_state SELECT id, 0, '[]', '{\"events\":1}' FROM keys;
+                 PRAGMA user_version = 3;",
+            )
+            .unwrap();
+        ids(&all(&store))
+    };
+    let mut store = Store::open(&path).unwrap();
+    let (states, checkpoints): (i64, i64) = store
+        .conn()
+        .query_row(
+            "SELECT (SELECT count(*) FROM detect_state), (SELECT count(*) FROM detect_checkpoint)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (states, checkpoints),
+        (0, 0),
+        "old states and checkpoint dropped"
+    );
+    let r = detect::detect_incremental(&mut store, &cfg, now()).unwrap();
+    assert!(r.full, "no checkpoint: a full run");
+    assert_eq!((r.opened, r.resolved), (0, 0));
+    assert_eq!(ids(&all(&store)), want);
+    let blob: Vec<u8> = store
+        .conn()
+        .query_row("SELECT state FROM detect_state", [], |r| r.get(0))
+        .unwrap();
+    assert!(blob.len() < 1024, "{} bytes", blob.len());
+}
+
+#[test]
 fn findings_resolve_when_the_condition_goes_but_operator_status_stays() {
     let cfg = DetectConfig::default();
     let mut store = scenario();

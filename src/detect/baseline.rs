@@ -2,11 +2,14 @@
 //! state the incremental driver saves between runs.
 //!
 //! A key's state is about 1–2 KB (three 64-bin histograms, a 24-bin hour-of-day profile,
-//! its networks, user-agent families and scopes, plus any incident still open); it is
-//! stored as JSON in `detect_state`, one row per key.
+//! its networks, user-agent families and scopes, plus any incident still open) in memory;
+//! it is stored in `detect_state`, one row per key, in the compact binary form of
+//! [`codec`] (300–600 bytes).
+
+mod codec;
 
 use crate::model::{from_millis, Millis};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub(crate) const MINUTE: i64 = 60_000;
 pub(crate) const HOUR: i64 = 60 * MINUTE;
@@ -19,7 +22,7 @@ const EXACT: usize = 16;
 
 /// A histogram of non-negative counts: exact bins for 0..16, quarter-octave bins above
 /// (so quantiles are within 19 % for large values). Weights decay with time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogHist {
     bins: Vec<f32>,
 }
@@ -110,18 +113,17 @@ impl LogHist {
 }
 
 /// Something a key was seen with (a network, a user-agent family) and when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Seen<T> {
     pub value: T,
     pub first: Millis,
     pub last: Millis,
     /// Until when events with this value belong to the novelty finding it raised.
-    #[serde(default)]
     pub alert_until: Millis,
 }
 
 /// An incident in progress: consecutive anomalous hours (or events) of one rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Incident {
     /// Rule id.
     pub rule: String,
@@ -139,14 +141,12 @@ pub struct Incident {
     /// Severity index (0 low .. 3 critical).
     pub severity: u8,
     /// Extra numbers a rule accumulates (largest hour, records, ...).
-    #[serde(default)]
     pub peak: u64,
-    #[serde(default)]
     pub sum: u64,
 }
 
 /// The events of the hour being counted.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Bucket {
     /// Hour number (ms / HOUR) or -1 before the first event.
     pub hour: i64,
@@ -171,7 +171,7 @@ pub struct Bucket {
 }
 
 /// Everything detection remembers about one key between runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyState {
     /// Events folded into the baseline.
     pub events: u64,
@@ -388,6 +388,9 @@ pub fn net_text(n: u64) -> String {
 
 /// The network of an address: its /24 (IPv4) or /48 (IPv6), packed in a u64.
 pub fn net_of(ip: &str) -> Option<u64> {
+    if let Some(n) = net_of_dotted(ip) {
+        return Some(n);
+    }
     match ip.trim().parse::<std::net::IpAddr>().ok()? {
         std::net::IpAddr::V4(v4) => Some((4u64 << 56) | (u32::from(v4) >> 8) as u64),
         std::net::IpAddr::V6(v6) => {
@@ -397,6 +400,38 @@ pub fn net_of(ip: &str) -> Option<u64> {
             Some((6u64 << 56) | (u128::from(v6) >> 80) as u64)
         }
     }
+}
+
+/// [`net_of`] for the common case, a plain dotted-quad IPv4 address (four decimal
+/// octets, no leading zeros, nothing around them), without the general parser; `None`
+/// for anything else.
+pub(crate) fn net_of_dotted(ip: &str) -> Option<u64> {
+    let mut addr = 0u32;
+    let (mut dots, mut digits, mut octet) = (0, 0, 0u32);
+    for &c in ip.as_bytes() {
+        match c {
+            b'0'..=b'9' => {
+                if digits == 1 && octet == 0 {
+                    return None;
+                }
+                octet = octet * 10 + u32::from(c - b'0');
+                digits += 1;
+                if octet > 255 {
+                    return None;
+                }
+            }
+            b'.' if digits > 0 && dots < 3 => {
+                addr = addr << 8 | octet;
+                (dots, digits, octet) = (dots + 1, 0, 0);
+            }
+            _ => return None,
+        }
+    }
+    if dots != 3 || digits == 0 {
+        return None;
+    }
+    addr = addr << 8 | octet;
+    Some((4u64 << 56) | u64::from(addr >> 8))
 }
 
 /// The family of a user agent: its product token, lower-cased, without the version
@@ -452,6 +487,53 @@ mod tests {
         );
         assert_eq!(net_of("::ffff:10.1.2.3"), net_of("10.1.2.9"));
         assert!(net_of("not an ip").is_none());
+        // The dotted-quad shortcut agrees with the general parser, and leaves everything
+        // else to it.
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.1.2.3",
+            "256.1.2.3",
+            "1.2.3.256",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3.0",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            " 1.2.3.4",
+            "1.2.3.4 ",
+            "+1.2.3.4",
+            "1.2.3.4/24",
+            "0000.1.2.3",
+            "",
+            "::1",
+        ] {
+            let general = ip.trim().parse::<std::net::Ipv4Addr>().ok();
+            let short = net_of_dotted(ip);
+            assert!(short.is_none() || general.is_some(), "{ip:?}");
+            if let Some(n) = short {
+                assert_eq!(
+                    Some(n),
+                    general.map(|a| (4u64 << 56) | u64::from(u32::from(a) >> 8))
+                );
+            } else if ip.trim() == ip && general.is_some() {
+                panic!("{ip:?} should take the shortcut");
+            }
+        }
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..200_000 {
+            let len = rng.random_range(0..16);
+            let ip: String = (0..len)
+                .map(|_| b"0123456789.."[rng.random_range(0..12)] as char)
+                .collect();
+            let general = ip.parse::<std::net::Ipv4Addr>().ok();
+            let expect = general.map(|a| (4u64 << 56) | u64::from(u32::from(a) >> 8));
+            assert_eq!(net_of_dotted(&ip), expect, "{ip:?}");
+        }
         assert_eq!(
             agent_family("greenhouse-sync/4.2 (+https://example.com)"),
             "greenhouse-sync"

@@ -46,7 +46,7 @@ fn inc(
 
 /// Runs every hygiene rule over `keys`; returns (key_ref, incident) pairs.
 pub(crate) fn run(
-    keys: &[KeyInfo],
+    keys: &[&KeyInfo],
     usage: &HashMap<i64, Usage>,
     cfg: &DetectConfig,
     now: Millis,
@@ -61,11 +61,12 @@ pub(crate) fn run(
             Some("prod" | "production" | "live")
         )
     };
-    for k in keys
+    for &k in keys
         .iter()
         .filter(|k| k.listed && k.status == KeyStatus::Active)
     {
-        let u = usage.get(&k.key_ref).cloned().unwrap_or_default();
+        let none = Usage::default();
+        let u = usage.get(&k.key_ref).unwrap_or(&none);
         // Rotation policy.
         if let Some(c) = k.created {
             let age = (now - c) / DAY;
@@ -216,7 +217,7 @@ pub(crate) fn run(
     }
     // Several active keys for the same owner, purpose and environment.
     let mut groups: HashMap<(&str, &str, &str, &str), Vec<&KeyInfo>> = HashMap::new();
-    for k in keys
+    for &k in keys
         .iter()
         .filter(|k| k.listed && k.status == KeyStatus::Active)
     {

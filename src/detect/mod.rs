@@ -32,6 +32,7 @@ use baseline::{Incident, KeyState, HOUR};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::Instant;
@@ -46,14 +47,6 @@ pub enum DetectError {
     /// A detection query failed.
     #[error("detection query failed: {0}")]
     Sql(#[from] rusqlite::Error),
-    /// Saved state could not be written.
-    #[error("cannot encode the detection state of key {key_ref}: {source}")]
-    State {
-        /// Cache handle of the key.
-        key_ref: i64,
-        /// What serde said.
-        source: serde_json::Error,
-    },
     /// A finding names a key the cache does not have.
     #[error("no key `{key}` of provider `{provider}` in the cache; run `keyaudit sync` first")]
     UnknownKey {
@@ -270,6 +263,19 @@ impl Reader {
         }
     }
 
+    /// The network of an address that is not a plain dotted quad (remembered: the
+    /// general parser is slow).
+    fn net(&mut self, ip: &str) -> u64 {
+        if let Some(n) = self.nets.get(ip) {
+            return *n;
+        }
+        let n = baseline::net_of(ip).unwrap_or(0);
+        if self.nets.len() < 1_000_000 {
+            self.nets.insert(ip.to_string(), n);
+        }
+        n
+    }
+
     fn read(&mut self, r: &rusqlite::Row<'_>) -> rusqlite::Result<Ev> {
         use rusqlite::types::ValueRef;
         let text = |i: usize| -> rusqlite::Result<Option<&str>> {
@@ -279,15 +285,9 @@ impl Reader {
             })
         };
         let net = match text(3)? {
-            Some(ip) => match self.nets.get(ip) {
-                Some(n) => *n,
-                None => {
-                    let n = baseline::net_of(ip).unwrap_or(0);
-                    if self.nets.len() < 1_000_000 {
-                        self.nets.insert(ip.to_string(), n);
-                    }
-                    n
-                }
+            Some(ip) => match baseline::net_of_dotted(ip) {
+                Some(n) => n,
+                None => self.net(ip),
             },
             None => 0,
         };
@@ -373,25 +373,68 @@ struct NewFinding {
     f: Finding,
 }
 
-fn to_finding(store: &Store, key: &KeyInfo, inc: &Incident, now: Millis) -> Result<NewFinding> {
-    let category = category_of(&inc.rule);
-    let mut evidence = Vec::with_capacity(inc.rows.len());
-    if !inc.rows.is_empty() {
-        let mut stmt = store
-            .conn()
-            .prepare_cached("SELECT ext_id FROM events WHERE id = ?1")?;
-        for r in &inc.rows {
-            if let Some(id) = stmt.query_row([r], |x| x.get::<_, String>(0)).optional()? {
-                evidence.push(id);
+/// The provider ids of the events behind evidence row ids, looked up in row order: a
+/// cluster of nearby rows (the events of one sync are) is read as one range of the
+/// table, a lone row by itself.
+fn evidence_ids(conn: &rusqlite::Connection, mut rows: Vec<i64>) -> Result<HashMap<i64, String>> {
+    rows.sort_unstable();
+    rows.dedup();
+    let mut out = HashMap::with_capacity(rows.len());
+    let mut point = conn.prepare_cached("SELECT ext_id FROM events WHERE id = ?1")?;
+    let mut range =
+        conn.prepare_cached("SELECT id, ext_id FROM events WHERE id >= ?1 AND id <= ?2")?;
+    let mut i = 0;
+    while i < rows.len() {
+        // Grow the cluster while it spans at most 8 table rows per wanted row: stepping
+        // over a row costs a fraction of a lookup by id.
+        let mut j = i;
+        while j + 1 < rows.len() && rows[j + 1] - rows[i] < 8 * (j + 2 - i) as i64 {
+            j += 1;
+        }
+        if j == i {
+            if let Some(id) = point
+                .query_row([rows[i]], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                out.insert(rows[i], id);
+            }
+        } else {
+            let want = &rows[i..=j];
+            let mut k = 0;
+            let mut found = range.query([rows[i], rows[j]])?;
+            while let Some(r) = found.next()? {
+                let row: i64 = r.get(0)?;
+                while k < want.len() && want[k] < row {
+                    k += 1;
+                }
+                if want.get(k) == Some(&row) {
+                    out.insert(row, r.get(1)?);
+                }
             }
         }
+        i = j + 1;
     }
+    Ok(out)
+}
+
+fn to_finding(
+    key: &KeyInfo,
+    inc: &Incident,
+    now: Millis,
+    ext_ids: &HashMap<i64, String>,
+) -> NewFinding {
+    let category = category_of(&inc.rule);
+    let evidence = inc
+        .rows
+        .iter()
+        .filter_map(|r| ext_ids.get(r).cloned())
+        .collect();
     let (first, last) = if category == Category::Hygiene {
         (now, now)
     } else {
         (inc.start, inc.last.max(inc.start))
     };
-    Ok(NewFinding {
+    NewFinding {
         key_ref: key.key_ref,
         f: Finding {
             id: finding_id(&inc.rule, &key.provider, &key.id, &inc.subject),
@@ -409,21 +452,7 @@ fn to_finding(store: &Store, key: &KeyInfo, inc: &Incident, now: Millis) -> Resu
             note: None,
             suppressed_until: None,
         },
-    })
-}
-
-/// An existing finding, as far as the writer needs it.
-struct Existing {
-    key_ref: i64,
-    rule: String,
-    category: String,
-    status: String,
-    severity: i64,
-    title: String,
-    explanation: String,
-    evidence: String,
-    last_seen: Millis,
-    suppressed_until: Option<Millis>,
+    }
 }
 
 /// What the writer resolves when a finding is not produced again.
@@ -434,137 +463,155 @@ enum Scope<'a> {
     HygieneAnd(&'a HashSet<i64>),
 }
 
+/// What the writer does with a produced finding.
+#[derive(Clone)]
+enum Fate {
+    /// New: insert it.
+    Insert,
+    /// Exists with the same content: leave it.
+    Keep,
+    /// Exists but changed: update it, with this status.
+    Update(String),
+}
+
 fn write_findings(
-    store: &mut Store,
+    tx: &rusqlite::Connection,
     produced: Vec<NewFinding>,
     scope: Scope<'_>,
     now: Millis,
     report: &mut DetectReport,
 ) -> Result<()> {
-    let tx = store.conn_mut().transaction()?;
+    // The first of several findings with one id wins.
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(produced.len());
+    for (i, nf) in produced.iter().enumerate() {
+        index.entry(nf.f.id.as_str()).or_insert(i);
+    }
+    let evidence: Vec<Cow<'static, str>> = produced
+        .iter()
+        .map(|nf| match nf.f.evidence.as_slice() {
+            [] => Cow::Borrowed("[]"),
+            ev => Cow::Owned(serde_json::to_string(ev).unwrap_or_else(|_| "[]".into())),
+        })
+        .collect();
+    // One pass over the stored findings, compared in place (no copies of their text).
+    let mut fate = vec![Fate::Insert; produced.len()];
+    let mut resolve: Vec<String> = Vec::new();
     {
-        let mut existing: HashMap<String, Existing> = HashMap::new();
-        {
-            let mut stmt = tx.prepare(
-                "SELECT id, key_ref, rule, category, status, severity, title, explanation,
-                        evidence, last_seen, suppressed_until FROM findings",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                existing.insert(
-                    r.get(0)?,
-                    Existing {
-                        key_ref: r.get(1)?,
-                        rule: r.get(2)?,
-                        category: r.get(3)?,
-                        status: r.get(4)?,
-                        severity: r.get(5)?,
-                        title: r.get(6)?,
-                        explanation: r.get(7)?,
-                        evidence: r.get(8)?,
-                        last_seen: r.get(9)?,
-                        suppressed_until: r.get(10)?,
-                    },
-                );
-            }
-        }
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO findings (id, rule, category, severity, key_ref, title, explanation,
-                                   evidence, first_seen, last_seen, status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'open')",
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, key_ref, category, status, severity, title, explanation, evidence,
+                    last_seen, suppressed_until FROM findings",
         )?;
-        let mut update = tx.prepare_cached(
-            "UPDATE findings SET severity = ?2, title = ?3, explanation = ?4, evidence = ?5,
-                last_seen = max(last_seen, ?6), status = ?7,
-                suppressed_until = CASE WHEN ?7 = 'open' THEN NULL ELSE suppressed_until END
-             WHERE id = ?1",
-        )?;
-        let mut seen: HashSet<String> = HashSet::new();
-        for nf in produced {
-            let f = nf.f;
-            if !seen.insert(f.id.clone()) {
-                continue;
-            }
-            let evidence = serde_json::to_string(&f.evidence).unwrap_or_else(|_| "[]".into());
-            let sev = f.severity as i64;
-            let last = to_millis(f.last_seen);
-            match existing.get(&f.id) {
-                None => {
-                    insert.execute(params![
-                        f.id,
-                        f.rule,
-                        f.category.as_str(),
-                        sev,
-                        nf.key_ref,
-                        f.title,
-                        f.explanation,
-                        evidence,
-                        to_millis(f.first_seen),
-                        last
-                    ])?;
-                    report.opened += 1;
-                }
-                Some(e) => {
-                    let expired =
-                        e.status == "suppressed" && e.suppressed_until.is_some_and(|u| u <= now);
-                    let status = match e.status.as_str() {
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let text = |i: usize| -> rusqlite::Result<&str> { Ok(r.get_ref(i)?.as_str()?) };
+            let id = text(0)?;
+            let status = text(3)?;
+            let expired =
+                status == "suppressed" && r.get::<_, Option<Millis>>(9)?.is_some_and(|u| u <= now);
+            match index.get(id) {
+                Some(&i) => {
+                    let f = &produced[i].f;
+                    let new_status = match status {
                         "resolved" => "open",
                         "suppressed" if expired => "open",
                         s => s,
                     };
-                    let hygiene = f.category == Category::Hygiene;
-                    let same = e.severity == sev
-                        && e.title == f.title
-                        && e.explanation == f.explanation
-                        && e.evidence == evidence
-                        && status == e.status
-                        && if hygiene {
-                            e.last_seen > now - 24 * HOUR
+                    let last_seen: Millis = r.get(8)?;
+                    let same = r.get::<_, i64>(4)? == f.severity as i64
+                        && text(5)? == f.title
+                        && text(6)? == f.explanation
+                        && text(7)? == evidence[i]
+                        && new_status == status
+                        && if f.category == Category::Hygiene {
+                            last_seen > now - 24 * HOUR
                         } else {
-                            e.last_seen >= last
+                            last_seen >= to_millis(f.last_seen)
                         };
-                    if !same {
-                        update.execute(params![
-                            f.id,
-                            sev,
-                            f.title,
-                            f.explanation,
-                            evidence,
-                            last,
-                            status
-                        ])?;
-                        report.updated += 1;
+                    fate[i] = if same {
+                        Fate::Keep
+                    } else {
+                        Fate::Update(new_status.to_string())
+                    };
+                }
+                None => {
+                    let category = text(2)?;
+                    if category == "exposure" {
+                        continue;
+                    }
+                    let in_scope = match &scope {
+                        Scope::All => true,
+                        Scope::HygieneAnd(keys) => {
+                            category == "hygiene" || keys.contains(&r.get::<_, i64>(1)?)
+                        }
+                    };
+                    if in_scope && (status == "open" || expired) {
+                        resolve.push(id.to_string());
                     }
                 }
             }
         }
-        let mut resolve = tx.prepare_cached(
-            "UPDATE findings SET status = 'resolved', suppressed_until = NULL WHERE id = ?1",
-        )?;
-        for (id, e) in &existing {
-            if seen.contains(id) || e.category == "exposure" {
-                continue;
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO findings (id, rule, category, severity, key_ref, title, explanation,
+                               evidence, first_seen, last_seen, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'open')",
+    )?;
+    let mut update = tx.prepare_cached(
+        "UPDATE findings SET severity = ?2, title = ?3, explanation = ?4, evidence = ?5,
+            last_seen = max(last_seen, ?6), status = ?7,
+            suppressed_until = CASE WHEN ?7 = 'open' THEN NULL ELSE suppressed_until END
+         WHERE id = ?1",
+    )?;
+    for (i, nf) in produced.iter().enumerate() {
+        if index.get(nf.f.id.as_str()) != Some(&i) {
+            continue;
+        }
+        let f = &nf.f;
+        match &fate[i] {
+            Fate::Keep => {}
+            Fate::Insert => {
+                insert.execute(params![
+                    f.id,
+                    f.rule,
+                    f.category.as_str(),
+                    f.severity as i64,
+                    nf.key_ref,
+                    f.title,
+                    f.explanation,
+                    evidence[i],
+                    to_millis(f.first_seen),
+                    to_millis(f.last_seen)
+                ])?;
+                report.opened += 1;
             }
-            let in_scope = match &scope {
-                Scope::All => true,
-                Scope::HygieneAnd(keys) => e.category == "hygiene" || keys.contains(&e.key_ref),
-            };
-            let _ = &e.rule;
-            let expired = e.status == "suppressed" && e.suppressed_until.is_some_and(|u| u <= now);
-            if in_scope && (e.status == "open" || expired) {
-                resolve.execute([id])?;
-                report.resolved += 1;
+            Fate::Update(status) => {
+                update.execute(params![
+                    f.id,
+                    f.severity as i64,
+                    f.title,
+                    f.explanation,
+                    evidence[i],
+                    to_millis(f.last_seen),
+                    status
+                ])?;
+                report.updated += 1;
             }
         }
     }
-    tx.commit()?;
+    let mut resolve_one = tx.prepare_cached(
+        "UPDATE findings SET status = 'resolved', suppressed_until = NULL WHERE id = ?1",
+    )?;
+    for id in &resolve {
+        resolve_one.execute([id])?;
+        report.resolved += 1;
+    }
     Ok(())
 }
 
-/// One key's work: its saved state (JSON, if continuing) and the events to run.
+/// One key's work: its saved state (if continuing) and the events to run.
 struct Work {
     key_ref: i64,
-    saved: Option<String>,
+    saved: Option<KeyState>,
     events: Vec<Ev>,
 }
 
@@ -575,7 +622,7 @@ struct Done {
     usage: hygiene::Usage,
     last_time: Millis,
     scopes_json: String,
-    state_json: String,
+    state: Vec<u8>,
 }
 
 fn unknown_key(key_ref: i64) -> KeyInfo {
@@ -603,12 +650,8 @@ fn run_work(
     strings: &Interner,
     cfg: &DetectConfig,
     now: Millis,
-) -> Result<Done> {
-    let mut st: KeyState = w
-        .saved
-        .take()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default();
+) -> Done {
+    let mut st = w.saved.take().unwrap_or_default();
     // Nearly sorted already (rowid order follows arrival): a stable sort is linear here.
     w.events.sort_by_key(|e| (e.time, e.row));
     let fallback;
@@ -623,11 +666,7 @@ fn run_work(
     let mut incidents = Vec::new();
     anomaly::process(&mut st, &w.events, &cx, &mut incidents);
     incidents.extend(anomaly::pending(&st, &cx, now));
-    let state_json = serde_json::to_string(&st).map_err(|source| DetectError::State {
-        key_ref: w.key_ref,
-        source,
-    })?;
-    Ok(Done {
+    Done {
         key_ref: w.key_ref,
         incidents,
         usage: hygiene::Usage {
@@ -636,8 +675,8 @@ fn run_work(
         },
         last_time: st.last_time,
         scopes_json: serde_json::to_string(&st.scopes).unwrap_or_else(|_| "[]".into()),
-        state_json,
-    })
+        state: st.encode(),
+    }
 }
 
 /// Runs the anomaly rules for every key, on two threads when there is enough work.
@@ -647,10 +686,10 @@ fn analyse(
     strings: &Interner,
     cfg: &DetectConfig,
     now: Millis,
-) -> Result<Vec<Done>> {
+) -> Vec<Done> {
     let total: usize = work.iter().map(|w| w.events.len()).sum();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let run = |ws: Vec<Work>| -> Result<Vec<Done>> {
+    let run = |ws: Vec<Work>| -> Vec<Done> {
         ws.into_iter()
             .map(|w| run_work(w, keys, strings, cfg, now))
             .collect()
@@ -673,33 +712,35 @@ fn analyse(
     }
     std::thread::scope(|s| {
         let h = s.spawn(|| run(b));
-        let mut out = run(a)?;
-        out.extend(h.join().unwrap_or_else(|_| Ok(Vec::new()))?);
-        Ok(out)
+        let mut out = run(a);
+        // A panic there is a bug: losing half the keys' results silently would advance
+        // the checkpoint past events that were never analysed.
+        out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        out
     })
 }
 
 fn save_states(
-    store: &mut Store,
+    tx: &rusqlite::Connection,
     done: &[Done],
     replace_all: bool,
     last_event: i64,
     cfg: &DetectConfig,
     now: Millis,
 ) -> Result<usize> {
-    let tx = store.conn_mut().transaction()?;
     let mut bytes = 0;
     {
         if replace_all {
             tx.execute("DELETE FROM detect_state", [])?;
         }
         let mut put = tx.prepare_cached(
-            "INSERT OR REPLACE INTO detect_state (key_ref, last_time, scopes, state)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO detect_state (key_ref, last_time, scopes, state) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(key_ref) DO UPDATE SET last_time = excluded.last_time,
+                scopes = excluded.scopes, state = excluded.state",
         )?;
         for d in done {
-            bytes += d.state_json.len();
-            put.execute(params![d.key_ref, d.last_time, d.scopes_json, d.state_json])?;
+            bytes += d.state.len();
+            put.execute(params![d.key_ref, d.last_time, d.scopes_json, d.state])?;
         }
         tx.execute(
             "INSERT INTO detect_checkpoint (id, last_event, config, ran_at) VALUES (1, ?1, ?2, ?3)
@@ -708,27 +749,42 @@ fn save_states(
             params![last_event, cfg.fingerprint(), now],
         )?;
     }
-    tx.commit()?;
     Ok(bytes)
 }
 
-fn load_usage(store: &Store) -> Result<HashMap<i64, hygiene::Usage>> {
+/// What one pass over `detect_state` gives an incremental run: the saved state of each
+/// key with new events (the time of its last analysed event, and the state unless it
+/// does not decode), and the usage of every other key for the hygiene rules.
+type Saved = (
+    HashMap<i64, (Millis, Option<KeyState>)>,
+    HashMap<i64, hygiene::Usage>,
+);
+
+fn load_states(store: &Store, touched: &HashMap<i64, Vec<Ev>>) -> Result<Saved> {
     let mut stmt = store
         .conn()
-        .prepare_cached("SELECT key_ref, last_time, scopes FROM detect_state")?;
+        .prepare_cached("SELECT key_ref, last_time, scopes, state FROM detect_state")?;
     let mut rows = stmt.query([])?;
-    let mut out = HashMap::new();
+    let mut states = HashMap::with_capacity(touched.len());
+    let mut usage = HashMap::new();
     while let Some(r) = rows.next()? {
-        let scopes: String = r.get(2)?;
-        out.insert(
-            r.get::<_, i64>(0)?,
-            hygiene::Usage {
-                last_time: Some(r.get(1)?),
-                scopes: serde_json::from_str(&scopes).unwrap_or_default(),
-            },
-        );
+        let key_ref: i64 = r.get(0)?;
+        let last_time: Millis = r.get(1)?;
+        if touched.contains_key(&key_ref) {
+            let st = r.get_ref(3)?.as_blob().ok().and_then(KeyState::decode);
+            states.insert(key_ref, (last_time, st));
+        } else {
+            let scopes = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+            usage.insert(
+                key_ref,
+                hygiene::Usage {
+                    last_time: Some(last_time),
+                    scopes: serde_json::from_str(scopes).unwrap_or_default(),
+                },
+            );
+        }
     }
-    Ok(out)
+    Ok((states, usage))
 }
 
 /// Events grouped by key, in rowid order within each key.
@@ -815,7 +871,7 @@ fn read_events(store: &Store, lo: i64, hi: i64) -> Result<Grouped> {
 fn finish_run(
     store: &mut Store,
     keys: &HashMap<i64, KeyInfo>,
-    done: Vec<Done>,
+    mut done: Vec<Done>,
     mut usage: HashMap<i64, hygiene::Usage>,
     scope: Scope<'_>,
     full: bool,
@@ -825,22 +881,54 @@ fn finish_run(
     report: &mut DetectReport,
     ph: &mut Phases,
 ) -> Result<()> {
-    let mut produced = Vec::new();
-    for d in &done {
-        if let Some(k) = keys.get(&d.key_ref) {
-            for inc in &d.incidents {
-                produced.push(to_finding(store, k, inc, now)?);
-            }
-        }
-        usage.insert(d.key_ref, d.usage.clone());
+    for d in &mut done {
+        usage.insert(d.key_ref, std::mem::take(&mut d.usage));
     }
     report.keys = done.len();
-    produced.extend(hygiene_findings(store, keys, &usage, cfg, now)?);
+    let anomalies = || -> Result<Vec<NewFinding>> {
+        let rows: Vec<i64> = done
+            .iter()
+            .filter(|d| keys.contains_key(&d.key_ref))
+            .flat_map(|d| d.incidents.iter().flat_map(|inc| inc.rows.iter().copied()))
+            .collect();
+        let ext_ids = evidence_ids(store.conn(), rows)?;
+        let mut out = Vec::new();
+        for d in &done {
+            if let Some(k) = keys.get(&d.key_ref) {
+                out.extend(
+                    d.incidents
+                        .iter()
+                        .map(|inc| to_finding(k, inc, now, &ext_ids)),
+                );
+            }
+        }
+        Ok(out)
+    };
+    // The hygiene rules (computation only, O(keys)) run on a second thread while this
+    // one looks up the evidence of the anomaly findings.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let produced = if threads >= 2 && keys.len() >= 256 {
+        std::thread::scope(|s| -> Result<Vec<NewFinding>> {
+            let h = s.spawn(|| hygiene_findings(keys, &usage, cfg, now));
+            let mut out = anomalies()?;
+            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            Ok(out)
+        })?
+    } else {
+        let mut out = anomalies()?;
+        out.extend(hygiene_findings(keys, &usage, cfg, now));
+        out
+    };
     ph.mark("findings");
-    write_findings(store, produced, scope, now, report)?;
+    // Findings, states and checkpoint in one transaction: a run is saved whole or not
+    // at all.
+    let tx = store.conn_mut().transaction()?;
+    write_findings(&tx, produced, scope, now, report)?;
     ph.mark("write findings");
-    report.state_bytes = save_states(store, &done, full, last_event, cfg, now)?;
+    report.state_bytes = save_states(&tx, &done, full, last_event, cfg, now)?;
     ph.mark("save states");
+    tx.commit()?;
+    ph.mark("commit");
     Ok(())
 }
 
@@ -884,7 +972,7 @@ pub fn detect_full(
             events,
         })
         .collect();
-    let done = analyse(work, &keys, &g.strings, cfg, now_ms)?;
+    let done = analyse(work, &keys, &g.strings, cfg, now_ms);
     ph.mark("analyse");
     finish_run(
         store,
@@ -905,20 +993,17 @@ pub fn detect_full(
 }
 
 fn hygiene_findings(
-    store: &Store,
     keys: &HashMap<i64, KeyInfo>,
     usage: &HashMap<i64, hygiene::Usage>,
     cfg: &DetectConfig,
     now: Millis,
-) -> Result<Vec<NewFinding>> {
-    let list: Vec<KeyInfo> = keys.values().cloned().collect();
-    let mut out = Vec::new();
-    for (key_ref, inc) in hygiene::run(&list, usage, cfg, now) {
-        if let Some(k) = keys.get(&key_ref) {
-            out.push(to_finding(store, k, &inc, now)?);
-        }
-    }
-    Ok(out)
+) -> Vec<NewFinding> {
+    let list: Vec<&KeyInfo> = keys.values().collect();
+    let none = HashMap::new();
+    hygiene::run(&list, usage, cfg, now)
+        .into_iter()
+        .filter_map(|(key_ref, inc)| keys.get(&key_ref).map(|k| to_finding(k, &inc, now, &none)))
+        .collect()
 }
 
 /// Runs the rules over the events that arrived since the last run (keys without new
@@ -962,10 +1047,8 @@ pub fn detect_incremental(
     // older than what the state has seen (or there is no state).
     let mut work: Vec<Work> = Vec::with_capacity(g.by_key.len());
     let mut rebuilt: HashSet<i64> = HashSet::new();
+    let (mut saved, usage) = load_states(store, &g.by_key)?;
     {
-        let mut get_state = store
-            .conn()
-            .prepare_cached("SELECT last_time, state FROM detect_state WHERE key_ref = ?1")?;
         let mut reader = Reader {
             strings: std::mem::take(&mut g.strings),
             agents: HashMap::new(),
@@ -975,14 +1058,12 @@ pub fn detect_incremental(
             "SELECT {EV_COLUMNS} FROM events WHERE key_ref = ?1 ORDER BY time, id"
         ))?;
         for (key_ref, evs) in g.by_key.drain() {
-            let saved: Option<(Millis, String)> = get_state
-                .query_row([key_ref], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
             let min_time = evs.iter().map(|e| e.time).min().unwrap_or(0);
-            match saved {
-                Some((last, json)) if min_time >= last => work.push(Work {
+            // A state that does not decode (an older format) is rebuilt like a missing one.
+            match saved.remove(&key_ref) {
+                Some((last, Some(st))) if min_time >= last => work.push(Work {
                     key_ref,
-                    saved: Some(json),
+                    saved: Some(st),
                     events: evs,
                 }),
                 _ => {
@@ -1004,9 +1085,8 @@ pub fn detect_incremental(
         g.strings = reader.strings;
     }
     ph.mark("load states");
-    let done = analyse(work, &keys, &g.strings, cfg, now_ms)?;
+    let done = analyse(work, &keys, &g.strings, cfg, now_ms);
     ph.mark("analyse");
-    let usage = load_usage(store)?;
     finish_run(
         store,
         &keys,
@@ -1065,16 +1145,16 @@ pub fn raise_exposure(
 /// The baseline status of a key (by cache handle) as of the last detection run:
 /// `Learning` keys raise no novelty findings yet.
 pub fn baseline_status(store: &Store, key_ref: i64, cfg: &DetectConfig) -> Result<BaselineStatus> {
-    let saved: Option<String> = store
+    let saved: Option<Option<KeyState>> = store
         .conn()
         .query_row(
             "SELECT state FROM detect_state WHERE key_ref = ?1",
             [key_ref],
-            |r| r.get(0),
+            |r| Ok(r.get_ref(0)?.as_blob().ok().and_then(KeyState::decode)),
         )
         .optional()?;
     Ok(saved
-        .and_then(|s| serde_json::from_str::<KeyState>(&s).ok())
+        .flatten()
         .map_or(BaselineStatus::NoHistory, |st| st.status(cfg)))
 }
 

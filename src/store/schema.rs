@@ -148,7 +148,20 @@ pub const MIGRATIONS: &[&str] = &[
     // 4: the order of the keys list (provider, name, id) as an index, so the first screen
     // of a large list is read without scanning and sorting the keys table.
     r#"
-    CREATE INDEX keys_list ON keys(provider_id, name, ext_id);
+    CREATE INDEX IF NOT EXISTS keys_list ON keys(provider_id, name, ext_id);
+    "#,
+    // 5: per-key detection state in a compact binary form instead of JSON. The JSON
+    // states go with the checkpoint, so the next detection run is a full replay that
+    // saves every state anew.
+    r#"
+    DROP TABLE detect_state;
+    CREATE TABLE detect_state (
+        key_ref    INTEGER PRIMARY KEY REFERENCES keys(id),
+        last_time  INTEGER NOT NULL,            -- time of the key's last analysed event
+        scopes     TEXT NOT NULL DEFAULT '[]',  -- JSON [[scope, last successful use]]
+        state      BLOB NOT NULL                -- detect::baseline::KeyState::encode
+    );
+    DELETE FROM detect_checkpoint;
     "#,
 ];
 
