@@ -124,7 +124,7 @@ fn a_saved_state_that_does_not_decode_is_rebuilt_from_the_key_history() {
     let (a, b) = hist.split_at(hist.len() / 2);
     split.insert_events("p", a, None).unwrap();
     detect::detect_full(&mut split, &cfg, now()).unwrap();
-    // A state this build cannot read: JSON, as caches before schema version 4 held.
+    // A state this build cannot read: JSON, as caches before schema version 5 held.
     split
         .conn()
         .execute("UPDATE detect_state SET state = '{\"events\":1}'", [])
