@@ -1,7 +1,12 @@
 //! Events in the cache: batch inserts that never duplicate, and paged or streamed reads
 //! that always go through the `(key_ref, time)` or `(time)` index.
+//!
+//! Filters SQLite cannot evaluate from the row (a source network, case-insensitive text)
+//! are applied while the rows stream in time order; [`Store::event_page`] bounds how many
+//! events one page may examine, so a rare match never turns into one long scan.
 
 use super::{keys::upsert_key_tx, set_cursor_tx, Result, Store, StoreError};
+use crate::filter::Network;
 use crate::model::{from_millis, to_millis, Event, Key, Millis, Outcome};
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
@@ -19,12 +24,89 @@ pub struct EventQuery {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub outcome: Option<Outcome>,
+    /// Only events from this address or network (`ip:203.0.113.0/24`).
+    pub source_ip: Option<Network>,
+    /// Only events whose action contains this text (lower-case; case-insensitive).
+    pub action: Option<String>,
+    /// Words (lower-case) that must each occur, case-insensitively, in the action, the key
+    /// id, the source address or the user agent.
+    pub text: Vec<String>,
     /// Page anchor for newest-first paging: only events strictly older than this
     /// `(time, row id)`.
     pub before: Option<(Millis, i64)>,
+    /// Page anchor for oldest-first paging: only events strictly newer than this
+    /// `(time, row id)`.
+    pub after: Option<(Millis, i64)>,
     /// Newest first (views) instead of oldest first (exports).
     pub newest_first: bool,
     pub limit: Option<usize>,
+}
+
+impl EventQuery {
+    /// True when some filter is applied to the rows as they stream (not in SQL).
+    fn filters_rows(&self) -> bool {
+        self.source_ip.is_some() || self.action.is_some() || !self.text.is_empty()
+    }
+
+    /// True when an event passes the row filters (`source_ip`, `action`, `text`); the key
+    /// id is asked for only when a word is not found elsewhere.
+    fn row_passes<'k>(
+        &self,
+        action: &str,
+        source_ip: Option<&str>,
+        user_agent: Option<&str>,
+        key_id: impl FnOnce() -> Option<&'k str>,
+    ) -> bool {
+        if let Some(n) = &self.source_ip {
+            if !source_ip.is_some_and(|ip| n.contains_str(ip)) {
+                return false;
+            }
+        }
+        if let Some(a) = &self.action {
+            if !contains_ci(action, a) {
+                return false;
+            }
+        }
+        let mut key_id = Some(key_id);
+        let mut key: Option<&str> = None;
+        self.text.iter().all(|w| {
+            if contains_ci(action, w)
+                || source_ip.is_some_and(|ip| contains_ci(ip, w))
+                || user_agent.is_some_and(|ua| contains_ci(ua, w))
+            {
+                return true;
+            }
+            if let Some(f) = key_id.take() {
+                key = f();
+            }
+            key.is_some_and(|k| contains_ci(k, w))
+        })
+    }
+}
+
+/// True when `hay` contains `needle` (lower-case), ignoring case; no allocation for
+/// ASCII text.
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    if hay.is_ascii() && needle.is_ascii() {
+        let (h, n) = (hay.as_bytes(), needle.as_bytes());
+        return h.len() >= n.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    }
+    hay.to_lowercase().contains(needle)
+}
+
+/// One page of a filtered walk through the events (see [`Store::event_page`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventPage {
+    /// The matching events, newest first.
+    pub rows: Vec<EventRow>,
+    /// Events the walk examined to find them.
+    pub scanned: usize,
+    /// The `(time, row id)` where the walk stopped: the next page's anchor in the same
+    /// direction. `None` when the walk reached the end of the events.
+    pub resume: Option<(Millis, i64)>,
 }
 
 /// An event with its cache handles.
@@ -33,6 +115,22 @@ pub struct EventRow {
     pub row_id: i64,
     pub key_ref: i64,
     pub event: Event,
+}
+
+/// Appends the page anchors of `q` as conditions a time index can seek to (a range on
+/// `time` first, the row id only to break ties).
+fn anchors_sql(q: &EventQuery, prefix: &str, params: &mut Vec<Value>, sql: &mut String) {
+    for (anchor, cmp) in [(q.before, "<"), (q.after, ">")] {
+        if let Some((t, id)) = anchor {
+            params.push(Value::Integer(t));
+            let tp = params.len();
+            params.push(Value::Integer(id));
+            sql.push_str(&format!(
+                " AND {prefix}time {cmp}= ?{tp} AND ({prefix}time {cmp} ?{tp} OR {prefix}id {cmp} ?{})",
+                params.len()
+            ));
+        }
+    }
 }
 
 const EVENT_COLUMNS: &str =
@@ -306,24 +404,153 @@ impl Store {
             params.push(Value::Integer(outcome_code(o)));
             sql.push_str(&format!(" AND e.outcome = ?{}", params.len()));
         }
-        if let Some((t, id)) = q.before {
-            params.push(Value::Integer(t));
-            let tp = params.len();
-            params.push(Value::Integer(id));
-            sql.push_str(&format!(
-                " AND (e.time < ?{tp} OR (e.time = ?{tp} AND e.id < ?{}))",
-                params.len()
-            ));
-        }
+        anchors_sql(q, "e.", params, &mut sql);
         if q.newest_first {
             sql.push_str(" ORDER BY e.time DESC, e.id DESC");
         } else {
             sql.push_str(" ORDER BY e.time, e.id");
         }
-        if let Some(n) = q.limit {
+        // Row filters are applied while streaming, so the limit is counted there.
+        if let Some(n) = q.limit.filter(|_| !q.filters_rows()) {
             sql.push_str(&format!(" LIMIT {n}"));
         }
         sql
+    }
+
+    /// The cheap side of a page walk: the columns the filters read, in time order, through
+    /// the index named explicitly (the query fails rather than scan the table). Only the
+    /// scope and time conditions are in SQL, as seeks; every other filter is applied to
+    /// the streamed rows, so a page's budget bounds the rows SQLite reads.
+    fn event_walk_sql(q: &EventQuery, params: &mut Vec<Value>) -> String {
+        let index = if q.key_ref.is_some() {
+            "events_key_time"
+        } else {
+            "events_time"
+        };
+        let mut sql = format!(
+            "SELECT e.id, e.time, e.key_ref, e.provider_id, e.outcome, e.action, e.source_ip,
+                    e.user_agent
+             FROM events e INDEXED BY {index} WHERE 1 = 1"
+        );
+        if let Some(r) = q.key_ref {
+            params.push(Value::Integer(r));
+            sql.push_str(&format!(" AND e.key_ref = ?{}", params.len()));
+        }
+        if let Some(t) = q.since {
+            params.push(Value::Integer(to_millis(t)));
+            sql.push_str(&format!(" AND e.time >= ?{}", params.len()));
+        }
+        if let Some(t) = q.until {
+            params.push(Value::Integer(to_millis(t)));
+            sql.push_str(&format!(" AND e.time < ?{}", params.len()));
+        }
+        anchors_sql(q, "e.", params, &mut sql);
+        if q.newest_first {
+            sql.push_str(" ORDER BY e.time DESC, e.id DESC");
+        } else {
+            sql.push_str(" ORDER BY e.time, e.id");
+        }
+        sql
+    }
+
+    /// One page of a filtered walk through the events in time order: from `q.before`
+    /// towards older events when `q.newest_first`, else from `q.after` towards newer ones.
+    /// The walk keeps the events that pass every filter of `q` until `q.limit` matched
+    /// (default 1,000) or it examined `budget` events, and says where it stopped
+    /// ([`EventPage::resume`]), so the caller pages through any number of events in
+    /// bounded steps. `keep_going` is asked every 1,024 events; when it returns false the
+    /// walk gives up and returns `None` (a newer query superseded this one).
+    pub fn event_page(
+        &self,
+        q: &EventQuery,
+        budget: usize,
+        keep_going: &dyn Fn() -> bool,
+    ) -> Result<Option<EventPage>> {
+        let limit = q.limit.unwrap_or(1000).max(1);
+        let budget = budget.max(1);
+        // Provider and key id become cache handles once, then plain comparisons.
+        let provider = match &q.provider {
+            Some(p) => match self.provider_id(p)? {
+                Some(id) => Some(id),
+                None => return Ok(Some(EventPage::default())),
+            },
+            None => None,
+        };
+        let key_refs: Option<Vec<i64>> = match &q.key_id {
+            Some(k) => Some(
+                self.conn
+                    .prepare_cached("SELECT id FROM keys WHERE ext_id = ?1")?
+                    .query_map([k], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?,
+            ),
+            None => None,
+        };
+        let outcome = q.outcome.map(outcome_code);
+        let mut params = Vec::new();
+        let sql = Self::event_walk_sql(q, &mut params);
+        let mut walk = self.conn.prepare_cached(&sql)?;
+        let mut rows = walk.query(rusqlite::params_from_iter(params))?;
+        let mut key_ids: HashMap<i64, Option<String>> = HashMap::new();
+        let mut find_key = self
+            .conn
+            .prepare_cached("SELECT ext_id FROM keys WHERE id = ?1")?;
+        let mut ids = Vec::new();
+        let mut page = EventPage::default();
+        let mut last = None;
+        let mut ended = true;
+        while let Some(r) = rows.next()? {
+            if page.scanned % 1024 == 0 && !keep_going() {
+                return Ok(None);
+            }
+            page.scanned += 1;
+            let id: i64 = r.get(0)?;
+            let time: Millis = r.get(1)?;
+            last = Some((time, id));
+            let key_ref: i64 = r.get(2)?;
+            let in_scope = provider.is_none_or(|p| r.get::<_, i64>(3).ok() == Some(p))
+                && key_refs.as_ref().is_none_or(|k| k.contains(&key_ref))
+                && outcome.is_none_or(|o| r.get::<_, i64>(4).ok() == Some(o));
+            let text = |i: usize| -> rusqlite::Result<Option<&str>> {
+                Ok(match r.get_ref(i)? {
+                    rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok(),
+                    _ => None,
+                })
+            };
+            let passes = in_scope
+                && q.row_passes(text(5)?.unwrap_or(""), text(6)?, text(7)?, || {
+                    key_ids
+                        .entry(key_ref)
+                        .or_insert_with(|| {
+                            find_key
+                                .query_row([key_ref], |k| k.get::<_, String>(0))
+                                .ok()
+                        })
+                        .as_deref()
+                });
+            if passes {
+                ids.push(id);
+            }
+            if ids.len() >= limit || page.scanned >= budget {
+                ended = false;
+                break;
+            }
+        }
+        drop(rows);
+        page.resume = if ended { None } else { last };
+        let mut full = self.conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e
+             JOIN providers p ON p.id = e.provider_id
+             JOIN keys k ON k.id = e.key_ref WHERE e.id = ?1"
+        ))?;
+        for id in ids {
+            if let Some(row) = full.query_row([id], event_row).optional()? {
+                page.rows.push(row);
+            }
+        }
+        if !q.newest_first {
+            page.rows.reverse();
+        }
+        Ok(Some(page))
     }
 
     /// One page of events (set `limit`; views never ask for more than they show).
@@ -347,8 +574,27 @@ impl Store {
         let sql = Self::event_sql(q, &mut params);
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let row_filter = q.filters_rows();
+        let mut left = q.limit.unwrap_or(usize::MAX);
         while let Some(r) = rows.next()? {
-            if !f(event_row(r)?) {
+            if left == 0 {
+                break;
+            }
+            let row = event_row(r)?;
+            if row_filter {
+                let e = &row.event;
+                let key_id = e.key_id.as_str();
+                if !q.row_passes(
+                    &e.action,
+                    e.source_ip.as_deref(),
+                    e.user_agent.as_deref(),
+                    || Some(key_id),
+                ) {
+                    continue;
+                }
+            }
+            left -= 1;
+            if !f(row) {
                 break;
             }
         }
@@ -386,8 +632,23 @@ impl Store {
             .query_row("SELECT count(*) FROM events", [], |r| r.get(0))?)
     }
 
-    /// Number of events matching a query, counted in the index.
+    /// Number of events matching a query, counted in the index (row filters count the
+    /// rows as they stream).
     pub fn count_events(&self, q: &EventQuery) -> Result<i64> {
+        if q.filters_rows() {
+            let mut n = 0;
+            self.for_each_event(
+                &EventQuery {
+                    limit: None,
+                    ..q.clone()
+                },
+                |_| {
+                    n += 1;
+                    true
+                },
+            )?;
+            return Ok(n);
+        }
         let mut params = Vec::new();
         let q = EventQuery {
             limit: None,
@@ -527,6 +788,21 @@ mod tests {
         assert_eq!(since, 5);
     }
 
+    fn plan(store: &Store, sql: &str, params: Vec<Value>) -> String {
+        let mut stmt = store
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        plan.join("\n")
+    }
+
     #[test]
     fn reads_use_an_index() {
         let store = Store::open_in_memory().unwrap();
@@ -545,22 +821,244 @@ mod tests {
         ] {
             let mut params = Vec::new();
             let sql = Store::event_sql(&q, &mut params);
-            let mut stmt = store
-                .conn()
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap();
-            let plan: Vec<String> = stmt
-                .query_map(rusqlite::params_from_iter(params), |r| {
-                    r.get::<_, String>(3)
-                })
-                .unwrap()
-                .map(|r| r.unwrap())
-                .collect();
-            let plan = plan.join("\n");
+            let plan = plan(&store, &sql, params);
             assert!(
                 plan.contains("USING INDEX events_"),
                 "full scan in plan:\n{plan}"
             );
         }
+    }
+
+    #[test]
+    fn page_walks_seek_the_time_index_in_order() {
+        let store = Store::open_in_memory().unwrap();
+        let filtered = EventQuery {
+            source_ip: Some(Network::parse("203.0.113.0/24").unwrap()),
+            action: Some("ssn".into()),
+            outcome: Some(Outcome::Denied),
+            text: vec!["acme".into()],
+            limit: Some(200),
+            ..Default::default()
+        };
+        for (q, index, seeks) in [
+            (
+                EventQuery {
+                    newest_first: true,
+                    ..filtered.clone()
+                },
+                "events_time",
+                false,
+            ),
+            (
+                EventQuery {
+                    newest_first: true,
+                    before: Some((5000, 7)),
+                    ..filtered.clone()
+                },
+                "events_time (time<?)",
+                true,
+            ),
+            (
+                EventQuery {
+                    after: Some((5000, 7)),
+                    ..filtered.clone()
+                },
+                "events_time (time>?)",
+                true,
+            ),
+            (
+                EventQuery {
+                    key_ref: Some(3),
+                    newest_first: true,
+                    before: Some((5000, 7)),
+                    ..filtered.clone()
+                },
+                "events_key_time (key_ref=? AND time<?)",
+                true,
+            ),
+        ] {
+            for sql_of in [Store::event_walk_sql, Store::event_sql] {
+                let mut params = Vec::new();
+                let sql = sql_of(&q, &mut params);
+                let plan = plan(&store, &sql, params);
+                let want = format!("USING INDEX {index}");
+                assert!(plan.contains(&want), "want {want} in:\n{plan}");
+                if seeks {
+                    assert!(plan.contains("SEARCH e USING INDEX"), "{plan}");
+                }
+                // The index gives the order: no sort of the matching rows.
+                assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+            }
+        }
+    }
+
+    /// 60 events of two keys, one a minute: every third from 203.0.113.x, every fourth
+    /// denied, every fifth an SSN read.
+    fn walk_fixture() -> (Store, Vec<Event>) {
+        let mut store = Store::open_in_memory().unwrap();
+        store.ensure_provider("p", "http", None).unwrap();
+        let batch: Vec<Event> = (0..60)
+            .map(|i| {
+                let mut e = ev(
+                    &format!("e{i:02}"),
+                    if i % 2 == 0 { "k1" } else { "acme-k2" },
+                    i * 60_000,
+                );
+                if i % 3 == 0 {
+                    e.source_ip = Some(format!("203.0.113.{i}"));
+                }
+                if i % 4 == 0 {
+                    e.outcome = Outcome::Denied;
+                }
+                if i % 5 == 0 {
+                    e.action = "GET /v1/Employees/SSN".into();
+                }
+                e
+            })
+            .collect();
+        store.insert_events("p", &batch, None).unwrap();
+        (store, batch)
+    }
+
+    fn ids(rows: &[EventRow]) -> Vec<String> {
+        rows.iter().map(|r| r.event.id.clone()).collect()
+    }
+
+    #[test]
+    fn a_filtered_walk_pages_through_every_event_in_bounded_steps() {
+        let (store, batch) = walk_fixture();
+        let q = EventQuery {
+            source_ip: Some(Network::parse("203.0.113.0/24").unwrap()),
+            outcome: Some(Outcome::Denied),
+            newest_first: true,
+            limit: Some(2),
+            ..Default::default()
+        };
+        // Every 12th event matches both: e48, e36, e24, e12, e00.
+        let want: Vec<String> = batch
+            .iter()
+            .rev()
+            .filter(|e| {
+                e.outcome == Outcome::Denied
+                    && e.source_ip.as_deref().unwrap().starts_with("203.0.113.")
+            })
+            .map(|e| e.id.clone())
+            .collect();
+        assert_eq!(want, ["e48", "e36", "e24", "e12", "e00"]);
+        let mut got = Vec::new();
+        let mut anchor = None;
+        let mut pages = 0;
+        loop {
+            let page = store
+                .event_page(
+                    &EventQuery {
+                        before: anchor,
+                        ..q.clone()
+                    },
+                    10,
+                    &|| true,
+                )
+                .unwrap()
+                .unwrap();
+            pages += 1;
+            assert!(page.rows.len() <= 2 && page.scanned <= 10, "{page:?}");
+            got.extend(ids(&page.rows));
+            match page.resume {
+                Some(a) => anchor = Some(a),
+                None => break,
+            }
+        }
+        assert_eq!(got, want);
+        assert!(pages >= 6, "the budget bounds every page: {pages} pages");
+
+        // Walking newer from an anchor returns the next matches, still newest first.
+        let e12 = store
+            .events(&EventQuery {
+                key_id: Some("k1".into()),
+                newest_first: true,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .find(|r| r.event.id == "e12")
+            .unwrap();
+        let newer = store
+            .event_page(
+                &EventQuery {
+                    newest_first: false,
+                    after: Some((to_millis(e12.event.time), e12.row_id)),
+                    ..q.clone()
+                },
+                1000,
+                &|| true,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids(&newer.rows), ["e36", "e24"]);
+        assert!(newer.resume.is_some(), "stopped at the limit, not the end");
+    }
+
+    #[test]
+    fn words_match_action_key_address_and_agent_ignoring_case() {
+        let (store, _) = walk_fixture();
+        let walk = |q: EventQuery| {
+            let q = EventQuery {
+                newest_first: true,
+                limit: Some(100),
+                ..q
+            };
+            let page = store.event_page(&q, 1000, &|| true).unwrap().unwrap();
+            // The streaming reads agree with the page walk.
+            assert_eq!(ids(&store.events(&q).unwrap()), ids(&page.rows));
+            assert_eq!(store.count_events(&q).unwrap() as usize, page.rows.len());
+            page.rows
+        };
+        let ssn = walk(EventQuery {
+            action: Some("employees/ssn".into()),
+            ..Default::default()
+        });
+        assert_eq!(ssn.len(), 12);
+        let acme = walk(EventQuery {
+            text: vec!["acme".into(), "ssn".into()],
+            ..Default::default()
+        });
+        assert_eq!(ids(&acme), ["e55", "e45", "e35", "e25", "e15", "e05"]);
+        let exact = walk(EventQuery {
+            source_ip: Some(Network::parse("203.0.113.9").unwrap()),
+            ..Default::default()
+        });
+        assert_eq!(ids(&exact), ["e09"]);
+        let scoped = walk(EventQuery {
+            provider: Some("p".into()),
+            key_id: Some("k1".into()),
+            outcome: Some(Outcome::Denied),
+            ..Default::default()
+        });
+        assert_eq!(scoped.len(), 15);
+        let none = walk(EventQuery {
+            text: vec!["nowhere".into()],
+            ..Default::default()
+        });
+        assert!(none.is_empty());
+        // A limit counts matching rows, not streamed ones.
+        let two = store
+            .events(&EventQuery {
+                action: Some("ssn".into()),
+                newest_first: true,
+                limit: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ids(&two), ["e55", "e50"]);
+    }
+
+    #[test]
+    fn a_superseded_walk_gives_up() {
+        let (store, _) = walk_fixture();
+        let q = EventQuery {
+            newest_first: true,
+            ..Default::default()
+        };
+        assert!(store.event_page(&q, 1000, &|| false).unwrap().is_none());
     }
 }

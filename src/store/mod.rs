@@ -12,7 +12,7 @@ mod keys;
 pub mod schema;
 
 pub use activity::KeyActivity;
-pub use events::{EventQuery, EventRow, EventWriter, Inserted};
+pub use events::{EventPage, EventQuery, EventRow, EventWriter, Inserted};
 pub use findings::FindingQuery;
 pub use keys::KeyRow;
 
