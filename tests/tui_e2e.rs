@@ -1,6 +1,7 @@
 //! End to end: the real binary in tmux against the demo provider on loopback. Filter,
 //! open a key, get refused in read-only, unlock write mode, revoke with the typed
-//! confirmation, and check the provider and the journal.
+//! confirmation, filter the key's events and then every event, and check the provider
+//! and the journal.
 
 use keyaudit::demo::{self, DemoOptions};
 use serde_json::Value;
@@ -199,8 +200,11 @@ async fn filter_open_refuse_unlock_and_revoke_in_tmux() {
     tmux.wait_for("one matching key", |s| s.contains("keys 1 of"));
     tmux.send(&["Enter"]);
     tmux.send(&["Enter"]);
-    tmux.wait_for("the detail view", |s| {
-        s.contains("[detail]") && s.contains("scopes:") && s.contains(&name)
+    tmux.wait_for("the detail view with the baseline status", |s| {
+        s.contains("[detail]")
+            && s.contains("scopes:")
+            && s.contains(&name)
+            && s.contains("baseline")
     });
 
     // Read-only: refused, nothing reaches the provider.
@@ -238,6 +242,23 @@ async fn filter_open_refuse_unlock_and_revoke_in_tmux() {
         key_status(&client, &demo.url, &demo.token, &id).await,
         "revoked"
     );
+
+    // The key's events, filtered in the cache; then the same filter over every key.
+    tmux.send(&["E"]);
+    tmux.wait_for("the key's events", |s| {
+        s.contains("[events]") && s.contains(&format!("events of {name}"))
+    });
+    tmux.send(&["/"]);
+    tmux.type_text("outcome:success");
+    tmux.send(&["Enter"]);
+    let screen = tmux.wait_for("the filtered events of the key", |s| {
+        s.contains("matched") && s.contains("/outcome:success")
+    });
+    assert!(!screen.contains("denied "), "{screen}");
+    tmux.send(&["a"]);
+    tmux.wait_for("the filtered events of every key", |s| {
+        s.contains("events of all keys") && s.contains("matched")
+    });
 
     tmux.send(&["q"]);
     let journal = keyaudit(d, &demo.token, &["journal", "--format", "json"]);

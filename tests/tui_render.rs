@@ -1,8 +1,8 @@
-//! Render snapshots at 80x24 and 120x40 with a fixed clock, and the escape-sequence test
-//! through the real render path.
+//! Render snapshots at 80x24 and 120x40 (and 200x50 where width matters) with a fixed
+//! clock, and the escape-sequence test through the real render path.
 
 use keyaudit::tui::action::{Action, View};
-use keyaudit::tui::fixture::{apply, detail, state};
+use keyaudit::tui::fixture::{apply, detail, detail_learning, state};
 use keyaudit::tui::state::State;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -51,9 +51,81 @@ fn detail_view() {
 }
 
 #[test]
+fn detail_view_of_a_key_still_learning() {
+    both("detail_learning", |s| {
+        apply(s, Action::OpenDetail);
+        apply(s, Action::DetailLoaded(Box::new(detail_learning())));
+    });
+}
+
+#[test]
+fn detail_view_at_200_columns() {
+    insta::assert_snapshot!("detail_200x50", at(200, 50, open_detail));
+}
+
+/// The columns of the activity chart's bar rows that hold a bar.
+fn bar_columns(screen: &str, title: &str) -> Vec<usize> {
+    let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let top = lines
+        .iter()
+        .position(|l| l.iter().collect::<String>().contains(title))
+        .expect("the chart");
+    let mut cols = Vec::new();
+    for l in &lines[top + 1..top + 3] {
+        for (i, c) in l.iter().enumerate() {
+            if "▁▂▃▄▅▆▇█".contains(*c) && !cols.contains(&i) {
+                cols.push(i);
+            }
+        }
+    }
+    cols.sort();
+    cols
+}
+
+#[test]
+fn the_activity_chart_spans_the_width_at_every_size() {
+    for (w, h) in [(80, 24), (120, 40), (200, 50)] {
+        let screen = at(w, h, open_detail);
+        let cols = bar_columns(&screen, "activity 30d");
+        // The box spans the screen; its bars reach both ends of it (the first column is
+        // the border, plus the quotes of the test backend's lines).
+        let (first, last) = (cols[0], *cols.last().unwrap());
+        assert!(first <= 3, "{w}x{h}: starts at {first}\n{screen}");
+        assert!(
+            last + 8 >= w as usize,
+            "{w}x{h}: ends at {last} of {w}\n{screen}"
+        );
+        assert!(screen.contains("30 days ago") && screen.contains("today"));
+    }
+}
+
+#[test]
 fn events_view() {
     both("events", |s| {
         apply(s, Action::ShowView(View::Events));
+    });
+}
+
+#[test]
+fn events_view_filtered_over_the_cache() {
+    both("events_filtered", |s| {
+        apply(s, Action::ShowView(View::Events));
+        apply(s, Action::StartFilter);
+        for c in "ip:203.0.113.0/24 outcome:success".chars() {
+            apply(s, Action::Input(c));
+        }
+        apply(s, Action::InputSubmit);
+    });
+}
+
+#[test]
+fn events_view_with_a_filter_that_does_not_parse() {
+    both("events_filter_error", |s| {
+        apply(s, Action::ShowView(View::Events));
+        apply(s, Action::StartFilter);
+        for c in "outcome:den".chars() {
+            apply(s, Action::Input(c));
+        }
     });
 }
 

@@ -503,3 +503,306 @@ fn arrows_change_the_grace_period_of_a_rotation_only() {
         ConfirmKind::KeyOp(KeyOp::Revoke)
     );
 }
+
+// The events view: a filtered walk through every cached event, read by the runner.
+
+use keyaudit::filter::Network;
+use keyaudit::model::{to_millis, Outcome};
+use keyaudit::store::{EventPage, EventRow};
+use keyaudit::tui::action::{EventsPage, EventsRequest, Walk};
+use keyaudit::tui::state::{EVENTS_KEPT, EVENTS_PAGE};
+
+/// Presses a key without serving the reads it asks for (the test plays the runner).
+fn hit(s: &mut State, c: char) -> Vec<Effect> {
+    let a = key(s, c).unwrap_or_else(|| panic!("{c} is not bound"));
+    s.update(a)
+}
+
+/// The events reads among `fx`.
+fn reads(fx: &[Effect]) -> Vec<&EventsRequest> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::LoadEvents(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `n` events, one a minute, the first `from` minutes old; row ids fall with age.
+fn rows(from: i64, n: i64) -> Vec<EventRow> {
+    let base = keyaudit::tui::fixture::events().remove(0);
+    (from..from + n)
+        .map(|m| {
+            let mut r = base.clone();
+            r.row_id = 1_000_000 - m;
+            r.event.time = keyaudit::tui::fixture::now() - chrono::Duration::minutes(m);
+            r.event.id = format!("evt_{m}");
+            r
+        })
+        .collect()
+}
+
+fn page(rows: Vec<EventRow>, resume: Option<&EventRow>) -> Box<EventsPage> {
+    Box::new(EventsPage {
+        page: EventPage {
+            scanned: rows.len(),
+            rows,
+            resume: resume.map(|r| (to_millis(r.event.time), r.row_id)),
+        },
+        per_hour: None,
+    })
+}
+
+#[test]
+fn the_events_filter_is_a_store_query_of_every_event() {
+    let mut s = state(120, 40);
+    let fx = s.update(Action::ShowView(View::Events));
+    let first = reads(&fx);
+    assert_eq!(first.len(), 1);
+    let r = first[0];
+    assert_eq!(r.walk, Walk::First);
+    assert!(r.query.newest_first && r.query.before.is_none() && r.histogram.is_some());
+    assert_eq!(r.query.limit, Some(EVENTS_PAGE));
+    let g0 = r.generation;
+    // Served by the in-memory cache of the fixture: every event of the fixture.
+    keyaudit::tui::fixture::settle(&mut s, fx);
+    assert_eq!(s.events.rows.len(), 30);
+    assert!(
+        s.events.older.is_none(),
+        "the walk reached the oldest event"
+    );
+
+    press(&mut s, '/');
+    let mut last = None;
+    for c in "ip:203.0.113.0/24".chars() {
+        let fx = s.update(Action::Input(c));
+        // A half-typed network does not parse: the error shows, nothing is read.
+        if s.events.filter_error.is_some() {
+            assert!(reads(&fx).is_empty(), "read on a parse error at {c}");
+        }
+        if let Some(r) = reads(&fx).first() {
+            last = Some((*r).clone());
+        }
+        keyaudit::tui::fixture::settle(&mut s, fx);
+    }
+    let last = last.expect("the filter was read");
+    assert!(last.generation > g0);
+    assert_eq!(
+        last.query.source_ip,
+        Some(Network::parse("203.0.113.0/24").unwrap())
+    );
+    assert!(s.events.filter_error.is_none());
+    assert!(!s.events.rows.is_empty());
+    assert!(s
+        .events
+        .rows
+        .iter()
+        .all(|r| r.event.source_ip.as_deref() == Some("203.0.113.77")));
+
+    // A space changes nothing the walk depends on: no new read.
+    assert!(reads(&s.update(Action::Input(' '))).is_empty());
+    typed(&mut s, "outcome:denied");
+    assert!(s
+        .events
+        .rows
+        .iter()
+        .all(|r| r.event.outcome == Outcome::Denied));
+
+    // esc clears the filter and reads everything again.
+    let fx = code(&mut s, KeyCode::Esc);
+    assert_eq!(reads(&fx).len(), 1);
+    assert!(s.events.query.is_empty() && s.events.filter.is_empty());
+    assert_eq!(s.events.rows.len(), 30);
+}
+
+#[test]
+fn pages_of_a_superseded_filter_are_dropped() {
+    let mut s = state(120, 40);
+    apply(&mut s, Action::ShowView(View::Events));
+    press(&mut s, '/');
+    let old = reads(&s.update(Action::Input('x')))[0].generation;
+    let new = reads(&s.update(Action::Input('y')))[0].generation;
+    assert!(new > old);
+    let before = s.events.rows.clone();
+    s.update(Action::EventsLoaded(
+        old,
+        Walk::First,
+        page(rows(0, 3), None),
+    ));
+    assert_eq!(s.events.rows, before, "a late page of `x` must not show");
+    assert_eq!(s.events.loading, Some(Walk::First));
+    s.update(Action::EventsSuperseded(old));
+    assert_eq!(s.events.loading, Some(Walk::First));
+    s.update(Action::EventsLoaded(
+        new,
+        Walk::First,
+        page(rows(0, 2), None),
+    ));
+    assert_eq!(s.events.rows.len(), 2);
+    assert_eq!(s.events.loading, None);
+}
+
+#[test]
+fn a_rare_filter_keeps_reading_older_pages_until_the_end() {
+    let mut s = state(120, 40);
+    let g = reads(&s.update(Action::ShowView(View::Events)))[0].generation;
+    // Nothing matched in the first step, but the walk can go on: it does at once.
+    let marker = rows(5000, 1);
+    let fx = s.update(Action::EventsLoaded(
+        g,
+        Walk::First,
+        page(Vec::new(), marker.first()),
+    ));
+    let next = reads(&fx);
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].walk, Walk::Older);
+    assert_eq!(
+        next[0].query.before,
+        Some((to_millis(marker[0].event.time), marker[0].row_id))
+    );
+    assert!(next[0].histogram.is_none());
+    // Two matches and the end of the events: it stops.
+    let fx = s.update(Action::EventsLoaded(
+        g,
+        Walk::Older,
+        page(rows(6000, 2), None),
+    ));
+    assert!(reads(&fx).is_empty());
+    assert_eq!(s.events.rows.len(), 2);
+    assert!(s.events.older.is_none() && s.events.loading.is_none());
+}
+
+#[test]
+fn scrolling_reads_older_pages_in_a_bounded_window() {
+    let mut s = state(120, 40);
+    let g = reads(&s.update(Action::ShowView(View::Events)))[0].generation;
+    let mut next_minute = 0;
+    let mut take = |n: i64| {
+        let r = rows(next_minute, n);
+        next_minute += n;
+        r
+    };
+    let first = take(EVENTS_PAGE as i64);
+    let resume = first.last().cloned();
+    assert!(reads(&s.update(Action::EventsLoaded(
+        g,
+        Walk::First,
+        page(first, resume.as_ref())
+    )))
+    .is_empty());
+    // Far from the end: moving reads nothing.
+    assert!(hit(&mut s, 'j').is_empty());
+    // Near the end of what is shown: the next older page.
+    let fx = hit(&mut s, 'G');
+    let r = reads(&fx);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].walk, Walk::Older);
+    // One read at a time.
+    assert!(reads(&hit(&mut s, 'k')).is_empty());
+    for _ in 0..EVENTS_KEPT / EVENTS_PAGE + 1 {
+        let selected_id = s.selected_event().unwrap().event.id.clone();
+        let older = take(EVENTS_PAGE as i64);
+        let resume = older.last().cloned();
+        s.update(Action::EventsLoaded(
+            g,
+            Walk::Older,
+            page(older, resume.as_ref()),
+        ));
+        // The selection stays on its event while the window moves.
+        assert_eq!(s.selected_event().unwrap().event.id, selected_id);
+        hit(&mut s, 'G');
+    }
+    assert_eq!(s.events.rows.len(), EVENTS_KEPT);
+    let newer = s.events.newer.expect("the newest events were let go");
+    assert_eq!(
+        newer,
+        (
+            to_millis(s.events.rows[0].event.time),
+            s.events.rows[0].row_id
+        )
+    );
+    // Back at the top of the window: the events above it are read again.
+    let fx = hit(&mut s, 'g');
+    let r = reads(&fx);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].walk, Walk::First, "g goes back to the newest event");
+}
+
+#[test]
+fn the_window_reads_newer_pages_when_scrolled_back_up() {
+    let mut s = state(120, 40);
+    let g = reads(&s.update(Action::ShowView(View::Events)))[0].generation;
+    // A window that starts below the newest events (as after scrolling far down).
+    let shown = rows(1000, EVENTS_KEPT as i64);
+    s.update(Action::EventsLoaded(g, Walk::First, page(shown, None)));
+    s.events.newer = Some((
+        to_millis(s.events.rows[0].event.time),
+        s.events.rows[0].row_id,
+    ));
+    let fx = hit(&mut s, 'k');
+    let r = reads(&fx);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].walk, Walk::Newer);
+    assert!(!r[0].query.newest_first);
+    assert_eq!(r[0].query.after, s.events.newer);
+    let top = s.selected_event().unwrap().event.id.clone();
+    s.update(Action::EventsLoaded(
+        g,
+        Walk::Newer,
+        page(rows(0, 1000), None),
+    ));
+    assert_eq!(s.selected_event().unwrap().event.id, top);
+    assert!(s.events.newer.is_none(), "the newest event is shown again");
+    assert_eq!(s.events.rows.len(), EVENTS_KEPT);
+    assert!(s.events.older.is_some(), "the far end was let go");
+}
+
+#[test]
+fn o_cycles_the_outcome_term_of_the_filter() {
+    let mut s = state(120, 40);
+    apply(&mut s, Action::ShowView(View::Events));
+    press(&mut s, '/');
+    typed(&mut s, "ip:198.51.100.7");
+    code(&mut s, KeyCode::Enter);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let fx = press(&mut s, 'o');
+        assert_eq!(reads(&fx).len(), 1);
+        seen.push((s.events.query.clone(), reads(&fx)[0].query.outcome));
+    }
+    assert_eq!(
+        seen,
+        [
+            (
+                "ip:198.51.100.7 outcome:success".into(),
+                Some(Outcome::Success)
+            ),
+            (
+                "ip:198.51.100.7 outcome:denied".into(),
+                Some(Outcome::Denied)
+            ),
+            ("ip:198.51.100.7 outcome:error".into(), Some(Outcome::Error)),
+            ("ip:198.51.100.7".to_string(), None),
+        ]
+    );
+}
+
+#[test]
+fn a_key_s_events_are_a_new_walk_and_enter_opens_the_key() {
+    let mut s = state(120, 40);
+    select(&mut s, "acme-payroll-sync");
+    let fx = press(&mut s, 'E');
+    let r = reads(&fx);
+    assert_eq!(r[0].query.key_ref, Some(1));
+    assert_eq!(s.view, View::Events);
+    assert_eq!(s.events.rows.len(), 30);
+    let fx = code(&mut s, KeyCode::Enter);
+    assert_eq!(s.view, View::Detail);
+    assert!(matches!(fx.as_slice(), [Effect::LoadDetail(1, _)]));
+    // Back in the events view with the selection moved: a sync does not move it.
+    code(&mut s, KeyCode::Esc);
+    press(&mut s, 'j');
+    let fx = apply(&mut s, Action::SyncAllFinished);
+    assert!(reads(&fx).is_empty());
+    assert_eq!(s.events.cursor.selected, 1);
+}

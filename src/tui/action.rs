@@ -2,9 +2,10 @@
 //! and effects (IO that `update` asks the runner to perform).
 
 use crate::action::KeyOp;
-use crate::model::{Finding, FindingStatus, JournalEntry, Key, KeyStatus, Outcome, ProviderInfo};
+use crate::detect::BaselineStatus;
+use crate::model::{Finding, FindingStatus, JournalEntry, Key, KeyStatus, ProviderInfo};
 use crate::secret::Secret;
-use crate::store::{EventRow, KeyActivity, KeyRow};
+use crate::store::{EventPage, EventQuery, EventRow, KeyActivity, KeyRow};
 use crate::sync::SyncProgress;
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
@@ -117,14 +118,40 @@ pub struct Detail {
     pub events: Vec<EventRow>,
     pub findings: Vec<Finding>,
     pub journal: Vec<JournalEntry>,
+    /// Whether detection has learned the key's normal use yet (or why it is unknown).
+    pub baseline: Result<BaselineStatus, String>,
 }
 
-/// What the events view shows.
+/// Which part of the events view's walk through the cache a read brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// The newest matching events, for a new filter or scope; replaces what is shown.
+    First,
+    /// Older matching events, below what is shown.
+    Older,
+    /// Newer matching events, above what is shown (after older ones pushed them out).
+    Newer,
+}
+
+/// A read of one page of the events view.
+#[derive(Debug, Clone)]
+pub struct EventsRequest {
+    /// Increases with every new filter or scope; a newer request supersedes older ones.
+    pub generation: u64,
+    pub walk: Walk,
+    /// Scope, filter, page anchor (`before` walks older, `after` newer) and page size.
+    pub query: EventQuery,
+    /// Also read the scope's per-hour histogram of the 24 hours that end at this time.
+    pub histogram: Option<DateTime<Utc>>,
+}
+
+/// One page of the events view's walk, with the histogram when the walk starts.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EventsPage {
-    pub rows: Vec<EventRow>,
+    /// The matching events (newest first) and where the walk stopped.
+    pub page: EventPage,
     /// Events per hour over the last 24 hours, oldest first.
-    pub per_hour: Vec<u64>,
+    pub per_hour: Option<Vec<u64>>,
 }
 
 /// An operator intent or a background result. `update` is the only reader.
@@ -218,7 +245,7 @@ pub enum Action {
     Suppress,
     /// Show the events of the selected key (or all events).
     ShowKeyEvents,
-    /// Cycle the events view's outcome filter.
+    /// Cycle the `outcome:` term of the events filter.
     CycleOutcome,
     /// Terminal resized to width, height.
     Resize(u16, u16),
@@ -240,8 +267,10 @@ pub enum Action {
     FilterApplied(u64, Arc<Vec<usize>>),
     /// The detail of a key was loaded.
     DetailLoaded(Box<Detail>),
-    /// A page of events was loaded.
-    EventsLoaded(Box<EventsPage>),
+    /// A page of the events walk of a generation was read.
+    EventsLoaded(u64, Walk, Box<EventsPage>),
+    /// A read of the events walk of a generation gave up: a newer one replaced it.
+    EventsSuperseded(u64),
     /// The findings were loaded.
     FindingsLoaded(Vec<Finding>),
     /// The journal was loaded (newest first).
@@ -277,12 +306,8 @@ pub enum Effect {
     Filter(FilterJob),
     /// Read the detail of a key (cache handle) as of a time.
     LoadDetail(i64, DateTime<Utc>),
-    /// Read the newest events (of one key, of one outcome).
-    LoadEvents {
-        key_ref: Option<i64>,
-        outcome: Option<Outcome>,
-        now: DateTime<Utc>,
-    },
+    /// Read one page of the events view's filtered walk.
+    LoadEvents(EventsRequest),
     /// Read the findings.
     LoadFindings,
     /// Read the journal.

@@ -1,16 +1,19 @@
 //! A deterministic workstation for tests, snapshots and benchmarks: fixed clock, fixed
-//! keys, no IO. Background effects that matter to what is shown (the filter) run inline.
+//! keys. Background effects that matter to what is shown run inline: the keys filter, and
+//! the events walk, served by the runner's own read over an in-memory cache that holds
+//! the fixture's events.
 
-use super::action::{Action, Detail, Effect, EventsPage};
+use super::action::{Action, Detail, Effect};
 use super::keymap::Keymap;
 use super::state::{Setup, State};
 use super::theme::Theme;
+use crate::detect::BaselineStatus;
 use crate::model::{
     Category, Event, Finding, FindingStatus, JournalEntry, Key, KeySource, KeyStatus, Outcome,
     ProviderInfo, Severity,
 };
 use crate::provider::Capabilities;
-use crate::store::{EventRow, KeyActivity, KeyRow};
+use crate::store::{EventRow, KeyActivity, KeyRow, Store};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::sync::Arc;
 
@@ -409,16 +412,69 @@ pub fn detail() -> Detail {
             .filter(|f| f.key_id == keys()[0].key.id)
             .collect(),
         journal: Vec::new(),
+        baseline: Ok(BaselineStatus::Ready {
+            days: 30.4,
+            events: 52_310,
+            per_hour_median: 12.0,
+            per_hour_sigma: 3.0,
+            networks: 2,
+            agents: 2,
+        }),
     }
 }
 
-/// Runs the filter effects inline (everything else is dropped) and feeds their results.
+/// The detail of a key whose baseline is still learning.
+pub fn detail_learning() -> Detail {
+    let mut d = detail();
+    d.baseline = Ok(BaselineStatus::Learning {
+        days: 3.6,
+        events: 41,
+        need_days: 7,
+        need_events: 50,
+    });
+    d
+}
+
+thread_local! {
+    /// The cache the events walk reads: the fixture's events, nothing else.
+    static EVENTS_CACHE: Store = {
+        let mut store = Store::open_in_memory().expect("in-memory cache");
+        store
+            .ensure_provider("talentgrid", "http", None)
+            .expect("provider");
+        let mut evs: Vec<Event> = events().into_iter().map(|r| r.event).collect();
+        evs.reverse();
+        store
+            .insert_events("talentgrid", &evs, None)
+            .expect("fixture events");
+        store
+    };
+}
+
+/// Runs the filter and events effects inline (everything else is dropped) and feeds
+/// their results.
 pub fn settle(state: &mut State, effects: Vec<Effect>) {
     for e in effects {
-        if let Effect::Filter(job) = e {
-            let v = super::search::run_now(&job);
-            let more = state.update(Action::FilterApplied(job.generation, Arc::new(v)));
-            settle(state, more);
+        match e {
+            Effect::Filter(job) => {
+                let v = super::search::run_now(&job);
+                let more = state.update(Action::FilterApplied(job.generation, Arc::new(v)));
+                settle(state, more);
+            }
+            Effect::LoadEvents(req) => {
+                let page = EVENTS_CACHE.with(|store| {
+                    super::runner::load_events_page(store, &req, &|| true)
+                        .expect("fixture events read")
+                        .expect("not superseded")
+                });
+                let more = state.update(Action::EventsLoaded(
+                    req.generation,
+                    req.walk,
+                    Box::new(page),
+                ));
+                settle(state, more);
+            }
+            _ => {}
         }
     }
 }
@@ -455,9 +511,5 @@ pub fn state(width: u16, height: u16) -> State {
     s.update(Action::FindingsLoaded(findings()));
     s.update(Action::JournalLoaded(journal()));
     s.update(Action::ProvidersLoaded(providers()));
-    s.update(Action::EventsLoaded(Box::new(EventsPage {
-        rows: events(),
-        per_hour: (0..24).map(|h| ((h * 7) % 13) as u64 * 3).collect(),
-    })));
     s
 }

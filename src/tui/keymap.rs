@@ -114,7 +114,7 @@ commands! {
     Last = "last", Global, None, "Select the last row", ["G", "end"];
     Open = "open", Global, Some("detail"), "Open the selected key (or the key of a finding or event)", ["enter"];
     Back = "back", Global, None, "Go back; clear the filter in the keys view", ["esc"];
-    Filter = "filter", Global, Some("filter"), "Filter keys: fuzzy text and field terms", ["/"];
+    Filter = "filter", Global, Some("filter"), "Filter keys, or every event in the events view", ["/"];
     Palette = "palette", Global, Some("cmd"), "Open the command palette", [":"];
     Help = "help", Global, Some("help"), "Show every key binding", ["?"];
     Sync = "sync", Global, Some("sync"), "Sync every provider now", ["R"];
@@ -137,7 +137,7 @@ commands! {
     DetailRevoke = "detail-revoke", Detail, Some("revoke"), "Revoke this key (permanent)", ["D"];
     DetailRotate = "detail-rotate", Detail, None, "Rotate this key; the new secret is shown once", ["r"];
     DetailEvents = "detail-events", Detail, Some("events"), "Show this key's events", ["E"];
-    Outcome = "outcome", Events, Some("outcome"), "Cycle the outcome filter: all, success, denied, error", ["o"];
+    Outcome = "outcome", Events, Some("outcome"), "Cycle the filter's outcome: term: all, success, denied, error", ["o"];
     AllEvents = "all-events", Events, Some("all keys"), "Show the events of all keys", ["a"];
     Acknowledge = "acknowledge", Findings, Some("ack"), "Acknowledge the selected finding with a note", ["a"];
     Suppress = "suppress", Findings, Some("suppress"), "Suppress the selected finding with a note", ["x"];
@@ -497,6 +497,32 @@ impl Keymap {
                 s.push_str(&format!("| {keys} | {name} | {} |\n", c.help()));
             }
         }
+        s.push_str(
+            "\n## Events filter\n\n\
+             `/` in the events view filters every cached event, not only the rows on screen: \
+             the cache is read newest first\n\
+             through its time index, page by page as the selection nears the end of what is \
+             shown, and a filter that\n\
+             matches rarely keeps reading (in bounded, cancellable steps) until the screen is \
+             full. The title says how\n\
+             many events matched, how far back the search has reached and whether there are \
+             more (`more…`).\n\
+             Terms combine with AND:\n\n\
+             | term | keeps |\n|---|---|\n",
+        );
+        for (term, what) in crate::event_filter::TERMS {
+            let term = if term.contains(' ') {
+                term.to_string()
+            } else {
+                format!("`{term}`")
+            };
+            s.push_str(&format!("| {term} | {what} |\n"));
+        }
+        s.push_str(
+            "\nIn the other views `/` filters keys: fuzzy text and field terms such as \
+             `owner:acme env:prod unused>30d`\n\
+             (the full grammar is in `src/filter.rs`).\n",
+        );
         s
     }
 }

@@ -45,6 +45,8 @@ pub struct LaunchOptions {
     pub read_only: bool,
     /// `[tui]` settings.
     pub tui: TuiConfig,
+    /// `[detect]` settings: the detection after a sync and the detail's baseline status.
+    pub detect: crate::detect::DetectConfig,
 }
 
 /// Opens the workstation on the configured providers and the cache.
@@ -64,15 +66,24 @@ pub async fn launch(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         write: ctx.write,
         read_only: ctx.read_only,
         tui: ctx.config.tui.clone(),
+        detect: detect_config(ctx)?,
     })
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn detect_config(ctx: &Ctx) -> anyhow::Result<crate::detect::DetectConfig> {
+    Ok(crate::detect::DetectConfig::from_table(
+        &ctx.config.detect,
+        &ctx.paths.config,
+    )?)
 }
 
 /// Runs the workstation until the operator quits (or SIGTERM); restores the terminal.
 pub async fn run(opts: LaunchOptions) -> anyhow::Result<()> {
     let keymap = keymap::Keymap::with_overrides(&opts.tui.keys)
         .map_err(|e| crate::cli::UsageError(e.to_string()))?;
+    crate::detect::set_sync_config(opts.detect.clone());
     let capabilities = opts
         .providers
         .iter()
@@ -186,6 +197,7 @@ pub async fn run_demo(
         write: ctx.write,
         read_only: ctx.read_only,
         tui: ctx.config.tui.clone(),
+        detect: detect_config(ctx)?,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

@@ -2,7 +2,8 @@
 //! actions. Cache reads run on blocking threads with the runner's own read-only
 //! connection; writes go through `crate::action` and the sync engine, which open theirs.
 
-use super::action::{Action, Detail, Effect, EventsPage, ExportFormat, Rotated};
+use super::action::{Action, Detail, Effect, EventsPage, EventsRequest, ExportFormat, Rotated};
+use super::state::EVENTS_PAGE;
 use crate::action::apply_key_op;
 use crate::action::rotate::{rotate, RotateRequest};
 use crate::action::sink::{ScreenSlot, Sink};
@@ -12,12 +13,13 @@ use crate::secret::Secret;
 use crate::store::{journal::NewEntry, EventQuery, FindingQuery, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
-/// Rows the events view reads (newest first).
-pub const EVENTS_PAGE: usize = 1000;
+/// Events one read of the events view may examine: a filter that matches rarely walks
+/// the cache in steps of this many events, each a separate, cancellable read.
+pub const EVENTS_SCAN: usize = 50_000;
 
 /// Keys read ahead of the whole list, to fill the first screen.
 pub const KEYS_HEAD: usize = 300;
@@ -29,6 +31,8 @@ pub struct Runner {
     providers: Arc<Vec<Arc<dyn Provider>>>,
     tx: UnboundedSender<Action>,
     search: Arc<super::search::Searcher>,
+    /// The newest generation of the events view's walk; older reads give up.
+    latest_events: Arc<AtomicU64>,
     reader: Arc<Mutex<Option<Store>>>,
     /// The first load of the keys sends their first screen ahead; reloads do not.
     head_first: Arc<AtomicBool>,
@@ -47,6 +51,7 @@ impl Runner {
             tx,
             search: Arc::default(),
             head_first: Arc::new(AtomicBool::new(true)),
+            latest_events: Arc::new(AtomicU64::new(0)),
             reader: Arc::new(Mutex::new(None)),
         }
     }
@@ -151,14 +156,20 @@ impl Runner {
                     None => Action::LoadFailed("the key is no longer in the cache".into()),
                 },
             ),
-            Effect::LoadEvents {
-                key_ref,
-                outcome,
-                now,
-            } => self.read(
-                move |s| load_events(s, key_ref, outcome, now),
-                |p| Action::EventsLoaded(Box::new(p)),
-            ),
+            Effect::LoadEvents(req) => {
+                let (generation, walk) = (req.generation, req.walk);
+                self.latest_events.store(generation, Ordering::SeqCst);
+                let latest = self.latest_events.clone();
+                self.read(
+                    move |s| {
+                        load_events_page(s, &req, &|| latest.load(Ordering::Relaxed) == generation)
+                    },
+                    move |p| match p {
+                        Some(p) => Action::EventsLoaded(generation, walk, Box::new(p)),
+                        None => Action::EventsSuperseded(generation),
+                    },
+                )
+            }
             Effect::LoadFindings => self.read(
                 |s| {
                     s.findings(&FindingQuery {
@@ -342,7 +353,8 @@ pub fn osc52(secret: &Secret) -> zeroize::Zeroizing<String> {
     out
 }
 
-/// Reads everything the detail view shows about one key.
+/// Reads everything the detail view shows about one key. The baseline status is judged
+/// with the detection settings of this process ([`crate::detect::sync_config`]).
 pub fn load_detail(
     s: &Store,
     key_ref: i64,
@@ -364,32 +376,56 @@ pub fn load_detail(
     })?;
     let mut journal = s.journal(Some(&crate::action::target(&key.key)), Some(50))?;
     journal.reverse();
+    let baseline = crate::detect::baseline_status(s, key_ref, &crate::detect::sync_config())
+        .map_err(|e| e.to_string());
     Ok(Some(Detail {
         key,
         activity,
         events,
         findings,
         journal,
+        baseline,
     }))
 }
 
-/// Reads the newest page of events and the per-hour histogram.
+/// Reads one page of the events view's walk (and the histogram when asked);
+/// `None` when `keep_going` said a newer request replaced this one.
+pub fn load_events_page(
+    s: &Store,
+    req: &EventsRequest,
+    keep_going: &dyn Fn() -> bool,
+) -> Result<Option<EventsPage>, StoreError> {
+    let Some(page) = s.event_page(&req.query, EVENTS_SCAN, keep_going)? else {
+        return Ok(None);
+    };
+    let per_hour = match req.histogram {
+        Some(now) => Some(s.events_per_hour(req.query.key_ref, now, 24)?),
+        None => None,
+    };
+    Ok(Some(EventsPage { page, per_hour }))
+}
+
+/// Reads the first page of the events view (newest first, of one key, of one outcome)
+/// and the per-hour histogram.
 pub fn load_events(
     s: &Store,
     key_ref: Option<i64>,
     outcome: Option<Outcome>,
     now: DateTime<Utc>,
 ) -> Result<EventsPage, StoreError> {
-    Ok(EventsPage {
-        rows: s.events(&EventQuery {
+    let req = EventsRequest {
+        generation: 0,
+        walk: super::action::Walk::First,
+        query: EventQuery {
             key_ref,
             outcome,
             newest_first: true,
             limit: Some(EVENTS_PAGE),
             ..Default::default()
-        })?,
-        per_hour: s.events_per_hour(key_ref, now, 24)?,
-    })
+        },
+        histogram: Some(now),
+    };
+    Ok(load_events_page(s, &req, &|| true)?.unwrap_or_default())
 }
 
 fn set_finding_status(

@@ -1,14 +1,19 @@
 //! The workstation's state and `update`, the only place it changes. No IO here: `update`
 //! returns effects for the runner.
 
-use super::action::{Action, Detail, Effect, EventsPage, FilterJob, Rotated, Sort, View};
+use super::action::{
+    Action, Detail, Effect, EventsPage, EventsRequest, FilterJob, Rotated, Sort, View, Walk,
+};
 use super::keymap::{chord_of, Command, Context, Keymap};
 use super::strings as s;
 use super::theme::Theme;
 use crate::action::KeyOp;
-use crate::model::{Finding, FindingStatus, JournalEntry, KeyStatus, Outcome, ProviderInfo};
+use crate::event_filter::EventFilter;
+use crate::model::{
+    to_millis, Finding, FindingStatus, JournalEntry, KeyStatus, Millis, ProviderInfo,
+};
 use crate::provider::Capabilities;
-use crate::store::KeyRow;
+use crate::store::{EventQuery, EventRow, KeyRow};
 use crate::sync::SyncProgress;
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyEvent, KeyModifiers};
@@ -134,21 +139,46 @@ pub struct Message {
     pub error: bool,
 }
 
-/// The events view.
+/// Events one read of the events view returns at most.
+pub const EVENTS_PAGE: usize = 1000;
+
+/// Events the events view holds at most; scrolling further drops the far end and reads
+/// it again when the operator scrolls back.
+pub const EVENTS_KEPT: usize = 5000;
+
+/// The events view: a window of a filtered walk through every cached event, newest
+/// first, read page by page as the operator scrolls.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventsState {
     /// Only the events of this key.
     pub key_ref: Option<i64>,
     /// The name of that key, for the title.
     pub key_label: Option<String>,
-    pub outcome: Option<Outcome>,
-    /// Filter over the loaded page: `ip:`, `action:` terms and text.
+    /// The filter as typed: `ip:`, `action:`, `outcome:` terms and words.
     pub query: String,
-    pub page: Arc<EventsPage>,
-    /// Indices into `page.rows` that pass `query`.
-    pub shown: Vec<usize>,
+    /// Why the typed filter does not parse (the previous result stays).
+    pub filter_error: Option<String>,
+    /// The filter of the walk (the last typed filter that parsed).
+    pub filter: EventFilter,
+    /// The shown window of matching events, newest first.
+    pub rows: Vec<EventRow>,
+    /// Events per hour over the last 24 hours of the scope, oldest first.
+    pub per_hour: Vec<u64>,
+    /// Where the walk continues towards older events (`None`: it reached the oldest).
+    pub older: Option<(Millis, i64)>,
+    /// Where it continues towards newer ones (`None`: the window starts at the newest).
+    pub newer: Option<(Millis, i64)>,
+    /// Increases with every new filter or scope; older reads are dropped.
+    pub generation: u64,
+    /// The read in flight, if any.
+    pub loading: Option<Walk>,
+    /// A first page of some walk arrived (`rows` is a result, not a placeholder).
+    pub loaded: bool,
     pub cursor: Cursor,
-    pub loading: bool,
+}
+
+fn anchor(r: &EventRow) -> (Millis, i64) {
+    (to_millis(r.event.time), r.row_id)
 }
 
 /// Everything the workstation shows. Render functions read it; `update` changes it.
@@ -418,14 +448,7 @@ impl State {
                 .detail_ref
                 .map(|k| vec![Effect::LoadDetail(k, self.now)])
                 .unwrap_or_default(),
-            View::Events => {
-                self.events.loading = true;
-                vec![Effect::LoadEvents {
-                    key_ref: self.events.key_ref,
-                    outcome: self.events.outcome,
-                    now: self.now,
-                }]
-            }
+            View::Events => self.events_reload(),
             View::Findings => vec![Effect::LoadFindings],
             View::Journal => vec![Effect::LoadJournal],
             View::Providers => vec![Effect::LoadProviders],
@@ -622,7 +645,8 @@ impl State {
         }
     }
 
-    fn move_selection(&mut self, delta: isize) {
+    /// Moves the selection of the current view; the events view may read a page.
+    fn move_selection(&mut self, delta: isize) -> Vec<Effect> {
         let h = self.page_height();
         match self.view {
             View::Keys => {
@@ -633,16 +657,17 @@ impl State {
                 self.detail_scroll =
                     (self.detail_scroll as isize + delta).clamp(0, u16::MAX as isize) as u16;
             }
-            View::Events => self
-                .events
-                .cursor
-                .move_by(delta, self.events.shown.len(), h),
+            View::Events => {
+                self.events.cursor.move_by(delta, self.events.rows.len(), h);
+                return self.events_follow();
+            }
             View::Findings => self.findings_cursor.move_by(delta, self.findings.len(), h),
             View::Journal => self.journal_cursor.move_by(delta, self.journal.len(), h),
             View::Providers => self
                 .providers_cursor
                 .move_by(delta, self.providers.len(), h),
         }
+        Vec::new()
     }
 
     fn key_ref_of(&self, provider: &str, id: &str) -> Option<i64> {
@@ -665,42 +690,132 @@ impl State {
         self.show(View::Detail)
     }
 
-    fn refresh_events_shown(&mut self) {
-        let q = self.events.query.to_lowercase();
-        let terms: Vec<&str> = q.split_whitespace().collect();
-        self.events.shown = self
-            .events
-            .page
-            .rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| {
-                let e = &r.event;
-                terms.iter().all(|t| {
-                    if let Some(v) = t.strip_prefix("ip:") {
-                        e.source_ip.as_deref().is_some_and(|ip| {
-                            crate::filter::Network::parse(v)
-                                .map(|n| n.contains_str(ip))
-                                .unwrap_or_else(|_| ip.starts_with(v))
-                        })
-                    } else if let Some(v) = t.strip_prefix("action:") {
-                        e.action.to_lowercase().contains(v)
-                    } else if let Some(v) = t.strip_prefix("outcome:") {
-                        e.outcome.as_str() == v
-                    } else {
-                        e.action.to_lowercase().contains(t)
-                            || e.key_id.to_lowercase().contains(t)
-                            || e.source_ip.as_deref().is_some_and(|ip| ip.contains(t))
-                            || e.user_agent
-                                .as_deref()
-                                .is_some_and(|u| u.to_lowercase().contains(t))
-                    }
-                })
-            })
-            .map(|(i, _)| i)
-            .collect();
+    /// Asks for one page of the events walk in the direction `walk`.
+    fn events_read(&mut self, walk: Walk) -> Vec<Effect> {
+        let e = &mut self.events;
+        let mut query = EventQuery {
+            key_ref: e.key_ref,
+            newest_first: walk != Walk::Newer,
+            limit: Some(EVENTS_PAGE),
+            ..Default::default()
+        };
+        e.filter.apply(&mut query);
+        match walk {
+            Walk::First => {}
+            Walk::Older => query.before = e.older,
+            Walk::Newer => query.after = e.newer,
+        }
+        e.loading = Some(walk);
+        vec![Effect::LoadEvents(EventsRequest {
+            generation: e.generation,
+            walk,
+            query,
+            histogram: (walk == Walk::First).then_some(self.now),
+        })]
+    }
+
+    /// Starts a new walk from the newest event (new filter or scope). What is shown stays
+    /// until its first page arrives; reads of older walks are dropped.
+    fn events_restart(&mut self) -> Vec<Effect> {
+        self.events.generation += 1;
+        self.events_read(Walk::First)
+    }
+
+    /// Reads the events again from the newest, unless that would move the operator: only
+    /// when nothing is shown yet or the selection is on the newest event.
+    fn events_reload(&mut self) -> Vec<Effect> {
+        let e = &self.events;
+        if e.loaded && (e.cursor.selected > 0 || e.newer.is_some()) {
+            return Vec::new();
+        }
+        self.events_restart()
+    }
+
+    /// Reads the next page in the direction the selection is heading, when it comes
+    /// within two screens of the end of what is shown.
+    fn events_follow(&mut self) -> Vec<Effect> {
+        if self.view != View::Events || self.events.loading.is_some() || !self.events.loaded {
+            return Vec::new();
+        }
         let h = self.page_height();
-        self.events.cursor.fit(self.events.shown.len(), h);
+        let e = &self.events;
+        if e.older.is_some() && e.cursor.selected + 2 * h >= e.rows.len() {
+            return self.events_read(Walk::Older);
+        }
+        if e.newer.is_some() && e.cursor.selected < h {
+            return self.events_read(Walk::Newer);
+        }
+        Vec::new()
+    }
+
+    /// The typed events filter changed: parse it and, when it means something new, start
+    /// a new walk.
+    fn events_refilter(&mut self) -> Vec<Effect> {
+        match EventFilter::parse(&self.events.query) {
+            Err(e) => {
+                self.events.filter_error = Some(e);
+                Vec::new()
+            }
+            Ok(f) => {
+                self.events.filter_error = None;
+                if f == self.events.filter && self.events.loaded {
+                    return Vec::new();
+                }
+                self.events.filter = f;
+                self.events_restart()
+            }
+        }
+    }
+
+    /// A page of the current walk arrived.
+    fn events_loaded(&mut self, walk: Walk, p: EventsPage) -> Vec<Effect> {
+        let h = self.page_height();
+        let e = &mut self.events;
+        e.loading = None;
+        if let Some(per_hour) = p.per_hour {
+            e.per_hour = per_hour;
+        }
+        let page = p.page;
+        match walk {
+            Walk::First => {
+                e.loaded = true;
+                e.rows = page.rows;
+                e.older = page.resume;
+                e.newer = None;
+                e.cursor = Cursor::default();
+            }
+            Walk::Older => {
+                e.older = page.resume;
+                e.rows.extend(page.rows);
+                if e.rows.len() > EVENTS_KEPT {
+                    let gone = e.rows.len() - EVENTS_KEPT;
+                    e.rows.drain(..gone);
+                    e.newer = e.rows.first().map(anchor);
+                    e.cursor.selected = e.cursor.selected.saturating_sub(gone);
+                    e.cursor.offset = e.cursor.offset.saturating_sub(gone);
+                }
+            }
+            Walk::Newer => {
+                let n = page.rows.len();
+                e.newer = page.resume;
+                let below = std::mem::replace(&mut e.rows, page.rows);
+                e.rows.extend(below);
+                e.cursor.selected += n;
+                e.cursor.offset += n;
+                if e.rows.len() > EVENTS_KEPT {
+                    e.rows.truncate(EVENTS_KEPT);
+                    e.older = e.rows.last().map(anchor);
+                }
+            }
+        }
+        e.cursor.fit(e.rows.len(), h);
+        // Keep reading while the screen is not full (a rare match takes many pages).
+        self.events_follow()
+    }
+
+    /// The selected event of the events view.
+    pub fn selected_event(&self) -> Option<&EventRow> {
+        self.events.rows.get(self.events.cursor.selected)
     }
 
     fn after_sync(&mut self) -> Vec<Effect> {
@@ -855,57 +970,42 @@ impl State {
             Action::SelectNext => {
                 if self.mode == Mode::Help {
                     self.help_scroll = self.help_scroll.saturating_add(1);
-                } else {
-                    self.move_selection(1);
+                    return Vec::new();
                 }
-                Vec::new()
+                self.move_selection(1)
             }
             Action::SelectPrev => {
                 if self.mode == Mode::Help {
                     self.help_scroll = self.help_scroll.saturating_sub(1);
-                } else {
-                    self.move_selection(-1);
+                    return Vec::new();
                 }
-                Vec::new()
+                self.move_selection(-1)
             }
             Action::PageDown => {
                 let h = self.page_height() as isize;
-                self.move_selection(h);
-                Vec::new()
+                self.move_selection(h)
             }
             Action::PageUp => {
                 let h = self.page_height() as isize;
-                self.move_selection(-h);
-                Vec::new()
+                self.move_selection(-h)
             }
             Action::SelectFirst => {
-                self.move_selection(isize::MIN / 2);
-                Vec::new()
+                // The window no longer starts at the newest event: read from there again.
+                if self.view == View::Events && self.events.newer.is_some() {
+                    return self.events_restart();
+                }
+                self.move_selection(isize::MIN / 2)
             }
-            Action::SelectLast => {
-                self.move_selection(isize::MAX / 2);
-                Vec::new()
-            }
-            Action::ScrollDown => {
-                self.move_selection(3);
-                Vec::new()
-            }
-            Action::ScrollUp => {
-                self.move_selection(-3);
-                Vec::new()
-            }
+            Action::SelectLast => self.move_selection(isize::MAX / 2),
+            Action::ScrollDown => self.move_selection(3),
+            Action::ScrollUp => self.move_selection(-3),
             Action::OpenDetail => match self.view {
                 View::Keys => {
                     let k = self.selected_key().map(|k| k.key_ref);
                     self.open_detail(k)
                 }
                 View::Events => {
-                    let k = self
-                        .events
-                        .shown
-                        .get(self.events.cursor.selected)
-                        .and_then(|i| self.events.page.rows.get(*i))
-                        .map(|r| r.key_ref);
+                    let k = self.selected_event().map(|r| r.key_ref);
                     self.open_detail(k)
                 }
                 View::Findings => {
@@ -938,7 +1038,7 @@ impl State {
                     if !self.marked.remove(&k) {
                         self.marked.insert(k);
                     }
-                    self.move_selection(1);
+                    return self.move_selection(1);
                 }
                 Vec::new()
             }
@@ -964,8 +1064,7 @@ impl State {
             Action::ClearFilter => {
                 if self.view == View::Events {
                     self.events.query.clear();
-                    self.refresh_events_shown();
-                    return Vec::new();
+                    return self.events_refilter();
                 }
                 self.filter.clear();
                 self.refilter()
@@ -989,8 +1088,7 @@ impl State {
             Action::Input(c) => match &self.mode {
                 Mode::Filter if self.view == View::Events => {
                     self.events.query.push(c);
-                    self.refresh_events_shown();
-                    Vec::new()
+                    self.events_refilter()
                 }
                 Mode::Filter => {
                     self.filter.push(c);
@@ -1006,8 +1104,7 @@ impl State {
             Action::InputBackspace => match &self.mode {
                 Mode::Filter if self.view == View::Events => {
                     self.events.query.pop();
-                    self.refresh_events_shown();
-                    Vec::new()
+                    self.events_refilter()
                 }
                 Mode::Filter => {
                     self.filter.pop();
@@ -1170,24 +1267,26 @@ impl State {
                 };
                 self.events.key_ref = key.as_ref().map(|k| k.key_ref);
                 self.events.key_label = key.map(|k| k.key.name);
-                self.events.cursor = Cursor::default();
-                self.show(View::Events)
+                if self.view != View::Events {
+                    self.previous_view = self.view;
+                }
+                self.view = View::Events;
+                self.events_restart()
             }
             Action::CycleOutcome => {
-                self.events.outcome = match self.events.outcome {
-                    None => Some(Outcome::Success),
-                    Some(Outcome::Success) => Some(Outcome::Denied),
-                    Some(Outcome::Denied) => Some(Outcome::Error),
-                    Some(Outcome::Error) => None,
-                };
-                self.events.cursor = Cursor::default();
-                self.view_reload()
+                // The typed filter's outcome, or the applied one while it does not parse.
+                let current = EventFilter::parse(&self.events.query)
+                    .map(|f| f.outcome)
+                    .unwrap_or(self.events.filter.outcome);
+                let next = crate::event_filter::next_outcome(current);
+                self.events.query = crate::event_filter::with_outcome(&self.events.query, next);
+                self.events_refilter()
             }
             Action::Resize(w, h) => {
                 self.size = (w, h);
                 let ph = self.page_height();
                 self.keys_cursor.fit(self.visible.len(), ph);
-                Vec::new()
+                self.events_follow()
             }
             Action::Click(col, row) => {
                 if self.mode != Mode::Normal {
@@ -1216,8 +1315,7 @@ impl State {
                     _ => self.providers_cursor.selected,
                 };
                 let target = offset + (row - first) as usize;
-                self.move_selection(target as isize - current as isize);
-                Vec::new()
+                self.move_selection(target as isize - current as isize)
             }
             Action::Clock(now) => {
                 self.now = now;
@@ -1296,12 +1394,13 @@ impl State {
                 }
                 Vec::new()
             }
-            Action::EventsLoaded(page) => {
-                self.events.loading = false;
-                self.events.page = Arc::from(page);
-                self.refresh_events_shown();
-                Vec::new()
+            Action::EventsLoaded(generation, walk, page) => {
+                if generation != self.events.generation {
+                    return Vec::new();
+                }
+                self.events_loaded(walk, *page)
             }
+            Action::EventsSuperseded(_) => Vec::new(),
             Action::FindingsLoaded(f) => {
                 self.findings = f;
                 let h = self.page_height();
@@ -1321,7 +1420,7 @@ impl State {
                 Vec::new()
             }
             Action::LoadFailed(e) => {
-                self.events.loading = false;
+                self.events.loading = None;
                 self.fail(e);
                 Vec::new()
             }

@@ -21,6 +21,86 @@ pub const LOADING: &str = "Loading…";
 pub const LOADING_REST: &str = "loading the rest…";
 /// Events view without events.
 pub const NO_EVENTS: &str = "No events.";
+/// Events view when the filter keeps no event.
+pub const NO_EVENT_MATCH: &str = "No event matches the filter. esc clears it.";
+/// The events view's scope when it is not one key.
+pub const ALL_KEYS: &str = "all keys";
+/// How many events the events view shows: `shown` rows, matched by a filter or not; how
+/// far back the walk has searched (`None`: every event); whether a read is running.
+pub fn events_count(shown: usize, filtered: bool, reached: Option<&str>, reading: bool) -> String {
+    let n = super::view::thousands(shown);
+    let mut out = match (filtered, reached) {
+        (false, _) => format!("{n} events"),
+        (true, Some(t)) => format!("{n} matched back to {t}"),
+        (true, None) => format!("{n} matched in all events"),
+    };
+    if reading {
+        out.push_str(" · searching…");
+    } else if reached.is_some() {
+        out.push_str(" · more…");
+    }
+    out
+}
+/// Axis labels of the activity and histogram charts.
+pub const AXIS_30_DAYS_AGO: &str = "30 days ago";
+pub const AXIS_TODAY: &str = "today";
+pub const AXIS_24_HOURS_AGO: &str = "24 hours ago";
+pub const AXIS_NOW: &str = "now";
+
+/// The baseline line of the key detail: whether detection has learned the key's normal
+/// use. `wide` adds the second condition of learning, or the learned rate and networks.
+pub fn baseline(b: &crate::detect::BaselineStatus, wide: bool) -> String {
+    use crate::detect::BaselineStatus as B;
+    let days = |d: f64| {
+        let d = d.max(0.0).floor() as u64;
+        if d == 1 {
+            "1 day".to_string()
+        } else {
+            format!("{d} days")
+        }
+    };
+    match b {
+        B::NoHistory if wide => "no history: detection has not analysed its events yet".into(),
+        B::NoHistory => "no history yet".into(),
+        B::Learning {
+            days: d,
+            events,
+            need_days,
+            need_events,
+        } => {
+            let have_days = d.max(0.0).floor() as u64;
+            let day_part = format!("{have_days} of {need_days} days");
+            let event_part = format!("{events} of {need_events} events");
+            if wide {
+                format!("learning ({day_part}, {event_part})")
+            } else if have_days < *need_days as u64 {
+                format!("learning ({day_part})")
+            } else {
+                format!("learning ({event_part})")
+            }
+        }
+        B::Ready {
+            days: d,
+            per_hour_median,
+            per_hour_sigma,
+            networks,
+            ..
+        } => {
+            let mut out = format!("ready, {}", days(*d));
+            if wide {
+                out.push_str(&format!(
+                    ": {per_hour_median:.0}±{per_hour_sigma:.0} requests/hour from {networks} network{}",
+                    if *networks == 1 { "" } else { "s" }
+                ));
+            }
+            out
+        }
+    }
+}
+/// The baseline line when it could not be read.
+pub fn baseline_unknown(why: &str) -> String {
+    format!("unknown ({why})")
+}
 /// Findings view without findings.
 pub const NO_FINDINGS: &str = "No findings. Run `keyaudit detect` to evaluate the rules.";
 /// Journal view without entries.
@@ -145,5 +225,7 @@ pub const CONFIRM: &str = "Confirm";
 pub fn note_prompt(verb: &str) -> String {
     format!("{verb} note: ")
 }
+/// Title of the events filter terms in the help overlay.
+pub const EVENTS_FILTER_TITLE: &str = "Events filter (/ in the events view)";
 /// Footer of the help overlay.
 pub const HELP_FOOTER: &str = "Keys are rebindable in [tui.keys] of the config (docs/keys.md).";

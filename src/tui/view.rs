@@ -5,6 +5,7 @@ use super::action::{Column, View};
 use super::keymap::Context;
 use super::state::{sort_label, Confirm, ConfirmKind, Mode, SecretDialog, State};
 use super::strings as s;
+use crate::detect::BaselineStatus;
 use crate::model::{Key, KeyStatus, Severity};
 use crate::output::sanitize;
 use crate::when::short_age;
@@ -83,7 +84,7 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.format("%m-%d %H:%M:%S").to_string()
 }
 
-fn thousands(n: usize) -> String {
+pub(super) fn thousands(n: usize) -> String {
     let d = n.to_string();
     let mut out = String::new();
     for (i, c) in d.chars().enumerate() {
@@ -368,8 +369,10 @@ fn render_detail(state: &State, f: &mut Frame, area: Rect) {
     };
     let k = &d.key.key;
     let now = state.now;
+    // The prefix line only where there is height to spare.
+    let meta_height = if area.height >= 30 { 10 } else { 9 };
     let [top, spark, rest] = Layout::vertical([
-        Constraint::Length(9),
+        Constraint::Length(meta_height),
         Constraint::Length(4),
         Constraint::Fill(1),
     ])
@@ -389,6 +392,33 @@ fn render_detail(state: &State, f: &mut Frame, area: Rect) {
     if is_stale(k, now) {
         status.push_str(" (stale)");
     }
+    let created = k
+        .created
+        .map(|c| format!("{} ago", short_age(now - c)))
+        .unwrap_or("-".into());
+    let expires = k
+        .expires
+        .map(|e| {
+            if e > now {
+                format!("in {}", short_age(e - now))
+            } else {
+                format!("{} ago", short_age(now - e))
+            }
+        })
+        .unwrap_or("never".into());
+    // Label column 12, borders 2.
+    let value_width = meta.width.saturating_sub(14) as usize;
+    let (baseline, baseline_style) = match &d.baseline {
+        Ok(b) => (
+            s::baseline(b, value_width >= 50),
+            match b {
+                BaselineStatus::Ready { .. } => t.good,
+                BaselineStatus::Learning { .. } => t.stale,
+                BaselineStatus::NoHistory => t.dim,
+            },
+        ),
+        Err(e) => (s::baseline_unknown(&clean(e)), t.bad),
+    };
     let lines = vec![
         kv(
             state,
@@ -398,26 +428,11 @@ fn render_detail(state: &State, f: &mut Frame, area: Rect) {
         kv(state, "owner", clean(&k.owner)),
         env_line,
         kv(state, "status", status),
-        kv(
-            state,
-            "created",
-            k.created
-                .map(|c| format!("{} ago", short_age(now - c)))
-                .unwrap_or("-".into()),
-        ),
-        kv(
-            state,
-            "expires",
-            k.expires
-                .map(|e| {
-                    if e > now {
-                        format!("in {}", short_age(e - now))
-                    } else {
-                        format!("{} ago", short_age(now - e))
-                    }
-                })
-                .unwrap_or("never".into()),
-        ),
+        Line::from(vec![
+            Span::styled(format!("{:<12}", "baseline"), t.dim),
+            Span::styled(baseline, baseline_style),
+        ]),
+        kv(state, "created", format!("{created} · expires {expires}")),
         kv(state, "last used", ago(now, k.last_used)),
         kv(
             state,
@@ -474,20 +489,22 @@ fn render_detail(state: &State, f: &mut Frame, area: Rect) {
         scopes,
     );
 
-    let data: Vec<u64> = d.activity.per_day.clone();
+    let per_day = &d.activity.per_day;
+    let data = stretch(per_day, spark.width.saturating_sub(2) as usize);
     f.render_widget(
-        Sparkline::default()
-            .data(&data)
-            .style(t.header)
-            .block(block(
+        Sparkline::default().data(&data).style(t.header).block(
+            block(
                 state,
                 format!(
                     " activity 30d: {} events, {} denied, peak {}/day ",
                     thousands(d.activity.total as usize),
                     thousands(d.activity.denied as usize),
-                    data.iter().max().copied().unwrap_or(0)
+                    per_day.iter().max().copied().unwrap_or(0)
                 ),
-            )),
+            )
+            .title_bottom(Line::styled(s::AXIS_30_DAYS_AGO, t.dim).left_aligned())
+            .title_bottom(Line::styled(s::AXIS_TODAY, t.dim).right_aligned()),
+        ),
         spark,
     );
 
@@ -571,52 +588,58 @@ fn render_events(state: &State, f: &mut Frame, area: Rect) {
     let [hist, _] =
         Layout::vertical([Constraint::Length(HISTOGRAM_HEIGHT), Constraint::Fill(1)]).areas(area);
     let list = list_area(state).unwrap_or(area);
-    let page = &state.events.page;
-    let total: u64 = page.per_hour.iter().sum();
+    let ev = &state.events;
+    let total: u64 = ev.per_hour.iter().sum();
+    let data = stretch(&ev.per_hour, hist.width.saturating_sub(2) as usize);
     f.render_widget(
-        Sparkline::default()
-            .data(&page.per_hour)
-            .style(t.header)
-            .block(block(
+        Sparkline::default().data(&data).style(t.header).block(
+            block(
                 state,
                 format!(" events per hour, last 24h: {} ", thousands(total as usize)),
-            )),
+            )
+            .title_bottom(Line::styled(s::AXIS_24_HOURS_AGO, t.dim).left_aligned())
+            .title_bottom(Line::styled(s::AXIS_NOW, t.dim).right_aligned()),
+        ),
         hist,
     );
-    let who = state
-        .events
+    let who = ev
         .key_label
         .as_deref()
         .map(clean)
-        .unwrap_or_else(|| "all keys".into());
+        .unwrap_or_else(|| s::ALL_KEYS.into());
+    let reached = ev.older.map(|(t, _)| stamp(crate::model::from_millis(t)));
     let mut title = format!(
-        " events of {who} · outcome {} · {} shown ",
-        state.events.outcome.map(|o| o.as_str()).unwrap_or("all"),
-        state.events.shown.len()
+        " events of {who} · {} ",
+        s::events_count(
+            ev.rows.len(),
+            !ev.filter.is_empty(),
+            reached.as_deref(),
+            ev.loading.is_some(),
+        )
     );
-    if !state.events.query.is_empty() {
-        title.push_str(&format!("· /{} ", clean(&state.events.query)));
+    if !ev.query.trim().is_empty() {
+        title.push_str(&format!("· /{} ", clean(ev.query.trim())));
     }
     let b = block(state, title);
-    if state.events.shown.is_empty() {
-        let msg = if state.events.loading {
+    if ev.rows.is_empty() {
+        let msg = if ev.loading.is_some() || !ev.loaded {
             s::LOADING
-        } else {
+        } else if ev.filter.is_empty() {
             s::NO_EVENTS
+        } else {
+            s::NO_EVENT_MATCH
         };
         f.render_widget(Paragraph::new(msg).style(t.dim).block(b), list);
         return;
     }
     let height = list.height.saturating_sub(3) as usize;
-    let cur = state.events.cursor;
-    let rows = state
-        .events
-        .shown
+    let cur = ev.cursor;
+    let rows = ev
+        .rows
         .iter()
         .enumerate()
         .skip(cur.offset)
         .take(height)
-        .filter_map(|(pos, i)| page.rows.get(*i).map(|r| (pos, r)))
         .map(|(pos, r)| {
             let e = &r.event;
             let row = Row::new(vec![
@@ -663,6 +686,40 @@ fn render_events(state: &State, f: &mut Frame, area: Rect) {
     )
     .block(b);
     f.render_widget(table, list);
+}
+
+/// Spreads `data` over `width` columns for a sparkline, so a chart fills its area: each
+/// value gets an equal share of the columns. When a share is 4 columns or more, every
+/// value is drawn as a bar of the same width followed by a blank column or two, so
+/// neighbouring values read as separate bars; with fewer columns than values, a column
+/// shows the largest value it covers.
+pub fn stretch(data: &[u64], width: usize) -> Vec<u64> {
+    let n = data.len();
+    if n == 0 || width == 0 {
+        return Vec::new();
+    }
+    if width < n {
+        return (0..width)
+            .map(|c| {
+                let from = c * n / width;
+                let to = ((c + 1) * n / width).clamp(from + 1, n);
+                data[from..to].iter().copied().max().unwrap_or(0)
+            })
+            .collect();
+    }
+    let share = width / n;
+    let bar = if share >= 4 { share - 1 } else { width };
+    (0..width)
+        .map(|c| {
+            let i = c * n / width;
+            let start = (i * width).div_ceil(n);
+            if c - start < bar {
+                data[i]
+            } else {
+                0
+            }
+        })
+        .collect()
 }
 
 fn render_findings(state: &State, f: &mut Frame, area: Rect) {
@@ -911,7 +968,12 @@ fn render_status(state: &State, f: &mut Frame, area: Rect) {
                 Span::raw(clean(q)),
                 Span::styled("█", t.dim),
             ];
-            if let Some(e) = &state.filter_error {
+            let error = if state.view == View::Events {
+                &state.events.filter_error
+            } else {
+                &state.filter_error
+            };
+            if let Some(e) = error {
                 spans.push(Span::styled(format!("  {}", clean(e)), t.bad));
             }
             f.render_widget(Paragraph::new(Line::from(spans)), area);
@@ -1017,6 +1079,13 @@ fn render_help(state: &State, f: &mut Frame, area: Rect) {
                 Span::raw(help),
             ]));
         }
+    }
+    lines.push(Line::styled(s::EVENTS_FILTER_TITLE, t.header));
+    for (term, what) in crate::event_filter::TERMS {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {term:<18}"), t.key_hint),
+            Span::raw(*what),
+        ]));
     }
     lines.push(Line::styled(s::HELP_FOOTER, t.dim));
     let popup = centered(area, area.width.saturating_sub(4).max(20), area.height);
@@ -1205,5 +1274,47 @@ fn trunc(s: &str, n: usize) -> String {
         let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
         out.push('…');
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stretch;
+
+    #[test]
+    fn stretching_fills_the_width_and_keeps_the_order_and_the_peak() {
+        let days: Vec<u64> = (1..=30).collect();
+        for width in [30, 78, 118, 198] {
+            let out = stretch(&days, width);
+            assert_eq!(out.len(), width);
+            assert_eq!(out.iter().max(), Some(&30));
+            // Every day appears, in order, each over an equal share (±1) of the columns.
+            let mut spans = Vec::new();
+            for v in out.iter().filter(|v| **v > 0) {
+                match spans.last_mut() {
+                    Some((d, n)) if d == v => *n += 1,
+                    _ => spans.push((*v, 1usize)),
+                }
+            }
+            assert_eq!(spans.iter().map(|s| s.0).collect::<Vec<_>>(), days);
+            let (lo, hi) = (
+                spans.iter().map(|s| s.1).min().unwrap(),
+                spans.iter().map(|s| s.1).max().unwrap(),
+            );
+            if width / days.len() >= 4 {
+                assert_eq!(lo, hi, "uneven bars at {width}: {spans:?}");
+            } else {
+                assert!(hi - lo <= 1, "uneven bars at {width}: {spans:?}");
+            }
+        }
+        // 198 columns for 30 days: bars of 5 with one or two blank columns after each.
+        let wide = stretch(&days, 198);
+        assert_eq!(wide[197], 0);
+        assert_eq!(wide.iter().filter(|v| **v == 0).count(), 198 - 5 * 30);
+        assert_eq!(&wide[..8], [1, 1, 1, 1, 1, 0, 0, 2]);
+        // Fewer columns than values: the peak of the values each column covers.
+        assert_eq!(stretch(&[1, 9, 2, 3, 8, 1], 3), [9, 3, 8]);
+        assert_eq!(stretch(&[5, 1, 7], 2), [5, 7]);
+        assert!(stretch(&[], 10).is_empty());
     }
 }
