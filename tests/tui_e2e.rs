@@ -277,3 +277,62 @@ async fn filter_open_refuse_unlock_and_revoke_in_tmux() {
     drop(tmux);
     demo.shutdown().await;
 }
+
+/// `keyaudit` with no provider configured opens the embedded demo; a second session on
+/// the same data directory opens it again, synced, without an error about the first
+/// session's cursor.
+#[test]
+fn the_demo_opens_again_in_a_second_session() {
+    if !tmux_available() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("tmux is required for the end-to-end test in CI (apt-get install -y tmux)");
+        }
+        eprintln!("skipping: tmux is not installed (apt-get install -y tmux)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("config.toml"), "[tui]\nmouse = false\n").unwrap();
+    let tmux = Tmux {
+        socket: format!("keyaudit-demo-{}", std::process::id()),
+        session: "demo".into(),
+    };
+    let command = format!(
+        "env XDG_STATE_HOME={} XDG_DATA_HOME={} {BIN} --config {}",
+        d.join("state").display(),
+        d.join("data").display(),
+        d.join("config.toml").display()
+    );
+    for session in 1..=2 {
+        let out = tmux.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "demo",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            &command,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = tmux.wait_for("the end of the session's first sync", |s| {
+            s.contains("new events in") || s.to_lowercase().contains("failed")
+        });
+        assert!(s.contains("DEMO") && s.contains("keys 75 of 75"), "{s}");
+        assert!(
+            !s.to_lowercase().contains("failed"),
+            "session {session} reports a failure:\n{s}"
+        );
+        tmux.send(&["q"]);
+        let start = Instant::now();
+        while tmux.cmd(&["has-session", "-t", "demo"]).status.success() {
+            assert!(start.elapsed() < Duration::from_secs(20), "q did not quit");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -140,7 +140,7 @@ pub async fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<ExitCode> {
     let db = if explicit_db {
         ctx.paths.db.clone()
     } else {
-        ctx.paths.demo_db.clone()
+        fresh_demo_cache(&ctx.paths.demo_db)?
     };
     let result = open_tui_on_demo(ctx, &handle, db).await;
     handle.shutdown().await;
@@ -162,9 +162,33 @@ pub fn demo_provider_config(handle: &DemoHandle) -> ProviderConfig {
 pub async fn demo_fallback(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     eprintln!("keyaudit: no provider configured; opening the embedded Talentgrid demo (see `keyaudit info`)");
     let handle = start(&DemoArgs::default()).await?;
-    let result = open_tui_on_demo(ctx, &handle, ctx.paths.demo_db.clone()).await;
+    let result = match fresh_demo_cache(&ctx.paths.demo_db) {
+        Ok(db) => open_tui_on_demo(ctx, &handle, db).await,
+        Err(e) => Err(e),
+    };
     handle.shutdown().await;
     result
+}
+
+/// The embedded demo generates its keys and history anew at every start, so the demo's
+/// own cache (never the operator's) starts empty too: a cache of an earlier demo session
+/// would hold cursors and keys this demo never gave out.
+fn fresh_demo_cache(path: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "cannot reset the demo cache {}: {e}; remove it by hand",
+                    std::path::Path::new(&p).display()
+                ))
+            }
+        }
+    }
+    Ok(path.to_path_buf())
 }
 
 async fn open_tui_on_demo(
