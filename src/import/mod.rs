@@ -4,8 +4,9 @@
 //!
 //! Per file: open (gzip transparently), detect the shape (JSON lines, a JSON array, one
 //! JSON document, CSV) and the format from the first records, then stream: a reader
-//! thread parses, maps and redacts records into batches; the calling thread commits each
-//! batch with the file's cursor in one transaction ([`Store::insert_events`]). Dedup on
+//! thread parses, maps and redacts records into chunks; the calling thread inserts them
+//! and commits every `--batch` events with the file's cursor in one transaction
+//! ([`crate::store::EventWriter`]). Dedup on
 //! (source, record id) makes re-imports add nothing; the cursor makes an interrupted
 //! import resume where its last batch was committed.
 
