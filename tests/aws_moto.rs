@@ -888,15 +888,7 @@ async fn a_missing_permission_is_named_with_what_to_grant() {
         .unwrap();
     assert!(r.status().is_success());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[provider]]\nname = \"talentgrid-aws\"\nkind = \"aws\"\nregion = \"{REGION}\"\nendpoint = \"{}\"\n",
-            moto.endpoint
-        ),
-    )
-    .unwrap();
+    let cfg = moto.provider_config(dir.path());
     let out = moto
         .keyaudit(dir.path())
         .env("AWS_ACCESS_KEY_ID", key.access_key_id())

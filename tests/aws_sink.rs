@@ -462,15 +462,7 @@ async fn an_iam_key_rotated_into_the_secret_its_provider_entry_reaches() {
 
     // No AWS_REGION or AWS_ENDPOINT_URL: the sink reaches moto through the provider entry.
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[provider]]\nname = \"talentgrid-aws\"\nkind = \"aws\"\nregion = \"{REGION}\"\nendpoint = \"{}\"\n",
-            moto.endpoint
-        ),
-    )
-    .unwrap();
+    let cfg = moto.provider_config(dir.path());
     let out = moto
         .keyaudit(dir.path())
         .env_remove("AWS_ENDPOINT_URL")

@@ -169,6 +169,21 @@ impl Moto {
         )
     }
 
+    /// Writes `dir/config.toml` with one `aws` provider entry (`talentgrid-aws`) that
+    /// reaches this server; returns its path.
+    pub fn provider_config(&self, dir: &Path) -> PathBuf {
+        let cfg = dir.join("config.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[[provider]]\nname = \"talentgrid-aws\"\nkind = \"aws\"\nregion = \"{REGION}\"\nendpoint = \"{}\"\n",
+                self.endpoint
+            ),
+        )
+        .unwrap();
+        cfg
+    }
+
     /// A `keyaudit` command with the dummy credentials and private XDG dirs under `dir`.
     pub fn keyaudit(&self, dir: &Path) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_keyaudit"));
