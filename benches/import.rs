@@ -3,7 +3,9 @@
 //! `sqlite3 .import` of the same rows from CSV and lnav opening the same file.
 //!
 //! Run: `cargo bench --bench import` (N from `KEYAUDIT_BENCH_EVENTS`, default
-//! 1,000,000). Needs `/usr/bin/time`, `sqlite3` and (optionally) `lnav` on the PATH.
+//! 1,000,000; `KEYAUDIT_BENCH_INPUT=DIR` keeps the generated files in DIR for the next
+//! run; `KEYAUDIT_BENCH_PEERS=0` measures keyaudit alone). Needs `/usr/bin/time`,
+//! `sqlite3` and (optionally) `lnav` on the PATH.
 //! Figures are written to stdout; docs/PERFORMANCE.md records a run.
 
 use std::fmt::Write as _;
@@ -162,11 +164,15 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("cloudtrail.jsonl");
-    let csv_path = dir.path().join("events.csv");
-    let csv_raw_path = dir.path().join("events-raw.csv");
+    // KEYAUDIT_BENCH_INPUT=DIR keeps the generated files there and reuses them.
+    let input = std::env::var_os("KEYAUDIT_BENCH_INPUT").map(std::path::PathBuf::from);
+    let inputs = input.clone().unwrap_or_else(|| dir.path().to_path_buf());
+    std::fs::create_dir_all(&inputs).unwrap();
+    let jsonl = inputs.join(format!("cloudtrail-{n}.jsonl"));
+    let csv_path = inputs.join(format!("events-{n}.csv"));
+    let csv_raw_path = inputs.join(format!("events-raw-{n}.csv"));
     let t0 = Instant::now();
-    {
+    if input.is_none() || !csv_raw_path.exists() {
         let mut j = BufWriter::new(std::fs::File::create(&jsonl).unwrap());
         let mut c = BufWriter::new(std::fs::File::create(&csv_path).unwrap());
         let mut cr = BufWriter::new(std::fs::File::create(&csv_raw_path).unwrap());
@@ -181,7 +187,7 @@ fn main() {
     }
     let size = std::fs::metadata(&jsonl).unwrap().len();
     println!(
-        "generated {n} events, {:.0} MB of JSON lines ({:.0} bytes/event) in {:.1}s",
+        "{n} events, {:.0} MB of JSON lines ({:.0} bytes/event), ready in {:.1}s",
         size as f64 / 1e6,
         size as f64 / n as f64,
         t0.elapsed().as_secs_f64()
@@ -217,6 +223,10 @@ fn main() {
         results.push((label.to_string(), secs));
     }
 
+    // KEYAUDIT_BENCH_PEERS=0 measures keyaudit alone.
+    if std::env::var("KEYAUDIT_BENCH_PEERS").is_ok_and(|v| v == "0") {
+        return;
+    }
     for (label, csv, raw) in [
         ("sqlite3 .import (same rows, no raw)", &csv_path, false),
         ("sqlite3 .import (same rows + raw)", &csv_raw_path, true),

@@ -23,7 +23,7 @@ pub use cloudtrail::cloudtrail_record_to_event;
 pub use generic::{mapping_from_config, Mapping};
 
 use crate::model::Event;
-use crate::store::{Store, StoreError};
+use crate::store::{RawPack, Store, StoreError};
 use reader::{ArrayScanner, Element, Line, LineReader};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -353,9 +353,20 @@ impl fmt::Display for Cursor {
 }
 
 enum Msg {
-    Batch { events: Vec<Event>, cursor: Cursor },
-    Done { stats: ReadStats, cursor: Cursor },
-    Failed { stats: ReadStats, reason: String },
+    /// Events with their raw records already packed (`RawPack::new(&events)`).
+    Batch {
+        events: Vec<Event>,
+        raw: RawPack,
+        cursor: Cursor,
+    },
+    Done {
+        stats: ReadStats,
+        cursor: Cursor,
+    },
+    Failed {
+        stats: ReadStats,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Default, Clone)]
@@ -525,10 +536,14 @@ pub fn import_file(
     let mut writer = store.event_writer(&source)?;
     for m in rx.iter() {
         match m {
-            Msg::Batch { events, cursor } => {
+            Msg::Batch {
+                events,
+                raw,
+                cursor,
+            } => {
                 let n = events.len() as u64;
                 let cursor = last_cursor.insert(cursor.to_string());
-                let step = writer.insert(&events).and_then(|ins| {
+                let step = writer.insert_packed(&events, &raw).and_then(|ins| {
                     sum.imported += ins.events as u64;
                     sum.duplicates += ins.duplicates as u64;
                     sum.new_keys += ins.new_keys as u64;
@@ -908,8 +923,21 @@ impl Batcher<'_> {
                 done: false,
             };
         }
-        let events = std::mem::take(&mut self.events);
-        if self.tx.send(Msg::Batch { events, cursor }).is_err() {
+        let mut events = std::mem::take(&mut self.events);
+        // Raw records are compressed here, on the parser thread, and leave the events.
+        let raw = RawPack::new(&events);
+        for e in &mut events {
+            e.raw = None;
+        }
+        if self
+            .tx
+            .send(Msg::Batch {
+                events,
+                raw,
+                cursor,
+            })
+            .is_err()
+        {
             self.stop = true;
         }
         self.events.reserve(self.job.handoff());

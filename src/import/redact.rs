@@ -97,8 +97,20 @@ pub fn is_secret_field(name: &str) -> bool {
 }
 
 fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+' | b'/' | b'=')
+    WORD_BYTES[b as usize]
 }
+
+/// [`is_word_byte`] as a table: the word scans run over every byte of every record.
+static WORD_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'+' | b'/' | b'=');
+        b += 1;
+    }
+    t
+};
 
 /// True when a single word looks like key material.
 pub fn looks_secret(word: &str) -> bool {
@@ -268,6 +280,7 @@ pub fn may_hold_secrets(text: &str) -> bool {
     let triggers = TRIGGERS.get_or_init(|| {
         AhoCorasick::builder()
             .ascii_case_insensitive(true)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(FIELD_TRIGGERS)
             .expect("the trigger words form a valid automaton")
     });

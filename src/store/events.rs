@@ -5,6 +5,7 @@
 //! are applied while the rows stream in time order; [`Store::event_page`] bounds how many
 //! events one page may examine, so a rare match never turns into one long scan.
 
+use super::raw::{RawPack, RawReader};
 use super::{keys::upsert_key_tx, set_cursor_tx, Result, Store, StoreError};
 use crate::filter::Network;
 use crate::model::{from_millis, to_millis, Event, Key, Millis, Outcome};
@@ -135,7 +136,8 @@ fn anchors_sql(q: &EventQuery, prefix: &str, params: &mut Vec<Value>, sql: &mut 
 
 const EVENT_COLUMNS: &str =
     "e.id, e.key_ref, p.name, e.ext_id, e.time, k.ext_id, e.principal, e.action, e.scope,
-     e.source_ip, e.user_agent, e.outcome, e.status_code, e.request_id, e.records, e.raw";
+     e.source_ip, e.user_agent, e.outcome, e.status_code, e.request_id, e.records, e.raw,
+     e.raw_block, e.raw_at";
 
 fn outcome_code(o: Outcome) -> i64 {
     match o {
@@ -153,8 +155,15 @@ fn outcome_from_code(c: i64) -> Outcome {
     }
 }
 
-fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
-    Ok(EventRow {
+/// Where an event's raw record is kept when it is in a block: (block id, place).
+type RawRef = Option<(i64, u32)>;
+
+/// An event row as selected with [`EVENT_COLUMNS`]; a raw record kept in a block is
+/// returned as its place, for [`with_raw`] to read.
+fn event_row(r: &Row<'_>) -> rusqlite::Result<(EventRow, RawRef)> {
+    let block: Option<i64> = r.get(16)?;
+    let at: Option<u32> = r.get(17)?;
+    let row = EventRow {
         row_id: r.get(0)?,
         key_ref: r.get(1)?,
         event: Event {
@@ -173,7 +182,20 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
             records: r.get(14)?,
             raw: r.get(15)?,
         },
-    })
+    };
+    Ok((row, block.zip(at)))
+}
+
+/// Fills in the raw record of a row read with [`event_row`].
+fn with_raw(
+    conn: &rusqlite::Connection,
+    reader: &mut RawReader,
+    (mut row, raw): (EventRow, RawRef),
+) -> Result<EventRow> {
+    if let Some((block, at)) = raw {
+        row.event.raw = Some(reader.record(conn, block, at)?);
+    }
+    Ok(row)
 }
 
 /// Result of inserting a batch.
@@ -207,11 +229,23 @@ impl EventWriter<'_> {
     /// Inserts a batch inside the writer's transaction, opening one when none is.
     /// Events of keys the cache does not know create "seen in logs" keys.
     pub fn insert(&mut self, events: &[Event]) -> Result<Inserted> {
+        self.insert_packed(events, &RawPack::new(events))
+    }
+
+    /// [`EventWriter::insert`] of a batch whose raw records are already packed
+    /// (`RawPack::new(events)`); the events' own `raw` is not read.
+    pub fn insert_packed(&mut self, events: &[Event], raw: &RawPack) -> Result<Inserted> {
+        if raw.refs.len() != events.len() {
+            return Err(StoreError::Corrupt {
+                what: "a batch of events",
+                why: format!("{} raw places for {} events", raw.refs.len(), events.len()),
+            });
+        }
         if self.open.is_none() {
             self.store.conn.execute_batch("BEGIN IMMEDIATE")?;
             self.open = Some(0);
         }
-        match self.insert_batch(events) {
+        match self.insert_batch(events, raw) {
             Ok(done) => {
                 self.open = Some(self.open.unwrap_or(0) + events.len());
                 Ok(done)
@@ -264,7 +298,7 @@ impl EventWriter<'_> {
         }
     }
 
-    fn insert_batch(&mut self, events: &[Event]) -> Result<Inserted> {
+    fn insert_batch(&mut self, events: &[Event], raw: &RawPack) -> Result<Inserted> {
         let conn = &self.store.conn;
         let mut done = Inserted::default();
         // Latest new event per key, applied once per key after the batch.
@@ -274,15 +308,31 @@ impl EventWriter<'_> {
         let mut insert = conn.prepare_cached(
             "INSERT INTO events (provider_id, ext_id, key_ref, time, principal, action, scope,
                                  source_ip, user_agent, outcome, status_code, request_id,
-                                 records, raw)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                                 records, raw_block, raw_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
              ON CONFLICT(provider_id, ext_id) DO NOTHING",
         )?;
+        let mut insert_block = conn.prepare_cached("INSERT INTO raw_blocks (data) VALUES (?1)")?;
+        let mut drop_block = conn.prepare_cached("DELETE FROM raw_blocks WHERE id = ?1")?;
+        // Row ids of the batch's blocks as they are written, and how many new events use
+        // each: a block that only duplicates point into is removed again.
+        let mut blocks: Vec<Option<(i64, usize)>> = vec![None; raw.blocks.len()];
         let mut touch = conn.prepare_cached(
             "UPDATE keys SET last_used = ?2 WHERE id = ?1
                AND (last_used IS NULL OR last_used < ?2)",
         )?;
-        for e in events {
+        for (e, place) in events.iter().zip(&raw.refs) {
+            let raw_place = match place {
+                Some((b, at)) => {
+                    let slot = &mut blocks[*b as usize];
+                    if slot.is_none() {
+                        insert_block.execute([&raw.blocks[*b as usize]])?;
+                        *slot = Some((conn.last_insert_rowid(), 0));
+                    }
+                    slot.map(|(id, _)| (id, *b, *at))
+                }
+                None => None,
+            };
             let key_ref = match self.refs.get(e.key_id.as_str()) {
                 Some(r) => *r,
                 None => {
@@ -316,10 +366,16 @@ impl EventWriter<'_> {
                 e.status_code,
                 e.request_id,
                 e.records,
-                e.raw,
+                raw_place.map(|(id, _, _)| id),
+                raw_place.map(|(_, _, at)| at),
             ])?;
             if n == 1 {
                 done.events += 1;
+                if let Some((_, b, _)) = raw_place {
+                    if let Some((_, used)) = &mut blocks[b as usize] {
+                        *used += 1;
+                    }
+                }
                 latest
                     .entry(key_ref)
                     .and_modify(|m| *m = (*m).max(t))
@@ -330,6 +386,11 @@ impl EventWriter<'_> {
         }
         for (key_ref, t) in latest {
             touch.execute(params![key_ref, t])?;
+        }
+        for (id, used) in blocks.into_iter().flatten() {
+            if used == 0 {
+                drop_block.execute([id])?;
+            }
         }
         Ok(done)
     }
@@ -542,9 +603,10 @@ impl Store {
              JOIN providers p ON p.id = e.provider_id
              JOIN keys k ON k.id = e.key_ref WHERE e.id = ?1"
         ))?;
+        let mut reader = RawReader::default();
         for id in ids {
             if let Some(row) = full.query_row([id], event_row).optional()? {
-                page.rows.push(row);
+                page.rows.push(with_raw(&self.conn, &mut reader, row)?);
             }
         }
         if !q.newest_first {
@@ -576,11 +638,12 @@ impl Store {
         let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
         let row_filter = q.filters_rows();
         let mut left = q.limit.unwrap_or(usize::MAX);
+        let mut reader = RawReader::default();
         while let Some(r) = rows.next()? {
             if left == 0 {
                 break;
             }
-            let row = event_row(r)?;
+            let (row, raw) = event_row(r)?;
             if row_filter {
                 let e = &row.event;
                 let key_id = e.key_id.as_str();
@@ -594,7 +657,7 @@ impl Store {
                 }
             }
             left -= 1;
-            if !f(row) {
+            if !f(with_raw(&self.conn, &mut reader, (row, raw))?) {
                 break;
             }
         }
@@ -747,6 +810,79 @@ mod tests {
         let k1 = store.key("p", "k1").unwrap().unwrap();
         assert_eq!(k1.key.source, KeySource::Logs);
         assert_eq!(k1.key.last_used, Some(from_millis(2000)));
+    }
+
+    #[test]
+    fn raw_records_are_read_back_from_blocks_and_duplicates_leave_no_block() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.ensure_provider("p", "import", None).unwrap();
+        let with_raw = |id: &str, t: Millis| Event {
+            raw: Some(format!(r#"{{"id":"{id}","payload":"{}"}}"#, "z".repeat(40))),
+            ..ev(id, "k1", t)
+        };
+        let batch: Vec<Event> = (0..200)
+            .map(|i| {
+                if i % 5 == 0 {
+                    ev(&format!("e{i}"), "k1", i)
+                } else {
+                    with_raw(&format!("e{i}"), i)
+                }
+            })
+            .collect();
+        store.insert_events("p", &batch, None).unwrap();
+        let blocks = |s: &Store| -> i64 {
+            s.conn
+                .query_row("SELECT count(*) FROM raw_blocks", [], |r| r.get(0))
+                .unwrap()
+        };
+        let stored = blocks(&store);
+        assert_eq!(
+            stored as usize,
+            160_usize.div_ceil(super::super::raw::BLOCK_RECORDS)
+        );
+        let raw_text: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM events WHERE raw IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(raw_text, 0, "raw records are only in blocks");
+        let read = store.events(&EventQuery::default()).unwrap();
+        assert_eq!(read.len(), 200);
+        for (r, e) in read.iter().zip(&batch) {
+            assert_eq!(r.event.raw, e.raw, "{}", e.id);
+        }
+        let page = store
+            .event_page(
+                &EventQuery {
+                    newest_first: true,
+                    limit: Some(7),
+                    ..Default::default()
+                },
+                1000,
+                &|| true,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.rows[1].event.raw, batch[198].raw);
+        // Rows written before blocks existed keep their text in `raw`.
+        store
+            .conn
+            .execute(
+                "UPDATE events SET raw = 'legacy text', raw_block = NULL, raw_at = NULL
+                 WHERE ext_id = 'e7'",
+                [],
+            )
+            .unwrap();
+        let legacy = store.events(&EventQuery::default()).unwrap();
+        assert_eq!(legacy[7].event.raw.as_deref(), Some("legacy text"));
+        assert_eq!(legacy[8].event.raw, batch[8].raw);
+        // The same records again: nothing new, so no block is kept for them.
+        let again = store.insert_events("p", &batch[1..5], None).unwrap();
+        assert_eq!(again.duplicates, 4);
+        assert_eq!(blocks(&store), stored);
     }
 
     #[test]

@@ -9,12 +9,14 @@ mod events;
 mod findings;
 pub mod journal;
 mod keys;
+mod raw;
 pub mod schema;
 
 pub use activity::KeyActivity;
 pub use events::{EventPage, EventQuery, EventRow, EventWriter, Inserted};
 pub use findings::FindingQuery;
 pub use keys::KeyRow;
+pub use raw::RawPack;
 
 use crate::model::{from_millis, to_millis, Millis, ProviderInfo};
 use chrono::{DateTime, Utc};
@@ -56,6 +58,8 @@ pub enum StoreError {
     UnknownProvider(String),
     #[error("cache query failed: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("cache holds damaged data in {what}: {why}")]
+    Corrupt { what: &'static str, why: String },
     #[error("cache holds malformed JSON in {what}: {source}")]
     Json {
         what: &'static str,

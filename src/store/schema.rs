@@ -163,6 +163,16 @@ pub const MIGRATIONS: &[&str] = &[
     );
     DELETE FROM detect_checkpoint;
     "#,
+    // 6: raw records compressed in blocks (src/store/raw.rs). Older rows keep their text
+    // in `events.raw`.
+    r#"
+    CREATE TABLE raw_blocks (
+        id    INTEGER PRIMARY KEY,
+        data  BLOB NOT NULL
+    );
+    ALTER TABLE events ADD COLUMN raw_block INTEGER REFERENCES raw_blocks(id);
+    ALTER TABLE events ADD COLUMN raw_at INTEGER;
+    "#,
 ];
 
 /// Applies every migration newer than the cache's `user_version`.

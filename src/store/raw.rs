@@ -1,0 +1,261 @@
+//! Raw records, compressed in blocks.
+//!
+//! The raw record behind an event (the JSON an auditor reads as evidence) is most of an
+//! imported event's bytes, and neighbouring records of one log share most of their
+//! text. So raw records are not stored per event: up to [`BLOCK_RECORDS`] of them
+//! (at most [`BLOCK_BYTES`] of text) are packed into one LZ4 block in `raw_blocks`, and
+//! each event names its block and its place in it (`raw_block`, `raw_at`). Rows written
+//! before blocks existed keep their text in `events.raw`; both are read the same way.
+//!
+//! A block's `data`: one codec byte ([`CODEC_LZ4`]), then the LZ4 block (uncompressed
+//! size prepended) of: the number of records `n` (u32 LE), `n` end offsets (u32 LE,
+//! relative to the start of the text) and the records' text.
+
+use super::{Result, StoreError};
+use crate::model::Event;
+use rusqlite::{Connection, OptionalExtension};
+use std::rc::Rc;
+
+/// Most records in one block.
+pub const BLOCK_RECORDS: usize = 64;
+/// Most bytes of record text in one block (a single larger record gets a block alone).
+pub const BLOCK_BYTES: usize = 64 * 1024;
+/// The only codec so far: LZ4 block format, uncompressed size prepended.
+pub const CODEC_LZ4: u8 = 1;
+
+/// Raw records of a batch of events, compressed into blocks before the batch is written
+/// (an importer packs on its parser thread, so the store thread only inserts).
+#[derive(Debug, Default)]
+pub struct RawPack {
+    /// Encoded blocks (`raw_blocks.data`).
+    pub(super) blocks: Vec<Vec<u8>>,
+    /// Per event of the batch: (block in `blocks`, place in the block), or `None` when
+    /// the event has no raw record.
+    pub(super) refs: Vec<Option<(u32, u32)>>,
+}
+
+impl RawPack {
+    /// Packs the raw records of `events`, in order.
+    pub fn new(events: &[Event]) -> RawPack {
+        let mut pack = RawPack {
+            blocks: Vec::new(),
+            refs: Vec::with_capacity(events.len()),
+        };
+        let mut text: Vec<u8> = Vec::new();
+        let mut ends: Vec<u32> = Vec::new();
+        for e in events {
+            let Some(raw) = &e.raw else {
+                pack.refs.push(None);
+                continue;
+            };
+            if !ends.is_empty()
+                && (ends.len() == BLOCK_RECORDS || text.len() + raw.len() > BLOCK_BYTES)
+            {
+                pack.blocks.push(encode(&ends, &text));
+                text.clear();
+                ends.clear();
+            }
+            pack.refs
+                .push(Some((pack.blocks.len() as u32, ends.len() as u32)));
+            text.extend_from_slice(raw.as_bytes());
+            ends.push(text.len() as u32);
+        }
+        if !ends.is_empty() {
+            pack.blocks.push(encode(&ends, &text));
+        }
+        pack
+    }
+
+    /// Compressed bytes of all blocks.
+    pub fn compressed_len(&self) -> usize {
+        self.blocks.iter().map(Vec::len).sum()
+    }
+}
+
+fn encode(ends: &[u32], text: &[u8]) -> Vec<u8> {
+    let mut plain = Vec::with_capacity(4 + 4 * ends.len() + text.len());
+    plain.extend_from_slice(&(ends.len() as u32).to_le_bytes());
+    for e in ends {
+        plain.extend_from_slice(&e.to_le_bytes());
+    }
+    plain.extend_from_slice(text);
+    let mut out = Vec::with_capacity(1 + 4 + lz4_flex::block::get_maximum_output_size(plain.len()));
+    out.push(CODEC_LZ4);
+    out.extend_from_slice(&lz4_flex::block::compress_prepend_size(&plain));
+    out
+}
+
+/// A decoded block: the records' end offsets and their text.
+#[derive(Debug)]
+struct Block {
+    ends: Vec<u32>,
+    text: Vec<u8>,
+}
+
+impl Block {
+    fn decode(data: &[u8]) -> std::result::Result<Block, String> {
+        let (&codec, body) = data.split_first().ok_or("empty block")?;
+        if codec != CODEC_LZ4 {
+            return Err(format!("unknown codec {codec}"));
+        }
+        let plain = lz4_flex::block::decompress_size_prepended(body).map_err(|e| e.to_string())?;
+        let word = |i: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(
+                plain.get(4 * i..4 * i + 4)?.try_into().ok()?,
+            ))
+        };
+        let n = word(0).ok_or("truncated header")? as usize;
+        let ends = (1..=n)
+            .map(word)
+            .collect::<Option<Vec<u32>>>()
+            .ok_or("truncated offsets")?;
+        let text = plain.get(4 + 4 * n..).ok_or("truncated text")?.to_vec();
+        let mut start = 0;
+        for &end in &ends {
+            if end < start || end as usize > text.len() {
+                return Err("offsets out of order".into());
+            }
+            start = end;
+        }
+        Ok(Block { ends, text })
+    }
+
+    fn record(&self, at: u32) -> Option<String> {
+        let at = at as usize;
+        let end = *self.ends.get(at)? as usize;
+        let start = if at == 0 {
+            0
+        } else {
+            self.ends[at - 1] as usize
+        };
+        Some(String::from_utf8_lossy(&self.text[start..end]).into_owned())
+    }
+}
+
+/// Reads raw records from their blocks, keeping the last block decoded (events read in
+/// order mostly share blocks).
+#[derive(Default)]
+pub(super) struct RawReader {
+    last: Option<(i64, Rc<Block>)>,
+}
+
+impl RawReader {
+    /// The raw record at place `at` of block `id`.
+    pub(super) fn record(&mut self, conn: &Connection, id: i64, at: u32) -> Result<String> {
+        let block = match &self.last {
+            Some((last, b)) if *last == id => b.clone(),
+            _ => {
+                let data: Option<Vec<u8>> = conn
+                    .prepare_cached("SELECT data FROM raw_blocks WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?;
+                let block = data
+                    .ok_or_else(|| format!("block {id} is missing"))
+                    .and_then(|d| Block::decode(&d))
+                    .map(Rc::new)
+                    .map_err(|why| StoreError::Corrupt {
+                        what: "a raw record block",
+                        why,
+                    })?;
+                self.last = Some((id, block.clone()));
+                block
+            }
+        };
+        block.record(at).ok_or_else(|| StoreError::Corrupt {
+            what: "a raw record block",
+            why: format!("block {id} has no record {at}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{from_millis, Outcome};
+
+    fn ev(raw: Option<String>) -> Event {
+        Event {
+            provider: "p".into(),
+            id: "e".into(),
+            time: from_millis(0),
+            key_id: "k".into(),
+            principal: None,
+            action: "a".into(),
+            scope: None,
+            source_ip: None,
+            user_agent: None,
+            outcome: Outcome::Success,
+            status_code: None,
+            request_id: None,
+            records: None,
+            raw,
+        }
+    }
+
+    #[test]
+    fn records_come_back_from_their_blocks_byte_for_byte() {
+        let mut events: Vec<Event> = (0..150)
+            .map(|i| {
+                ev((i % 7 != 3).then(|| format!(r#"{{"n":{i},"text":"é ✓ {}"}}"#, "x".repeat(i))))
+            })
+            .collect();
+        // One record larger than a block gets a block of its own.
+        events.push(ev(Some("y".repeat(BLOCK_BYTES + 10))));
+        events.push(ev(Some(String::new())));
+        let pack = RawPack::new(&events);
+        assert!(pack.blocks.len() >= 3, "{}", pack.blocks.len());
+        for (e, r) in events.iter().zip(&pack.refs) {
+            match (r, &e.raw) {
+                (None, None) => {}
+                (Some((b, at)), Some(raw)) => {
+                    let block = Block::decode(&pack.blocks[*b as usize]).unwrap();
+                    assert_eq!(block.record(*at).as_deref(), Some(raw.as_str()));
+                    assert!(block.ends.len() <= BLOCK_RECORDS);
+                }
+                other => panic!("mismatch {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn similar_records_compress_several_times() {
+        let events: Vec<Event> = (0..640)
+            .map(|i| {
+                ev(Some(format!(
+                    r#"{{"eventVersion":"1.08","userIdentity":{{"type":"IAMUser","accessKeyId":"AKIA{:016}"}},"eventTime":"2024-03-01T10:{:02}:00Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","sourceIPAddress":"198.51.100.{}","eventID":"{:08x}-0000-4000-8000-{:012x}"}}"#,
+                    i % 9, i % 60, i % 250, i * 7919, i
+                )))
+            })
+            .collect();
+        let plain: usize = events.iter().map(|e| e.raw.as_ref().unwrap().len()).sum();
+        let pack = RawPack::new(&events);
+        assert!(
+            pack.compressed_len() * 3 < plain,
+            "{} of {plain}",
+            pack.compressed_len()
+        );
+    }
+
+    #[test]
+    fn damaged_blocks_are_errors_not_panics() {
+        let good = RawPack::new(&[ev(Some("abc".into()))]).blocks.remove(0);
+        assert!(Block::decode(&good).is_ok());
+        for bad in [
+            vec![],
+            vec![9, 0, 0],
+            good[..good.len() - 1].to_vec(),
+            vec![CODEC_LZ4, 200, 0, 0, 0, 0xff, 0xff, 0xff, 0xff],
+            // Offsets that point past the text.
+            {
+                let mut plain = 1u32.to_le_bytes().to_vec();
+                plain.extend_from_slice(&99u32.to_le_bytes());
+                plain.extend_from_slice(b"abc");
+                let mut b = vec![CODEC_LZ4];
+                b.extend(lz4_flex::block::compress_prepend_size(&plain));
+                b
+            },
+        ] {
+            assert!(Block::decode(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
