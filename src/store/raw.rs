@@ -41,27 +41,24 @@ impl RawPack {
             blocks: Vec::new(),
             refs: Vec::with_capacity(events.len()),
         };
-        let mut text: Vec<u8> = Vec::new();
-        let mut ends: Vec<u32> = Vec::new();
+        let mut enc = Encoder::default();
         for e in events {
             let Some(raw) = &e.raw else {
                 pack.refs.push(None);
                 continue;
             };
-            if !ends.is_empty()
-                && (ends.len() == BLOCK_RECORDS || text.len() + raw.len() > BLOCK_BYTES)
+            if !enc.ends.is_empty()
+                && (enc.ends.len() == BLOCK_RECORDS || enc.text.len() + raw.len() > BLOCK_BYTES)
             {
-                pack.blocks.push(encode(&ends, &text));
-                text.clear();
-                ends.clear();
+                pack.blocks.push(enc.finish());
             }
             pack.refs
-                .push(Some((pack.blocks.len() as u32, ends.len() as u32)));
-            text.extend_from_slice(raw.as_bytes());
-            ends.push(text.len() as u32);
+                .push(Some((pack.blocks.len() as u32, enc.ends.len() as u32)));
+            enc.text.extend_from_slice(raw.as_bytes());
+            enc.ends.push(enc.text.len() as u32);
         }
-        if !ends.is_empty() {
-            pack.blocks.push(encode(&ends, &text));
+        if !enc.ends.is_empty() {
+            pack.blocks.push(enc.finish());
         }
         pack
     }
@@ -72,17 +69,38 @@ impl RawPack {
     }
 }
 
-fn encode(ends: &[u32], text: &[u8]) -> Vec<u8> {
-    let mut plain = Vec::with_capacity(4 + 4 * ends.len() + text.len());
-    plain.extend_from_slice(&(ends.len() as u32).to_le_bytes());
-    for e in ends {
-        plain.extend_from_slice(&e.to_le_bytes());
+/// Builds blocks, reusing its buffers from one block to the next (a block's worth of
+/// text is large enough that fresh buffers per block cost more than the compression).
+#[derive(Default)]
+struct Encoder {
+    ends: Vec<u32>,
+    text: Vec<u8>,
+    plain: Vec<u8>,
+    compressed: Vec<u8>,
+}
+
+impl Encoder {
+    /// The encoded block of the records so far; the encoder is empty again.
+    fn finish(&mut self) -> Vec<u8> {
+        self.plain.clear();
+        self.plain
+            .extend_from_slice(&(self.ends.len() as u32).to_le_bytes());
+        for e in &self.ends {
+            self.plain.extend_from_slice(&e.to_le_bytes());
+        }
+        self.plain.extend_from_slice(&self.text);
+        let size = lz4_flex::block::get_maximum_output_size(self.plain.len());
+        self.compressed.resize(size, 0);
+        let n = lz4_flex::block::compress_into(&self.plain, &mut self.compressed)
+            .expect("the output buffer has the maximum compressed size");
+        let mut out = Vec::with_capacity(5 + n);
+        out.push(CODEC_LZ4);
+        out.extend_from_slice(&(self.plain.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.compressed[..n]);
+        self.ends.clear();
+        self.text.clear();
+        out
     }
-    plain.extend_from_slice(text);
-    let mut out = Vec::with_capacity(1 + 4 + lz4_flex::block::get_maximum_output_size(plain.len()));
-    out.push(CODEC_LZ4);
-    out.extend_from_slice(&lz4_flex::block::compress_prepend_size(&plain));
-    out
 }
 
 /// A decoded block: the records' end offsets and their text.
