@@ -640,6 +640,12 @@ fn pages_of_a_superseded_filter_are_dropped() {
     ));
     assert_eq!(s.events.rows.len(), 2);
     assert_eq!(s.events.loading, None);
+    // So must the histogram of `x`; the one of `xy` replaces the scope's.
+    let shown = s.events.per_hour.clone();
+    s.update(Action::HistogramLoaded(old, vec![9; 24]));
+    assert_eq!(s.events.per_hour, shown);
+    s.update(Action::HistogramLoaded(new, vec![1; 24]));
+    assert_eq!(s.events.per_hour, vec![1; 24]);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 const DAY_MS: Millis = 86_400_000;
-const HOUR_MS: Millis = 3_600_000;
+pub(super) const HOUR_MS: Millis = 3_600_000;
 
 /// What one key did in a window: activity per day, where from, with what, which scopes.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -110,6 +110,17 @@ pub struct EventPage {
     pub resume: Option<(Millis, i64)>,
 }
 
+/// How a [`Store::walk_matching`] ended.
+#[derive(Debug, Default)]
+struct Walked {
+    /// Events examined.
+    scanned: usize,
+    /// The `(time, row id)` of the last event examined.
+    last: Option<(Millis, i64)>,
+    /// The walk reached the end of the events (not a limit or its budget).
+    ended: bool,
+}
+
 /// An event with its cache handles.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
@@ -528,12 +539,94 @@ impl Store {
         keep_going: &dyn Fn() -> bool,
     ) -> Result<Option<EventPage>> {
         let limit = q.limit.unwrap_or(1000).max(1);
+        let mut ids = Vec::new();
+        let Some(walk) = self.walk_matching(q, budget, keep_going, |id, _| {
+            ids.push(id);
+            ids.len() < limit
+        })?
+        else {
+            return Ok(None);
+        };
+        let mut page = EventPage {
+            rows: Vec::with_capacity(ids.len()),
+            scanned: walk.scanned,
+            resume: if walk.ended { None } else { walk.last },
+        };
+        let mut full = self.conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events e
+             JOIN providers p ON p.id = e.provider_id
+             JOIN keys k ON k.id = e.key_ref WHERE e.id = ?1"
+        ))?;
+        let mut reader = RawReader::default();
+        for id in ids {
+            if let Some(row) = full.query_row([id], event_row).optional()? {
+                page.rows.push(with_raw(&self.conn, &mut reader, row)?);
+            }
+        }
+        if !q.newest_first {
+            page.rows.reverse();
+        }
+        Ok(Some(page))
+    }
+
+    /// Events per hour of the `hours` hours that end at `until` (oldest first), counting
+    /// only the events that pass every filter of `q` (its anchors and limit are ignored).
+    /// Without filters the counts come from the index alone; with filters the window's
+    /// events are walked like [`Store::event_page`] does, and `None` is returned when
+    /// `keep_going` gives up.
+    pub fn matching_per_hour(
+        &self,
+        q: &EventQuery,
+        until: DateTime<Utc>,
+        hours: usize,
+        keep_going: &dyn Fn() -> bool,
+    ) -> Result<Option<Vec<u64>>> {
+        if !q.filters_rows() && q.outcome.is_none() && q.provider.is_none() && q.key_id.is_none() {
+            return self.events_per_hour(q.key_ref, until, hours).map(Some);
+        }
+        let end = to_millis(until);
+        let start = end - hours as Millis * super::activity::HOUR_MS;
+        let window = EventQuery {
+            since: Some(
+                q.since
+                    .map_or(from_millis(start), |s| s.max(from_millis(start))),
+            ),
+            until: Some(q.until.map_or(until, |u| u.min(until))),
+            before: None,
+            after: None,
+            limit: None,
+            ..q.clone()
+        };
+        let mut out = vec![0u64; hours];
+        let walked = self.walk_matching(&window, usize::MAX, keep_going, |_, t| {
+            if let Some(slot) = usize::try_from((t - start) / super::activity::HOUR_MS)
+                .ok()
+                .and_then(|b| out.get_mut(b))
+            {
+                *slot += 1;
+            }
+            true
+        })?;
+        Ok(walked.map(|_| out))
+    }
+
+    /// Walks the events of `q` in time order through the `(time)` or `(key_ref, time)`
+    /// index, calls `found(row id, time)` for each that passes every filter until it
+    /// returns false or `budget` events were examined. `None` when `keep_going` (asked
+    /// every 1,024 events) gave up.
+    fn walk_matching(
+        &self,
+        q: &EventQuery,
+        budget: usize,
+        keep_going: &dyn Fn() -> bool,
+        mut found: impl FnMut(i64, Millis) -> bool,
+    ) -> Result<Option<Walked>> {
         let budget = budget.max(1);
         // Provider and key id become cache handles once, then plain comparisons.
         let provider = match &q.provider {
             Some(p) => match self.provider_id(p)? {
                 Some(id) => Some(id),
-                None => return Ok(Some(EventPage::default())),
+                None => return Ok(Some(Walked::default())),
             },
             None => None,
         };
@@ -555,18 +648,18 @@ impl Store {
         let mut find_key = self
             .conn
             .prepare_cached("SELECT ext_id FROM keys WHERE id = ?1")?;
-        let mut ids = Vec::new();
-        let mut page = EventPage::default();
-        let mut last = None;
-        let mut ended = true;
+        let mut w = Walked {
+            ended: true,
+            ..Default::default()
+        };
         while let Some(r) = rows.next()? {
-            if page.scanned % 1024 == 0 && !keep_going() {
+            if w.scanned % 1024 == 0 && !keep_going() {
                 return Ok(None);
             }
-            page.scanned += 1;
+            w.scanned += 1;
             let id: i64 = r.get(0)?;
             let time: Millis = r.get(1)?;
-            last = Some((time, id));
+            w.last = Some((time, id));
             let key_ref: i64 = r.get(2)?;
             let in_scope = provider.is_none_or(|p| r.get::<_, i64>(3).ok() == Some(p))
                 && key_refs.as_ref().is_none_or(|k| k.contains(&key_ref))
@@ -588,31 +681,13 @@ impl Store {
                         })
                         .as_deref()
                 });
-            if passes {
-                ids.push(id);
-            }
-            if ids.len() >= limit || page.scanned >= budget {
-                ended = false;
+            let more = !passes || found(id, time);
+            if !more || w.scanned >= budget {
+                w.ended = false;
                 break;
             }
         }
-        drop(rows);
-        page.resume = if ended { None } else { last };
-        let mut full = self.conn.prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events e
-             JOIN providers p ON p.id = e.provider_id
-             JOIN keys k ON k.id = e.key_ref WHERE e.id = ?1"
-        ))?;
-        let mut reader = RawReader::default();
-        for id in ids {
-            if let Some(row) = full.query_row([id], event_row).optional()? {
-                page.rows.push(with_raw(&self.conn, &mut reader, row)?);
-            }
-        }
-        if !q.newest_first {
-            page.rows.reverse();
-        }
-        Ok(Some(page))
+        Ok(Some(w))
     }
 
     /// One page of events (set `limit`; views never ask for more than they show).
@@ -1054,6 +1129,59 @@ mod tests {
             .collect();
         store.insert_events("p", &batch, None).unwrap();
         (store, batch)
+    }
+
+    #[test]
+    fn the_hourly_counts_follow_the_filter() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.ensure_provider("p", "http", None).unwrap();
+        // One event every 20 minutes for 10 hours; every third from 203.0.113.x.
+        let batch: Vec<Event> = (0..30)
+            .map(|i| {
+                let mut e = ev(&format!("h{i:02}"), "k1", i * 20 * 60_000);
+                if i % 3 == 0 {
+                    e.source_ip = Some(format!("203.0.113.{i}"));
+                }
+                e
+            })
+            .collect();
+        store.insert_events("p", &batch, None).unwrap();
+        let until = from_millis(10 * 3_600_000);
+        let all = store
+            .matching_per_hour(&EventQuery::default(), until, 6, &|| true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(all, vec![3; 6]);
+        let q = EventQuery {
+            source_ip: Some(Network::parse("203.0.113.0/24").unwrap()),
+            // Anchors and limits of the page do not narrow the histogram.
+            before: Some((5 * 3_600_000, 0)),
+            limit: Some(1),
+            newest_first: true,
+            ..Default::default()
+        };
+        let matching = store
+            .matching_per_hour(&q, until, 6, &|| true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            matching,
+            vec![1; 6],
+            "one event of each hour is from the network"
+        );
+        let words = EventQuery {
+            text: vec!["no-such-word".into()],
+            ..Default::default()
+        };
+        let none = store
+            .matching_per_hour(&words, until, 6, &|| true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(none, vec![0; 6]);
+        assert_eq!(
+            store.matching_per_hour(&q, until, 6, &|| false).unwrap(),
+            None
+        );
     }
 
     fn ids(rows: &[EventRow]) -> Vec<String> {

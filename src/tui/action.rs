@@ -141,7 +141,8 @@ pub struct EventsRequest {
     pub walk: Walk,
     /// Scope, filter, page anchor (`before` walks older, `after` newer) and page size.
     pub query: EventQuery,
-    /// Also read the scope's per-hour histogram of the 24 hours that end at this time.
+    /// Also read the per-hour histogram of the events that pass the filter, over the 24
+    /// hours that end at this time.
     pub histogram: Option<DateTime<Utc>>,
 }
 
@@ -271,6 +272,9 @@ pub enum Action {
     EventsLoaded(u64, Walk, Box<EventsPage>),
     /// A read of the events walk of a generation gave up: a newer one replaced it.
     EventsSuperseded(u64),
+    /// The per-hour histogram of the events a generation's filter matches (oldest hour
+    /// first), read after its first page.
+    HistogramLoaded(u64, Vec<u64>),
     /// The findings were loaded.
     FindingsLoaded(Vec<Finding>),
     /// The journal was loaded (newest first).

@@ -507,6 +507,9 @@ impl Keymap {
              full. The title says how\n\
              many events matched, how far back the search has reached and whether there are \
              more (`more…`).\n\
+             The histogram above the list then counts the matching events of the last 24 \
+             hours per hour\n\
+             (its title says `matching events per hour`).\n\
              Terms combine with AND:\n\n\
              | term | keeps |\n|---|---|\n",
         );

@@ -156,17 +156,34 @@ impl Runner {
                     None => Action::LoadFailed("the key is no longer in the cache".into()),
                 },
             ),
-            Effect::LoadEvents(req) => {
+            Effect::LoadEvents(mut req) => {
                 let (generation, walk) = (req.generation, req.walk);
                 self.latest_events.store(generation, Ordering::SeqCst);
                 let latest = self.latest_events.clone();
-                self.read(
-                    move |s| {
-                        load_events_page(s, &req, &|| latest.load(Ordering::Relaxed) == generation)
+                // The page is sent as soon as it is read; the histogram (a walk of a whole
+                // day of events when a filter is set) follows on the same connection.
+                let histogram = req.histogram.take().map(|now| (req.query.clone(), now));
+                self.read_then(
+                    move |s, tx| {
+                        let keep_going = || latest.load(Ordering::Relaxed) == generation;
+                        let Some(p) = load_events_page(s, &req, &keep_going)? else {
+                            return Ok(Some(Action::EventsSuperseded(generation)));
+                        };
+                        let _ = tx.send(Action::EventsLoaded(generation, walk, Box::new(p)));
+                        let Some((query, now)) = histogram else {
+                            return Ok(None);
+                        };
+                        Ok(Some(
+                            match s.matching_per_hour(&query, now, 24, &keep_going)? {
+                                Some(h) => Action::HistogramLoaded(generation, h),
+                                None => Action::EventsSuperseded(generation),
+                            },
+                        ))
                     },
-                    move |p| match p {
-                        Some(p) => Action::EventsLoaded(generation, walk, Box::new(p)),
-                        None => Action::EventsSuperseded(generation),
+                    |last, tx| {
+                        if let Some(a) = last {
+                            let _ = tx.send(a);
+                        }
                     },
                 )
             }
@@ -388,7 +405,8 @@ pub fn load_detail(
     }))
 }
 
-/// Reads one page of the events view's walk (and the histogram when asked);
+/// Reads one page of the events view's walk (and, when asked, the histogram of the
+/// events that pass the same filter);
 /// `None` when `keep_going` said a newer request replaced this one.
 pub fn load_events_page(
     s: &Store,
@@ -399,7 +417,10 @@ pub fn load_events_page(
         return Ok(None);
     };
     let per_hour = match req.histogram {
-        Some(now) => Some(s.events_per_hour(req.query.key_ref, now, 24)?),
+        Some(now) => match s.matching_per_hour(&req.query, now, 24, keep_going)? {
+            Some(counts) => Some(counts),
+            None => return Ok(None),
+        },
         None => None,
     };
     Ok(Some(EventsPage { page, per_hour }))

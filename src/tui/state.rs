@@ -162,7 +162,8 @@ pub struct EventsState {
     pub filter: EventFilter,
     /// The shown window of matching events, newest first.
     pub rows: Vec<EventRow>,
-    /// Events per hour over the last 24 hours of the scope, oldest first.
+    /// Events per hour over the last 24 hours of the scope that pass the filter, oldest
+    /// first.
     pub per_hour: Vec<u64>,
     /// Where the walk continues towards older events (`None`: it reached the oldest).
     pub older: Option<(Millis, i64)>,
@@ -1401,6 +1402,12 @@ impl State {
                 self.events_loaded(walk, *page)
             }
             Action::EventsSuperseded(_) => Vec::new(),
+            Action::HistogramLoaded(generation, per_hour) => {
+                if generation == self.events.generation {
+                    self.events.per_hour = per_hour;
+                }
+                Vec::new()
+            }
             Action::FindingsLoaded(f) => {
                 self.findings = f;
                 let h = self.page_height();

@@ -595,7 +595,15 @@ fn render_events(state: &State, f: &mut Frame, area: Rect) {
         Sparkline::default().data(&data).style(t.header).block(
             block(
                 state,
-                format!(" events per hour, last 24h: {} ", thousands(total as usize)),
+                format!(
+                    " {}events per hour, last 24h: {} ",
+                    if ev.filter.is_empty() {
+                        ""
+                    } else {
+                        "matching "
+                    },
+                    thousands(total as usize)
+                ),
             )
             .title_bottom(Line::styled(s::AXIS_24_HOURS_AGO, t.dim).left_aligned())
             .title_bottom(Line::styled(s::AXIS_NOW, t.dim).right_aligned()),
