@@ -169,11 +169,15 @@ fn a_cache_with_json_states_is_migrated_and_rebuilt_by_a_full_run() {
             .insert_events("p", &history("k", 22, 6, false), None)
             .unwrap();
         detect::detect_full(&mut store, &cfg, now()).unwrap();
-        // Back to schema version 3: the JSON state table of that version.
+        // Back to schema version 3: the JSON state table of that version, and none of
+        // the raw record blocks of version 6.
         store
             .conn()
             .execute_batch(
-                "DROP TABLE detect_state;
+                "DROP TABLE raw_blocks;
+                 ALTER TABLE events DROP COLUMN raw_block;
+                 ALTER TABLE events DROP COLUMN raw_at;
+                 DROP TABLE detect_state;
                  CREATE TABLE detect_state (
                      key_ref INTEGER PRIMARY KEY REFERENCES keys(id),
                      last_time INTEGER NOT NULL,

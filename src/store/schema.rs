@@ -170,7 +170,7 @@ pub const MIGRATIONS: &[&str] = &[
         id    INTEGER PRIMARY KEY,
         data  BLOB NOT NULL
     );
-    ALTER TABLE events ADD COLUMN raw_block INTEGER REFERENCES raw_blocks(id);
+    ALTER TABLE events ADD COLUMN raw_block INTEGER;   -- raw_blocks.id
     ALTER TABLE events ADD COLUMN raw_at INTEGER;
     "#,
 ];
