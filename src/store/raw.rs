@@ -150,19 +150,28 @@ impl Block {
     }
 }
 
-/// Reads raw records from their blocks, keeping the last block decoded (events read in
-/// order mostly share blocks).
+/// Blocks a [`RawReader`] keeps decoded.
+const KEPT_BLOCKS: usize = 8;
+
+/// Reads raw records from their blocks, keeping the last few blocks decoded: events read
+/// in time order mostly share blocks, and a few logs interleaved in time take turns.
 #[derive(Default)]
 pub(super) struct RawReader {
-    last: Option<(i64, Rc<Block>)>,
+    /// Most recently used first.
+    kept: Vec<(i64, Rc<Block>)>,
 }
 
 impl RawReader {
     /// The raw record at place `at` of block `id`.
     pub(super) fn record(&mut self, conn: &Connection, id: i64, at: u32) -> Result<String> {
-        let block = match &self.last {
-            Some((last, b)) if *last == id => b.clone(),
-            _ => {
+        let block = match self.kept.iter().position(|(k, _)| *k == id) {
+            Some(i) => {
+                let hit = self.kept.remove(i);
+                let block = hit.1.clone();
+                self.kept.insert(0, hit);
+                block
+            }
+            None => {
                 let data: Option<Vec<u8>> = conn
                     .prepare_cached("SELECT data FROM raw_blocks WHERE id = ?1")?
                     .query_row([id], |r| r.get(0))
@@ -175,7 +184,8 @@ impl RawReader {
                         what: "a raw record block",
                         why,
                     })?;
-                self.last = Some((id, block.clone()));
+                self.kept.truncate(KEPT_BLOCKS - 1);
+                self.kept.insert(0, (id, block.clone()));
                 block
             }
         };
@@ -252,6 +262,37 @@ mod tests {
             "{} of {plain}",
             pack.compressed_len()
         );
+    }
+
+    #[test]
+    fn a_reader_serves_interleaved_blocks_and_names_a_missing_one() {
+        let store = crate::store::Store::open_in_memory().unwrap();
+        let conn = store.conn();
+        let mut ids = Vec::new();
+        for b in 0..(KEPT_BLOCKS + 3) {
+            let events: Vec<Event> = (0..3).map(|i| ev(Some(format!("b{b}r{i}")))).collect();
+            let data = RawPack::new(&events).blocks.remove(0);
+            conn.execute("INSERT INTO raw_blocks (data) VALUES (?1)", [&data])
+                .unwrap();
+            ids.push(conn.last_insert_rowid());
+        }
+        let mut reader = RawReader::default();
+        // Two logs taking turns, then every block once more.
+        for round in 0..3 {
+            for (b, id) in ids.iter().enumerate() {
+                let at = (round + b) % 3;
+                let got = reader.record(conn, *id, at as u32).unwrap();
+                assert_eq!(got, format!("b{b}r{at}"));
+            }
+            assert!(reader.kept.len() <= KEPT_BLOCKS);
+        }
+        assert_eq!(reader.record(conn, ids[1], 0).unwrap(), "b1r0");
+        assert!(matches!(
+            reader.record(conn, ids[1], 3),
+            Err(StoreError::Corrupt { .. })
+        ));
+        let err = reader.record(conn, 999_999, 0).unwrap_err().to_string();
+        assert!(err.contains("block 999999 is missing"), "{err}");
     }
 
     #[test]
