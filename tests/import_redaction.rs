@@ -37,6 +37,15 @@ fn secrets_in_records_never_reach_the_cache_file() {
         }
     }
     let store = keyaudit::store::Store::open_read_only(&sb.db()).unwrap();
+    // Every event refers to a cached key and provider (the import writes them without
+    // per-row foreign key checks).
+    let dangling: i64 = store
+        .conn()
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(dangling, 0);
     let evs = store.events(&Default::default()).unwrap();
     // Raw records are stored compressed, so they are searched as read back too.
     let mut hay = String::from_utf8_lossy(&bytes).into_owned();
