@@ -106,8 +106,12 @@ fn event(rng: &mut Rng, i: u64, json: &mut String, csv: &mut String, csv_raw: &m
     csv_raw.push('"');
 }
 
-/// Runs a command under /usr/bin/time; returns (seconds, peak RSS in MB).
+/// Runs a command under /usr/bin/time; returns (seconds, peak RSS in MB, CPU seconds).
+/// Pending writes of earlier contenders are flushed first, so each starts from the same
+/// state of the disk.
 fn timed(cmd: &mut Command, what: &str) -> (f64, f64, f64) {
+    let _ = Command::new("sync").status();
+    std::thread::sleep(std::time::Duration::from_secs(1));
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("time.txt");
     let program = cmd.get_program().to_owned();
@@ -142,6 +146,16 @@ fn timed(cmd: &mut Command, what: &str) -> (f64, f64, f64) {
             .unwrap_or(0.0)
     };
     (wall, field(1) / 1024.0, field(2) + field(3))
+}
+
+/// Removes a measured database (and its WAL), so its pages are not written back while
+/// the next contender runs.
+fn remove_db(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 fn count(db: &Path, table: &str) -> String {
@@ -219,6 +233,7 @@ fn main() {
         let (secs, rss, cpu) = timed(&mut cmd, label);
         let c = count(&db, "events");
         let mb = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+        remove_db(&db);
         println!("{label:<36} {secs:>6.2}s (cpu {cpu:>5.2}s) {:>9.0} events/s  peak RSS {rss:>5.0} MB  cache {mb:.0} MB  events={c}", n as f64 / secs);
         results.push((label.to_string(), secs));
     }
@@ -248,6 +263,7 @@ fn main() {
             n as f64 / secs,
             count(&db, "events")
         );
+        remove_db(&db);
         results.push((label.to_string(), secs));
     }
 
