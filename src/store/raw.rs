@@ -116,6 +116,15 @@ impl Block {
         if codec != CODEC_LZ4 {
             return Err(format!("unknown codec {codec}"));
         }
+        // LZ4 expands at most 255-fold: a larger stated size is damage, and is refused
+        // before it is allocated.
+        let stated = body
+            .get(..4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or("truncated size")?;
+        if stated > 255 * body.len() + 16 {
+            return Err(format!("states {stated} bytes from {}", body.len()));
+        }
         let plain = lz4_flex::block::decompress_size_prepended(body).map_err(|e| e.to_string())?;
         let word = |i: usize| -> Option<u32> {
             Some(u32::from_le_bytes(
@@ -316,5 +325,8 @@ mod tests {
         ] {
             assert!(Block::decode(&bad).is_err(), "{bad:?}");
         }
+        // A stated size no LZ4 block of this length can have is refused unallocated.
+        let huge = Block::decode(&[CODEC_LZ4, 0xff, 0xff, 0xff, 0x7f, 0x10, b'a']);
+        assert!(huge.unwrap_err().starts_with("states 2147483647 bytes"));
     }
 }
