@@ -9,7 +9,7 @@
 mod action_support;
 mod aws_support;
 
-use action_support::{contains, text, World};
+use action_support::{text, World};
 use aws_sdk_secretsmanager::Client as SecretsManager;
 use aws_support::{Moto, REGION};
 use keyaudit::action::workflow::{self, State, Workflow};
@@ -44,21 +44,11 @@ fn start() -> (World, Moto, SecretsManager) {
 /// The log is as verbose as it gets (the SDK's own request bodies included), so the
 /// checks that the secret is not in it mean something.
 fn aws_env<'c>(c: &'c mut Command, moto: &Moto, dir: &Path) -> &'c mut Command {
-    c.env("KEYAUDIT_LOG", "trace")
+    aws_support::dummy_aws_chain(c, dir)
+        .env("KEYAUDIT_LOG", "trace")
         .env("LOG_SIGNABLE_BODY", "true")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", REGION)
         .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
 }
 
 /// Runs keyaudit in the demo world with the AWS environment.
@@ -414,25 +404,7 @@ fn resume_reads_the_delivery_back_and_a_rollback_restores_awscurrent() {
 
 /// Every file under `dir` (cache, WAL, log, config) is free of `needle`.
 fn assert_nowhere(dir: &Path, needle: &str) {
-    let mut stack = vec![dir.to_path_buf()];
-    let mut checked = 0;
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let bytes = std::fs::read(&p).unwrap();
-                assert!(
-                    !contains(&bytes, needle.as_bytes()),
-                    "the new secret appears in {}",
-                    p.display()
-                );
-                checked += 1;
-            }
-        }
-    }
-    assert!(checked >= 3, "nothing was checked");
+    action_support::assert_absent_under(dir, needle, &[], 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

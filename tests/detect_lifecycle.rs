@@ -5,7 +5,7 @@ mod support;
 
 use chrono::{DateTime, Duration, Utc};
 use keyaudit::detect::{self, DetectConfig};
-use keyaudit::model::{Finding, FindingStatus, KeyStatus, Outcome};
+use keyaudit::model::{Event, Finding, FindingStatus, Key, KeyStatus, Outcome};
 use keyaudit::store::{FindingQuery, Store};
 use std::process::Command;
 use support::*;
@@ -32,21 +32,31 @@ fn ids(fs: &[Finding]) -> Vec<(String, String, FindingStatus)> {
 }
 
 /// A key with three weeks of history, then a new network on day 22.
-fn scenario() -> Store {
+/// The key `k`, 120 days old, without an expiry.
+fn key_k() -> Key {
     let mut k = key("k", now(), 120);
     k.expires = None;
-    let mut store = store_with(&[k]);
-    store
-        .insert_events("p", &history("k", 22, 6, false), None)
-        .unwrap();
-    let x = burst(
+    k
+}
+
+/// Twenty requests of `k` from a network its history never used, on day 22.
+fn new_network_burst() -> Vec<Event> {
+    burst(
         "k",
         "x",
         day0() + Duration::days(22) + Duration::hours(11),
         20,
         60,
         |e, _| e.source_ip = Some("203.0.113.9".into()),
-    );
+    )
+}
+
+fn scenario() -> Store {
+    let mut store = store_with(&[key_k()]);
+    store
+        .insert_events("p", &history("k", 22, 6, false), None)
+        .unwrap();
+    let x = new_network_burst();
     store.insert_events("p", &x, None).unwrap();
     store
 }
@@ -64,22 +74,13 @@ fn detection_is_idempotent_and_incremental_matches_full() {
     assert_eq!((r2.opened, r2.resolved), (0, 0));
 
     // The same history in two halves: full on the first, incremental on the rest.
-    let mut k = key("k", now(), 120);
-    k.expires = None;
-    let mut split = store_with(&[k]);
+    let mut split = store_with(&[key_k()]);
     let hist = history("k", 22, 6, false);
     let (a, b) = hist.split_at(hist.len() / 2);
     split.insert_events("p", a, None).unwrap();
     detect::detect_full(&mut split, &cfg, now()).unwrap();
     split.insert_events("p", b, None).unwrap();
-    let x = burst(
-        "k",
-        "x",
-        day0() + Duration::days(22) + Duration::hours(11),
-        20,
-        60,
-        |e, _| e.source_ip = Some("203.0.113.9".into()),
-    );
+    let x = new_network_burst();
     split.insert_events("p", &x, None).unwrap();
     let r = detect::detect_incremental(&mut split, &cfg, now()).unwrap();
     assert!(!r.full);
@@ -117,9 +118,7 @@ fn a_saved_state_that_does_not_decode_is_rebuilt_from_the_key_history() {
     detect::detect_full(&mut whole, &cfg, now()).unwrap();
     let want = ids(&all(&whole));
 
-    let mut k = key("k", now(), 120);
-    k.expires = None;
-    let mut split = store_with(&[k]);
+    let mut split = store_with(&[key_k()]);
     let hist = history("k", 22, 6, false);
     let (a, b) = hist.split_at(hist.len() / 2);
     split.insert_events("p", a, None).unwrap();
@@ -130,14 +129,7 @@ fn a_saved_state_that_does_not_decode_is_rebuilt_from_the_key_history() {
         .execute("UPDATE detect_state SET state = '{\"events\":1}'", [])
         .unwrap();
     split.insert_events("p", b, None).unwrap();
-    let x = burst(
-        "k",
-        "x",
-        day0() + Duration::days(22) + Duration::hours(11),
-        20,
-        60,
-        |e, _| e.source_ip = Some("203.0.113.9".into()),
-    );
+    let x = new_network_burst();
     split.insert_events("p", &x, None).unwrap();
     let r = detect::detect_incremental(&mut split, &cfg, now()).unwrap();
     assert!(!r.full);
@@ -162,9 +154,7 @@ fn a_cache_with_json_states_is_migrated_and_rebuilt_by_a_full_run() {
     let want = {
         let mut store = Store::open(&path).unwrap();
         store.ensure_provider("p", "http", None).unwrap();
-        let mut k = key("k", now(), 120);
-        k.expires = None;
-        store.upsert_keys("p", &[k], Utc::now()).unwrap();
+        store.upsert_keys("p", &[key_k()], Utc::now()).unwrap();
         store
             .insert_events("p", &history("k", 22, 6, false), None)
             .unwrap();

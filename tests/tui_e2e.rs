@@ -33,6 +33,26 @@ impl Tmux {
             .expect("tmux runs")
     }
 
+    /// Starts the session running `command` in a 120x40 window.
+    fn start(&self, command: &str) {
+        let out = self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            &self.session,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn send(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", &self.session];
         args.extend_from_slice(keys);
@@ -174,22 +194,7 @@ async fn filter_open_refuse_unlock_and_revoke_in_tmux() {
         d.join("cache.db").display(),
         d.join("config.toml").display()
     );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "ka",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &command,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tmux.start(&command);
     tmux.wait_for("the keys view", |s| {
         s.contains("[keys]") && s.contains(" keys ")
     });
@@ -304,22 +309,7 @@ fn the_demo_opens_again_in_a_second_session() {
         d.join("config.toml").display()
     );
     for session in 1..=2 {
-        let out = tmux.cmd(&[
-            "new-session",
-            "-d",
-            "-s",
-            "demo",
-            "-x",
-            "120",
-            "-y",
-            "40",
-            &command,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        tmux.start(&command);
         let s = tmux.wait_for("the end of the session's first sync", |s| {
             s.contains("new events in") || s.to_lowercase().contains("failed")
         });

@@ -286,22 +286,10 @@ fn secret_is_shown_only_after_v_and_gone_after_close() {
 
 #[test]
 fn the_first_keys_show_while_the_whole_list_loads() {
-    use keyaudit::tui::fixture::{full_caps, keys, now};
-    use keyaudit::tui::keymap::Keymap;
-    use keyaudit::tui::state::Setup;
+    use keyaudit::tui::fixture::{keys, setup};
     use keyaudit::tui::strings::{LOADING, LOADING_REST};
-    use keyaudit::tui::theme::Theme;
     use std::sync::Arc;
-    let mut s = State::new(Setup {
-        now: now(),
-        demo: false,
-        write: false,
-        read_only: false,
-        keymap: Arc::new(Keymap::default()),
-        theme: Theme::dark(),
-        capabilities: [("talentgrid".to_string(), full_caps())].into(),
-        size: (120, 40),
-    });
+    let mut s = State::new(setup(120, 40));
     assert!(draw(&s).contains(LOADING));
     let all = keys();
     apply(

@@ -145,20 +145,10 @@ pub fn looks_secret(word: &str) -> bool {
 /// Redacts secret-looking parts of free text. Returns `None` when nothing changed (the
 /// common case, without allocating).
 pub fn redact_text(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
     let mut out: Option<String> = None;
     let mut last = 0;
-    let mut i = 0;
     let mut prev_word: &str = "";
-    while i < bytes.len() {
-        if !is_word_byte(bytes[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && is_word_byte(bytes[i]) {
-            i += 1;
-        }
+    for (start, i) in word_ranges(s) {
         let word = &s[start..i];
         // `name=value` inside a query string or a header dump.
         let (secret_range, next_prev) = if let Some(eq) = word.find('=') {
@@ -290,31 +280,33 @@ pub fn may_hold_secrets(text: &str) -> bool {
 /// True when a word of `text` (or the value of a `name=value` word) looks like key
 /// material: the word test of [`redact_text`] without building its output.
 fn has_secret_word(text: &str) -> bool {
-    let bytes = text.as_bytes();
+    word_ranges(text)
+        // The shortest secret `looks_secret` accepts is 16 bytes.
+        .filter(|(start, end)| end - start >= 16)
+        .any(|(start, end)| {
+            let word = &text[start..end];
+            let candidate = match word.find('=') {
+                Some(eq) => &word[eq + 1..],
+                None => word,
+            };
+            looks_secret(candidate)
+        })
+}
+
+/// The byte ranges of the words of `s` (runs of [`is_word_byte`] bytes), in order.
+fn word_ranges(s: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let bytes = s.as_bytes();
     let mut i = 0;
-    while i < bytes.len() {
-        if !is_word_byte(bytes[i]) {
+    std::iter::from_fn(move || {
+        while i < bytes.len() && !is_word_byte(bytes[i]) {
             i += 1;
-            continue;
         }
         let start = i;
         while i < bytes.len() && is_word_byte(bytes[i]) {
             i += 1;
         }
-        // The shortest secret `looks_secret` accepts is 16 bytes.
-        if i - start < 16 {
-            continue;
-        }
-        let word = &text[start..i];
-        let candidate = match word.find('=') {
-            Some(eq) => &word[eq + 1..],
-            None => word,
-        };
-        if looks_secret(candidate) {
-            return true;
-        }
-    }
-    false
+        (i > start).then_some((start, i))
+    })
 }
 
 #[cfg(test)]

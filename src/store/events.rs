@@ -145,6 +145,25 @@ fn anchors_sql(q: &EventQuery, prefix: &str, params: &mut Vec<Value>, sql: &mut 
     }
 }
 
+/// Appends the time range (`since`, `until`), the page anchors and the time order of
+/// `q` to a query over `events e`.
+fn time_order_sql(q: &EventQuery, params: &mut Vec<Value>, sql: &mut String) {
+    if let Some(t) = q.since {
+        params.push(Value::Integer(to_millis(t)));
+        sql.push_str(&format!(" AND e.time >= ?{}", params.len()));
+    }
+    if let Some(t) = q.until {
+        params.push(Value::Integer(to_millis(t)));
+        sql.push_str(&format!(" AND e.time < ?{}", params.len()));
+    }
+    anchors_sql(q, "e.", params, sql);
+    if q.newest_first {
+        sql.push_str(" ORDER BY e.time DESC, e.id DESC");
+    } else {
+        sql.push_str(" ORDER BY e.time, e.id");
+    }
+}
+
 const EVENT_COLUMNS: &str =
     "e.id, e.key_ref, p.name, e.ext_id, e.time, k.ext_id, e.principal, e.action, e.scope,
      e.source_ip, e.user_agent, e.outcome, e.status_code, e.request_id, e.records, e.raw,
@@ -464,24 +483,11 @@ impl Store {
                 params.len()
             ));
         }
-        if let Some(t) = q.since {
-            params.push(Value::Integer(to_millis(t)));
-            sql.push_str(&format!(" AND e.time >= ?{}", params.len()));
-        }
-        if let Some(t) = q.until {
-            params.push(Value::Integer(to_millis(t)));
-            sql.push_str(&format!(" AND e.time < ?{}", params.len()));
-        }
         if let Some(o) = q.outcome {
             params.push(Value::Integer(outcome_code(o)));
             sql.push_str(&format!(" AND e.outcome = ?{}", params.len()));
         }
-        anchors_sql(q, "e.", params, &mut sql);
-        if q.newest_first {
-            sql.push_str(" ORDER BY e.time DESC, e.id DESC");
-        } else {
-            sql.push_str(" ORDER BY e.time, e.id");
-        }
+        time_order_sql(q, params, &mut sql);
         // Row filters are applied while streaming, so the limit is counted there.
         if let Some(n) = q.limit.filter(|_| !q.filters_rows()) {
             sql.push_str(&format!(" LIMIT {n}"));
@@ -508,20 +514,7 @@ impl Store {
             params.push(Value::Integer(r));
             sql.push_str(&format!(" AND e.key_ref = ?{}", params.len()));
         }
-        if let Some(t) = q.since {
-            params.push(Value::Integer(to_millis(t)));
-            sql.push_str(&format!(" AND e.time >= ?{}", params.len()));
-        }
-        if let Some(t) = q.until {
-            params.push(Value::Integer(to_millis(t)));
-            sql.push_str(&format!(" AND e.time < ?{}", params.len()));
-        }
-        anchors_sql(q, "e.", params, &mut sql);
-        if q.newest_first {
-            sql.push_str(" ORDER BY e.time DESC, e.id DESC");
-        } else {
-            sql.push_str(" ORDER BY e.time, e.id");
-        }
+        time_order_sql(q, params, &mut sql);
         sql
     }
 

@@ -488,6 +488,16 @@ pub fn apply(state: &mut State, action: Action) -> Vec<Effect> {
 
 /// A workstation with the fixture loaded, at a terminal size, read-only.
 pub fn state(width: u16, height: u16) -> State {
+    let mut s = State::new(setup(width, height));
+    apply(&mut s, Action::KeysLoaded(Arc::new(keys())));
+    s.update(Action::FindingsLoaded(findings()));
+    s.update(Action::JournalLoaded(journal()));
+    s.update(Action::ProvidersLoaded(providers()));
+    s
+}
+
+/// The setup of [`state`]: the fixture's providers and their capabilities, nothing loaded.
+pub fn setup(width: u16, height: u16) -> Setup {
     let mut caps = std::collections::HashMap::new();
     caps.insert("talentgrid".to_string(), full_caps());
     caps.insert(
@@ -497,7 +507,7 @@ pub fn state(width: u16, height: u16) -> State {
             ..full_caps()
         },
     );
-    let mut s = State::new(Setup {
+    Setup {
         now: now(),
         demo: false,
         write: false,
@@ -506,10 +516,5 @@ pub fn state(width: u16, height: u16) -> State {
         theme: Theme::dark(),
         capabilities: caps,
         size: (width, height),
-    });
-    apply(&mut s, Action::KeysLoaded(Arc::new(keys())));
-    s.update(Action::FindingsLoaded(findings()));
-    s.update(Action::JournalLoaded(journal()));
-    s.update(Action::ProvidersLoaded(providers()));
-    s
+    }
 }

@@ -155,28 +155,7 @@ impl World {
     pub fn assert_secret_nowhere(&self, needle: &str, allowed: &[&Path]) {
         assert!(needle.len() >= 16);
         assert!(self.log().exists(), "the log file is where the test looks");
-        let mut stack = vec![self.dir.path().to_path_buf()];
-        let mut checked = 0;
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                    continue;
-                }
-                if allowed.iter().any(|a| *a == p) {
-                    continue;
-                }
-                let bytes = std::fs::read(&p).unwrap();
-                assert!(
-                    !contains(&bytes, needle.as_bytes()),
-                    "the new secret appears in {}",
-                    p.display()
-                );
-                checked += 1;
-            }
-        }
-        assert!(checked >= 2, "nothing was checked");
+        assert_absent_under(self.dir.path(), needle, allowed, 2);
     }
 
     /// The journal as JSON lines, through the binary.
@@ -187,6 +166,33 @@ impl World {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
+}
+
+/// Asserts `needle` appears in no file under `dir` except `allowed`, and that at least
+/// `at_least` files were read.
+pub fn assert_absent_under(dir: &Path, needle: &str, allowed: &[&Path], at_least: usize) {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut checked = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if allowed.iter().any(|a| *a == p) {
+                continue;
+            }
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !contains(&bytes, needle.as_bytes()),
+                "the new secret appears in {}",
+                p.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= at_least, "nothing was checked");
 }
 
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {

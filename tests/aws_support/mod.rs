@@ -187,18 +187,8 @@ impl Moto {
     /// A `keyaudit` command with the dummy credentials and private XDG dirs under `dir`.
     pub fn keyaudit(&self, dir: &Path) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_keyaudit"));
-        c.env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_PROFILE")
+        dummy_aws_chain(&mut c, dir)
             .env_remove("AWS_REGION")
-            .env_remove("AWS_DEFAULT_REGION")
-            .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                dir.join("no-aws-credentials"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("XDG_CONFIG_HOME", dir.join("config"))
             .env("XDG_DATA_HOME", dir.join("data"))
             .env("XDG_STATE_HOME", dir.join("state"))
@@ -207,6 +197,23 @@ impl Moto {
             .stdin(Stdio::null());
         c
     }
+}
+
+/// The standard AWS chain of `c` reduced to dummy credentials in the environment: no
+/// session token, profile, default region, shared files (they would be under `dir`, and
+/// are not there) or instance metadata.
+pub fn dummy_aws_chain<'c>(c: &'c mut Command, dir: &Path) -> &'c mut Command {
+    c.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
 }
 
 impl Drop for Moto {
