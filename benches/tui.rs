@@ -398,7 +398,7 @@ fn main() {
             limit: Some(1000),
             ..Default::default()
         };
-        keyaudit::event_filter::EventFilter::parse(filter)
+        keyaudit::filter::EventFilter::parse(filter)
             .unwrap()
             .apply(&mut q);
         let t = Instant::now();

@@ -10,7 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod detect;
-pub mod event_filter;
 pub mod export;
 pub mod filter;
 pub mod fsutil;

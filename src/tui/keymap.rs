@@ -513,7 +513,7 @@ impl Keymap {
              Terms combine with AND:\n\n\
              | term | keeps |\n|---|---|\n",
         );
-        for (term, what) in crate::event_filter::TERMS {
+        for (term, what) in crate::filter::event::TERMS {
             let term = if term.contains(' ') {
                 term.to_string()
             } else {
@@ -524,7 +524,7 @@ impl Keymap {
         s.push_str(
             "\nIn the other views `/` filters keys: fuzzy text and field terms such as \
              `owner:acme env:prod unused>30d`\n\
-             (the full grammar is in `src/filter.rs`).\n",
+             (the full grammar is in `src/filter/key.rs`).\n",
         );
         s
     }

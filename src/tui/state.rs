@@ -8,7 +8,7 @@ use super::keymap::{chord_of, Command, Context, Keymap};
 use super::strings as s;
 use super::theme::Theme;
 use crate::action::KeyOp;
-use crate::event_filter::EventFilter;
+use crate::filter::event::EventFilter;
 use crate::model::{
     to_millis, Finding, FindingStatus, JournalEntry, KeyStatus, Millis, ProviderInfo,
 };
@@ -1279,8 +1279,8 @@ impl State {
                 let current = EventFilter::parse(&self.events.query)
                     .map(|f| f.outcome)
                     .unwrap_or(self.events.filter.outcome);
-                let next = crate::event_filter::next_outcome(current);
-                self.events.query = crate::event_filter::with_outcome(&self.events.query, next);
+                let next = crate::filter::event::next_outcome(current);
+                self.events.query = crate::filter::event::with_outcome(&self.events.query, next);
                 self.events_refilter()
             }
             Action::Resize(w, h) => {

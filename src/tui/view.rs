@@ -1089,7 +1089,7 @@ fn render_help(state: &State, f: &mut Frame, area: Rect) {
         }
     }
     lines.push(Line::styled(s::EVENTS_FILTER_TITLE, t.header));
-    for (term, what) in crate::event_filter::TERMS {
+    for (term, what) in crate::filter::event::TERMS {
         lines.push(Line::from(vec![
             Span::styled(format!("  {term:<18}"), t.key_hint),
             Span::raw(*what),

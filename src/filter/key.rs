@@ -1,4 +1,4 @@
-//! The filter grammar shared by the TUI (`/`), `keys --filter` and `revoke --match`.
+//! The key filter grammar shared by the TUI (`/`), `keys --filter` and `revoke --match`.
 //!
 //! A query is whitespace-separated terms. `field:value` and `field>value` style terms
 //! select; everything else is fuzzy text matched (fuzzy-matcher's Skim algorithm) against
@@ -21,15 +21,14 @@
 //! | `findings>0` | number of open findings |
 //! | `ip:203.0.113.0/24` | seen from that network (resolved against the events) |
 
-mod fuzzy;
-
+use super::fuzzy;
 use crate::model::{KeySource, KeyStatus, Severity};
 use crate::store::KeyRow;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-pub use fuzzy::Scratch;
+pub use super::fuzzy::Scratch;
 
 /// Writes the text the fuzzy words are matched against: the key's name, owner, id and
 /// provider, separated by spaces.
