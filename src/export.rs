@@ -4,13 +4,14 @@
 //! Exports stream from the cache; files are written private (0600) and atomically (a
 //! temporary file renamed over the target), so a half-written report never exists.
 
+use crate::fsutil::Existing;
 use crate::model::{rfc3339, Finding, FindingStatus, Millis, Severity};
 use crate::output::{Format, Listing};
 use crate::store::{EventQuery, FindingQuery, KeyRow, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use thiserror::Error;
 
 /// What to export.
@@ -267,38 +268,24 @@ pub fn export(
     }
 }
 
-/// Writes to `path` privately (0600) and atomically: a temporary file in the same
-/// directory, synced, then renamed over `path`.
+/// Writes to `path` privately (0600) and atomically ([`crate::fsutil::write_atomic_with`]):
+/// a temporary file in the same directory, synced, then moved over `path`.
 pub fn write_private_atomic(
     path: &Path,
     f: impl FnOnce(&mut dyn Write) -> Result<usize, ExportError>,
 ) -> Result<usize, ExportError> {
     let shown = path.display().to_string();
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path.file_name().ok_or_else(|| ExportError::Write {
-        path: shown.clone(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
-    })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp: PathBuf = dir.join(tmp_name);
-    let result = (|| {
-        let file = crate::fsutil::create_private_file(&tmp, true).map_err(werr(&shown))?;
-        let mut buf = io::BufWriter::new(file);
-        let n = f(&mut buf)?;
-        let file = buf.into_inner().map_err(|e| werr(&shown)(e.into_error()))?;
-        file.sync_all().map_err(werr(&shown))?;
-        std::fs::rename(&tmp, path).map_err(werr(&shown))?;
-        Ok(n)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::fsutil::write_atomic_with(
+        path,
+        Existing::Replace,
+        |file| -> Result<usize, ExportError> {
+            let mut buf = io::BufWriter::new(file);
+            let n = f(&mut buf)?;
+            buf.flush().map_err(werr(&shown))?;
+            Ok(n)
+        },
+    )
+    .map_err(werr(&shown))?
 }
 
 #[derive(Debug)]

@@ -65,10 +65,30 @@ pub fn create_private_file(path: &Path, overwrite: bool) -> io::Result<fs::File>
     Ok(f)
 }
 
-/// Writes `bytes` to `path` atomically: a private temporary file in the same directory,
-/// fsync, then rename over the target. Readers see the old or the new content, never a
-/// mix; a crash leaves the old file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// What an atomic write does when its target already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Replace it: readers see the old content or the new, never a mix.
+    Replace,
+    /// Leave it alone and fail with [`io::ErrorKind::AlreadyExists`] (no window for a
+    /// race: the move itself refuses).
+    Refuse,
+}
+
+/// Writes `path` atomically: `write` fills a private (0600) temporary file with an
+/// unpredictable name in `path`'s directory, which is then synced and moved to `path`.
+/// A crash or an error (of the file or of `write`) leaves the old file and no temporary
+/// one.
+///
+/// `write` gets the file itself, unbuffered, so that secret bytes leave no copy in a
+/// buffer; callers that write many small pieces wrap it in their own `BufWriter`. The
+/// outer error is the file's; the inner result is `write`'s, and when it is an error
+/// nothing is moved.
+pub fn write_atomic_with<T, E>(
+    path: &Path,
+    existing: Existing,
+    write: impl FnOnce(&mut dyn Write) -> Result<T, E>,
+) -> io::Result<Result<T, E>> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -76,20 +96,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = create_private_file(&tmp, true)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    // tempfile creates it 0600; this also holds under an unusual umask.
+    restrict_file(tmp.path())?;
+    let value = match write(tmp.as_file_mut()) {
+        Ok(v) => v,
+        // Dropping `tmp` removes the temporary file.
+        Err(e) => return Ok(Err(e)),
+    };
+    tmp.as_file().sync_all()?;
+    match existing {
+        Existing::Replace => tmp.persist(path),
+        Existing::Refuse => tmp.persist_noclobber(path),
     }
-    result
+    .map_err(|e| e.error)?;
+    Ok(Ok(value))
+}
+
+/// Writes `bytes` to `path` atomically, replacing an existing file
+/// ([`write_atomic_with`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, Existing::Replace, |f| f.write_all(bytes))?
+}
+
+/// Writes `bytes` to a new file `path` atomically; fails with
+/// [`io::ErrorKind::AlreadyExists`] and leaves an existing file alone
+/// ([`write_atomic_with`]).
+pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, Existing::Refuse, |f| f.write_all(bytes))?
 }
 
 #[cfg(all(test, unix))]
@@ -113,6 +153,36 @@ mod tests {
             1,
             "no temp file left"
         );
+    }
+
+    #[test]
+    fn atomic_new_file_refuses_to_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("new.txt");
+        write_new_atomic(&p, b"one").unwrap();
+        let err = write_new_atomic(&p, b"two").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.txt");
+        write_atomic(&p, b"old").unwrap();
+        let r = write_atomic_with(&p, Existing::Replace, |f| {
+            f.write_all(b"half")?;
+            Err::<(), io::Error>(io::Error::other("stopped"))
+        })
+        .unwrap();
+        assert!(r.is_err());
+        assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -394,7 +394,7 @@ impl Sink {
                 let r = if force {
                     crate::fsutil::write_atomic(p, &content)
                 } else {
-                    write_new_atomic(p, &content)
+                    crate::fsutil::write_new_atomic(p, &content)
                 };
                 r.map_err(|source| {
                     if source.kind() == io::ErrorKind::AlreadyExists {
@@ -512,31 +512,6 @@ fn check_dir(p: &Path) -> Result<(), SinkError> {
             source: io::Error::new(io::ErrorKind::NotFound, "the directory does not exist"),
         })
     }
-}
-
-/// Writes a new private file atomically and refuses to replace an existing one: the
-/// content goes to a temporary file that is then hard-linked to `path` (which fails if
-/// `path` exists, with no window for a race) and unlinked.
-fn write_new_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".new{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = crate::fsutil::create_private_file(&tmp, true)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::hard_link(&tmp, path)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result
 }
 
 /// Splits a dotenv line into (everything up to and including `=`, value) when it
