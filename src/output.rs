@@ -97,9 +97,7 @@ impl<W: Write> Listing<W> {
                 let line: Vec<String> = cells().iter().map(|c| csv_field(c)).collect();
                 writeln!(self.out, "{}", line.join(","))?;
             }
-            Format::Table => self
-                .table
-                .push(cells().iter().map(|c| sanitize(c)).collect()),
+            Format::Table => self.table.push(cells()),
         }
         self.count += 1;
         Ok(())
@@ -116,45 +114,67 @@ impl<W: Write> Listing<W> {
             Format::Json => self
                 .out
                 .write_all(if self.count > 0 { b"\n]\n" } else { b"]\n" })?,
-            Format::Table => {
-                let cols = self.headers.len();
-                let mut widths: Vec<usize> =
-                    self.headers.iter().map(|h| h.chars().count()).collect();
-                for r in &self.table {
-                    for (i, c) in r.iter().enumerate().take(cols) {
-                        widths[i] = widths[i].max(c.chars().count().min(48));
-                    }
-                }
-                let line = |cells: Vec<String>| -> String {
-                    let mut s = String::new();
-                    for (i, c) in cells.into_iter().enumerate().take(cols) {
-                        let mut c: String = c;
-                        if c.chars().count() > widths[i] {
-                            c = c
-                                .chars()
-                                .take(widths[i].saturating_sub(1))
-                                .collect::<String>()
-                                + "…";
-                        }
-                        if i + 1 == cols {
-                            s.push_str(&c);
-                        } else {
-                            s.push_str(&format!("{c:<w$}  ", w = widths[i]));
-                        }
-                    }
-                    s.trim_end().to_string()
-                };
-                let head: Vec<String> = self.headers.iter().map(|h| h.to_uppercase()).collect();
-                writeln!(self.out, "{}", line(head))?;
-                for r in std::mem::take(&mut self.table) {
-                    writeln!(self.out, "{}", line(r))?;
-                }
-            }
+            Format::Table => write_table(
+                &mut self.out,
+                &self.headers,
+                &self.table,
+                Some(TABLE_CELL_MAX),
+            )?,
             _ => {}
         }
         self.out.flush()?;
         Ok(self.count)
     }
+}
+
+/// The widest a cell of a listing's table gets before it is cut with `…`.
+pub const TABLE_CELL_MAX: usize = 48;
+
+/// Prints aligned columns for people: the headers in capitals, then the rows, each cell
+/// made safe for the terminal ([`sanitize`]) and, with `max_width`, cut to that many
+/// characters with `…` (the last column too). Columns are two spaces apart; lines carry
+/// no trailing spaces.
+pub fn write_table<S: AsRef<str>>(
+    out: &mut dyn Write,
+    headers: &[&str],
+    rows: &[Vec<S>],
+    max_width: Option<usize>,
+) -> io::Result<()> {
+    let cols = headers.len();
+    let cap = max_width.unwrap_or(usize::MAX);
+    // Cells are made safe twice (to measure, to print) rather than copied: a listing's
+    // table can hold every event of the cache.
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(cols) {
+            widths[i] = widths[i].max(sanitize(c.as_ref()).chars().count().min(cap));
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = String>| -> String {
+        let mut s = String::new();
+        for (i, mut c) in cells.enumerate().take(cols) {
+            if c.chars().count() > widths[i] {
+                c = c
+                    .chars()
+                    .take(widths[i].saturating_sub(1))
+                    .collect::<String>()
+                    + "…";
+            }
+            if i + 1 == cols {
+                s.push_str(&c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut head = headers.iter().map(|h| h.to_uppercase());
+    writeln!(out, "{}", line(&mut head))?;
+    for r in rows {
+        let mut cells = r.iter().map(|c| sanitize(c.as_ref()));
+        writeln!(out, "{}", line(&mut cells))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -185,5 +205,19 @@ mod tests {
             Vec::<i32>::new()
         );
         assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+    }
+
+    #[test]
+    fn tables_align_cut_and_neutralise() {
+        let mut buf = Vec::new();
+        let rows = vec![
+            vec!["k1", "x\x1b[2J", "a long value"],
+            vec!["key_2", "y", "z"],
+        ];
+        write_table(&mut buf, &["id", "owner", "last used"], &rows, Some(6)).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "ID     OWNER   LAST USED\nk1     x\\u{1…  a long v…\nkey_2  y       z\n"
+        );
     }
 }

@@ -215,12 +215,12 @@ fn print_plan(
     providers: &HashMap<String, Arc<dyn Provider>>,
 ) -> std::io::Result<()> {
     let now = Utc::now();
-    let rows: Vec<[String; 6]> = keys
+    let rows: Vec<Vec<String>> = keys
         .iter()
         .map(|k| {
-            [
-                crate::output::sanitize(&target(k)),
-                crate::output::sanitize(&k.owner),
+            vec![
+                target(k),
+                k.owner.clone(),
                 k.environment.clone().unwrap_or_default(),
                 k.status.to_string(),
                 k.last_used
@@ -231,29 +231,7 @@ fn print_plan(
         })
         .collect();
     let headers = ["KEY", "OWNER", "ENV", "STATUS", "LAST USED", "ACTION"];
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |out: &mut dyn Write, cells: &[&str]| -> std::io::Result<()> {
-        let mut s = String::new();
-        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  "));
-            }
-        }
-        writeln!(out, "{}", s.trim_end())
-    };
-    line(out, &headers)?;
-    for r in &rows {
-        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
-        line(out, &cells)?;
-    }
-    Ok(())
+    crate::output::write_table(out, &headers, &rows, None)
 }
 
 /// Asks for the typed count (or the key id, for one key) on the terminal.
