@@ -5,7 +5,7 @@
 //! temporary file renamed over the target), so a half-written report never exists.
 
 use crate::fsutil::Existing;
-use crate::model::{rfc3339, Finding, FindingStatus, Millis, Severity};
+use crate::model::{rfc3339, Event, Finding, FindingStatus, JournalEntry, Millis, Severity};
 use crate::output::{Format, Listing};
 use crate::store::{EventQuery, FindingQuery, KeyRow, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -69,6 +69,164 @@ fn opt_time(t: Option<DateTime<Utc>>) -> String {
     t.map(rfc3339).unwrap_or_default()
 }
 
+/// The CSV columns of a key, the same for `keys --format csv`, `export keys` and the
+/// TUI's export (documented in the README).
+pub const KEY_COLUMNS: [&str; 16] = [
+    "provider",
+    "id",
+    "name",
+    "owner",
+    "environment",
+    "purpose",
+    "status",
+    "source",
+    "prefix",
+    "fingerprint",
+    "scopes",
+    "created",
+    "expires",
+    "last_used",
+    "open_findings",
+    "worst_severity",
+];
+
+/// A key's cells in [`KEY_COLUMNS`] order.
+pub fn key_cells(r: &KeyRow) -> Vec<String> {
+    let k = &r.key;
+    vec![
+        k.provider.clone(),
+        k.id.clone(),
+        k.name.clone(),
+        k.owner.clone(),
+        k.environment.clone().unwrap_or_default(),
+        k.purpose.clone().unwrap_or_default(),
+        k.status.to_string(),
+        k.source.to_string(),
+        k.prefix.clone(),
+        k.fingerprint.clone(),
+        k.scopes.join(" "),
+        opt_time(k.created),
+        opt_time(k.expires),
+        opt_time(k.last_used),
+        r.open_findings.to_string(),
+        r.worst_severity.map(|s| s.to_string()).unwrap_or_default(),
+    ]
+}
+
+/// The CSV columns of an event (`events --format csv`, `export events`).
+pub const EVENT_COLUMNS: [&str; 13] = [
+    "time",
+    "provider",
+    "id",
+    "key_id",
+    "principal",
+    "action",
+    "scope",
+    "source_ip",
+    "user_agent",
+    "outcome",
+    "status_code",
+    "request_id",
+    "records",
+];
+
+/// An event's cells in [`EVENT_COLUMNS`] order.
+pub fn event_cells(e: &Event) -> Vec<String> {
+    vec![
+        rfc3339(e.time),
+        e.provider.clone(),
+        e.id.clone(),
+        e.key_id.clone(),
+        e.principal.clone().unwrap_or_default(),
+        e.action.clone(),
+        e.scope.clone().unwrap_or_default(),
+        e.source_ip.clone().unwrap_or_default(),
+        e.user_agent.clone().unwrap_or_default(),
+        e.outcome.to_string(),
+        e.status_code.map(|c| c.to_string()).unwrap_or_default(),
+        e.request_id.clone().unwrap_or_default(),
+        e.records.map(|c| c.to_string()).unwrap_or_default(),
+    ]
+}
+
+/// The CSV columns of a finding (`findings --format csv`, `export findings`).
+pub const FINDING_COLUMNS: [&str; 13] = [
+    "severity",
+    "status",
+    "rule",
+    "category",
+    "provider",
+    "key_id",
+    "title",
+    "explanation",
+    "evidence",
+    "first_seen",
+    "last_seen",
+    "note",
+    "id",
+];
+
+/// A finding's cells in [`FINDING_COLUMNS`] order, with `status` in the status column
+/// (`findings` shows the effective status: a suppression that ran out is open again).
+pub fn finding_cells(f: &Finding, status: FindingStatus) -> Vec<String> {
+    vec![
+        f.severity.to_string(),
+        status.to_string(),
+        f.rule.clone(),
+        f.category.to_string(),
+        f.provider.clone(),
+        f.key_id.clone(),
+        f.title.clone(),
+        f.explanation.clone(),
+        f.evidence.join(" "),
+        rfc3339(f.first_seen),
+        rfc3339(f.last_seen),
+        f.note.clone().unwrap_or_default(),
+        f.id.clone(),
+    ]
+}
+
+/// The CSV columns of a journal entry (`journal --format csv`, `export journal`).
+pub const JOURNAL_COLUMNS: [&str; 11] = [
+    "seq",
+    "time",
+    "os_user",
+    "host",
+    "action",
+    "target",
+    "reason",
+    "params",
+    "result",
+    "prev_hash",
+    "hash",
+];
+
+/// A journal entry's cells in [`JOURNAL_COLUMNS`] order.
+pub fn journal_cells(e: &JournalEntry) -> Vec<String> {
+    vec![
+        e.seq.to_string(),
+        rfc3339(e.time),
+        e.os_user.clone(),
+        e.host.clone(),
+        e.action.clone(),
+        e.target.clone(),
+        e.reason.clone().unwrap_or_default(),
+        e.params.to_string(),
+        e.result.clone(),
+        e.prev_hash.clone(),
+        e.hash.clone(),
+    ]
+}
+
+/// Writes `rows` as CSV with [`KEY_COLUMNS`] (the TUI's export); returns the row count.
+pub fn write_keys_csv(out: impl Write, rows: &[KeyRow]) -> io::Result<usize> {
+    let mut l = Listing::new(out, Format::Csv, &KEY_COLUMNS)?;
+    for r in rows {
+        l.row(r, || key_cells(r))?;
+    }
+    l.finish()
+}
+
 /// Writes an export of `subject` to `out` (`name` is used in messages).
 pub fn export(
     store: &Store,
@@ -96,88 +254,18 @@ pub fn export(
     let w = werr(name);
     match subject {
         Subject::Keys => {
-            let headers = [
-                "provider",
-                "id",
-                "name",
-                "owner",
-                "environment",
-                "purpose",
-                "status",
-                "source",
-                "prefix",
-                "fingerprint",
-                "scopes",
-                "created",
-                "expires",
-                "last_used",
-                "open_findings",
-                "worst_severity",
-            ];
-            let mut l = Listing::new(&mut *out, listing_format, &headers).map_err(&w)?;
+            let mut l = Listing::new(&mut *out, listing_format, &KEY_COLUMNS).map_err(&w)?;
             for r in store.keys()? {
-                let k = &r.key;
-                l.row(&r, || {
-                    vec![
-                        k.provider.clone(),
-                        k.id.clone(),
-                        k.name.clone(),
-                        k.owner.clone(),
-                        k.environment.clone().unwrap_or_default(),
-                        k.purpose.clone().unwrap_or_default(),
-                        k.status.to_string(),
-                        k.source.to_string(),
-                        k.prefix.clone(),
-                        k.fingerprint.clone(),
-                        k.scopes.join(" "),
-                        opt_time(k.created),
-                        opt_time(k.expires),
-                        opt_time(k.last_used),
-                        r.open_findings.to_string(),
-                        r.worst_severity.map(|s| s.to_string()).unwrap_or_default(),
-                    ]
-                })
-                .map_err(&w)?;
+                l.row(&r, || key_cells(&r)).map_err(&w)?;
             }
             l.finish().map_err(&w)
         }
         Subject::Events => {
-            let headers = [
-                "time",
-                "provider",
-                "id",
-                "key_id",
-                "principal",
-                "action",
-                "scope",
-                "source_ip",
-                "user_agent",
-                "outcome",
-                "status_code",
-                "request_id",
-                "records",
-            ];
-            let mut l = Listing::new(&mut *out, listing_format, &headers).map_err(&w)?;
+            let mut l = Listing::new(&mut *out, listing_format, &EVENT_COLUMNS).map_err(&w)?;
             let mut failed = None;
             store.for_each_event(&EventQuery::default(), |row| {
                 let e = &row.event;
-                let r = l.row(e, || {
-                    vec![
-                        rfc3339(e.time),
-                        e.provider.clone(),
-                        e.id.clone(),
-                        e.key_id.clone(),
-                        e.principal.clone().unwrap_or_default(),
-                        e.action.clone(),
-                        e.scope.clone().unwrap_or_default(),
-                        e.source_ip.clone().unwrap_or_default(),
-                        e.user_agent.clone().unwrap_or_default(),
-                        e.outcome.to_string(),
-                        e.status_code.map(|c| c.to_string()).unwrap_or_default(),
-                        e.request_id.clone().unwrap_or_default(),
-                        e.records.map(|c| c.to_string()).unwrap_or_default(),
-                    ]
-                });
+                let r = l.row(e, || event_cells(e));
                 failed = r.err();
                 failed.is_none()
             })?;
@@ -187,76 +275,17 @@ pub fn export(
             l.finish().map_err(&w)
         }
         Subject::Findings => {
-            let headers = [
-                "severity",
-                "status",
-                "rule",
-                "category",
-                "provider",
-                "key_id",
-                "title",
-                "explanation",
-                "evidence",
-                "first_seen",
-                "last_seen",
-                "note",
-                "id",
-            ];
-            let mut l = Listing::new(&mut *out, listing_format, &headers).map_err(&w)?;
+            let mut l = Listing::new(&mut *out, listing_format, &FINDING_COLUMNS).map_err(&w)?;
             for f in store.findings(&FindingQuery::default())? {
-                l.row(&f, || {
-                    vec![
-                        f.severity.to_string(),
-                        f.status.to_string(),
-                        f.rule.clone(),
-                        f.category.to_string(),
-                        f.provider.clone(),
-                        f.key_id.clone(),
-                        f.title.clone(),
-                        f.explanation.clone(),
-                        f.evidence.join(" "),
-                        rfc3339(f.first_seen),
-                        rfc3339(f.last_seen),
-                        f.note.clone().unwrap_or_default(),
-                        f.id.clone(),
-                    ]
-                })
-                .map_err(&w)?;
+                l.row(&f, || finding_cells(&f, f.status)).map_err(&w)?;
             }
             l.finish().map_err(&w)
         }
         Subject::Journal => {
-            let headers = [
-                "seq",
-                "time",
-                "os_user",
-                "host",
-                "action",
-                "target",
-                "reason",
-                "params",
-                "result",
-                "prev_hash",
-                "hash",
-            ];
-            let mut l = Listing::new(&mut *out, listing_format, &headers).map_err(&w)?;
+            let mut l = Listing::new(&mut *out, listing_format, &JOURNAL_COLUMNS).map_err(&w)?;
             let mut failed = None;
             store.for_each_journal(None, |e| {
-                let r = l.row(&e, || {
-                    vec![
-                        e.seq.to_string(),
-                        rfc3339(e.time),
-                        e.os_user.clone(),
-                        e.host.clone(),
-                        e.action.clone(),
-                        e.target.clone(),
-                        e.reason.clone().unwrap_or_default(),
-                        e.params.to_string(),
-                        e.result.clone(),
-                        e.prev_hash.clone(),
-                        e.hash.clone(),
-                    ]
-                });
+                let r = l.row(&e, || journal_cells(&e));
                 failed = r.err();
                 failed.is_none()
             })?;

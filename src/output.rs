@@ -35,43 +35,56 @@ pub fn sanitize(s: &str) -> String {
     out
 }
 
-/// Escapes one CSV field.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// A writer of rows in one format. Table rows are buffered to align columns; the
 /// other formats stream.
 pub struct Listing<W: Write> {
-    out: W,
-    format: Format,
-    headers: Vec<&'static str>,
-    table: Vec<Vec<String>>,
+    sink: Sink<W>,
     count: usize,
+}
+
+/// Where a listing's rows go, by format.
+enum Sink<W: Write> {
+    Json(W),
+    Jsonl(W),
+    Csv(Box<csv::Writer<W>>),
+    Table {
+        out: W,
+        headers: Vec<&'static str>,
+        rows: Vec<Vec<String>>,
+    },
+}
+
+/// An error of the CSV writer as an IO error, keeping the kind of an IO one (a closed
+/// pipe stays `BrokenPipe`).
+fn csv_error(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("CSV: {other:?}")),
+    }
 }
 
 impl<W: Write> Listing<W> {
     /// Starts a listing with these column headers (used by table and CSV).
     pub fn new(mut out: W, format: Format, headers: &[&'static str]) -> io::Result<Self> {
-        match format {
-            Format::Json => out.write_all(b"[")?,
-            Format::Csv => {
-                let line: Vec<String> = headers.iter().map(|h| csv_field(h)).collect();
-                writeln!(out, "{}", line.join(","))?;
+        let sink = match format {
+            Format::Json => {
+                out.write_all(b"[")?;
+                Sink::Json(out)
             }
-            _ => {}
-        }
-        Ok(Listing {
-            out,
-            format,
-            headers: headers.to_vec(),
-            table: Vec::new(),
-            count: 0,
-        })
+            Format::Jsonl => Sink::Jsonl(out),
+            Format::Csv => {
+                // RFC 4180 quoting; records end with `\n`.
+                let mut w = Box::new(csv::Writer::from_writer(out));
+                w.write_record(headers).map_err(csv_error)?;
+                Sink::Csv(w)
+            }
+            Format::Table => Sink::Table {
+                out,
+                headers: headers.to_vec(),
+                rows: Vec::new(),
+            },
+        };
+        Ok(Listing { sink, count: 0 })
     }
 
     /// Adds one row: `item` for JSON, `cells` (same order as the headers) for table/CSV.
@@ -80,24 +93,21 @@ impl<W: Write> Listing<W> {
         item: &T,
         cells: impl FnOnce() -> Vec<String>,
     ) -> io::Result<()> {
-        match self.format {
-            Format::Json => {
+        match &mut self.sink {
+            Sink::Json(out) => {
                 if self.count > 0 {
-                    self.out.write_all(b",\n")?;
+                    out.write_all(b",\n")?;
                 } else {
-                    self.out.write_all(b"\n")?;
+                    out.write_all(b"\n")?;
                 }
-                serde_json::to_writer(&mut self.out, item)?;
+                serde_json::to_writer(&mut *out, item)?;
             }
-            Format::Jsonl => {
-                serde_json::to_writer(&mut self.out, item)?;
-                self.out.write_all(b"\n")?;
+            Sink::Jsonl(out) => {
+                serde_json::to_writer(&mut *out, item)?;
+                out.write_all(b"\n")?;
             }
-            Format::Csv => {
-                let line: Vec<String> = cells().iter().map(|c| csv_field(c)).collect();
-                writeln!(self.out, "{}", line.join(","))?;
-            }
-            Format::Table => self.table.push(cells()),
+            Sink::Csv(w) => w.write_record(cells()).map_err(csv_error)?,
+            Sink::Table { rows, .. } => rows.push(cells()),
         }
         self.count += 1;
         Ok(())
@@ -109,20 +119,23 @@ impl<W: Write> Listing<W> {
     }
 
     /// Ends the listing (closes the JSON array, prints the table).
-    pub fn finish(mut self) -> io::Result<usize> {
-        match self.format {
-            Format::Json => self
-                .out
-                .write_all(if self.count > 0 { b"\n]\n" } else { b"]\n" })?,
-            Format::Table => write_table(
-                &mut self.out,
-                &self.headers,
-                &self.table,
-                Some(TABLE_CELL_MAX),
-            )?,
-            _ => {}
+    pub fn finish(self) -> io::Result<usize> {
+        match self.sink {
+            Sink::Json(mut out) => {
+                out.write_all(if self.count > 0 { b"\n]\n" } else { b"]\n" })?;
+                out.flush()?;
+            }
+            Sink::Jsonl(mut out) => out.flush()?,
+            Sink::Csv(mut w) => w.flush()?,
+            Sink::Table {
+                mut out,
+                headers,
+                rows,
+            } => {
+                write_table(&mut out, &headers, &rows, Some(TABLE_CELL_MAX))?;
+                out.flush()?;
+            }
         }
-        self.out.flush()?;
         Ok(self.count)
     }
 }
@@ -204,7 +217,16 @@ mod tests {
             serde_json::from_slice::<Vec<i32>>(&buf).unwrap(),
             Vec::<i32>::new()
         );
-        assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+        let mut buf = Vec::new();
+        let mut l = Listing::new(&mut buf, Format::Csv, &["a", "b"]).unwrap();
+        l.row(&(), || vec!["a,\"b\"".into(), "line\nbreak".into()])
+            .unwrap();
+        l.row(&(), || vec!["plain".into(), String::new()]).unwrap();
+        assert_eq!(l.finish().unwrap(), 2);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "a,b\n\"a,\"\"b\"\"\",\"line\nbreak\"\nplain,\n"
+        );
     }
 
     #[test]

@@ -115,6 +115,38 @@ fn machine_exports_of_every_subject() {
     assert!(err.contains("--format md is the findings report"), "{err}");
 }
 
+/// `keys --format csv`, `export keys --format csv` and the TUI's export write the same
+/// columns (and, over the same cache, the same file).
+#[test]
+fn the_three_keys_csv_paths_print_identical_headers() {
+    let sb = seeded();
+    let (code, cli, err) = sb.run(&["keys", "--format", "csv"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, export, err) = sb.run(&["export", "keys", "--format", "csv"]);
+    assert_eq!(code, 0, "{err}");
+    let rows = Store::open(&sb.db()).unwrap().keys().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tui = keyaudit::tui::runner::export(
+        dir.path(),
+        keyaudit::tui::action::ExportFormat::Csv,
+        &rows,
+        Utc::now(),
+    )
+    .unwrap();
+    let tui = std::fs::read_to_string(tui).unwrap();
+    let header = keyaudit::export::KEY_COLUMNS.join(",");
+    for (what, text) in [("keys", &cli), ("export keys", &export), ("tui", &tui)] {
+        assert_eq!(
+            text.lines().next(),
+            Some(header.as_str()),
+            "{what}:\n{text}"
+        );
+        assert_eq!(text.lines().count(), rows.len() + 1, "{what}:\n{text}");
+    }
+    assert_eq!(cli, export);
+    assert_eq!(tui, export);
+}
+
 #[test]
 fn open_imports_into_a_fresh_case_database() {
     let sb = Sandbox::new();

@@ -10,9 +10,11 @@ fn export_writes_private_csv_and_json_without_overwriting() {
     let rows = keys();
     let csv = export(dir.path(), ExportFormat::Csv, &rows, now()).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
-    assert!(text.starts_with("provider,id,name,owner,environment,status"));
+    assert!(text.starts_with(&keyaudit::export::KEY_COLUMNS.join(",")));
     assert_eq!(text.lines().count(), rows.len() + 1);
-    assert!(text.contains("talentgrid,key_0001acm,acme-payroll-sync,Acme Payroll,prod,active"));
+    assert!(text.contains(
+        "talentgrid,key_0001acm,acme-payroll-sync,Acme Payroll,prod,,active,provider,tg_live_Ab,"
+    ));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

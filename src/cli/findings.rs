@@ -261,21 +261,7 @@ pub fn findings(ctx: &Ctx, a: &FindingsArgs) -> anyhow::Result<ExitCode> {
             );
         }
         format => {
-            let headers = [
-                "id",
-                "severity",
-                "status",
-                "rule",
-                "category",
-                "provider",
-                "key_id",
-                "title",
-                "explanation",
-                "evidence",
-                "first_seen",
-                "last_seen",
-                "note",
-            ];
+            let headers = crate::export::FINDING_COLUMNS;
             let mut out = Listing::new(std::io::stdout().lock(), format, &headers)?;
             for (f, s) in &shown {
                 out.row(
@@ -283,23 +269,7 @@ pub fn findings(ctx: &Ctx, a: &FindingsArgs) -> anyhow::Result<ExitCode> {
                         f,
                         effective_status: *s,
                     },
-                    || {
-                        vec![
-                            f.id.clone(),
-                            f.severity.to_string(),
-                            s.to_string(),
-                            f.rule.clone(),
-                            f.category.to_string(),
-                            f.provider.clone(),
-                            f.key_id.clone(),
-                            f.title.clone(),
-                            f.explanation.clone(),
-                            f.evidence.join(" "),
-                            rfc3339(f.first_seen),
-                            rfc3339(f.last_seen),
-                            f.note.clone().unwrap_or_default(),
-                        ]
-                    },
+                    || crate::export::finding_cells(f, *s),
                 )?;
             }
             out.finish()?;

@@ -48,10 +48,6 @@ pub struct EventsArgs {
     pub format: Format,
 }
 
-fn opt_time(t: Option<chrono::DateTime<Utc>>) -> String {
-    t.map(rfc3339).unwrap_or_default()
-}
-
 pub fn keys(ctx: &Ctx, a: &KeysArgs) -> anyhow::Result<ExitCode> {
     let status = a
         .status
@@ -73,22 +69,30 @@ pub fn keys(ctx: &Ctx, a: &KeysArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| UsageError(format!("--filter: {e}")))?
             .apply_keys(rows, now);
     }
-    let headers = [
-        "provider",
-        "id",
-        "name",
-        "owner",
-        "env",
-        "status",
-        "age",
-        "last_used",
-        "scopes",
-        "findings",
-    ];
-    let mut out = Listing::new(std::io::stdout().lock(), a.format, &headers)?;
+    let table = a.format == Format::Table;
+    let headers: &[&str] = if table {
+        &[
+            "provider",
+            "id",
+            "name",
+            "owner",
+            "env",
+            "status",
+            "age",
+            "last_used",
+            "scopes",
+            "findings",
+        ]
+    } else {
+        &crate::export::KEY_COLUMNS
+    };
+    let mut out = Listing::new(std::io::stdout().lock(), a.format, headers)?;
     for r in &rows {
+        if !table {
+            out.row(r, || crate::export::key_cells(r))?;
+            continue;
+        }
         let k = &r.key;
-        let table = a.format == Format::Table;
         out.row(r, || {
             vec![
                 k.provider.clone(),
@@ -97,23 +101,11 @@ pub fn keys(ctx: &Ctx, a: &KeysArgs) -> anyhow::Result<ExitCode> {
                 k.owner.clone(),
                 k.environment.clone().unwrap_or_default(),
                 k.status.to_string(),
-                if table {
-                    k.created.map(|c| short_age(now - c)).unwrap_or_default()
-                } else {
-                    opt_time(k.created)
-                },
-                if table {
-                    k.last_used
-                        .map(|c| format!("{} ago", short_age(now - c)))
-                        .unwrap_or_else(|| "never".into())
-                } else {
-                    opt_time(k.last_used)
-                },
-                if table {
-                    k.scopes.len().to_string()
-                } else {
-                    k.scopes.join(" ")
-                },
+                k.created.map(|c| short_age(now - c)).unwrap_or_default(),
+                k.last_used
+                    .map(|c| format!("{} ago", short_age(now - c)))
+                    .unwrap_or_else(|| "never".into()),
+                k.scopes.len().to_string(),
                 match (r.open_findings, r.worst_severity) {
                     (0, _) => String::new(),
                     (n, Some(s)) => format!("{n} ({s})"),
@@ -160,22 +152,30 @@ pub fn events(ctx: &Ctx, a: &EventsArgs) -> anyhow::Result<ExitCode> {
         limit: a.limit,
         ..Default::default()
     };
-    let headers = [
-        "time",
-        "provider",
-        "key_id",
-        "action",
-        "outcome",
-        "source_ip",
-        "user_agent",
-        "records",
-        "id",
-    ];
-    let mut out = Listing::new(std::io::stdout().lock(), a.format, &headers)?;
+    let csv = a.format == Format::Csv;
+    let headers: &[&str] = if csv {
+        &crate::export::EVENT_COLUMNS
+    } else {
+        &[
+            "time",
+            "provider",
+            "key_id",
+            "action",
+            "outcome",
+            "source_ip",
+            "user_agent",
+            "records",
+            "id",
+        ]
+    };
+    let mut out = Listing::new(std::io::stdout().lock(), a.format, headers)?;
     let mut io_err = None;
     store.for_each_event(&q, |row| {
         let e = &row.event;
         let r = out.row(e, || {
+            if csv {
+                return crate::export::event_cells(e);
+            }
             vec![
                 rfc3339(e.time),
                 e.provider.clone(),
@@ -223,13 +223,21 @@ pub fn journal(ctx: &Ctx, verify: bool, format: Format) -> anyhow::Result<ExitCo
             }
         };
     }
-    let headers = [
-        "seq", "time", "user", "host", "action", "target", "reason", "result",
-    ];
-    let mut out = Listing::new(std::io::stdout().lock(), format, &headers)?;
+    let csv = format == Format::Csv;
+    let headers: &[&str] = if csv {
+        &crate::export::JOURNAL_COLUMNS
+    } else {
+        &[
+            "seq", "time", "user", "host", "action", "target", "reason", "result",
+        ]
+    };
+    let mut out = Listing::new(std::io::stdout().lock(), format, headers)?;
     let mut io_err = None;
     store.for_each_journal(None, |e| {
         let r = out.row(&e, || {
+            if csv {
+                return crate::export::journal_cells(&e);
+            }
             vec![
                 e.seq.to_string(),
                 rfc3339(e.time),

@@ -503,28 +503,7 @@ pub fn export(
             writeln!(out)?;
         }
         ExportFormat::Csv => {
-            use crate::output::csv_field as c;
-            writeln!(out, "provider,id,name,owner,environment,status,created,expires,last_used,scopes,open_findings,worst_severity")?;
-            let t = |x: Option<DateTime<Utc>>| x.map(crate::model::rfc3339).unwrap_or_default();
-            for r in rows {
-                let k = &r.key;
-                writeln!(
-                    out,
-                    "{},{},{},{},{},{},{},{},{},{},{},{}",
-                    c(&k.provider),
-                    c(&k.id),
-                    c(&k.name),
-                    c(&k.owner),
-                    c(k.environment.as_deref().unwrap_or("")),
-                    k.status,
-                    t(k.created),
-                    t(k.expires),
-                    t(k.last_used),
-                    c(&k.scopes.join(" ")),
-                    r.open_findings,
-                    r.worst_severity.map(|s| s.as_str()).unwrap_or("")
-                )?;
-            }
+            crate::export::write_keys_csv(&mut out, rows)?;
         }
     }
     out.flush()?;
