@@ -92,7 +92,7 @@ fn main() {
                 ..BulkOptions::default()
             };
             let report = run_bulk(
-                &db,
+                &keyaudit::store::Cache::new(&db),
                 &providers,
                 keys,
                 KeyOp::Revoke,

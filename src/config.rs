@@ -316,6 +316,15 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// The key that signs the journal's checkpoints: in the config directory, never
+    /// beside the cache.
+    pub fn journal_key(&self) -> PathBuf {
+        self.config
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(crate::store::anchor::KEY_FILE)
+    }
+
     /// Resolves paths from flags/env (already merged by clap) and the XDG directories.
     pub fn resolve(config: Option<PathBuf>, db: Option<PathBuf>) -> Paths {
         let dirs = directories::ProjectDirs::from("", "", "keyaudit");

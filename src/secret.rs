@@ -3,7 +3,7 @@
 //! Format: `<prefix>_<22 base62 random chars><6 base62 check chars>`. The random part is
 //! 128 bits from the OS CSPRNG (22 base62 digits hold 130.9 bits, so every 128-bit value
 //! fits); the check part is the CRC32 of everything before it, in base62, so a leaked key
-//! can be recognised offline without a lookup. Only the [`Secret::display_prefix`]
+//! can be recognised offline without a lookup. Only the [`mask`]ed form
 //! (the prefix and the first 4 random chars) and the [`fingerprint`] are ever stored.
 
 use rand::rngs::OsRng;
@@ -119,12 +119,97 @@ pub fn is_well_formed(candidate: &str) -> bool {
     checksum(body) == check
 }
 
-/// The non-secret display prefix of a key string.
-pub fn display_prefix(secret: &str) -> String {
-    match secret.rfind('_') {
-        Some(sep) => secret[..(sep + 5).min(secret.len())].to_string(),
-        None => secret.chars().take(4).collect(),
+/// Public prefixes that providers put in front of their secrets, longest first where one
+/// begins another. They name the kind of secret and carry nothing of its value.
+const PUBLIC_PREFIXES: &[&str] = &[
+    // GitHub
+    "github_pat_",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    // GitLab
+    "glpat-",
+    "gldt-",
+    "glrt-",
+    "glptt-",
+    "glcbt-",
+    "glimt-",
+    "gloas-",
+    "glsoat-",
+    "glft-",
+    "glagent-",
+    "GR1348941",
+    // OpenAI, Anthropic
+    "sk-ant-api03-",
+    "sk-ant-admin01-",
+    "sk-proj-",
+    "sk-svcacct-",
+    "sk-admin-",
+    "sk-",
+    // Stripe
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "rk_test_",
+    "whsec_",
+    // Slack
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "xoxe-",
+    "xapp-",
+    "xoxs-",
+    // Vault / OpenBao (service, batch, recovery; legacy one-letter forms)
+    "hvs.",
+    "hvb.",
+    "hvr.",
+    "s.",
+    "b.",
+    "r.",
+    // Package registries, SaaS
+    "npm_",
+    "pypi-",
+    "dckr_pat_",
+    "SG.",
+    "AIza",
+    "dop_v1_",
+    "shpat_",
+    "shpss_",
+];
+
+/// The public prefix of a secret: a known provider prefix, or for keyaudit's own format
+/// (`<prefix>_<random><check>`, recognised by its checksum) everything up to the last `_`.
+/// Empty when the secret has no prefix that is known to be public.
+pub fn public_prefix(secret: &str) -> &str {
+    if is_well_formed(secret) {
+        if let Some(sep) = secret.rfind('_') {
+            return &secret[..=sep];
+        }
     }
+    PUBLIC_PREFIXES
+        .iter()
+        .find(|p| secret.starts_with(**p) && secret.len() > p.len())
+        .map_or("", |p| &secret[..p.len()])
+}
+
+/// The one rule for what of a secret may be shown to a person: its public prefix (see
+/// [`public_prefix`]) and at most 4 more characters, never more than a quarter of the
+/// characters after the prefix. Counts characters, not bytes, so any text is safe.
+pub fn mask(secret: &str) -> String {
+    let prefix = public_prefix(secret);
+    let rest = &secret[prefix.len()..];
+    let shown = (rest.chars().count() / 4).min(4);
+    let mut out = String::with_capacity(prefix.len() + 4 * shown);
+    out.push_str(prefix);
+    out.extend(rest.chars().take(shown));
+    out
+}
+
+/// The non-secret display prefix of a key string ([`mask`]).
+pub fn display_prefix(secret: &str) -> String {
+    mask(secret)
 }
 
 /// `sha256:` + the first 32 hex digits of SHA-256 of `secret`.
@@ -167,6 +252,61 @@ mod tests {
         assert!(!shown.contains(&k.expose()[3..]));
         assert_eq!(k.display_prefix().len(), "ka_".len() + 4);
         assert!(k.fingerprint().starts_with("sha256:") && k.fingerprint().len() == 39);
+    }
+
+    /// Every format keyaudit handles, with what may be shown of it.
+    #[test]
+    fn masking_shows_the_public_prefix_and_at_most_four_characters() {
+        let own = generate("tg_live").unwrap();
+        let own_shown = mask(own.expose());
+        assert_eq!(own_shown, own.expose()[.."tg_live_".len() + 4]);
+        let cases = [
+            // Vault tokens contain `_` and `.` inside the random part.
+            ("hvs.CAESIJ_abc_def_ghijklmnopqrstuvwxyz012345", "hvs.CAES"),
+            ("s.Xq2_3fG_h4k9LmN0pQrStUvW", "s.Xq2_"),
+            // An AWS secret access key has no public prefix and may contain `/` and `+`.
+            ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJal"),
+            ("ghp_16C7e42F292c6912E7710c838347Ae178B4a", "ghp_16C7"),
+            (
+                "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+                "github_pat_11AB",
+            ),
+            ("glpat-xxxxxxxxxxxxxxxxxxxx", "glpat-xxxx"),
+            (
+                "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789",
+                "sk-proj-abcd",
+            ),
+            ("xoxb-123456789012-1234567890123-AbCdEfGhIjKl", "xoxb-1234"),
+            ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_4eC3"),
+            // Short secrets show at most a quarter.
+            ("abcdefgh", "ab"),
+            ("abc", ""),
+            ("", ""),
+            // A prefix alone is not a secret with a prefix.
+            ("ghp_", "g"),
+            // Characters, not bytes: never a panic, never half a character.
+            ("ключ-секрет-значение-долгое", "ключ"),
+            ("🔑🔑🔑🔑🔑🔑🔑🔑", "🔑🔑"),
+            ("hvs.éééééééééééé", "hvs.ééé"),
+        ];
+        for (secret, want) in cases {
+            let shown = mask(secret);
+            assert_eq!(shown, want, "mask of {secret:?}");
+            let rest = secret.chars().count() - public_prefix(secret).chars().count();
+            let extra = shown.chars().count() - public_prefix(secret).chars().count();
+            assert!(
+                extra <= 4 && extra * 4 <= rest,
+                "{secret:?} shows {shown:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_of_a_provider_secret_shows_only_its_mask() {
+        let s = Secret::new("hvs.CAESIJ_abc_def_ghijklmnopqrstuvwxyz012345".into());
+        assert_eq!(format!("{s:?}"), "Secret(hvs.CAES…)");
+        let s = Secret::new("ключ-секрет-значение-долгое".into());
+        assert_eq!(format!("{s:?}"), "Secret(ключ…)");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use keyaudit::action::{apply_key_op, KeyOp};
 use keyaudit::config::ProviderConfig;
 use keyaudit::model::KeyStatus;
 use keyaudit::provider::{Provider, ProviderError};
+use keyaudit::store::Cache;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -534,18 +535,30 @@ async fn disable_revoke_and_rotate_change_the_account() {
     let (a0, a1) = (s.alice[0].clone(), s.alice[1].clone());
 
     // Disable and enable: reversible, journaled, cached.
-    let k = apply_key_op(&db, p.clone(), &cached(&a0), KeyOp::Disable, Some("test"))
-        .await
-        .unwrap();
+    let k = apply_key_op(
+        &Cache::new(&db),
+        p.clone(),
+        &cached(&a0),
+        KeyOp::Disable,
+        Some("test"),
+    )
+    .await
+    .unwrap();
     assert_eq!(k.status, KeyStatus::Inactive);
     assert_eq!(
         iam_keys(&moto, "alice").await,
         sorted(vec![(a0.clone(), "Inactive"), (a1.clone(), "Inactive")])
     );
     assert_eq!(cached(&a0).status, KeyStatus::Inactive);
-    apply_key_op(&db, p.clone(), &cached(&a0), KeyOp::Enable, None)
-        .await
-        .unwrap();
+    apply_key_op(
+        &Cache::new(&db),
+        p.clone(),
+        &cached(&a0),
+        KeyOp::Enable,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         iam_keys(&moto, "alice").await,
         sorted(vec![(a0.clone(), "Active"), (a1.clone(), "Inactive")])
@@ -563,9 +576,15 @@ async fn disable_revoke_and_rotate_change_the_account() {
     assert_eq!(iam_keys(&moto, "alice").await.len(), 2);
 
     // Revoke: Inactive then deleted.
-    let k = apply_key_op(&db, p.clone(), &cached(&a1), KeyOp::Revoke, Some("unused"))
-        .await
-        .unwrap();
+    let k = apply_key_op(
+        &Cache::new(&db),
+        p.clone(),
+        &cached(&a1),
+        KeyOp::Revoke,
+        Some("unused"),
+    )
+    .await
+    .unwrap();
     assert_eq!(k.status, KeyStatus::Revoked);
     assert_eq!(
         iam_keys(&moto, "alice").await,
@@ -611,9 +630,15 @@ async fn disable_revoke_and_rotate_change_the_account() {
 
     // API Gateway: disable is enabled=false; rotation puts a new key in the same plans.
     let gold = format!("apigw:{}", s.gold_key);
-    apply_key_op(&db, p.clone(), &cached(&gold), KeyOp::Disable, None)
-        .await
-        .unwrap();
+    apply_key_op(
+        &Cache::new(&db),
+        p.clone(),
+        &cached(&gold),
+        KeyOp::Disable,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(api_key_state(&moto, &s.gold_key).await, Some(false));
     p.enable(&gold).await.unwrap();
     assert_eq!(api_key_state(&moto, &s.gold_key).await, Some(true));
@@ -628,9 +653,15 @@ async fn disable_revoke_and_rotate_change_the_account() {
     assert_eq!(api_key_state(&moto, &s.gold_key).await, Some(false));
     assert_eq!(api_key_state(&moto, &new_gw).await, Some(true));
     let old = format!("apigw:{}", s.old_key);
-    let k = apply_key_op(&db, p.clone(), &cached(&old), KeyOp::Revoke, Some("legacy"))
-        .await
-        .unwrap();
+    let k = apply_key_op(
+        &Cache::new(&db),
+        p.clone(),
+        &cached(&old),
+        KeyOp::Revoke,
+        Some("legacy"),
+    )
+    .await
+    .unwrap();
     assert_eq!(k.status, KeyStatus::Revoked);
     assert_eq!(api_key_state(&moto, &s.old_key).await, None);
 

@@ -5,6 +5,7 @@
 use keyaudit::config::ProviderConfig;
 use keyaudit::demo::DemoOptions;
 use keyaudit::model::KeyStatus;
+use keyaudit::store::Cache;
 use keyaudit::store::Store;
 use keyaudit::tui::action::{Action, Effect};
 use keyaudit::tui::runner::Runner;
@@ -190,9 +191,10 @@ async fn a_screen_rotation_interrupted_before_its_dialog_is_rolled_back_like_std
     drop(issued.secret);
     let id = workflow::insert(&Store::open(&db).unwrap(), &wf).unwrap();
 
-    let done = keyaudit::action::rotate::resume(&db, provider.clone(), id, false, None)
-        .await
-        .expect("resume");
+    let done =
+        keyaudit::action::rotate::resume(&Cache::new(&db), provider.clone(), id, false, None)
+            .await
+            .expect("resume");
     assert_eq!(done.state, State::RolledBack, "{done:?}");
     assert!(done.error.unwrap_or_default().contains("screen"));
     let new = provider.get_key(&issued.key.id).await.unwrap();

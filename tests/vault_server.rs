@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use keyaudit::action::{apply_key_op, KeyOp};
 use keyaudit::config::ProviderConfig;
 use keyaudit::provider::{self, ProviderError};
+use keyaudit::store::Cache;
 use keyaudit::store::Store;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -271,9 +272,15 @@ async fn revoke_rotate_and_clear_errors() {
         .unwrap()
         .unwrap()
         .key;
-    let after = apply_key_op(&db, p.clone(), &ats_key, KeyOp::Revoke, Some("leaked"))
-        .await
-        .unwrap();
+    let after = apply_key_op(
+        &Cache::new(&db),
+        p.clone(),
+        &ats_key,
+        KeyOp::Revoke,
+        Some("leaked"),
+    )
+    .await
+    .unwrap();
     assert_eq!(after.status.as_str(), "revoked");
     assert_eq!(
         after.name, "token-ats-import",
@@ -515,9 +522,15 @@ async fn incident_revoke_by_policy_and_by_display_name() {
         .collect();
     assert_eq!(by_name, std::slice::from_ref(&w.ats.1));
     for key in select("scope:payroll-read status:active") {
-        apply_key_op(&db, p.clone(), &key, KeyOp::Revoke, Some("payroll leak"))
-            .await
-            .unwrap();
+        apply_key_op(
+            &Cache::new(&db),
+            p.clone(),
+            &key,
+            KeyOp::Revoke,
+            Some("payroll leak"),
+        )
+        .await
+        .unwrap();
     }
     for t in [&w.payroll.0, &extra.0] {
         assert_eq!(read(&w.bao, t, "payroll/salaries").await, 403);

@@ -5,8 +5,8 @@
 use super::{apply_key_op, target, ActionError, KeyOp};
 use crate::model::{Key, KeyStatus};
 use crate::provider::Provider;
+use crate::store::Cache;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -99,7 +99,7 @@ fn retryable(e: &ActionError) -> bool {
 /// is missing from `providers` fail without a call. Never stops at a failure: every key
 /// gets a result.
 pub async fn run_bulk(
-    db: &Path,
+    db: &Cache,
     providers: &HashMap<String, Arc<dyn Provider>>,
     keys: Vec<Key>,
     op: KeyOp,
@@ -113,7 +113,7 @@ pub async fn run_bulk(
     // the whole run keeps those from being the last to close, which would checkpoint the
     // WAL into the database (two fsyncs) on every close.
     let keepalive = {
-        let db = db.to_path_buf();
+        let db = db.path.clone();
         tokio::task::spawn_blocking(move || crate::store::Store::open(&db).ok())
             .await
             .ok()
@@ -141,7 +141,7 @@ pub async fn run_bulk(
             continue;
         };
         let sem = sem.clone();
-        let db = db.to_path_buf();
+        let db = db.clone();
         let reason = reason.map(str::to_string);
         set.spawn(async move {
             let _permit = sem

@@ -14,8 +14,7 @@ pub mod workflow;
 
 use crate::model::Key;
 use crate::provider::{Provider, ProviderError};
-use crate::store::{journal::NewEntry, Store, StoreError};
-use std::path::Path;
+use crate::store::{journal::NewEntry, Cache, Store, StoreError};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -69,12 +68,12 @@ pub fn target(key: &Key) -> String {
 
 /// Runs a blocking store operation on the cache at `db` off the async runtime.
 pub async fn with_db<T: Send + 'static>(
-    db: &Path,
+    db: &Cache,
     f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ActionError> {
-    let db = db.to_path_buf();
+    let db = db.clone();
     tokio::task::spawn_blocking(move || {
-        let mut store = Store::open(&db)?;
+        let mut store = db.open()?;
         f(&mut store)
     })
     .await
@@ -83,7 +82,7 @@ pub async fn with_db<T: Send + 'static>(
 }
 
 /// Registers `provider` in the cache (a key fetched live, before any sync, needs it).
-pub async fn ensure_provider(db: &Path, provider: &dyn Provider) -> Result<(), ActionError> {
+pub async fn ensure_provider(db: &Cache, provider: &dyn Provider) -> Result<(), ActionError> {
     let (name, kind, url) = (
         provider.name().to_string(),
         provider.kind().to_string(),
@@ -102,7 +101,7 @@ pub async fn ensure_provider(db: &Path, provider: &dyn Provider) -> Result<(), A
 /// provider reports it afterwards. Idempotent where the provider is (revoking a revoked
 /// key succeeds).
 pub async fn apply_key_op(
-    db: &Path,
+    db: &Cache,
     provider: Arc<dyn Provider>,
     key: &Key,
     op: KeyOp,

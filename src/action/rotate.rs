@@ -27,8 +27,8 @@ use crate::model::{Key, KeyStatus};
 use crate::provider::{Provider, ProviderError};
 use crate::secret::Secret;
 use crate::store::journal::NewEntry;
+use crate::store::Cache;
 use chrono::Utc;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -120,13 +120,13 @@ pub struct RotateRequest {
     pub reason: Option<String>,
 }
 
-async fn save(db: &Path, wf: &Workflow) -> Result<(), RotateError> {
+async fn save(db: &Cache, wf: &Workflow) -> Result<(), RotateError> {
     let wf = wf.clone();
     with_db(db, move |s| workflow::save(s, &wf)).await?;
     Ok(())
 }
 
-async fn journal(db: &Path, wf: &Workflow, result: String) -> Result<(), RotateError> {
+async fn journal(db: &Cache, wf: &Workflow, result: String) -> Result<(), RotateError> {
     let target = wf.target();
     let reason = wf.reason.clone();
     let params = serde_json::json!({
@@ -151,7 +151,7 @@ async fn journal(db: &Path, wf: &Workflow, result: String) -> Result<(), RotateE
     Ok(())
 }
 
-async fn put_key(db: &Path, key: Key) -> Result<(), RotateError> {
+async fn put_key(db: &Cache, key: Key) -> Result<(), RotateError> {
     with_db(db, move |s| s.put_key(&key).map(|_| ())).await?;
     Ok(())
 }
@@ -159,7 +159,7 @@ async fn put_key(db: &Path, key: Key) -> Result<(), RotateError> {
 /// Starts a rotation: checks the provider and the sink, saves the workflow, and drives it
 /// as far as it goes now (to `grace`, or `done` when there is no grace period). Returns
 /// the workflow as it stands; a rolled-back or failed one carries its `error`.
-pub async fn rotate(db: &Path, req: RotateRequest) -> Result<Workflow, RotateError> {
+pub async fn rotate(db: &Cache, req: RotateRequest) -> Result<Workflow, RotateError> {
     let caps = req.provider.capabilities();
     if !(caps.rotate_overlap || caps.rotate_atomic) {
         return Err(RotateError::Unsupported {
@@ -207,7 +207,7 @@ pub async fn rotate(db: &Path, req: RotateRequest) -> Result<Workflow, RotateErr
 /// `entry` is the provider's configuration entry, which a sink may use to reach its
 /// service ([`Sink::use_provider`]), as the first run did.
 pub async fn resume(
-    db: &Path,
+    db: &Cache,
     provider: Arc<dyn Provider>,
     id: i64,
     force: bool,
@@ -238,7 +238,7 @@ pub async fn resume(
 
 /// Runs the state machine from the saved step until it finishes or must wait.
 async fn drive(
-    db: &Path,
+    db: &Cache,
     provider: Arc<dyn Provider>,
     mut wf: Workflow,
     sink: &Sink,
@@ -528,7 +528,7 @@ async fn drive(
 /// cannot be restored does not stop the new key's revocation, but fails the rollback so
 /// that `resume` tries the sink again.
 async fn roll_back(
-    db: &Path,
+    db: &Cache,
     provider: &Arc<dyn Provider>,
     wf: &Workflow,
     sink: &Sink,

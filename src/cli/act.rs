@@ -312,7 +312,7 @@ async fn key_op_async(ctx: &Ctx, op: KeyOp, a: &KeyOpArgs) -> anyhow::Result<Exi
         }
     }
 
-    let db = ctx.paths.db.clone();
+    let db = ctx.cache()?;
     let bulk = keys.len() > 1;
     let selection = a
         .query
@@ -450,7 +450,7 @@ pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCod
             return Ok(ExitCode::SUCCESS);
         }
         let wf = rotate::rotate(
-            &ctx.paths.db,
+            &ctx.cache()?,
             RotateRequest {
                 provider: prov,
                 key,
@@ -564,6 +564,7 @@ pub fn resume(ctx: &Ctx, a: &ResumeArgs, rt: &Runtime) -> anyhow::Result<ExitCod
         eprintln!("no unfinished workflow");
     }
     let mut problems = Vec::new();
+    let cache = ctx.cache()?;
     for wf in todo {
         let prov = match provider(ctx, &wf.provider) {
             Ok(p) => p,
@@ -573,7 +574,7 @@ pub fn resume(ctx: &Ctx, a: &ResumeArgs, rt: &Runtime) -> anyhow::Result<ExitCod
             }
         };
         let entry = provider_entry(ctx, &wf.provider).ok();
-        match rt.block_on(rotate::resume(&ctx.paths.db, prov, wf.id, a.force, entry)) {
+        match rt.block_on(rotate::resume(&cache, prov, wf.id, a.force, entry)) {
             Ok(w) => {
                 let line = format!(
                     "workflow #{} {}: {} at step {}{}",

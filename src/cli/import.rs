@@ -304,6 +304,36 @@ pub fn open(
     runtime.block_on(crate::tui::launch(&case))
 }
 
+/// Copies the journal's signed checkpoints beside an exported journal (`FILE.anchors`),
+/// so an auditor verifies the export with the public key alone.
+fn export_anchors(ctx: &Ctx, exported: &std::path::Path) -> anyhow::Result<()> {
+    use crate::store::anchor;
+    let from = anchor::anchors_path(&ctx.paths.db);
+    let to = anchor::anchors_path(exported);
+    match std::fs::read(&from) {
+        Ok(bytes) => {
+            crate::fsutil::write_atomic(&to, &bytes)?;
+            let n = bytes.iter().filter(|b| **b == b'\n').count();
+            eprintln!("wrote {} ({n} signed checkpoints)", name_of(&to));
+            if let Some(key) = anchor::install_public_key(&ctx.paths.journal_key())? {
+                eprintln!(
+                    "verify it elsewhere with: keyaudit journal verify --export {} --public-key {key}",
+                    name_of(exported)
+                );
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "no signed checkpoints at {}: the export can be checked for edits and gaps, \
+                 not for a cut-off end or a rewrite",
+                name_of(&from)
+            );
+        }
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", from.display())),
+    }
+    Ok(())
+}
+
 /// `keyaudit export SUBJECT [--format F] [-o FILE]`
 pub fn export(ctx: &Ctx, a: &ExportArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open_read_only(&ctx.paths.db)?;
@@ -333,6 +363,9 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                     Subject::Journal => "journal entries",
                 }
             );
+            if a.subject == Subject::Journal {
+                export_anchors(ctx, path)?;
+            }
         }
         None => {
             let stdout = std::io::stdout();

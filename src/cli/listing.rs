@@ -209,20 +209,28 @@ pub fn events(ctx: &Ctx, a: &EventsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn journal(ctx: &Ctx, verify: bool, format: Format) -> anyhow::Result<ExitCode> {
-    let store = Store::open_read_only(&ctx.paths.db)?;
-    if verify {
-        return match store.verify_journal()? {
-            Ok(n) => {
-                println!("journal ok: {n} entries, hash chain intact");
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(b) => {
-                println!("journal BROKEN at entry {}: {}", b.seq, b.reason);
-                Ok(ExitCode::from(1))
-            }
-        };
+/// `journal verify`: what to check and against which key.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Verify an exported journal (`export journal --format jsonl -o FILE`) and the
+    /// checkpoints exported beside it (`FILE.anchors`) instead of the cache.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<std::path::PathBuf>,
+    /// Trust checkpoints signed by this public key (64 hex digits, or a file holding
+    /// them); repeatable. Default: this install's signing key.
+    #[arg(long = "public-key", value_name = "HEX|FILE")]
+    pub public_keys: Vec<String>,
+}
+
+pub fn journal(
+    ctx: &Ctx,
+    command: Option<super::JournalCommand>,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    if let Some(super::JournalCommand::Verify(a)) = command {
+        return verify_journal(ctx, &a);
     }
+    let store = Store::open_read_only(&ctx.paths.db)?;
     let csv = format == Format::Csv;
     let headers: &[&str] = if csv {
         &crate::export::JOURNAL_COLUMNS
@@ -257,4 +265,112 @@ pub fn journal(ctx: &Ctx, verify: bool, format: Format) -> anyhow::Result<ExitCo
     }
     out.finish()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The public keys `journal verify` trusts.
+fn trusted_keys(ctx: &Ctx, given: &[String]) -> anyhow::Result<Vec<String>> {
+    use crate::store::anchor;
+    let mut out = Vec::new();
+    for g in given {
+        let text = if anchor::parse_public_key(g).is_some() {
+            g.clone()
+        } else {
+            std::fs::read_to_string(g).map_err(|e| {
+                UsageError(format!(
+                    "--public-key {g}: neither 64 hex digits nor a readable file ({e})"
+                ))
+            })?
+        };
+        if anchor::parse_public_key(&text).is_none() {
+            return Err(UsageError(format!(
+                "--public-key {g}: not an Ed25519 public key (64 hex digits)"
+            ))
+            .into());
+        }
+        out.push(text.trim().to_ascii_lowercase());
+    }
+    if out.is_empty() {
+        if let Some(k) = anchor::install_public_key(&ctx.paths.journal_key())? {
+            out.push(k);
+        }
+    }
+    Ok(out)
+}
+
+fn verify_journal(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    use crate::store::anchor::{self, AnchorVerdict};
+    use crate::store::journal::ChainCheck;
+    let trusted = trusted_keys(ctx, &a.public_keys)?;
+    let (chain, anchor_file) = match &a.export {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            let mut chain = ChainCheck::default();
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let e: crate::model::JournalEntry = serde_json::from_str(line).map_err(|e| {
+                    UsageError(format!(
+                        "{}, line {}: not a journal entry of `export journal --format jsonl` ({e})",
+                        path.display(),
+                        i + 1
+                    ))
+                })?;
+                if let Err(b) = chain.push(&e) {
+                    println!("journal BROKEN at entry {}: {}", b.seq, b.reason);
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            (chain, anchor::anchors_path(path))
+        }
+        None => {
+            let store = Store::open_read_only(&ctx.paths.db)?;
+            let mut chain = ChainCheck::default();
+            let mut broken = None;
+            store.for_each_journal(None, |e| {
+                broken = chain.push(&e).err();
+                broken.is_none()
+            })?;
+            if let Some(b) = broken {
+                println!("journal BROKEN at entry {}: {}", b.seq, b.reason);
+                return Ok(ExitCode::from(1));
+            }
+            (chain, anchor::anchors_path(&ctx.paths.db))
+        }
+    };
+    let checkpoints = anchor::read_checkpoints(&anchor_file)?;
+    if trusted.is_empty() && !chain.is_empty() {
+        println!(
+            "journal BROKEN: no signing key to trust: {} does not exist; pass the key that \
+             signed this journal with --public-key",
+            ctx.paths.journal_key().display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    match anchor::judge(
+        chain.hashes(),
+        checkpoints.as_deref(),
+        &anchor_file,
+        &trusted,
+    ) {
+        AnchorVerdict::Empty => {
+            println!("journal ok: 0 entries");
+            Ok(ExitCode::SUCCESS)
+        }
+        AnchorVerdict::Anchored { seq, time } => {
+            println!(
+                "journal ok: {} entries, hash chain intact, signed checkpoint of entry {seq} \
+                 at {time} (key {}…)",
+                chain.len(),
+                anchor::short(&trusted[0])
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AnchorVerdict::Broken { seq, reason } => {
+            println!("journal BROKEN at entry {seq}: {reason}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }

@@ -117,8 +117,10 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum JournalCommand {
-    /// Recompute the hash chain; exit 1 naming the first entry altered, removed or reordered.
-    Verify,
+    /// Recompute the hash chain and check it against the signed checkpoints; exit 1
+    /// naming what is wrong (an entry altered, removed or reordered, the end cut off, the
+    /// chain rewritten).
+    Verify(listing::VerifyArgs),
 }
 
 /// Everything a command needs: resolved paths, the configuration, the session mode.
@@ -149,9 +151,17 @@ impl Ctx {
         Ok(())
     }
 
-    /// Opens the cache for reading and writing.
+    /// The cache as actions open it: its journal signed with this install's key.
+    pub fn cache(&self) -> anyhow::Result<crate::store::Cache> {
+        Ok(crate::store::Cache::anchored(
+            self.paths.db.clone(),
+            &self.paths.journal_key(),
+        )?)
+    }
+
+    /// Opens the cache for reading and writing (journal entries anchored).
     pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
-        Ok(crate::store::Store::open(&self.paths.db)?)
+        Ok(self.cache()?.open()?)
     }
 }
 
@@ -247,7 +257,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen { prefix, count } => keygen(&prefix, count),
         Command::Scan(a) => scan::scan(&ctx, &a),
         Command::Info => info(&ctx),
-        Command::Journal { command, format } => listing::journal(&ctx, command.is_some(), format),
+        Command::Journal { command, format } => listing::journal(&ctx, command, format),
         Command::Revoke(a) => act::key_op(&ctx, crate::action::KeyOp::Revoke, &a, &runtime),
         Command::Disable(a) => act::key_op(&ctx, crate::action::KeyOp::Disable, &a, &runtime),
         Command::Enable(a) => act::key_op(&ctx, crate::action::KeyOp::Enable, &a, &runtime),
@@ -395,6 +405,11 @@ fn info(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     println!("cache:     {}{}", p.db.display(), exists(&p.db));
     println!("demo cache: {}{}", p.demo_db.display(), exists(&p.demo_db));
     println!("log:       {}", p.log_file().display());
+    println!(
+        "journal signing key: {}{}",
+        p.journal_key().display(),
+        exists(&p.journal_key())
+    );
     println!(
         "mode:      {}{}",
         ctx.config.mode,

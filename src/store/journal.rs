@@ -144,7 +144,20 @@ impl Store {
             ],
         )?;
         tx.commit()?;
+        if let Some(anchor) = &self.anchor {
+            // The entry is committed whatever happens here; a checkpoint that cannot be
+            // written leaves the entry unanchored, which `journal verify` reports.
+            let cp = anchor.sign(entry.seq, &entry.hash, Utc::now());
+            if let Err(e) = anchor.append(&cp) {
+                tracing::error!(seq = entry.seq, error = %e, "journal checkpoint not written");
+            }
+        }
         Ok(entry)
+    }
+
+    /// Signs a checkpoint after every journal entry this store appends from now on.
+    pub fn set_journal_anchor(&mut self, anchor: std::sync::Arc<super::anchor::Anchor>) {
+        self.anchor = Some(anchor);
     }
 
     /// Appends an entry now.
@@ -191,40 +204,93 @@ impl Store {
         Ok(())
     }
 
+    /// Recomputes the chain, then checks it against signed checkpoints: `Ok(Ok(verdict))`
+    /// when the chain is intact (the verdict says whether the anchors agree), `Ok(Err(_))`
+    /// naming the first entry that breaks the chain.
+    pub fn verify_journal_anchored(
+        &self,
+        checkpoints: Option<&[super::anchor::Checkpoint]>,
+        anchor_file: &std::path::Path,
+        trusted: &[String],
+    ) -> Result<std::result::Result<(usize, super::anchor::AnchorVerdict), ChainBreak>> {
+        let mut chain = ChainCheck::default();
+        let mut broken = None;
+        self.for_each_journal(None, |e| {
+            broken = chain.push(&e).err();
+            broken.is_none()
+        })?;
+        if let Some(b) = broken {
+            return Ok(Err(b));
+        }
+        Ok(Ok((
+            chain.len(),
+            super::anchor::judge(chain.hashes(), checkpoints, anchor_file, trusted),
+        )))
+    }
+
     /// Recomputes the chain. `Ok(Ok(n))` when all `n` entries verify, `Ok(Err(break))`
     /// naming the first entry that was altered, removed or reordered.
     pub fn verify_journal(&self) -> Result<std::result::Result<usize, ChainBreak>> {
-        let mut prev = GENESIS.to_string();
-        let mut expected_seq = 1;
-        let mut count = 0;
+        let mut chain = ChainCheck::default();
         let mut broken = None;
         self.for_each_journal(None, |e| {
-            let fail = if e.seq != expected_seq {
-                Some(format!(
-                    "entry {} follows entry {}: entries were removed or reordered",
-                    e.seq,
-                    expected_seq - 1
-                ))
-            } else if e.prev_hash != prev {
-                Some("its link to the previous entry does not match: an entry before it was altered, removed or reordered".into())
-            } else if entry_hash(&e) != e.hash {
-                Some("its content does not match its hash: the entry was altered".into())
-            } else {
-                None
-            };
-            if let Some(reason) = fail {
-                broken = Some(ChainBreak { seq: e.seq, reason });
-                return false;
-            }
-            prev = e.hash.clone();
-            expected_seq += 1;
-            count += 1;
-            true
+            broken = chain.push(&e).err();
+            broken.is_none()
         })?;
         Ok(match broken {
             Some(b) => Err(b),
-            None => Ok(count),
+            None => Ok(chain.len()),
         })
+    }
+}
+
+/// Checks a journal entry by entry, oldest first, wherever the entries come from (the
+/// cache or an export), and keeps their hashes for the anchors.
+#[derive(Debug, Default)]
+pub struct ChainCheck {
+    hashes: Vec<String>,
+}
+
+impl ChainCheck {
+    /// Checks the next entry against the ones before it.
+    pub fn push(&mut self, e: &JournalEntry) -> std::result::Result<(), ChainBreak> {
+        let expected_seq = self.hashes.len() as i64 + 1;
+        let prev = self.hashes.last().map_or(GENESIS, String::as_str);
+        let fail = if e.seq != expected_seq {
+            Some(format!(
+                "entry {} follows entry {}: entries were removed or reordered",
+                e.seq,
+                expected_seq - 1
+            ))
+        } else if e.prev_hash != prev {
+            Some("its link to the previous entry does not match: an entry before it was altered, removed or reordered".into())
+        } else if entry_hash(e) != e.hash {
+            Some("its content does not match its hash: the entry was altered".into())
+        } else {
+            None
+        };
+        match fail {
+            Some(reason) => Err(ChainBreak { seq: e.seq, reason }),
+            None => {
+                self.hashes.push(e.hash.clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// How many entries verified.
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// True when no entry was checked.
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// The hashes of the verified entries, oldest first (entry `i + 1` at `i`).
+    pub fn hashes(&self) -> &[String] {
+        &self.hashes
     }
 }
 

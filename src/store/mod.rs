@@ -5,6 +5,7 @@
 //! Every batch (a page of keys, a page of events with its cursor) is one transaction.
 
 mod activity;
+pub mod anchor;
 mod events;
 mod findings;
 pub mod journal;
@@ -71,9 +72,65 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The cache.
+/// A cache as actions open it: its path, and the anchor that signs its journal (see
+/// [`anchor`]). Commands and the TUI build it from the resolved paths
+/// (`Ctx::cache`); a cache without an anchor journals unsigned entries, which
+/// `journal verify` reports.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub path: PathBuf,
+    pub anchor: Option<std::sync::Arc<anchor::Anchor>>,
+}
+
+impl Cache {
+    /// A cache whose journal is not anchored (tests, tools).
+    pub fn new(path: impl Into<PathBuf>) -> Cache {
+        Cache {
+            path: path.into(),
+            anchor: None,
+        }
+    }
+
+    /// The cache at `path`, its journal signed with the key at `key_path` (created when
+    /// missing) into `<path>.anchors`.
+    pub fn anchored(
+        path: impl Into<PathBuf>,
+        key_path: &Path,
+    ) -> std::result::Result<Cache, anchor::AnchorError> {
+        let path = path.into();
+        let a = anchor::Anchor::open(key_path, anchor::anchors_path(&path))?;
+        Ok(Cache {
+            path,
+            anchor: Some(std::sync::Arc::new(a)),
+        })
+    }
+
+    /// The cache's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens it for reading and writing, with its anchor attached.
+    pub fn open(&self) -> Result<Store> {
+        let mut s = Store::open(&self.path)?;
+        if let Some(a) = &self.anchor {
+            s.set_journal_anchor(a.clone());
+        }
+        Ok(s)
+    }
+}
+
+impl From<PathBuf> for Cache {
+    fn from(path: PathBuf) -> Cache {
+        Cache::new(path)
+    }
+}
+
 pub struct Store {
     conn: Connection,
     path: Option<PathBuf>,
+    /// Signs a checkpoint after every journal entry (see [`anchor`]).
+    anchor: Option<std::sync::Arc<anchor::Anchor>>,
 }
 
 impl Store {
@@ -97,6 +154,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: Some(path.to_path_buf()),
+            anchor: None,
         };
         store.configure()?;
         store.check_version()?;
@@ -122,6 +180,7 @@ impl Store {
         let store = Store {
             conn,
             path: Some(path.to_path_buf()),
+            anchor: None,
         };
         store.check_version()?;
         Ok(store)
@@ -132,6 +191,7 @@ impl Store {
         let mut store = Store {
             conn: Connection::open_in_memory()?,
             path: None,
+            anchor: None,
         };
         store.configure()?;
         schema::migrate(&mut store.conn)?;

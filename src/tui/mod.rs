@@ -35,6 +35,8 @@ use std::time::Duration;
 pub struct LaunchOptions {
     /// The cache.
     pub db: PathBuf,
+    /// The key that signs the journal's checkpoints (`None`: unsigned, tests).
+    pub journal_key: Option<PathBuf>,
     /// The providers to sync and act on.
     pub providers: Vec<Arc<dyn Provider>>,
     /// Show the DEMO badge.
@@ -61,6 +63,7 @@ pub async fn launch(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
     run(LaunchOptions {
         db: ctx.paths.db.clone(),
+        journal_key: Some(ctx.paths.journal_key()),
         providers,
         demo: false,
         write: ctx.write,
@@ -142,7 +145,11 @@ async fn event_loop(
     opts: &LaunchOptions,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let runner = runner::Runner::new(opts.db.clone(), opts.providers.clone(), tx);
+    let cache = match &opts.journal_key {
+        Some(key) => crate::store::Cache::anchored(opts.db.clone(), key)?,
+        None => crate::store::Cache::new(opts.db.clone()),
+    };
+    let runner = runner::Runner::new(cache, opts.providers.clone(), tx);
     let mut state = State::new(setup);
     runner.run_all(state.start());
     let mut input = EventStream::new();
@@ -192,6 +199,7 @@ pub async fn run_demo(
 ) -> anyhow::Result<ExitCode> {
     run(LaunchOptions {
         db,
+        journal_key: Some(ctx.paths.journal_key()),
         providers: vec![provider],
         demo: true,
         write: ctx.write,

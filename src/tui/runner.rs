@@ -10,7 +10,7 @@ use crate::action::sink::{ScreenSlot, Sink};
 use crate::model::{FindingStatus, Key, Outcome};
 use crate::provider::Provider;
 use crate::secret::Secret;
-use crate::store::{journal::NewEntry, EventQuery, FindingQuery, Store, StoreError};
+use crate::store::{journal::NewEntry, Cache, EventQuery, FindingQuery, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +28,8 @@ pub const KEYS_HEAD: usize = 300;
 #[derive(Clone)]
 pub struct Runner {
     db: PathBuf,
+    /// The cache as actions open it (its journal anchored).
+    cache: Cache,
     providers: Arc<Vec<Arc<dyn Provider>>>,
     tx: UnboundedSender<Action>,
     search: Arc<super::search::Searcher>,
@@ -41,12 +43,14 @@ pub struct Runner {
 impl Runner {
     /// A runner over the cache at `db` that sends its results to `tx`.
     pub fn new(
-        db: PathBuf,
+        cache: impl Into<Cache>,
         providers: Vec<Arc<dyn Provider>>,
         tx: UnboundedSender<Action>,
     ) -> Runner {
+        let cache = cache.into();
         Runner {
-            db,
+            db: cache.path.clone(),
+            cache,
             providers: Arc::new(providers),
             tx,
             search: Arc::default(),
@@ -219,7 +223,7 @@ impl Runner {
                             ));
                             continue;
                         };
-                        let r = apply_key_op(&me.db, p.clone(), &key, op, Some("keyaudit tui"))
+                        let r = apply_key_op(&me.cache, p.clone(), &key, op, Some("keyaudit tui"))
                             .await
                             .map(|k| k.status)
                             .map_err(|e| e.to_string());
@@ -237,7 +241,7 @@ impl Runner {
                         ));
                         return;
                     };
-                    let a = rotate_to_screen(&me.db, p.clone(), *key, grace).await;
+                    let a = rotate_to_screen(&me.cache, p.clone(), *key, grace).await;
                     me.send(a);
                 });
             }
@@ -254,7 +258,7 @@ impl Runner {
                 status,
                 note,
             } => {
-                let (db, tx) = (self.db.clone(), self.tx.clone());
+                let (db, tx) = (self.cache.clone(), self.tx.clone());
                 tokio::task::spawn_blocking(move || {
                     let r = set_finding_status(&db, &id, &target, status, &note);
                     let _ = tx.send(match r {
@@ -306,7 +310,7 @@ impl Runner {
 /// its new secret delivered to a screen slot, and answers with the action that opens the
 /// secret dialog (or reports the failure). The secret never leaves memory.
 pub async fn rotate_to_screen(
-    db: &std::path::Path,
+    db: &Cache,
     provider: Arc<dyn Provider>,
     key: Key,
     grace: std::time::Duration,
@@ -450,13 +454,13 @@ pub fn load_events(
 }
 
 fn set_finding_status(
-    db: &std::path::Path,
+    db: &Cache,
     id: &str,
     target: &str,
     status: FindingStatus,
     note: &str,
 ) -> Result<bool, StoreError> {
-    let mut store = Store::open(db)?;
+    let mut store = db.open()?;
     let note = (!note.trim().is_empty()).then_some(note.trim());
     let changed = store.set_finding_status(id, status, note, None)?;
     let verb = if status == FindingStatus::Acknowledged {
