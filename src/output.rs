@@ -21,18 +21,117 @@ pub enum Format {
     Csv,
 }
 
-/// Makes a string safe to print on a terminal: control characters and escape sequences
-/// become visible, inert text (`\x1b` is shown as `\u{1b}`).
+/// Characters that change how text around them is shown without showing themselves:
+/// bidirectional overrides and isolates (which can make `gpj.exe` read `exe.jpg`),
+/// zero-width characters and the byte-order mark.
+pub fn is_hidden_format(c: char) -> bool {
+    matches!(c,
+        '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// True for what [`sanitize`] escapes: control characters (C0, DEL, C1) and
+/// [`is_hidden_format`] characters.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control() || is_hidden_format(c)
+}
+
+/// Makes a string safe to print on a terminal: control characters, escape sequences and
+/// invisible formatting characters become visible, inert text (`\x1b` is shown as
+/// `\u{1b}`, a right-to-left override as `\u{202e}`). The one function every path to a
+/// terminal uses for text that came from a provider, a log file or a remote error body.
 pub fn sanitize(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    if !s.chars().any(is_unsafe_char) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c.is_control() || ('\u{80}'..='\u{9f}').contains(&c) {
+        if is_unsafe_char(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// A cell of CSV output, safe in a spreadsheet and on a terminal. A cell that begins with
+/// `=`, `+`, `-`, `@`, tab or carriage return would be read as a formula by spreadsheet
+/// programs, so it gets a leading `'` (shown as text, the value otherwise unchanged).
+/// Line feeds and tabs stay (CSV quotes them); every other character [`sanitize`] escapes
+/// is escaped. JSON output keeps exact values instead.
+pub fn csv_cell(s: &str) -> String {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let mut out = String::with_capacity(s.len() + 1);
+    if formula {
+        out.push('\'');
+    }
+    for c in s.chars() {
+        if is_unsafe_char(c) && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Writes `item` as JSON whose text is inert on a terminal: besides the control
+/// characters JSON always escapes, C1 controls and invisible formatting characters are
+/// written as `\uXXXX` escapes. A JSON reader gets exactly the same values.
+pub fn write_json<W: Write + ?Sized, T: Serialize + ?Sized>(
+    out: &mut W,
+    item: &T,
+) -> io::Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(out, InertJson);
+    item.serialize(&mut ser).map_err(io::Error::from)
+}
+
+/// The same as [`write_json`], into a string.
+pub fn json_string<T: Serialize + ?Sized>(item: &T) -> String {
+    let mut buf = Vec::new();
+    write_json(&mut buf, item).expect("writing to memory");
+    String::from_utf8(buf).expect("JSON is UTF-8")
+}
+
+/// serde_json's compact formatter, escaping what [`is_unsafe_char`] names.
+struct InertJson;
+
+impl serde_json::ser::Formatter for InertJson {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if is_unsafe_char(c) {
+                writer.write_all(fragment[start..i].as_bytes())?;
+                // Every such character is in the Basic Multilingual Plane.
+                write!(writer, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(fragment[start..].as_bytes())
+    }
+}
+
+/// `println!` for lines that may carry untrusted text: the whole line goes through
+/// [`sanitize`].
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", $crate::output::sanitize(&format!($($arg)*)))
+    };
+}
+
+/// `eprintln!` for lines that may carry untrusted text (errors, progress, failures): the
+/// whole line goes through [`sanitize`].
+#[macro_export]
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::output::sanitize(&format!($($arg)*)))
+    };
 }
 
 /// A writer of rows in one format. Table rows are buffered to align columns; the
@@ -100,13 +199,15 @@ impl<W: Write> Listing<W> {
                 } else {
                     out.write_all(b"\n")?;
                 }
-                serde_json::to_writer(&mut *out, item)?;
+                write_json(&mut *out, item)?;
             }
             Sink::Jsonl(out) => {
-                serde_json::to_writer(&mut *out, item)?;
+                write_json(&mut *out, item)?;
                 out.write_all(b"\n")?;
             }
-            Sink::Csv(w) => w.write_record(cells()).map_err(csv_error)?,
+            Sink::Csv(w) => w
+                .write_record(cells().iter().map(|c| csv_cell(c)))
+                .map_err(csv_error)?,
             Sink::Table { rows, .. } => rows.push(cells()),
         }
         self.count += 1;
@@ -227,6 +328,47 @@ mod tests {
             String::from_utf8(buf).unwrap(),
             "a,b\n\"a,\"\"b\"\"\",\"line\nbreak\"\nplain,\n"
         );
+    }
+
+    /// Hostile text in each format: nothing raw reaches a terminal, spreadsheets see text,
+    /// JSON readers get the exact value back.
+    #[test]
+    fn hostile_cells_are_inert_in_every_format() {
+        let hostile = [
+            "\x1b]52;c;SGVsbG8=\x07\x1b]0;pwned\x07\x1b[2J",
+            "=HYPERLINK(\"http://x\")",
+            "+1+cmd|' /C calc'!A0",
+            "-2+3",
+            "@SUM(A1)",
+            "\tlead tab",
+            "\rcarriage",
+            "gpj\u{202e}exe.jpg",
+            "zero\u{200b}width\u{feff}",
+            "c1\u{9b}31m",
+            "nul\0byte",
+        ];
+        for h in hostile {
+            let shown = sanitize(h);
+            assert!(!shown.chars().any(is_unsafe_char), "{shown:?}");
+            let cell = csv_cell(h);
+            assert!(
+                !cell
+                    .chars()
+                    .any(|c| is_unsafe_char(c) && c != '\n' && c != '\t'),
+                "{cell:?}"
+            );
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell:?}"
+            );
+            let json = json_string(&serde_json::json!({ "v": h }));
+            assert!(!json.chars().any(is_unsafe_char), "{json:?}");
+            let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(back["v"], h);
+        }
+        assert_eq!(csv_cell("=1+2"), "'=1+2");
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(sanitize("plain ütf"), "plain ütf");
     }
 
     #[test]

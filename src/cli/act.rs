@@ -11,7 +11,7 @@ use crate::action::{target, with_db, KeyOp};
 use crate::config::ProviderConfig;
 use crate::filter::Filter;
 use crate::model::{rfc3339, Key, KeyStatus};
-use crate::output::{Format, Listing};
+use crate::output::{sanitize, Format, Listing};
 use crate::provider::Provider;
 use crate::store::journal::NewEntry;
 use crate::store::Store;
@@ -307,7 +307,7 @@ async fn key_op_async(ctx: &Ctx, op: KeyOp, a: &KeyOpArgs) -> anyhow::Result<Exi
         }
         print_plan(&mut std::io::stderr().lock(), &keys, op, &providers)?;
         if !confirm(&keys, op)? {
-            eprintln!("cancelled; nothing was changed");
+            crate::tell!("cancelled; nothing was changed");
             return Ok(ExitCode::from(1));
         }
     }
@@ -363,9 +363,11 @@ async fn key_op_async(ctx: &Ctx, op: KeyOp, a: &KeyOpArgs) -> anyhow::Result<Exi
     let mut out = std::io::stdout().lock();
     for r in &report.results {
         match &r.outcome {
-            Ok(status) if r.already => writeln!(out, "ok      {}  (already {status})", r.target)?,
-            Ok(status) => writeln!(out, "ok      {}  (now {status})", r.target)?,
-            Err(e) => writeln!(out, "FAILED  {}  {e}", r.target)?,
+            Ok(status) if r.already => {
+                writeln!(out, "ok      {}  (already {status})", sanitize(&r.target))?
+            }
+            Ok(status) => writeln!(out, "ok      {}  (now {status})", sanitize(&r.target))?,
+            Err(e) => writeln!(out, "FAILED  {}  {}", sanitize(&r.target), sanitize(e))?,
         }
     }
     let failed: Vec<String> = report.failed().map(|r| r.target.clone()).collect();
@@ -436,7 +438,7 @@ pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCod
             } else {
                 format!("not possible: {} cannot rotate keys", prov.name())
             };
-            println!(
+            crate::say!(
                 "dry run: would rotate {} ({}, {}, status {}) {how}",
                 target(&key),
                 crate::output::sanitize(&key.owner),
@@ -444,9 +446,9 @@ pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCod
                 key.status
             );
             if let Err(e) = sink.preflight(a.force).await {
-                println!("the sink would refuse: {e}");
+                crate::say!("the sink would refuse: {e}");
             }
-            println!("nothing was changed");
+            crate::say!("nothing was changed");
             return Ok(ExitCode::SUCCESS);
         }
         let wf = rotate::rotate(
@@ -470,7 +472,7 @@ fn report_workflow(wf: &Workflow) -> anyhow::Result<ExitCode> {
     match wf.state {
         State::Grace => {
             let until = wf.grace_until.map(rfc3339).unwrap_or_default();
-            eprintln!(
+            crate::tell!(
                 "workflow #{}: {} rotated to {new}; secret delivered to {} and verified; the old key works until {until}. \
                  Run `keyaudit resume` after that to revoke it",
                 wf.id,
@@ -480,7 +482,7 @@ fn report_workflow(wf: &Workflow) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         State::Done => {
-            eprintln!(
+            crate::tell!(
                 "workflow #{}: {} rotated to {new}; secret delivered to {} and verified; old key revoked",
                 wf.id,
                 wf.target(),
@@ -514,7 +516,7 @@ pub fn workflows(ctx: &Ctx, a: &WorkflowsArgs) -> anyhow::Result<ExitCode> {
         let store = ctx.open_store()?;
         let n = workflow::check_rotated_key_use(&store, None)?;
         if n > 0 {
-            eprintln!("{n} rotated key(s) still in use: see `keyaudit findings`");
+            crate::tell!("{n} rotated key(s) still in use: see `keyaudit findings`");
         }
         workflow::list(&store, a.all)?
     };
@@ -561,7 +563,7 @@ pub fn resume(ctx: &Ctx, a: &ResumeArgs, rt: &Runtime) -> anyhow::Result<ExitCod
     };
     drop(store);
     if todo.is_empty() {
-        eprintln!("no unfinished workflow");
+        crate::tell!("no unfinished workflow");
     }
     let mut problems = Vec::new();
     let cache = ctx.cache()?;
@@ -587,7 +589,7 @@ pub fn resume(ctx: &Ctx, a: &ResumeArgs, rt: &Runtime) -> anyhow::Result<ExitCod
                         .map(|e| format!(" ({e})"))
                         .unwrap_or_default()
                 );
-                println!("{line}");
+                crate::say!("{line}");
                 if w.state == State::Failed || (w.state == State::Running && w.error.is_some()) {
                     problems.push(line);
                 }
@@ -598,7 +600,7 @@ pub fn resume(ctx: &Ctx, a: &ResumeArgs, rt: &Runtime) -> anyhow::Result<ExitCod
     let store = ctx.open_store()?;
     let n = workflow::check_rotated_key_use(&store, None)?;
     if n > 0 {
-        eprintln!("{n} rotated key(s) still in use: see `keyaudit findings`");
+        crate::tell!("{n} rotated key(s) still in use: see `keyaudit findings`");
     }
     if problems.is_empty() {
         Ok(ExitCode::SUCCESS)

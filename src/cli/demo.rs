@@ -119,7 +119,7 @@ async fn until_stopped() {
 pub async fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<ExitCode> {
     let handle = start(a).await?;
     if a.serve_only {
-        println!(
+        crate::say!(
             "talentgrid demo provider listening on {} (seed {}, token {})",
             handle.url,
             a.seed,
@@ -160,7 +160,7 @@ pub fn demo_provider_config(handle: &DemoHandle) -> ProviderConfig {
 
 /// `keyaudit` with no provider configured: the embedded demo with default options.
 pub async fn demo_fallback(ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    eprintln!("keyaudit: no provider configured; opening the embedded Talentgrid demo (see `keyaudit info`)");
+    crate::tell!("keyaudit: no provider configured; opening the embedded Talentgrid demo (see `keyaudit info`)");
     let handle = start(&DemoArgs::default()).await?;
     let result = match fresh_demo_cache(&ctx.paths.demo_db) {
         Ok(db) => open_tui_on_demo(ctx, &handle, db).await,

@@ -106,14 +106,14 @@ pub fn detect(ctx: &Ctx, a: &DetectArgs) -> anyhow::Result<ExitCode> {
     };
     match a.format {
         Format::Json | Format::Jsonl => {
-            println!("{}", serde_json::to_string(&r)?);
+            println!("{}", crate::output::json_string(&r));
         }
         _ => {
             let open = store.findings(&FindingQuery {
                 status: Some(FindingStatus::Open),
                 ..Default::default()
             })?;
-            println!(
+            crate::say!(
                 "{} detection: {} events of {} keys in {:.0} ms; {} new, {} updated, {} resolved; {} open findings",
                 if r.full { "full" } else { "incremental" },
                 r.events,
@@ -255,7 +255,7 @@ pub fn findings(ctx: &Ctx, a: &FindingsArgs) -> anyhow::Result<ExitCode> {
                 )?;
             }
             out.flush()?;
-            eprintln!(
+            crate::tell!(
                 "{} findings (keyaudit findings show ID for the evidence)",
                 shown.len()
             );
@@ -283,7 +283,7 @@ pub fn findings(ctx: &Ctx, a: &FindingsArgs) -> anyhow::Result<ExitCode> {
             .filter(|f| f.severity >= level)
             .count();
         if over > 0 {
-            eprintln!("{over} open findings at or above {level}");
+            crate::tell!("{over} open findings at or above {level}");
             return Ok(ExitCode::from(EXIT_FINDINGS));
         }
     }
@@ -308,7 +308,7 @@ fn show(ctx: &Ctx, id: &str, format: Format) -> anyhow::Result<ExitCode> {
             "baseline": baseline,
             "evidence_events": events,
         });
-        println!("{v}");
+        println!("{}", crate::output::json_string(&v));
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = std::io::stdout().lock();
@@ -430,7 +430,7 @@ fn set_status(
         }),
         result: "ok",
     })?;
-    println!(
+    crate::say!(
         "{} {}{}",
         if status == FindingStatus::Suppressed {
             "suppressed"

@@ -127,10 +127,10 @@ fn print_summary(s: &FileSummary, tty: bool) {
     }
     let name = name_of(&s.path);
     if let Some(f) = &s.failed {
-        eprintln!("{name}: FAILED: {f}");
+        crate::tell!("{name}: FAILED: {f}");
     }
     if let Some(n) = &s.note {
-        eprintln!("{name}: {n}");
+        crate::tell!("{name}: {n}");
     }
     if let Some(format) = s.format {
         if s.records > 0 || (s.failed.is_none() && s.note.is_none()) {
@@ -142,7 +142,7 @@ fn print_summary(s: &FileSummary, tty: bool) {
             } else {
                 String::new()
             };
-            eprintln!(
+            crate::tell!(
                 "{name}: {format} ({}) -> source `{}`: {} records, {} imported, {} duplicates, {} skipped, {} new keys, {} values redacted in {:.1}s{resumed}",
                 s.chosen,
                 crate::output::sanitize(&s.source),
@@ -157,10 +157,10 @@ fn print_summary(s: &FileSummary, tty: bool) {
         }
     }
     for e in &s.errors {
-        eprintln!("  {e}");
+        crate::tell!("  {e}");
     }
     if s.skipped as usize > s.errors.len() {
-        eprintln!(
+        crate::tell!(
             "  ... and {} more bad records",
             s.skipped as usize - s.errors.len()
         );
@@ -185,7 +185,7 @@ fn run_import(ctx: &Ctx, a: &ImportArgs) -> anyhow::Result<Vec<FileSummary>> {
     )?;
     if summaries.len() > 1 {
         let sum = |f: fn(&FileSummary) -> u64| summaries.iter().map(f).sum::<u64>();
-        eprintln!(
+        crate::tell!(
             "total: {} files ({} failed), {} records, {} imported, {} duplicates, {} skipped",
             summaries.len(),
             summaries.iter().filter(|s| s.failed.is_some()).count(),
@@ -283,7 +283,7 @@ pub fn open(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let db = case_db_path(&a.import.paths[0], &fallback);
-    eprintln!("case database: {}", name_of(&db));
+    crate::tell!("case database: {}", name_of(&db));
     let case = Ctx {
         paths: crate::config::Paths {
             db: db.clone(),
@@ -294,7 +294,7 @@ pub fn open(
         write: ctx.write,
     };
     let summaries = run_import(&case, &a.import)?;
-    println!("{}", db.display());
+    crate::say!("{}", db.display());
     if summaries.iter().all(|s| s.failed.is_some()) {
         return Err(anyhow::anyhow!(
             "nothing could be imported; the case database {} was left for inspection",
@@ -314,16 +314,16 @@ fn export_anchors(ctx: &Ctx, exported: &std::path::Path) -> anyhow::Result<()> {
         Ok(bytes) => {
             crate::fsutil::write_atomic(&to, &bytes)?;
             let n = bytes.iter().filter(|b| **b == b'\n').count();
-            eprintln!("wrote {} ({n} signed checkpoints)", name_of(&to));
+            crate::tell!("wrote {} ({n} signed checkpoints)", name_of(&to));
             if let Some(key) = anchor::install_public_key(&ctx.paths.journal_key())? {
-                eprintln!(
+                crate::tell!(
                     "verify it elsewhere with: keyaudit journal verify --export {} --public-key {key}",
                     name_of(exported)
                 );
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!(
+            crate::tell!(
                 "no signed checkpoints at {}: the export can be checked for edits and gaps, \
                  not for a cut-off end or a rewrite",
                 name_of(&from)
@@ -353,7 +353,7 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> anyhow::Result<ExitCode> {
             let n = crate::export::write_private_atomic(path, |w| {
                 crate::export::export(&store, a.subject, a.format, w, &path.display().to_string())
             })?;
-            eprintln!(
+            crate::tell!(
                 "wrote {} ({n} {})",
                 name_of(path),
                 match a.subject {

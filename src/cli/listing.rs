@@ -116,7 +116,7 @@ pub fn keys(ctx: &Ctx, a: &KeysArgs) -> anyhow::Result<ExitCode> {
     }
     let n = out.finish()?;
     if a.format == Format::Table {
-        eprintln!("{n} keys");
+        crate::tell!("{n} keys");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -204,7 +204,7 @@ pub fn events(ctx: &Ctx, a: &EventsArgs) -> anyhow::Result<ExitCode> {
     }
     let n = out.finish()?;
     if a.format == Format::Table {
-        eprintln!("{n} events");
+        crate::tell!("{n} events");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -319,7 +319,7 @@ fn verify_journal(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<ExitCode> {
                     ))
                 })?;
                 if let Err(b) = chain.push(&e) {
-                    println!("journal BROKEN at entry {}: {}", b.seq, b.reason);
+                    crate::say!("journal BROKEN at entry {}: {}", b.seq, b.reason);
                     return Ok(ExitCode::from(1));
                 }
             }
@@ -334,7 +334,7 @@ fn verify_journal(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 broken.is_none()
             })?;
             if let Some(b) = broken {
-                println!("journal BROKEN at entry {}: {}", b.seq, b.reason);
+                crate::say!("journal BROKEN at entry {}: {}", b.seq, b.reason);
                 return Ok(ExitCode::from(1));
             }
             (chain, anchor::anchors_path(&ctx.paths.db))
@@ -342,7 +342,7 @@ fn verify_journal(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let checkpoints = anchor::read_checkpoints(&anchor_file)?;
     if trusted.is_empty() && !chain.is_empty() {
-        println!(
+        crate::say!(
             "journal BROKEN: no signing key to trust: {} does not exist; pass the key that \
              signed this journal with --public-key",
             ctx.paths.journal_key().display()
@@ -356,11 +356,11 @@ fn verify_journal(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<ExitCode> {
         &trusted,
     ) {
         AnchorVerdict::Empty => {
-            println!("journal ok: 0 entries");
+            crate::say!("journal ok: 0 entries");
             Ok(ExitCode::SUCCESS)
         }
         AnchorVerdict::Anchored { seq, time } => {
-            println!(
+            crate::say!(
                 "journal ok: {} entries, hash chain intact, signed checkpoint of entry {seq} \
                  at {time} (key {}…)",
                 chain.len(),
@@ -369,7 +369,7 @@ fn verify_journal(ctx: &Ctx, a: &VerifyArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AnchorVerdict::Broken { seq, reason } => {
-            println!("journal BROKEN at entry {seq}: {reason}");
+            crate::say!("journal BROKEN at entry {seq}: {reason}");
             Ok(ExitCode::from(1))
         }
     }

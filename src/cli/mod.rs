@@ -178,7 +178,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let code = exit_code_of(&e);
-            eprintln!("keyaudit: error: {e:#}");
+            crate::tell!("keyaudit: error: {e:#}");
             tracing::error!("{e:#}");
             ExitCode::from(code)
         }
@@ -350,7 +350,7 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                 if tty {
                     eprint!("\r\x1b[2K");
                 }
-                eprintln!(
+                crate::tell!(
                     "{}: {} keys ({} no longer listed), {} new events ({} already cached) in {:.1}s{}",
                     r.provider,
                     r.keys,
@@ -368,7 +368,7 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                 if tty {
                     eprint!("\r\x1b[2K");
                 }
-                eprintln!("{name}: sync failed: {e}; what was fetched is kept and the next sync resumes from there");
+                crate::tell!("{name}: sync failed: {e}; what was fetched is kept and the next sync resumes from there");
                 failed.push(name);
             }
         }
@@ -400,17 +400,17 @@ fn info(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             " (not created yet)"
         }
     };
-    println!("keyaudit {}", env!("CARGO_PKG_VERSION"));
-    println!("config:    {}{}", p.config.display(), exists(&p.config));
-    println!("cache:     {}{}", p.db.display(), exists(&p.db));
-    println!("demo cache: {}{}", p.demo_db.display(), exists(&p.demo_db));
-    println!("log:       {}", p.log_file().display());
-    println!(
+    crate::say!("keyaudit {}", env!("CARGO_PKG_VERSION"));
+    crate::say!("config:    {}{}", p.config.display(), exists(&p.config));
+    crate::say!("cache:     {}{}", p.db.display(), exists(&p.db));
+    crate::say!("demo cache: {}{}", p.demo_db.display(), exists(&p.demo_db));
+    crate::say!("log:       {}", p.log_file().display());
+    crate::say!(
         "journal signing key: {}{}",
         p.journal_key().display(),
         exists(&p.journal_key())
     );
-    println!(
+    crate::say!(
         "mode:      {}{}",
         ctx.config.mode,
         if ctx.read_only {
@@ -421,11 +421,11 @@ fn info(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     );
     let providers: Vec<_> = ctx.config.providers().collect();
     if providers.is_empty() {
-        println!("providers: none configured (keyaudit opens the embedded demo)");
+        crate::say!("providers: none configured (keyaudit opens the embedded demo)");
     } else {
-        println!("providers:");
+        crate::say!("providers:");
         for pr in providers {
-            println!(
+            crate::say!(
                 "  {:<20} kind={:<6} {}",
                 pr.name,
                 pr.kind,

@@ -47,7 +47,7 @@ pub fn scan(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<ExitCode> {
     }
     let (hits, errors) = scan_paths(&a.paths);
     for (p, e) in &errors {
-        eprintln!("keyaudit: scan: {}: {e}; skipped", p.display());
+        crate::tell!("keyaudit: scan: {}: {e}; skipped", p.display());
     }
     let headers = [
         "file", "line", "kind", "material", "provider", "key", "owner", "status",
@@ -81,7 +81,7 @@ pub fn scan(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<ExitCode> {
         })?;
     }
     out.finish()?;
-    eprintln!(
+    crate::tell!(
         "{} pieces of key material found, {} of them keys in the cache{}",
         hits.len(),
         matched,
