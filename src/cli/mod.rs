@@ -9,6 +9,7 @@ mod import;
 mod listing;
 mod scan;
 
+use crate::app::{Ctx, UsageError};
 use crate::config::{Config, ConfigError, Mode, Paths};
 use crate::output::Format;
 use anyhow::Context as _;
@@ -16,16 +17,6 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// A usage error found after parsing (bad value, conflicting options): exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// A refusal because the cache or the session is read-only: exit code 1.
-#[derive(Debug, thiserror::Error)]
-#[error("refused: keyaudit is in read-only mode ({0}); nothing was changed. Run without --read-only or set mode = \"write\" in the config")]
-pub struct ReadOnlyRefusal(pub String);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -119,40 +110,6 @@ pub enum Command {
 pub enum JournalCommand {
     /// Recompute the hash chain; exit 1 naming the first entry altered, removed or reordered.
     Verify,
-}
-
-/// Everything a command needs: resolved paths, the configuration, the session mode.
-pub struct Ctx {
-    pub paths: Paths,
-    pub config: Config,
-    /// Mutating commands refuse.
-    pub read_only: bool,
-    /// The TUI starts able to act.
-    pub write: bool,
-}
-
-impl Ctx {
-    /// Refuses a mutating command in read-only mode, before any network call.
-    pub fn check_writable(&self, what: &str) -> Result<(), ReadOnlyRefusal> {
-        if self.read_only {
-            let why = if self.config.mode == Mode::ReadOnly {
-                format!(
-                    "config {} sets mode = \"read-only\"",
-                    self.paths.config.display()
-                )
-            } else {
-                "--read-only".to_string()
-            };
-            tracing::warn!(command = what, "refused in read-only mode");
-            return Err(ReadOnlyRefusal(why));
-        }
-        Ok(())
-    }
-
-    /// Opens the cache for reading and writing.
-    pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
-        Ok(crate::store::Store::open(&self.paths.db)?)
-    }
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.
