@@ -2,7 +2,7 @@
 
 use keyaudit::tui::action::ExportFormat;
 use keyaudit::tui::fixture::{keys, now};
-use keyaudit::tui::runner::export;
+use keyaudit::tui::view::keys::export;
 
 #[test]
 fn export_writes_private_csv_and_json_without_overwriting() {

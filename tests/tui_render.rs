@@ -312,5 +312,5 @@ fn the_first_keys_show_while_the_whole_list_loads() {
         &mut s,
         Action::KeysPreviewed(Arc::new(all[..2].to_vec()), 99),
     );
-    assert_eq!(s.keys.len(), all.len());
+    assert_eq!(s.keys.rows.len(), all.len());
 }

@@ -3,8 +3,9 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use keyaudit::action::KeyOp;
 use keyaudit::tui::action::{Action, Effect, View};
+use keyaudit::tui::dialog::confirm::ConfirmKind;
 use keyaudit::tui::fixture::{apply, state};
-use keyaudit::tui::state::{ConfirmKind, State};
+use keyaudit::tui::state::State;
 
 fn key(s: &State, c: char) -> Option<Action> {
     let m = if c.is_ascii_uppercase() {
@@ -148,7 +149,7 @@ fn several_marked_keys_need_the_count_typed() {
     press(&mut s, ' ');
     select(&mut s, "greenhouse-webhooks");
     press(&mut s, ' ');
-    assert_eq!(s.marked.len(), 2);
+    assert_eq!(s.keys.marked.len(), 2);
     press(&mut s, 'D');
     let c = s.confirm.clone().unwrap();
     assert_eq!(c.keys.len(), 2);
@@ -160,7 +161,7 @@ fn several_marked_keys_need_the_count_typed() {
     typed(&mut s, "2");
     let fx = code(&mut s, KeyCode::Enter);
     assert!(matches!(fx.as_slice(), [Effect::ApplyKeyOp(KeyOp::Revoke, k)] if k.len() == 2));
-    assert!(s.marked.is_empty());
+    assert!(s.keys.marked.is_empty());
 }
 
 #[test]
@@ -184,28 +185,31 @@ fn typing_a_filter_makes_filter_effects_and_hides_rows() {
     assert!(fx.iter().all(|e| matches!(e, Effect::Filter(_))) && fx.len() == 4);
     // The query only grew: later runs narrow the previous result.
     assert!(matches!(&fx[3], Effect::Filter(j) if j.base.is_some()));
-    assert!(s.visible.len() < s.keys.len());
+    assert!(s.keys.visible.len() < s.keys.rows.len());
     assert!(s
+        .keys
         .visible
         .iter()
-        .all(|i| s.keys[*i].key.owner.contains("Acme") || s.keys[*i].key.name.contains("acme")));
+        .all(|i| s.keys.rows[*i].key.owner.contains("Acme")
+            || s.keys.rows[*i].key.name.contains("acme")));
     typed(&mut s, " env:prod status:active");
     let names: Vec<_> = s
+        .keys
         .visible
         .iter()
-        .map(|i| s.keys[*i].key.name.as_str())
+        .map(|i| s.keys.rows[*i].key.name.as_str())
         .collect();
     assert!(names.contains(&"acme-payroll-sync"));
     assert!(!names.contains(&"acme-payroll-sandbox") && !names.contains(&"acme-old-export"));
-    assert_eq!(s.hidden(), s.keys.len() - names.len());
+    assert_eq!(s.hidden(), s.keys.rows.len() - names.len());
     // A half-typed term shows an error and keeps the result.
     typed(&mut s, " age");
-    let before = s.visible.clone();
+    let before = s.keys.visible.clone();
     typed(&mut s, ">");
-    assert!(s.filter_error.is_some());
-    assert_eq!(s.visible, before);
+    assert!(s.keys.filter_error.is_some());
+    assert_eq!(s.keys.visible, before);
     code(&mut s, KeyCode::Esc);
-    assert!(s.filter.is_empty() && s.hidden() == 0);
+    assert!(s.keys.filter.is_empty() && s.hidden() == 0);
 }
 
 #[test]
@@ -265,11 +269,11 @@ fn marking_toggles_and_moves_down() {
     press(&mut s, 'g');
     let first = s.selected_key().unwrap().key_ref;
     press(&mut s, ' ');
-    assert!(s.marked.contains(&first));
+    assert!(s.keys.marked.contains(&first));
     assert_ne!(s.selected_key().unwrap().key_ref, first);
     press(&mut s, 'k');
     press(&mut s, ' ');
-    assert!(!s.marked.contains(&first));
+    assert!(!s.keys.marked.contains(&first));
 }
 
 #[test]
@@ -295,9 +299,9 @@ fn freezing_holds_new_keys_until_resumed() {
     press(&mut s, 'f');
     let fx = apply(&mut s, Action::KeysLoaded(std::sync::Arc::new(Vec::new())));
     assert!(fx.is_empty());
-    assert_eq!(s.keys.len(), 12);
+    assert_eq!(s.keys.rows.len(), 12);
     press(&mut s, 'f');
-    assert_eq!(s.keys.len(), 0);
+    assert_eq!(s.keys.rows.len(), 0);
 }
 
 #[test]
@@ -306,18 +310,20 @@ fn sort_cycles_columns_and_reverses() {
     press(&mut s, 's');
     press(&mut s, 's');
     let names: Vec<_> = s
+        .keys
         .visible
         .iter()
-        .map(|i| s.keys[*i].key.name.clone())
+        .map(|i| s.keys.rows[*i].key.name.clone())
         .collect();
     let mut sorted = names.clone();
     sorted.sort_by_key(|n| n.to_lowercase());
     assert_eq!(names, sorted);
     press(&mut s, 'S');
     let rev: Vec<_> = s
+        .keys
         .visible
         .iter()
-        .map(|i| s.keys[*i].key.name.clone())
+        .map(|i| s.keys.rows[*i].key.name.clone())
         .collect();
     sorted.reverse();
     assert_eq!(rev, sorted);
@@ -510,7 +516,7 @@ use keyaudit::filter::Network;
 use keyaudit::model::{to_millis, Outcome};
 use keyaudit::store::{EventPage, EventRow};
 use keyaudit::tui::action::{EventsPage, EventsRequest, Walk};
-use keyaudit::tui::state::{EVENTS_KEPT, EVENTS_PAGE};
+use keyaudit::tui::view::events::{EVENTS_KEPT, EVENTS_PAGE};
 
 /// Presses a key without serving the reads it asks for (the test plays the runner).
 fn hit(s: &mut State, c: char) -> Vec<Effect> {

@@ -463,7 +463,7 @@ pub fn settle(state: &mut State, effects: Vec<Effect>) {
             }
             Effect::LoadEvents(req) => {
                 let page = EVENTS_CACHE.with(|store| {
-                    super::runner::load_events_page(store, &req, &|| true)
+                    super::view::events::load_events_page(store, &req, &|| true)
                         .expect("fixture events read")
                         .expect("not superseded")
                 });

@@ -8,6 +8,7 @@
 //! with more actions; [`view::render`] draws `&State` once per batch of actions.
 
 pub mod action;
+pub mod dialog;
 #[doc(hidden)]
 pub mod fixture;
 pub mod keymap;
