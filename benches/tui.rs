@@ -5,6 +5,9 @@
 //! KEYAUDIT_BENCH_EVENTS, default 10000000). The cache is built on first use and kept in
 //! `target/bench-cache/` for later runs; KEYAUDIT_BENCH_REBUILD=1 builds it again.
 
+#[path = "../tests/support/tui_fixture.rs"]
+mod fixture;
+
 use chrono::{Duration, TimeZone, Utc};
 use keyaudit::model::{Event, Key, KeySource, KeyStatus, Outcome};
 use keyaudit::store::Store;
@@ -275,10 +278,7 @@ fn main() {
     let (t, cpu0) = (Instant::now(), cpu_ms());
     let store = Store::open_read_only(&db).unwrap();
     let mut caps = std::collections::HashMap::new();
-    caps.insert(
-        "talentgrid".to_string(),
-        keyaudit::tui::fixture::full_caps(),
-    );
+    caps.insert("talentgrid".to_string(), fixture::full_caps());
     let mut state = State::new(Setup {
         now,
         demo: false,

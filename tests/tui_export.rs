@@ -1,7 +1,10 @@
 //! `:export` writes the keys view to a private file.
 
+#[path = "support/tui_fixture.rs"]
+mod fixture;
+
+use fixture::{keys, now};
 use keyaudit::tui::action::ExportFormat;
-use keyaudit::tui::fixture::{keys, now};
 use keyaudit::tui::view::keys::export;
 
 #[test]

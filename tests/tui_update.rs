@@ -1,10 +1,13 @@
 //! `update` behaviour a user notices: refusals, confirm gating, filter, views, marks.
 
+#[path = "support/tui_fixture.rs"]
+mod fixture;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use fixture::{apply, state};
 use keyaudit::action::KeyOp;
 use keyaudit::tui::action::{Action, Effect, View};
 use keyaudit::tui::dialog::confirm::ConfirmKind;
-use keyaudit::tui::fixture::{apply, state};
 use keyaudit::tui::state::State;
 
 fn key(s: &State, c: char) -> Option<Action> {
@@ -216,7 +219,7 @@ fn typing_a_filter_makes_filter_effects_and_hides_rows() {
 fn selection_follows_the_key_across_reloads() {
     let mut s = state(120, 40);
     select(&mut s, "greenhouse-legacy");
-    let mut keys = keyaudit::tui::fixture::keys();
+    let mut keys = fixture::keys();
     keys.reverse();
     apply(&mut s, Action::KeysLoaded(std::sync::Arc::new(keys)));
     assert_eq!(s.selected_key().unwrap().key.name, "greenhouse-legacy");
@@ -334,7 +337,7 @@ fn fake_rotated(s: &State) -> Action {
     Action::RotateFinished(Box::new(keyaudit::tui::action::Rotated {
         key,
         new_key_id: "key_new_0001".into(),
-        grace_until: Some(keyaudit::tui::fixture::now() + chrono::Duration::hours(24)),
+        grace_until: Some(fixture::now() + chrono::Duration::hours(24)),
         workflow: 7,
         note: None,
         secret: keyaudit::secret::Secret::new("tg_live_FAKEfakeFAKEfakeFAKEfa000000".into()),
@@ -446,7 +449,7 @@ fn the_new_secret_is_masked_until_revealed_and_dropped_on_close() {
         other => panic!("unexpected effects {other:?}"),
     }
     // Background results still land while the dialog is open.
-    apply(&mut s, Action::Clock(keyaudit::tui::fixture::now()));
+    apply(&mut s, Action::Clock(fixture::now()));
     assert!(s.secret.is_some());
     assert!(code(&mut s, KeyCode::Esc).is_empty());
     assert!(s.secret.is_none(), "closing forgets the secret");
@@ -536,12 +539,12 @@ fn reads(fx: &[Effect]) -> Vec<&EventsRequest> {
 
 /// `n` events, one a minute, the first `from` minutes old; row ids fall with age.
 fn rows(from: i64, n: i64) -> Vec<EventRow> {
-    let base = keyaudit::tui::fixture::events().remove(0);
+    let base = fixture::events().remove(0);
     (from..from + n)
         .map(|m| {
             let mut r = base.clone();
             r.row_id = 1_000_000 - m;
-            r.event.time = keyaudit::tui::fixture::now() - chrono::Duration::minutes(m);
+            r.event.time = fixture::now() - chrono::Duration::minutes(m);
             r.event.id = format!("evt_{m}");
             r
         })
@@ -571,7 +574,7 @@ fn the_events_filter_is_a_store_query_of_every_event() {
     assert_eq!(r.query.limit, Some(EVENTS_PAGE));
     let g0 = r.generation;
     // Served by the in-memory cache of the fixture: every event of the fixture.
-    keyaudit::tui::fixture::settle(&mut s, fx);
+    fixture::settle(&mut s, fx);
     assert_eq!(s.events.rows.len(), 30);
     assert!(
         s.events.older.is_none(),
@@ -589,7 +592,7 @@ fn the_events_filter_is_a_store_query_of_every_event() {
         if let Some(r) = reads(&fx).first() {
             last = Some((*r).clone());
         }
-        keyaudit::tui::fixture::settle(&mut s, fx);
+        fixture::settle(&mut s, fx);
     }
     let last = last.expect("the filter was read");
     assert!(last.generation > g0);

@@ -9,8 +9,6 @@
 
 pub mod action;
 pub mod dialog;
-#[doc(hidden)]
-pub mod fixture;
 pub mod keymap;
 pub mod runner;
 pub mod search;
