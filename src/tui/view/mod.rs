@@ -140,7 +140,8 @@ impl State {
     }
 }
 
-/// Applies the actions every view shares: quitting, switching views, moving the selection, the terminal size, the clock.
+/// Applies the actions every view shares: quitting, switching views, moving the
+/// selection, the terminal size, the clock.
 pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
     match action {
         Action::Quit => {
