@@ -5,15 +5,18 @@
 //! KEYAUDIT_BENCH_EVENTS, default 10000000). The cache is built on first use and kept in
 //! `target/bench-cache/` for later runs; KEYAUDIT_BENCH_REBUILD=1 builds it again.
 
+#[path = "../tests/support/tui_fixture.rs"]
+mod fixture;
+
 use chrono::{Duration, TimeZone, Utc};
 use keyaudit::model::{Event, Key, KeySource, KeyStatus, Outcome};
 use keyaudit::store::Store;
 use keyaudit::tui::action::{Action, Effect};
 use keyaudit::tui::keymap::Keymap;
-use keyaudit::tui::runner::KEYS_HEAD;
 use keyaudit::tui::search::Searcher;
 use keyaudit::tui::state::{Setup, State};
 use keyaudit::tui::theme::Theme;
+use keyaudit::tui::view::keys::KEYS_HEAD;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use std::path::{Path, PathBuf};
@@ -275,10 +278,7 @@ fn main() {
     let (t, cpu0) = (Instant::now(), cpu_ms());
     let store = Store::open_read_only(&db).unwrap();
     let mut caps = std::collections::HashMap::new();
-    caps.insert(
-        "talentgrid".to_string(),
-        keyaudit::tui::fixture::full_caps(),
-    );
+    caps.insert("talentgrid".to_string(), fixture::full_caps());
     let mut state = State::new(Setup {
         now,
         demo: false,
@@ -296,7 +296,7 @@ fn main() {
     term.draw(|f| keyaudit::tui::view::render(&state, f))
         .unwrap();
     assert!(
-        state.visible.len() > h as usize / 2,
+        state.keys.visible.len() > h as usize / 2,
         "the first frame shows keys"
     );
     let first_frame = ms(t);
@@ -312,7 +312,7 @@ fn main() {
     let all_cpu = cpu_ms() - cpu0;
     // The runner prepares the fuzzy text after sending the keys (in the background).
     let t = Instant::now();
-    search.prepare(&state.keys);
+    search.prepare(&state.keys.rows);
     let prepare = ms(t);
 
     // Keystroke to filtered table (filter run + draw), typing QUERY, 20 times.
@@ -339,7 +339,7 @@ fn main() {
             parts[1].push(apply);
             parts[2].push(draw);
         }
-        let shown = state.visible.len();
+        let shown = state.keys.visible.len();
         // The first keystroke of a fresh query scans every key: measure it alone.
         let t = Instant::now();
         let fx = state.update(Action::ClearFilter);
@@ -355,7 +355,7 @@ fn main() {
             let fx = state.update(Action::Input(c));
             settle(&search, &mut state, fx);
         }
-        state.visible.len()
+        state.keys.visible.len()
     };
 
     // Frame draw time while scrolling.
@@ -380,7 +380,7 @@ fn main() {
     let mut detail_ms = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let d = keyaudit::tui::runner::load_detail(&store, busy.key_ref, now).unwrap();
+        let d = keyaudit::tui::view::detail::load_detail(&store, busy.key_ref, now).unwrap();
         detail_ms.push(ms(t));
         assert!(d.is_some());
     }
@@ -429,6 +429,7 @@ fn main() {
         let names = dir.path().join("names.txt");
         let text: String = state
             .keys
+            .rows
             .iter()
             .map(|r| {
                 format!(

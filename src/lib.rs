@@ -6,6 +6,7 @@
 //! the providers, journaling every action.
 
 pub mod action;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;

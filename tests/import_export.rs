@@ -126,7 +126,7 @@ fn the_three_keys_csv_paths_print_identical_headers() {
     assert_eq!(code, 0, "{err}");
     let rows = Store::open(&sb.db()).unwrap().keys().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let tui = keyaudit::tui::runner::export(
+    let tui = keyaudit::tui::view::keys::export(
         dir.path(),
         keyaudit::tui::action::ExportFormat::Csv,
         &rows,

@@ -1,8 +1,11 @@
 //! `:export` writes the keys view to a private file.
 
+#[path = "support/tui_fixture.rs"]
+mod fixture;
+
+use fixture::{keys, now};
 use keyaudit::tui::action::ExportFormat;
-use keyaudit::tui::fixture::{keys, now};
-use keyaudit::tui::runner::export;
+use keyaudit::tui::view::keys::export;
 
 #[test]
 fn export_writes_private_csv_and_json_without_overwriting() {

@@ -1,8 +1,11 @@
 //! Render snapshots at 80x24 and 120x40 (and 200x50 where width matters) with a fixed
 //! clock, and the escape-sequence test through the real render path.
 
+#[path = "support/tui_fixture.rs"]
+mod fixture;
+
+use fixture::{apply, detail, detail_learning, state};
 use keyaudit::tui::action::{Action, View};
-use keyaudit::tui::fixture::{apply, detail, detail_learning, state};
 use keyaudit::tui::state::State;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -241,7 +244,7 @@ fn rotated(s: &mut State) {
         Action::RotateFinished(Box::new(keyaudit::tui::action::Rotated {
             key,
             new_key_id: "key_new_0001".into(),
-            grace_until: Some(keyaudit::tui::fixture::now() + chrono::Duration::hours(24)),
+            grace_until: Some(fixture::now() + chrono::Duration::hours(24)),
             workflow: 7,
             note: None,
             secret: keyaudit::secret::Secret::new(FAKE_SECRET.into()),
@@ -286,7 +289,7 @@ fn secret_is_shown_only_after_v_and_gone_after_close() {
 
 #[test]
 fn the_first_keys_show_while_the_whole_list_loads() {
-    use keyaudit::tui::fixture::{keys, setup};
+    use fixture::{keys, setup};
     use keyaudit::tui::strings::{LOADING, LOADING_REST};
     use std::sync::Arc;
     let mut s = State::new(setup(120, 40));
@@ -312,5 +315,5 @@ fn the_first_keys_show_while_the_whole_list_loads() {
         &mut s,
         Action::KeysPreviewed(Arc::new(all[..2].to_vec()), 99),
     );
-    assert_eq!(s.keys.len(), all.len());
+    assert_eq!(s.keys.rows.len(), all.len());
 }

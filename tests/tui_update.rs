@@ -1,10 +1,14 @@
 //! `update` behaviour a user notices: refusals, confirm gating, filter, views, marks.
 
+#[path = "support/tui_fixture.rs"]
+mod fixture;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use fixture::{apply, state};
 use keyaudit::action::KeyOp;
 use keyaudit::tui::action::{Action, Effect, View};
-use keyaudit::tui::fixture::{apply, state};
-use keyaudit::tui::state::{ConfirmKind, State};
+use keyaudit::tui::dialog::confirm::ConfirmKind;
+use keyaudit::tui::state::State;
 
 fn key(s: &State, c: char) -> Option<Action> {
     let m = if c.is_ascii_uppercase() {
@@ -148,7 +152,7 @@ fn several_marked_keys_need_the_count_typed() {
     press(&mut s, ' ');
     select(&mut s, "greenhouse-webhooks");
     press(&mut s, ' ');
-    assert_eq!(s.marked.len(), 2);
+    assert_eq!(s.keys.marked.len(), 2);
     press(&mut s, 'D');
     let c = s.confirm.clone().unwrap();
     assert_eq!(c.keys.len(), 2);
@@ -160,7 +164,7 @@ fn several_marked_keys_need_the_count_typed() {
     typed(&mut s, "2");
     let fx = code(&mut s, KeyCode::Enter);
     assert!(matches!(fx.as_slice(), [Effect::ApplyKeyOp(KeyOp::Revoke, k)] if k.len() == 2));
-    assert!(s.marked.is_empty());
+    assert!(s.keys.marked.is_empty());
 }
 
 #[test]
@@ -184,35 +188,38 @@ fn typing_a_filter_makes_filter_effects_and_hides_rows() {
     assert!(fx.iter().all(|e| matches!(e, Effect::Filter(_))) && fx.len() == 4);
     // The query only grew: later runs narrow the previous result.
     assert!(matches!(&fx[3], Effect::Filter(j) if j.base.is_some()));
-    assert!(s.visible.len() < s.keys.len());
+    assert!(s.keys.visible.len() < s.keys.rows.len());
     assert!(s
+        .keys
         .visible
         .iter()
-        .all(|i| s.keys[*i].key.owner.contains("Acme") || s.keys[*i].key.name.contains("acme")));
+        .all(|i| s.keys.rows[*i].key.owner.contains("Acme")
+            || s.keys.rows[*i].key.name.contains("acme")));
     typed(&mut s, " env:prod status:active");
     let names: Vec<_> = s
+        .keys
         .visible
         .iter()
-        .map(|i| s.keys[*i].key.name.as_str())
+        .map(|i| s.keys.rows[*i].key.name.as_str())
         .collect();
     assert!(names.contains(&"acme-payroll-sync"));
     assert!(!names.contains(&"acme-payroll-sandbox") && !names.contains(&"acme-old-export"));
-    assert_eq!(s.hidden(), s.keys.len() - names.len());
+    assert_eq!(s.hidden(), s.keys.rows.len() - names.len());
     // A half-typed term shows an error and keeps the result.
     typed(&mut s, " age");
-    let before = s.visible.clone();
+    let before = s.keys.visible.clone();
     typed(&mut s, ">");
-    assert!(s.filter_error.is_some());
-    assert_eq!(s.visible, before);
+    assert!(s.keys.filter_error.is_some());
+    assert_eq!(s.keys.visible, before);
     code(&mut s, KeyCode::Esc);
-    assert!(s.filter.is_empty() && s.hidden() == 0);
+    assert!(s.keys.filter.is_empty() && s.hidden() == 0);
 }
 
 #[test]
 fn selection_follows_the_key_across_reloads() {
     let mut s = state(120, 40);
     select(&mut s, "greenhouse-legacy");
-    let mut keys = keyaudit::tui::fixture::keys();
+    let mut keys = fixture::keys();
     keys.reverse();
     apply(&mut s, Action::KeysLoaded(std::sync::Arc::new(keys)));
     assert_eq!(s.selected_key().unwrap().key.name, "greenhouse-legacy");
@@ -265,11 +272,11 @@ fn marking_toggles_and_moves_down() {
     press(&mut s, 'g');
     let first = s.selected_key().unwrap().key_ref;
     press(&mut s, ' ');
-    assert!(s.marked.contains(&first));
+    assert!(s.keys.marked.contains(&first));
     assert_ne!(s.selected_key().unwrap().key_ref, first);
     press(&mut s, 'k');
     press(&mut s, ' ');
-    assert!(!s.marked.contains(&first));
+    assert!(!s.keys.marked.contains(&first));
 }
 
 #[test]
@@ -295,9 +302,9 @@ fn freezing_holds_new_keys_until_resumed() {
     press(&mut s, 'f');
     let fx = apply(&mut s, Action::KeysLoaded(std::sync::Arc::new(Vec::new())));
     assert!(fx.is_empty());
-    assert_eq!(s.keys.len(), 12);
+    assert_eq!(s.keys.rows.len(), 12);
     press(&mut s, 'f');
-    assert_eq!(s.keys.len(), 0);
+    assert_eq!(s.keys.rows.len(), 0);
 }
 
 #[test]
@@ -306,18 +313,20 @@ fn sort_cycles_columns_and_reverses() {
     press(&mut s, 's');
     press(&mut s, 's');
     let names: Vec<_> = s
+        .keys
         .visible
         .iter()
-        .map(|i| s.keys[*i].key.name.clone())
+        .map(|i| s.keys.rows[*i].key.name.clone())
         .collect();
     let mut sorted = names.clone();
     sorted.sort_by_key(|n| n.to_lowercase());
     assert_eq!(names, sorted);
     press(&mut s, 'S');
     let rev: Vec<_> = s
+        .keys
         .visible
         .iter()
-        .map(|i| s.keys[*i].key.name.clone())
+        .map(|i| s.keys.rows[*i].key.name.clone())
         .collect();
     sorted.reverse();
     assert_eq!(rev, sorted);
@@ -328,7 +337,7 @@ fn fake_rotated(s: &State) -> Action {
     Action::RotateFinished(Box::new(keyaudit::tui::action::Rotated {
         key,
         new_key_id: "key_new_0001".into(),
-        grace_until: Some(keyaudit::tui::fixture::now() + chrono::Duration::hours(24)),
+        grace_until: Some(fixture::now() + chrono::Duration::hours(24)),
         workflow: 7,
         note: None,
         secret: keyaudit::secret::Secret::new("tg_live_FAKEfakeFAKEfakeFAKEfa000000".into()),
@@ -440,7 +449,7 @@ fn the_new_secret_is_masked_until_revealed_and_dropped_on_close() {
         other => panic!("unexpected effects {other:?}"),
     }
     // Background results still land while the dialog is open.
-    apply(&mut s, Action::Clock(keyaudit::tui::fixture::now()));
+    apply(&mut s, Action::Clock(fixture::now()));
     assert!(s.secret.is_some());
     assert!(code(&mut s, KeyCode::Esc).is_empty());
     assert!(s.secret.is_none(), "closing forgets the secret");
@@ -510,7 +519,7 @@ use keyaudit::filter::Network;
 use keyaudit::model::{to_millis, Outcome};
 use keyaudit::store::{EventPage, EventRow};
 use keyaudit::tui::action::{EventsPage, EventsRequest, Walk};
-use keyaudit::tui::state::{EVENTS_KEPT, EVENTS_PAGE};
+use keyaudit::tui::view::events::{EVENTS_KEPT, EVENTS_PAGE};
 
 /// Presses a key without serving the reads it asks for (the test plays the runner).
 fn hit(s: &mut State, c: char) -> Vec<Effect> {
@@ -530,12 +539,12 @@ fn reads(fx: &[Effect]) -> Vec<&EventsRequest> {
 
 /// `n` events, one a minute, the first `from` minutes old; row ids fall with age.
 fn rows(from: i64, n: i64) -> Vec<EventRow> {
-    let base = keyaudit::tui::fixture::events().remove(0);
+    let base = fixture::events().remove(0);
     (from..from + n)
         .map(|m| {
             let mut r = base.clone();
             r.row_id = 1_000_000 - m;
-            r.event.time = keyaudit::tui::fixture::now() - chrono::Duration::minutes(m);
+            r.event.time = fixture::now() - chrono::Duration::minutes(m);
             r.event.id = format!("evt_{m}");
             r
         })
@@ -565,7 +574,7 @@ fn the_events_filter_is_a_store_query_of_every_event() {
     assert_eq!(r.query.limit, Some(EVENTS_PAGE));
     let g0 = r.generation;
     // Served by the in-memory cache of the fixture: every event of the fixture.
-    keyaudit::tui::fixture::settle(&mut s, fx);
+    fixture::settle(&mut s, fx);
     assert_eq!(s.events.rows.len(), 30);
     assert!(
         s.events.older.is_none(),
@@ -583,7 +592,7 @@ fn the_events_filter_is_a_store_query_of_every_event() {
         if let Some(r) = reads(&fx).first() {
             last = Some((*r).clone());
         }
-        keyaudit::tui::fixture::settle(&mut s, fx);
+        fixture::settle(&mut s, fx);
     }
     let last = last.expect("the filter was read");
     assert!(last.generation > g0);

@@ -2,12 +2,12 @@
 //! `workflows` and `resume`. Every mutating path checks read-only mode before any
 //! network call, and goes through `crate::action`, which journals each step.
 
-use super::{Ctx, UsageError};
 use crate::action::bulk::{run_bulk, target_status, BulkOptions, BulkProgress};
 use crate::action::rotate::{self, RotateRequest};
 use crate::action::sink::Sink;
 use crate::action::workflow::{self, State, Workflow};
 use crate::action::{target, with_db, KeyOp};
+use crate::app::{Ctx, UsageError};
 use crate::config::ProviderConfig;
 use crate::filter::Filter;
 use crate::model::{rfc3339, Key, KeyStatus};

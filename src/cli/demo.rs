@@ -1,7 +1,7 @@
 //! `keyaudit demo`: the embedded Talentgrid provider, alone (`--serve-only`) or with the
 //! TUI on a separate demo cache.
 
-use super::{Ctx, UsageError};
+use crate::app::{Ctx, UsageError};
 use crate::config::ProviderConfig;
 use crate::demo::{DemoError, DemoHandle, DemoOptions};
 use clap::Args;

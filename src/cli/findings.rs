@@ -1,6 +1,6 @@
 //! `detect` and `findings` (list, show, ack, suppress).
 
-use super::{Ctx, UsageError};
+use crate::app::{Ctx, UsageError};
 use crate::detect::{self, DetectConfig};
 use crate::model::{rfc3339, Category, Finding, FindingStatus, Severity};
 use crate::output::{sanitize, Format, Listing};

@@ -1,6 +1,6 @@
 //! `import`, `export` and `open`: the offline reviewer's commands.
 
-use super::{Ctx, UsageError};
+use crate::app::{Ctx, UsageError};
 use crate::export::{ExportFormat, Subject};
 use crate::import::{FileSummary, FormatChoice, ImportOptions, Progress};
 use crate::store::Store;

@@ -1,6 +1,6 @@
 //! Read-only listings: `keys`, `events`, `journal`.
 
-use super::{Ctx, UsageError};
+use crate::app::{Ctx, UsageError};
 use crate::model::{rfc3339, KeyStatus, Outcome};
 use crate::output::{Format, Listing};
 use crate::store::{EventQuery, Store};

@@ -9,6 +9,7 @@ mod import;
 mod listing;
 mod scan;
 
+use crate::app::{Ctx, UsageError};
 use crate::config::{Config, ConfigError, Mode, Paths};
 use crate::output::Format;
 use anyhow::Context as _;
@@ -16,16 +17,6 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// A usage error found after parsing (bad value, conflicting options): exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// A refusal because the cache or the session is read-only: exit code 1.
-#[derive(Debug, thiserror::Error)]
-#[error("refused: keyaudit is in read-only mode ({0}); nothing was changed. Run without --read-only or set mode = \"write\" in the config")]
-pub struct ReadOnlyRefusal(pub String);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -121,48 +112,6 @@ pub enum JournalCommand {
     /// naming what is wrong (an entry altered, removed or reordered, the end cut off, the
     /// chain rewritten).
     Verify(listing::VerifyArgs),
-}
-
-/// Everything a command needs: resolved paths, the configuration, the session mode.
-pub struct Ctx {
-    pub paths: Paths,
-    pub config: Config,
-    /// Mutating commands refuse.
-    pub read_only: bool,
-    /// The TUI starts able to act.
-    pub write: bool,
-}
-
-impl Ctx {
-    /// Refuses a mutating command in read-only mode, before any network call.
-    pub fn check_writable(&self, what: &str) -> Result<(), ReadOnlyRefusal> {
-        if self.read_only {
-            let why = if self.config.mode == Mode::ReadOnly {
-                format!(
-                    "config {} sets mode = \"read-only\"",
-                    self.paths.config.display()
-                )
-            } else {
-                "--read-only".to_string()
-            };
-            tracing::warn!(command = what, "refused in read-only mode");
-            return Err(ReadOnlyRefusal(why));
-        }
-        Ok(())
-    }
-
-    /// The cache as actions open it: its journal signed with this install's key.
-    pub fn cache(&self) -> anyhow::Result<crate::store::Cache> {
-        Ok(crate::store::Cache::anchored(
-            self.paths.db.clone(),
-            &self.paths.journal_key(),
-        )?)
-    }
-
-    /// Opens the cache for reading and writing (journal entries anchored).
-    pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
-        Ok(self.cache()?.open()?)
-    }
 }
 
 /// Parses the command line, runs the command and maps the outcome to an exit code.

@@ -1,6 +1,6 @@
 //! `keyaudit scan PATH...`: find leaked key material and match it to cached keys.
 
-use super::{Ctx, UsageError};
+use crate::app::{Ctx, UsageError};
 use crate::output::{Format, Listing};
 use crate::scan::{scan_paths, Hit};
 use crate::store::{KeyRow, Store};

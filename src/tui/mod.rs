@@ -8,8 +8,7 @@
 //! with more actions; [`view::render`] draws `&State` once per batch of actions.
 
 pub mod action;
-#[doc(hidden)]
-pub mod fixture;
+pub mod dialog;
 pub mod keymap;
 pub mod runner;
 pub mod search;
@@ -18,7 +17,7 @@ pub mod strings;
 pub mod theme;
 pub mod view;
 
-use crate::cli::Ctx;
+use crate::app::Ctx;
 use crate::config::TuiConfig;
 use crate::provider::Provider;
 use action::Action;
@@ -58,7 +57,7 @@ pub async fn launch(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let mut providers = Vec::new();
     for c in configs {
         providers.push(
-            crate::provider::from_config(c).map_err(|e| crate::cli::UsageError(e.to_string()))?,
+            crate::provider::from_config(c).map_err(|e| crate::app::UsageError(e.to_string()))?,
         );
     }
     run(LaunchOptions {
@@ -85,7 +84,7 @@ fn detect_config(ctx: &Ctx) -> anyhow::Result<crate::detect::DetectConfig> {
 /// Runs the workstation until the operator quits (or SIGTERM); restores the terminal.
 pub async fn run(opts: LaunchOptions) -> anyhow::Result<()> {
     let keymap = keymap::Keymap::with_overrides(&opts.tui.keys)
-        .map_err(|e| crate::cli::UsageError(e.to_string()))?;
+        .map_err(|e| crate::app::UsageError(e.to_string()))?;
     crate::detect::set_sync_config(opts.detect.clone());
     let capabilities = opts
         .providers

@@ -1,28 +1,24 @@
 //! The runner: performs the effects `update` asks for on tokio tasks and answers with
 //! actions. Cache reads run on blocking threads with the runner's own read-only
 //! connection; writes go through `crate::action` and the sync engine, which open theirs.
+//! The IO each effect needs lives next to the view or dialog it serves (the detail's
+//! read in `view::detail`, the export in `view::keys`, OSC 52 in `dialog::secret`, ...);
+//! only the runner calls it.
 
-use super::action::{Action, Detail, Effect, EventsPage, EventsRequest, ExportFormat, Rotated};
-use super::state::EVENTS_PAGE;
+use super::action::{Action, Effect};
+use super::dialog::secret::{osc52, rotate_to_screen};
+use super::view::detail::load_detail;
+use super::view::events::load_events_page;
+use super::view::findings::set_finding_status;
+use super::view::keys::{export, KEYS_HEAD};
 use crate::action::apply_key_op;
-use crate::action::rotate::{rotate, RotateRequest};
-use crate::action::sink::{ScreenSlot, Sink};
-use crate::model::{FindingStatus, Key, Outcome};
 use crate::provider::Provider;
-use crate::secret::Secret;
-use crate::store::{journal::NewEntry, Cache, EventQuery, FindingQuery, Store, StoreError};
-use chrono::{DateTime, Utc};
+use crate::store::{Cache, FindingQuery, Store, StoreError};
+use chrono::Utc;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
-
-/// Events one read of the events view may examine: a filter that matches rarely walks
-/// the cache in steps of this many events, each a separate, cancellable read.
-pub const EVENTS_SCAN: usize = 50_000;
-
-/// Keys read ahead of the whole list, to fill the first screen.
-pub const KEYS_HEAD: usize = 300;
 
 /// Executes effects; cheap to clone.
 #[derive(Clone)]
@@ -303,232 +299,5 @@ impl Runner {
             }
             me.send(Action::SyncAllFinished);
         });
-    }
-}
-
-/// Rotates `key` through the rotation workflow ([`crate::action::rotate::rotate`]) with
-/// its new secret delivered to a screen slot, and answers with the action that opens the
-/// secret dialog (or reports the failure). The secret never leaves memory.
-pub async fn rotate_to_screen(
-    db: &Cache,
-    provider: Arc<dyn Provider>,
-    key: Key,
-    grace: std::time::Duration,
-) -> Action {
-    use crate::action::workflow::State as Wf;
-    let target = crate::action::target(&key);
-    let slot = ScreenSlot::new();
-    let req = RotateRequest {
-        provider,
-        key: key.clone(),
-        sink: Sink::Screen(slot.clone()),
-        grace,
-        force: false,
-        reason: Some("keyaudit tui".into()),
-    };
-    let wf = match rotate(db, req).await {
-        Ok(wf) => wf,
-        Err(e) => return Action::RotateFailed(target, e.to_string()),
-    };
-    let secret = slot.take();
-    match (secret, wf.state, wf.new_key_id.clone()) {
-        (Some(secret), Wf::Grace | Wf::Done | Wf::Running, Some(new_key_id)) => {
-            Action::RotateFinished(Box::new(Rotated {
-                key,
-                new_key_id,
-                grace_until: wf.grace_until,
-                workflow: wf.id,
-                note: wf.error.clone(),
-                secret,
-            }))
-        }
-        // Rolled back or failed: a secret that reached the slot belongs to a revoked key
-        // and is dropped (zeroized) here.
-        _ => Action::RotateFailed(
-            target,
-            wf.error
-                .unwrap_or_else(|| format!("the rotation ended {}", wf.state)),
-        ),
-    }
-}
-
-/// The OSC 52 sequence that puts `secret` on the terminal's clipboard.
-pub fn osc52(secret: &Secret) -> zeroize::Zeroizing<String> {
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = secret.expose().as_bytes();
-    let mut out = zeroize::Zeroizing::new(String::with_capacity(bytes.len() * 4 / 3 + 12));
-    out.push_str("\x1b]52;c;");
-    for chunk in bytes.chunks(3) {
-        let n = (chunk[0] as u32) << 16
-            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
-            | *chunk.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out.push('\x07');
-    out
-}
-
-/// Reads everything the detail view shows about one key. The baseline status is judged
-/// with the detection settings of this process ([`crate::detect::sync_config`]).
-pub fn load_detail(
-    s: &Store,
-    key_ref: i64,
-    now: DateTime<Utc>,
-) -> Result<Option<Detail>, StoreError> {
-    let Some(key) = s.key_by_ref(key_ref)? else {
-        return Ok(None);
-    };
-    let activity = s.key_activity(key_ref, now, 30, 8)?;
-    let events = s.events(&EventQuery {
-        key_ref: Some(key_ref),
-        newest_first: true,
-        limit: Some(50),
-        ..Default::default()
-    })?;
-    let findings = s.findings(&FindingQuery {
-        key_ref: Some(key_ref),
-        ..Default::default()
-    })?;
-    let mut journal = s.journal(Some(&crate::action::target(&key.key)), Some(50))?;
-    journal.reverse();
-    let baseline = crate::detect::baseline_status(s, key_ref, &crate::detect::sync_config())
-        .map_err(|e| e.to_string());
-    Ok(Some(Detail {
-        key,
-        activity,
-        events,
-        findings,
-        journal,
-        baseline,
-    }))
-}
-
-/// Reads one page of the events view's walk (and, when asked, the histogram of the
-/// events that pass the same filter);
-/// `None` when `keep_going` said a newer request replaced this one.
-pub fn load_events_page(
-    s: &Store,
-    req: &EventsRequest,
-    keep_going: &dyn Fn() -> bool,
-) -> Result<Option<EventsPage>, StoreError> {
-    let Some(page) = s.event_page(&req.query, EVENTS_SCAN, keep_going)? else {
-        return Ok(None);
-    };
-    let per_hour = match req.histogram {
-        Some(now) => match s.matching_per_hour(&req.query, now, 24, keep_going)? {
-            Some(counts) => Some(counts),
-            None => return Ok(None),
-        },
-        None => None,
-    };
-    Ok(Some(EventsPage { page, per_hour }))
-}
-
-/// Reads the first page of the events view (newest first, of one key, of one outcome)
-/// and the per-hour histogram.
-pub fn load_events(
-    s: &Store,
-    key_ref: Option<i64>,
-    outcome: Option<Outcome>,
-    now: DateTime<Utc>,
-) -> Result<EventsPage, StoreError> {
-    let req = EventsRequest {
-        generation: 0,
-        walk: super::action::Walk::First,
-        query: EventQuery {
-            key_ref,
-            outcome,
-            newest_first: true,
-            limit: Some(EVENTS_PAGE),
-            ..Default::default()
-        },
-        histogram: Some(now),
-    };
-    Ok(load_events_page(s, &req, &|| true)?.unwrap_or_default())
-}
-
-fn set_finding_status(
-    db: &Cache,
-    id: &str,
-    target: &str,
-    status: FindingStatus,
-    note: &str,
-) -> Result<bool, StoreError> {
-    let mut store = db.open()?;
-    let note = (!note.trim().is_empty()).then_some(note.trim());
-    let changed = store.set_finding_status(id, status, note, None)?;
-    let verb = if status == FindingStatus::Acknowledged {
-        "acknowledge"
-    } else {
-        "suppress"
-    };
-    store.append_journal(&NewEntry {
-        action: verb,
-        target,
-        reason: note,
-        params: serde_json::json!({ "finding": id }),
-        result: if changed {
-            "ok"
-        } else {
-            "failed: no such finding"
-        },
-    })?;
-    Ok(changed)
-}
-
-/// Writes keys to `keyaudit-keys-<time>.<ext>` in `dir` (the TUI passes the current
-/// directory), mode 0600; never overwrites.
-pub fn export(
-    dir: &std::path::Path,
-    fmt: ExportFormat,
-    rows: &[crate::store::KeyRow],
-    now: DateTime<Utc>,
-) -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    let ext = match fmt {
-        ExportFormat::Csv => "csv",
-        ExportFormat::Json => "json",
-    };
-    let path = dir.join(format!(
-        "keyaudit-keys-{}.{ext}",
-        now.format("%Y%m%dT%H%M%S")
-    ));
-    let file = crate::fsutil::create_private_file(&path, false)?;
-    let mut out = std::io::BufWriter::new(file);
-    match fmt {
-        ExportFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, rows)?;
-            writeln!(out)?;
-        }
-        ExportFormat::Csv => {
-            crate::export::write_keys_csv(&mut out, rows)?;
-        }
-    }
-    out.flush()?;
-    Ok(path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn osc52_is_base64_between_the_markers() {
-        let seq = osc52(&Secret::new("tg_live_x".into()));
-        assert_eq!(seq.as_str(), "\x1b]52;c;dGdfbGl2ZV94\x07");
-        assert_eq!(
-            osc52(&Secret::new("ab".into())).as_str(),
-            "\x1b]52;c;YWI=\x07"
-        );
-        assert_eq!(
-            osc52(&Secret::new("a".into())).as_str(),
-            "\x1b]52;c;YQ==\x07"
-        );
     }
 }

@@ -1,20 +1,22 @@
 //! A deterministic workstation for tests, snapshots and benchmarks: fixed clock, fixed
 //! keys. Background effects that matter to what is shown run inline: the keys filter, and
 //! the events walk, served by the runner's own read over an in-memory cache that holds
-//! the fixture's events.
+//! the fixture's events. Shared by the TUI tests and `benches/tui.rs`.
 
-use super::action::{Action, Detail, Effect};
-use super::keymap::Keymap;
-use super::state::{Setup, State};
-use super::theme::Theme;
-use crate::detect::BaselineStatus;
-use crate::model::{
+#![allow(dead_code)]
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use keyaudit::detect::BaselineStatus;
+use keyaudit::model::{
     Category, Event, Finding, FindingStatus, JournalEntry, Key, KeySource, KeyStatus, Outcome,
     ProviderInfo, Severity,
 };
-use crate::provider::Capabilities;
-use crate::store::{EventRow, KeyActivity, KeyRow, Store};
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use keyaudit::provider::Capabilities;
+use keyaudit::store::{EventRow, KeyActivity, KeyRow, Store};
+use keyaudit::tui::action::{Action, Detail, Effect};
+use keyaudit::tui::keymap::Keymap;
+use keyaudit::tui::state::{Setup, State};
+use keyaudit::tui::theme::Theme;
 use std::sync::Arc;
 
 /// The fixed clock of the fixture: 2026-11-29T00:00:00Z.
@@ -457,13 +459,13 @@ pub fn settle(state: &mut State, effects: Vec<Effect>) {
     for e in effects {
         match e {
             Effect::Filter(job) => {
-                let v = super::search::run_now(&job);
+                let v = keyaudit::tui::search::run_now(&job);
                 let more = state.update(Action::FilterApplied(job.generation, Arc::new(v)));
                 settle(state, more);
             }
             Effect::LoadEvents(req) => {
                 let page = EVENTS_CACHE.with(|store| {
-                    super::runner::load_events_page(store, &req, &|| true)
+                    keyaudit::tui::view::events::load_events_page(store, &req, &|| true)
                         .expect("fixture events read")
                         .expect("not superseded")
                 });
