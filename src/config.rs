@@ -311,6 +311,8 @@ pub struct Paths {
     /// True when the config path was given explicitly (then it must exist).
     pub config_explicit: bool,
     pub db: PathBuf,
+    /// True when the cache was named by `--db` (in any spelling) or `KEYAUDIT_DB`.
+    pub db_explicit: bool,
     pub demo_db: PathBuf,
     pub log_dir: PathBuf,
 }
@@ -334,6 +336,7 @@ impl Paths {
         Paths {
             config: config.unwrap_or_else(|| config_dir.join("config.toml")),
             config_explicit,
+            db_explicit: db.is_some(),
             db: db.unwrap_or_else(|| data_dir.join("cache.db")),
             demo_db: data_dir.join("demo.db"),
             log_dir: state_dir,

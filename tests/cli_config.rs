@@ -149,3 +149,30 @@ fn keygen_prints_distinct_well_formed_keys() {
         .iter()
         .all(|k| keyaudit::secret::is_well_formed(k) && k.starts_with("acme_")));
 }
+
+#[test]
+fn demo_takes_db_in_either_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_db = dir.path().join("xdg-data/keyaudit/demo.db");
+    let mine = dir.path().join("mine.db");
+    let mine = mine.to_str().unwrap();
+    let joined = format!("--db={mine}");
+    let small = ["--events", "200", "--live-rate", "0"];
+    for db in [vec![joined.as_str()], vec!["--db", mine]] {
+        std::fs::create_dir_all(demo_db.parent().unwrap()).unwrap();
+        std::fs::write(&demo_db, "an earlier demo session").unwrap();
+        let args: Vec<&str> = ["demo"].iter().chain(&db).chain(&small).copied().collect();
+        // No terminal here: the TUI refuses to start, after the demo chose its cache.
+        let o = keyaudit(dir.path(), &args);
+        assert!(stderr(&o).contains("needs a terminal"), "{}", stderr(&o));
+        assert!(demo_db.exists(), "{db:?}: the demo's own cache was reset");
+    }
+    // Without --db the demo starts on its own cache, afresh.
+    let args: Vec<&str> = ["demo"].iter().chain(&small).copied().collect();
+    let o = keyaudit(dir.path(), &args);
+    assert!(stderr(&o).contains("needs a terminal"), "{}", stderr(&o));
+    assert!(
+        !demo_db.exists(),
+        "the demo cache of an earlier session is reset"
+    );
+}
