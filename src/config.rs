@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use toml::Spanned;
 
-/// Kinds of provider a config may name.
-pub const KINDS: &[&str] = &["demo", "http", "aws", "vault"];
+/// Kinds of provider a config may name. The embedded demo (kind `demo`) is not one of
+/// them: it generates new keys, tokens and history at every start, so it only runs with
+/// its own throw-away cache (`keyaudit demo`, or `keyaudit` with no provider configured);
+/// configured, it would fill the operator's cache with keys the next start never gave out.
+pub const KINDS: &[&str] = &["http", "aws", "vault"];
 
 /// A configuration error, one line: `FILE:LINE: what is wrong; what to do`.
 #[derive(Debug, Error)]
@@ -42,7 +45,7 @@ pub enum Mode {
 pub struct ProviderConfig {
     /// The user's label, unique.
     pub name: String,
-    /// `demo`, `http`, `aws` or `vault`.
+    /// `http`, `aws` or `vault` (`demo` only for the embedded demo, never from a file).
     pub kind: String,
     /// Base URL (http, vault).
     pub url: Option<String>,
@@ -196,6 +199,14 @@ impl Config {
             if let Some(first) = names.insert(entry.name.clone(), line) {
                 return Err(fail(format!(
                     "provider name `{}` is used twice (first at line {first}); names must be unique",
+                    entry.name
+                )));
+            }
+            if entry.kind == "demo" {
+                return Err(fail(format!(
+                    "provider `{}`: kind `demo` cannot be configured: the embedded demo runs with \
+                     its own cache; run `keyaudit demo`, or serve it with `keyaudit demo --serve-only \
+                     --port 8088 --token T` and configure kind = \"http\", url = \"http://127.0.0.1:8088\"",
                     entry.name
                 )));
             }
@@ -396,7 +407,22 @@ mod tests {
             .to_string();
         assert!(e.starts_with("config.toml:2:"), "{e}");
         assert!(
-            e.contains("unknown kind `ldap`; expected one of: demo, http, aws, vault"),
+            e.contains("unknown kind `ldap`; expected one of: http, aws, vault"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn kind_demo_is_refused_with_what_to_do_instead() {
+        let e = parse("[[provider]]\nname = \"tg\"\nkind = \"demo\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config.toml:1: provider `tg`: kind `demo` cannot be configured"),
+            "{e}"
+        );
+        assert!(
+            e.contains("keyaudit demo --serve-only") && !e.contains('\n'),
             "{e}"
         );
     }
@@ -404,7 +430,7 @@ mod tests {
     #[test]
     fn duplicates_and_missing_urls_are_refused() {
         let dup =
-            "[[provider]]\nname=\"a\"\nkind=\"demo\"\n[[provider]]\nname=\"a\"\nkind=\"demo\"\n";
+            "[[provider]]\nname=\"a\"\nkind=\"vault\"\n[[provider]]\nname=\"a\"\nkind=\"vault\"\n";
         assert!(parse(dup)
             .unwrap_err()
             .to_string()

@@ -50,7 +50,12 @@ fn an_unknown_kind_is_named_with_the_choices() {
     let o = keyaudit(dir.path(), &["--config", &cfg, "keys"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("config.toml:1: provider `hr`: unknown kind `ldap`; expected one of: demo, http, aws, vault"), "{err}");
+    assert!(
+        err.contains(
+            "config.toml:1: provider `hr`: unknown kind `ldap`; expected one of: http, aws, vault"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -148,6 +153,21 @@ fn keygen_prints_distinct_well_formed_keys() {
     assert!(keys
         .iter()
         .all(|k| keyaudit::secret::is_well_formed(k) && k.starts_with("acme_")));
+}
+
+#[test]
+fn kind_demo_in_a_config_says_how_to_run_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "[[provider]]\nname = \"tg\"\nkind = \"demo\"\n");
+    let o = keyaudit(dir.path(), &["--config", &cfg, "sync"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("config.toml:1: provider `tg`: kind `demo` cannot be configured")
+            && err.contains("keyaudit demo --serve-only"),
+        "{err}"
+    );
 }
 
 #[test]
