@@ -33,7 +33,8 @@ pub enum Mode {
     /// The TUI starts read-only; CLI commands may act.
     #[default]
     Default,
-    /// Every mutating command refuses.
+    /// Nothing changes at any provider: acting on keys and deciding findings refuse;
+    /// sync, detect and import still update the local cache.
     ReadOnly,
     /// The TUI starts able to act.
     Write,

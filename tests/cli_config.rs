@@ -196,3 +196,61 @@ fn demo_takes_db_in_either_spelling() {
         "the demo cache of an earlier session is reset"
     );
 }
+
+#[test]
+fn read_only_changes_no_provider_but_does_local_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let db = db.to_str().unwrap();
+    let log = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/import/cloudtrail-events.jsonl"
+    );
+    // Local work: importing logs and running detection only change the local cache.
+    for args in [
+        vec!["--read-only", "--db", db, "import", log],
+        vec!["--read-only", "--db", db, "detect"],
+    ] {
+        let o = keyaudit(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+    let keys = keyaudit(dir.path(), &["--db", db, "keys", "--format", "json"]);
+    assert!(String::from_utf8_lossy(&keys.stdout).contains("AKIAI44QH8DHBEXAMPLE"));
+    // Acting on keys and deciding findings are refused before anything happens.
+    for args in [
+        vec![
+            "--read-only",
+            "--db",
+            db,
+            "revoke",
+            "AKIAI44QH8DHBEXAMPLE",
+            "--reason",
+            "x",
+            "--yes",
+        ],
+        vec![
+            "--read-only",
+            "--db",
+            db,
+            "rotate",
+            "AKIAI44QH8DHBEXAMPLE",
+            "--deliver",
+            "stdout",
+        ],
+        vec!["--read-only", "--db", db, "resume"],
+        vec![
+            "--read-only",
+            "--db",
+            db,
+            "findings",
+            "ack",
+            "1",
+            "--note",
+            "seen",
+        ],
+    ] {
+        let o = keyaudit(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("read-only"), "{args:?}: {}", stderr(&o));
+    }
+}

@@ -45,7 +45,8 @@ pub struct Cli {
     /// Configuration file. Default: the XDG config dir's keyaudit/config.toml.
     #[arg(long, global = true, env = "KEYAUDIT_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Refuse every mutating command (before any network call).
+    /// Change nothing at any provider: refuse revoke, disable, enable, rotate, resume and
+    /// finding decisions (sync, detect and import still update the local cache).
     #[arg(long, global = true)]
     pub read_only: bool,
     /// Start the TUI able to act (badge RW) instead of read-only.
