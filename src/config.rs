@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use toml::Spanned;
 
-/// Kinds of provider a config may name.
-pub const KINDS: &[&str] = &["demo", "http", "aws", "vault"];
+/// Kinds of provider a config may name. The embedded demo (kind `demo`) is not one of
+/// them: it generates new keys, tokens and history at every start, so it only runs with
+/// its own throw-away cache (`keyaudit demo`, or `keyaudit` with no provider configured);
+/// configured, it would fill the operator's cache with keys the next start never gave out.
+pub const KINDS: &[&str] = &["http", "aws", "vault"];
 
 /// A configuration error, one line: `FILE:LINE: what is wrong; what to do`.
 #[derive(Debug, Error)]
@@ -30,7 +33,8 @@ pub enum Mode {
     /// The TUI starts read-only; CLI commands may act.
     #[default]
     Default,
-    /// Every mutating command refuses.
+    /// Nothing changes at any provider: acting on keys and deciding findings refuse;
+    /// sync, detect and import still update the local cache.
     ReadOnly,
     /// The TUI starts able to act.
     Write,
@@ -42,7 +46,7 @@ pub enum Mode {
 pub struct ProviderConfig {
     /// The user's label, unique.
     pub name: String,
-    /// `demo`, `http`, `aws` or `vault`.
+    /// `http`, `aws` or `vault` (`demo` only for the embedded demo, never from a file).
     pub kind: String,
     /// Base URL (http, vault).
     pub url: Option<String>,
@@ -199,6 +203,14 @@ impl Config {
                     entry.name
                 )));
             }
+            if entry.kind == "demo" {
+                return Err(fail(format!(
+                    "provider `{}`: kind `demo` cannot be configured: the embedded demo runs with \
+                     its own cache; run `keyaudit demo`, or serve it with `keyaudit demo --serve-only \
+                     --port 8088 --token T` and configure kind = \"http\", url = \"http://127.0.0.1:8088\"",
+                    entry.name
+                )));
+            }
             if !KINDS.contains(&entry.kind.as_str()) {
                 return Err(fail(format!(
                     "provider `{}`: unknown kind `{}`; expected one of: {}",
@@ -311,6 +323,8 @@ pub struct Paths {
     /// True when the config path was given explicitly (then it must exist).
     pub config_explicit: bool,
     pub db: PathBuf,
+    /// True when the cache was named by `--db` (in any spelling) or `KEYAUDIT_DB`.
+    pub db_explicit: bool,
     pub demo_db: PathBuf,
     pub log_dir: PathBuf,
 }
@@ -343,6 +357,7 @@ impl Paths {
         Paths {
             config: config.unwrap_or_else(|| config_dir.join("config.toml")),
             config_explicit,
+            db_explicit: db.is_some(),
             db: db.unwrap_or_else(|| data_dir.join("cache.db")),
             demo_db: data_dir.join("demo.db"),
             log_dir: state_dir,
@@ -402,7 +417,22 @@ mod tests {
             .to_string();
         assert!(e.starts_with("config.toml:2:"), "{e}");
         assert!(
-            e.contains("unknown kind `ldap`; expected one of: demo, http, aws, vault"),
+            e.contains("unknown kind `ldap`; expected one of: http, aws, vault"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn kind_demo_is_refused_with_what_to_do_instead() {
+        let e = parse("[[provider]]\nname = \"tg\"\nkind = \"demo\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config.toml:1: provider `tg`: kind `demo` cannot be configured"),
+            "{e}"
+        );
+        assert!(
+            e.contains("keyaudit demo --serve-only") && !e.contains('\n'),
             "{e}"
         );
     }
@@ -410,7 +440,7 @@ mod tests {
     #[test]
     fn duplicates_and_missing_urls_are_refused() {
         let dup =
-            "[[provider]]\nname=\"a\"\nkind=\"demo\"\n[[provider]]\nname=\"a\"\nkind=\"demo\"\n";
+            "[[provider]]\nname=\"a\"\nkind=\"vault\"\n[[provider]]\nname=\"a\"\nkind=\"vault\"\n";
         assert!(parse(dup)
             .unwrap_err()
             .to_string()

@@ -50,7 +50,12 @@ fn an_unknown_kind_is_named_with_the_choices() {
     let o = keyaudit(dir.path(), &["--config", &cfg, "keys"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("config.toml:1: provider `hr`: unknown kind `ldap`; expected one of: demo, http, aws, vault"), "{err}");
+    assert!(
+        err.contains(
+            "config.toml:1: provider `hr`: unknown kind `ldap`; expected one of: http, aws, vault"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -148,4 +153,104 @@ fn keygen_prints_distinct_well_formed_keys() {
     assert!(keys
         .iter()
         .all(|k| keyaudit::secret::is_well_formed(k) && k.starts_with("acme_")));
+}
+
+#[test]
+fn kind_demo_in_a_config_says_how_to_run_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "[[provider]]\nname = \"tg\"\nkind = \"demo\"\n");
+    let o = keyaudit(dir.path(), &["--config", &cfg, "sync"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("config.toml:1: provider `tg`: kind `demo` cannot be configured")
+            && err.contains("keyaudit demo --serve-only"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_takes_db_in_either_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_db = dir.path().join("xdg-data/keyaudit/demo.db");
+    let mine = dir.path().join("mine.db");
+    let mine = mine.to_str().unwrap();
+    let joined = format!("--db={mine}");
+    let small = ["--events", "200", "--live-rate", "0"];
+    for db in [vec![joined.as_str()], vec!["--db", mine]] {
+        std::fs::create_dir_all(demo_db.parent().unwrap()).unwrap();
+        std::fs::write(&demo_db, "an earlier demo session").unwrap();
+        let args: Vec<&str> = ["demo"].iter().chain(&db).chain(&small).copied().collect();
+        // No terminal here: the TUI refuses to start, after the demo chose its cache.
+        let o = keyaudit(dir.path(), &args);
+        assert!(stderr(&o).contains("needs a terminal"), "{}", stderr(&o));
+        assert!(demo_db.exists(), "{db:?}: the demo's own cache was reset");
+    }
+    // Without --db the demo starts on its own cache, afresh.
+    let args: Vec<&str> = ["demo"].iter().chain(&small).copied().collect();
+    let o = keyaudit(dir.path(), &args);
+    assert!(stderr(&o).contains("needs a terminal"), "{}", stderr(&o));
+    assert!(
+        !demo_db.exists(),
+        "the demo cache of an earlier session is reset"
+    );
+}
+
+#[test]
+fn read_only_changes_no_provider_but_does_local_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let db = db.to_str().unwrap();
+    let log = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/import/cloudtrail-events.jsonl"
+    );
+    // Local work: importing logs and running detection only change the local cache.
+    for args in [
+        vec!["--read-only", "--db", db, "import", log],
+        vec!["--read-only", "--db", db, "detect"],
+    ] {
+        let o = keyaudit(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+    let keys = keyaudit(dir.path(), &["--db", db, "keys", "--format", "json"]);
+    assert!(String::from_utf8_lossy(&keys.stdout).contains("AKIAI44QH8DHBEXAMPLE"));
+    // Acting on keys and deciding findings are refused before anything happens.
+    for args in [
+        vec![
+            "--read-only",
+            "--db",
+            db,
+            "revoke",
+            "AKIAI44QH8DHBEXAMPLE",
+            "--reason",
+            "x",
+            "--yes",
+        ],
+        vec![
+            "--read-only",
+            "--db",
+            db,
+            "rotate",
+            "AKIAI44QH8DHBEXAMPLE",
+            "--deliver",
+            "stdout",
+        ],
+        vec!["--read-only", "--db", db, "resume"],
+        vec![
+            "--read-only",
+            "--db",
+            db,
+            "findings",
+            "ack",
+            "1",
+            "--note",
+            "seen",
+        ],
+    ] {
+        let o = keyaudit(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("read-only"), "{args:?}: {}", stderr(&o));
+    }
 }

@@ -54,8 +54,8 @@ pub struct RotateArgs {
     /// The key to rotate: `provider/id` or a bare id.
     #[arg(value_name = "KEY_ID")]
     pub key: String,
-    /// Where the new secret goes, once: stdout, file:PATH, env-file:PATH:VAR.
-    #[arg(long, value_name = "SINK")]
+    /// Where the new secret goes, once (the sinks this build has).
+    #[arg(long, value_name = "SINK", help = format!("Where the new secret goes, once: {}", crate::action::sink::SINK_FORMS))]
     pub deliver: String,
     /// How long the old key keeps working (providers with overlap): 2s, 30m, 24h, 7d.
     #[arg(long, value_name = "DURATION", default_value = "24h")]

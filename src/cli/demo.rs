@@ -135,9 +135,8 @@ pub async fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<ExitCode> {
         handle.shutdown().await;
         return Ok(ExitCode::SUCCESS);
     }
-    let explicit_db =
-        std::env::args_os().any(|a| a == "--db") || std::env::var_os("KEYAUDIT_DB").is_some();
-    let db = if explicit_db {
+    // `--db PATH`, `--db=PATH` and KEYAUDIT_DB, as clap read them (not the config's `db`).
+    let db = if ctx.paths.db_explicit {
         ctx.paths.db.clone()
     } else {
         fresh_demo_cache(&ctx.paths.demo_db)?

@@ -8,6 +8,7 @@ mod findings;
 mod import;
 mod listing;
 mod scan;
+mod shell;
 
 use crate::app::{Ctx, UsageError};
 use crate::config::{Config, ConfigError, Mode, Paths};
@@ -35,7 +36,8 @@ pub struct Cli {
     /// Configuration file. Default: the XDG config dir's keyaudit/config.toml.
     #[arg(long, global = true, env = "KEYAUDIT_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Refuse every mutating command (before any network call).
+    /// Change nothing at any provider: refuse revoke, disable, enable, rotate, resume and
+    /// finding decisions (sync, detect and import still update the local cache).
     #[arg(long, global = true)]
     pub read_only: bool,
     /// Start the TUI able to act (badge RW) instead of read-only.
@@ -104,6 +106,10 @@ pub enum Command {
     Export(import::ExportArgs),
     /// Import log files into a fresh case database and open the TUI on it.
     Open(import::OpenArgs),
+    /// Print the completion script for a shell (bash, zsh, fish, ...).
+    Completions(shell::CompletionsArgs),
+    /// Print the man page keyaudit(1) in roff, or write every command's page to a directory.
+    Man(shell::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +173,13 @@ fn init_logging(paths: &Paths) -> Option<tracing_appender::non_blocking::WorkerG
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Generated from the clap tree alone: no config, cache or log, so a broken config
+    // cannot stop them.
+    match &cli.command {
+        Some(Command::Completions(a)) => return shell::completions(a),
+        Some(Command::Man(a)) => return shell::man(a),
+        _ => {}
+    }
     let paths = Paths::resolve(cli.config.clone(), cli.db.clone());
     let _log = init_logging(&paths);
     let mut config = Config::load(&paths.config, paths.config_explicit)?;
@@ -218,6 +231,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(a) => import::import(&ctx, &a),
         Command::Export(a) => import::export(&ctx, &a),
         Command::Open(a) => import::open(&ctx, &a, &runtime),
+        Command::Completions(_) | Command::Man(_) => {
+            unreachable!("answered before the config is read")
+        }
     }
 }
 
@@ -243,6 +259,8 @@ fn command_name(c: &Command) -> &'static str {
         Command::Import(_) => "import",
         Command::Export(_) => "export",
         Command::Open(_) => "open",
+        Command::Completions(_) => "completions",
+        Command::Man(_) => "man",
     }
 }
 

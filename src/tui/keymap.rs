@@ -1,9 +1,17 @@
 //! The one keymap table. It dispatches keys, completes `:` commands, fills the hint bar
 //! and writes the `?` help and docs/keys.md, so none of them can disagree.
+//!
+//! The commands and their actions are code; their default keys, hint labels and help
+//! lines are the default keymap file `assets/tui/keymap.toml`, embedded at build time and
+//! read at start. The config's `[tui.keys]` rebinds keys on top of it.
 
 use super::action::{Action, ExportFormat, View};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde::Deserialize;
 use std::collections::BTreeMap;
+
+/// The default keymap, `assets/tui/keymap.toml`.
+pub const DEFAULT_KEYMAP: &str = include_str!("../../assets/tui/keymap.toml");
 
 /// Where a binding applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,6 +50,21 @@ impl Context {
         Context::Help,
     ];
 
+    /// The name of the context's section in the keymap file.
+    pub fn section(self) -> &'static str {
+        match self {
+            Context::Global => "global",
+            Context::Keys => "keys",
+            Context::Detail => "detail",
+            Context::Events => "events",
+            Context::Findings => "findings",
+            Context::Input => "input",
+            Context::Confirm => "confirm",
+            Context::Secret => "secret",
+            Context::Help => "help",
+        }
+    }
+
     /// The title of the context's section in the help.
     pub fn title(self) -> &'static str {
         match self {
@@ -59,7 +82,7 @@ impl Context {
 }
 
 macro_rules! commands {
-    ($($variant:ident = $name:literal, $ctx:ident, $hint:expr, $help:literal, [$($key:literal),*];)+) => {
+    ($($variant:ident = $name:literal, $ctx:ident;)+) => {
         /// A named thing the operator can do: bound to keys, typed as `:name`.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Command { $($variant),+ }
@@ -68,97 +91,84 @@ macro_rules! commands {
             /// Every command, in help order.
             pub const ALL: &'static [Command] = &[$(Command::$variant),+];
 
-            /// The name used in `:name` and in `[tui.keys]`.
+            /// The name used in `:name`, in `[tui.keys]` and in the keymap file.
             pub fn name(self) -> &'static str {
                 match self { $(Command::$variant => $name),+ }
             }
 
-            /// Where its default keys apply.
+            /// Where its keys apply: the state its action works on.
             pub fn context(self) -> Context {
                 match self { $(Command::$variant => Context::$ctx),+ }
-            }
-
-            /// Short label in the hint bar (`None`: not hinted).
-            pub fn hint(self) -> Option<&'static str> {
-                match self { $(Command::$variant => $hint),+ }
-            }
-
-            /// One line of help.
-            pub fn help(self) -> &'static str {
-                match self { $(Command::$variant => $help),+ }
-            }
-
-            /// The default keys.
-            pub fn default_keys(self) -> &'static [&'static str] {
-                match self { $(Command::$variant => &[$($key),*]),+ }
             }
         }
     };
 }
 
+// The commands and where each applies. Their default keys, hint labels and help lines
+// are in the default keymap file, assets/tui/keymap.toml.
 commands! {
-    Quit = "quit", Global, Some("quit"), "Leave keyaudit", ["q", "ctrl-c"];
-    NextView = "next-view", Global, None, "Show the next view", ["tab"];
-    PrevView = "prev-view", Global, None, "Show the previous view", ["shift-tab"];
-    Keys = "keys", Global, None, "Show the keys view", ["1"];
-    Detail = "detail", Global, None, "Show the key detail view", ["2"];
-    Events = "events", Global, None, "Show the events view", ["3"];
-    Findings = "findings", Global, None, "Show the findings view", ["4"];
-    Journal = "journal", Global, None, "Show the journal view", ["5"];
-    Providers = "providers", Global, None, "Show the providers view", ["6"];
-    Down = "down", Global, None, "Select the next row", ["j", "down"];
-    Up = "up", Global, None, "Select the previous row", ["k", "up"];
-    PageDown = "page-down", Global, None, "Select one page down", ["pgdn", "ctrl-f"];
-    PageUp = "page-up", Global, None, "Select one page up", ["pgup", "ctrl-b"];
-    First = "first", Global, None, "Select the first row", ["g", "home"];
-    Last = "last", Global, None, "Select the last row", ["G", "end"];
-    Open = "open", Global, Some("detail"), "Open the selected key (or the key of a finding or event)", ["enter"];
-    Back = "back", Global, None, "Go back; clear the filter in the keys view", ["esc"];
-    Filter = "filter", Global, Some("filter"), "Filter keys, or every event in the events view", ["/"];
-    Palette = "palette", Global, Some("cmd"), "Open the command palette", [":"];
-    Help = "help", Global, Some("help"), "Show every key binding", ["?"];
-    Sync = "sync", Global, Some("sync"), "Sync every provider now", ["R"];
-    Freeze = "freeze", Global, Some("freeze"), "Freeze or resume live updates", ["f"];
-    Write = "write", Global, None, "Unlock write mode (asks for confirmation)", [];
-    ReadOnly = "ro", Global, None, "Return to read-only mode", [];
-    ExportCsv = "export", Global, None, "Export the keys view to a private CSV file here (`:export json` for JSON)", [];
-    ExportJson = "export-json", Global, None, "Export the keys view to a private JSON file here", [];
-    Mark = "mark", Keys, Some("mark"), "Mark or unmark the selected key", ["space"];
-    Unmark = "unmark-all", Keys, None, "Unmark every key", ["u"];
-    Sort = "sort", Keys, Some("sort"), "Sort by the next column", ["s"];
-    ReverseSort = "reverse-sort", Keys, None, "Reverse the sort order", ["S"];
-    Disable = "disable", Keys, Some("disable"), "Disable the selected or marked keys (reversible)", ["d"];
-    Enable = "enable", Keys, None, "Enable the selected or marked keys", ["e"];
-    Revoke = "revoke", Keys, Some("revoke"), "Revoke the selected or marked keys (permanent)", ["D"];
-    Rotate = "rotate", Keys, None, "Rotate the selected key; the new secret is shown once", ["r"];
-    KeyEvents = "key-events", Keys, Some("events"), "Show the events of the selected key", ["E"];
-    DetailDisable = "detail-disable", Detail, Some("disable"), "Disable this key (reversible)", ["d"];
-    DetailEnable = "detail-enable", Detail, None, "Enable this key", ["e"];
-    DetailRevoke = "detail-revoke", Detail, Some("revoke"), "Revoke this key (permanent)", ["D"];
-    DetailRotate = "detail-rotate", Detail, None, "Rotate this key; the new secret is shown once", ["r"];
-    DetailEvents = "detail-events", Detail, Some("events"), "Show this key's events", ["E"];
-    Outcome = "outcome", Events, Some("outcome"), "Cycle the filter's outcome: term: all, success, denied, error", ["o"];
-    AllEvents = "all-events", Events, Some("all keys"), "Show the events of all keys", ["a"];
-    Acknowledge = "acknowledge", Findings, Some("ack"), "Acknowledge the selected finding with a note", ["a"];
-    Suppress = "suppress", Findings, Some("suppress"), "Suppress the selected finding with a note", ["x"];
-    Submit = "submit", Input, Some("apply"), "Apply the filter, run the command, save the note", ["enter"];
-    Cancel = "cancel", Input, Some("cancel"), "Close the input (esc clears the filter)", ["esc"];
-    DeleteChar = "delete-char", Input, None, "Delete the last character", ["backspace"];
-    Complete = "complete", Input, None, "Complete the command", ["tab"];
-    HistoryPrev = "history-prev", Input, None, "Recall an older command", ["up"];
-    HistoryNext = "history-next", Input, None, "Recall a newer command", ["down"];
-    ConfirmFocus = "confirm-focus", Confirm, Some("switch"), "Move between Cancel and Confirm", ["tab", "left", "right"];
-    ConfirmSubmit = "confirm-submit", Confirm, Some("press"), "Press the focused button", ["enter"];
-    ConfirmCancel = "confirm-cancel", Confirm, Some("cancel"), "Cancel", ["esc"];
-    GraceLonger = "grace-longer", Confirm, None, "Rotate: lengthen the old key's grace period", ["up"];
-    GraceShorter = "grace-shorter", Confirm, None, "Rotate: shorten the old key's grace period", ["down"];
-    ConfirmDelete = "confirm-delete-char", Confirm, None, "Delete the last typed character", ["backspace"];
-    SecretReveal = "secret-reveal", Secret, Some("reveal"), "Reveal or hide the new secret", ["v"];
-    SecretCopy = "secret-copy", Secret, Some("copy"), "Copy the new secret to the clipboard (OSC 52)", ["c"];
-    SecretClose = "secret-close", Secret, Some("close"), "Close the dialog; the secret is forgotten", ["esc", "enter"];
-    CloseHelp = "close-help", Help, Some("close"), "Close the help", ["esc", "?", "q"];
-    HelpDown = "help-down", Help, None, "Scroll the help down", ["j", "down"];
-    HelpUp = "help-up", Help, None, "Scroll the help up", ["k", "up"];
+    Quit = "quit", Global;
+    NextView = "next-view", Global;
+    PrevView = "prev-view", Global;
+    Keys = "keys", Global;
+    Detail = "detail", Global;
+    Events = "events", Global;
+    Findings = "findings", Global;
+    Journal = "journal", Global;
+    Providers = "providers", Global;
+    Down = "down", Global;
+    Up = "up", Global;
+    PageDown = "page-down", Global;
+    PageUp = "page-up", Global;
+    First = "first", Global;
+    Last = "last", Global;
+    Open = "open", Global;
+    Back = "back", Global;
+    Filter = "filter", Global;
+    Palette = "palette", Global;
+    Help = "help", Global;
+    Sync = "sync", Global;
+    Freeze = "freeze", Global;
+    Write = "write", Global;
+    ReadOnly = "ro", Global;
+    ExportCsv = "export", Global;
+    ExportJson = "export-json", Global;
+    Mark = "mark", Keys;
+    Unmark = "unmark-all", Keys;
+    Sort = "sort", Keys;
+    ReverseSort = "reverse-sort", Keys;
+    Disable = "disable", Keys;
+    Enable = "enable", Keys;
+    Revoke = "revoke", Keys;
+    Rotate = "rotate", Keys;
+    KeyEvents = "key-events", Keys;
+    DetailDisable = "detail-disable", Detail;
+    DetailEnable = "detail-enable", Detail;
+    DetailRevoke = "detail-revoke", Detail;
+    DetailRotate = "detail-rotate", Detail;
+    DetailEvents = "detail-events", Detail;
+    Outcome = "outcome", Events;
+    AllEvents = "all-events", Events;
+    Acknowledge = "acknowledge", Findings;
+    Suppress = "suppress", Findings;
+    Submit = "submit", Input;
+    Cancel = "cancel", Input;
+    DeleteChar = "delete-char", Input;
+    Complete = "complete", Input;
+    HistoryPrev = "history-prev", Input;
+    HistoryNext = "history-next", Input;
+    ConfirmFocus = "confirm-focus", Confirm;
+    ConfirmSubmit = "confirm-submit", Confirm;
+    ConfirmCancel = "confirm-cancel", Confirm;
+    GraceLonger = "grace-longer", Confirm;
+    GraceShorter = "grace-shorter", Confirm;
+    ConfirmDelete = "confirm-delete-char", Confirm;
+    SecretReveal = "secret-reveal", Secret;
+    SecretCopy = "secret-copy", Secret;
+    SecretClose = "secret-close", Secret;
+    CloseHelp = "close-help", Help;
+    HelpDown = "help-down", Help;
+    HelpUp = "help-up", Help;
 }
 
 impl Command {
@@ -258,10 +268,42 @@ pub struct Binding {
     pub context: Context,
 }
 
+/// A command's entry in the keymap file: what the hint bar and the help say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub command: Command,
+    /// Short label in the hint bar (`None`: not hinted).
+    pub hint: Option<String>,
+    /// One line of help.
+    pub desc: String,
+}
+
 /// The active keymap: the defaults with the config's rebindings in front.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Keymap {
     pub bindings: Vec<Binding>,
+    /// Every command once, grouped by context in help order.
+    pub entries: Vec<Entry>,
+}
+
+/// A keymap file that cannot be used (the embedded one is checked by a test).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("keymap file: {0}")]
+pub struct KeymapFileError(pub String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSection {
+    keymap: Vec<FileEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    on: Vec<String>,
+    run: String,
+    hint: Option<String>,
+    desc: String,
 }
 
 /// A `[tui.keys]` entry that cannot be used.
@@ -345,22 +387,99 @@ pub fn chord_of(ev: &KeyEvent) -> Option<String> {
 }
 
 impl Default for Keymap {
+    /// The embedded default keymap.
     fn default() -> Self {
-        let bindings = Command::ALL
-            .iter()
-            .flat_map(|c| {
-                c.default_keys().iter().map(|k| Binding {
-                    chord: k.to_string(),
-                    command: *c,
-                    context: c.context(),
-                })
-            })
-            .collect();
-        Keymap { bindings }
+        Keymap::from_toml(DEFAULT_KEYMAP)
+            .expect("assets/tui/keymap.toml is valid (a test parses it)")
     }
 }
 
 impl Keymap {
+    /// Reads a keymap file: one section per context, one entry per command. Every command
+    /// must appear once, under its own context, with valid keys, none bound twice there.
+    pub fn from_toml(text: &str) -> Result<Keymap, KeymapFileError> {
+        let err = KeymapFileError;
+        let mut file: BTreeMap<String, FileSection> =
+            toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        if let Some(unknown) = file
+            .keys()
+            .find(|name| !Context::ALL.iter().any(|c| c.section() == name.as_str()))
+        {
+            let known: Vec<&str> = Context::ALL.iter().map(|c| c.section()).collect();
+            return Err(err(format!(
+                "unknown section [{unknown}]; sections: {}",
+                known.join(", ")
+            )));
+        }
+        let mut bindings: Vec<Binding> = Vec::new();
+        let mut entries: Vec<Entry> = Vec::new();
+        for ctx in Context::ALL {
+            let Some(section) = file.remove(ctx.section()) else {
+                continue;
+            };
+            for e in section.keymap {
+                let command = Command::by_name(&e.run).ok_or_else(|| {
+                    err(format!("[{}]: unknown command `{}`", ctx.section(), e.run))
+                })?;
+                if command.context() != ctx {
+                    return Err(err(format!(
+                        "[{}]: `{}` applies in [{}], not here",
+                        ctx.section(),
+                        e.run,
+                        command.context().section()
+                    )));
+                }
+                if entries.iter().any(|x| x.command == command) {
+                    return Err(err(format!("`{}` is listed twice", e.run)));
+                }
+                for chord in e.on {
+                    if !valid_chord(&chord) {
+                        return Err(err(format!("`{}`: \"{chord}\" is not a key", e.run)));
+                    }
+                    if let Some(b) = bindings
+                        .iter()
+                        .find(|b| b.context == ctx && b.chord == chord)
+                    {
+                        return Err(err(format!(
+                            "[{}]: \"{chord}\" is bound to both `{}` and `{}`",
+                            ctx.section(),
+                            b.command.name(),
+                            e.run
+                        )));
+                    }
+                    bindings.push(Binding {
+                        chord,
+                        command,
+                        context: ctx,
+                    });
+                }
+                entries.push(Entry {
+                    command,
+                    hint: e.hint,
+                    desc: e.desc,
+                });
+            }
+        }
+        if let Some(missing) = Command::ALL
+            .iter()
+            .find(|c| !entries.iter().any(|e| e.command == **c))
+        {
+            return Err(err(format!(
+                "`{}` has no entry (under [{}])",
+                missing.name(),
+                missing.context().section()
+            )));
+        }
+        Ok(Keymap { bindings, entries })
+    }
+
+    /// The entries of one context, in help order.
+    fn entries_of(&self, ctx: Context) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(move |e| e.command.context() == ctx)
+    }
+
     /// The defaults with `[tui.keys]` rebindings (`chord = command name`) taking precedence.
     pub fn with_overrides(overrides: &BTreeMap<String, String>) -> Result<Keymap, KeymapError> {
         let mut map = Keymap::default();
@@ -419,14 +538,16 @@ impl Keymap {
     }
 
     /// The hint bar's entries for these contexts: `(first key, label)`.
-    pub fn hints(&self, contexts: &[Context], write: bool) -> Vec<(String, &'static str)> {
+    pub fn hints(&self, contexts: &[Context], write: bool) -> Vec<(String, &str)> {
         let mut out = Vec::new();
         for ctx in contexts {
-            for c in Command::ALL.iter().filter(|c| c.context() == *ctx) {
-                if c.is_destructive() && !write {
+            for e in self.entries_of(*ctx) {
+                if e.command.is_destructive() && !write {
                     continue;
                 }
-                let (Some(label), Some(key)) = (c.hint(), self.keys_of(*c).first().copied()) else {
+                let (Some(label), Some(key)) =
+                    (e.hint.as_deref(), self.keys_of(e.command).first().copied())
+                else {
                     continue;
                 };
                 if !out.iter().any(|(_, l)| *l == label) {
@@ -438,21 +559,20 @@ impl Keymap {
     }
 
     /// The help: one section per context, one line per command with its keys.
-    pub fn help_sections(&self) -> Vec<(Context, Vec<(String, &'static str)>)> {
+    pub fn help_sections(&self) -> Vec<(Context, Vec<(String, &str)>)> {
         Context::ALL
             .iter()
             .map(|ctx| {
-                let lines = Command::ALL
-                    .iter()
-                    .filter(|c| c.context() == *ctx)
-                    .map(|c| {
-                        let keys = self.keys_of(*c);
+                let lines = self
+                    .entries_of(*ctx)
+                    .map(|e| {
+                        let keys = self.keys_of(e.command);
                         let keys = if keys.is_empty() {
-                            format!(":{}", c.name())
+                            format!(":{}", e.command.name())
                         } else {
                             keys.join(", ")
                         };
-                        (keys, c.help())
+                        (keys, e.desc.as_str())
                     })
                     .collect();
                 (*ctx, lines)
@@ -464,7 +584,7 @@ impl Keymap {
     pub fn markdown(&self) -> String {
         let mut s = String::from(
             "# Key bindings\n\n\
-             Generated from the keymap table in `src/tui/keymap.rs` (a test keeps this file in step).\n\
+             Generated from the default keymap `assets/tui/keymap.toml` (a test keeps this file in step).\n\
              The same table dispatches keys, fills the hint bar and the `?` help, and completes `:` commands.\n\n\
              Rebind keys in the config:\n\n\
              ```toml\n[tui.keys]\n\"ctrl-r\" = \"sync\"\n```\n\n\
@@ -479,8 +599,9 @@ impl Keymap {
                 "\n## {}\n\n| keys | action | what it does |\n|---|---|---|\n",
                 ctx.title()
             ));
-            for c in Command::ALL.iter().filter(|c| c.context() == ctx) {
-                let keys = self.keys_of(*c);
+            for e in self.entries_of(ctx) {
+                let c = e.command;
+                let keys = self.keys_of(c);
                 let keys = if keys.is_empty() {
                     "—".to_string()
                 } else {
@@ -494,7 +615,7 @@ impl Keymap {
                 } else {
                     format!("`{}`", c.name())
                 };
-                s.push_str(&format!("| {keys} | {name} | {} |\n", c.help()));
+                s.push_str(&format!("| {keys} | {name} | {} |\n", e.desc));
             }
         }
         s.push_str(
@@ -579,6 +700,63 @@ mod tests {
         assert!(!ro.iter().any(|(_, l)| *l == "revoke"));
         let rw = map.hints(&[Context::Keys, Context::Global], true);
         assert!(rw.iter().any(|(k, l)| k == "D" && *l == "revoke"));
+    }
+
+    #[test]
+    fn the_embedded_keymap_parses_with_every_command_once_in_help_order() {
+        let map = Keymap::from_toml(DEFAULT_KEYMAP).unwrap_or_else(|e| panic!("{e}"));
+        let order: Vec<Command> = map.entries.iter().map(|e| e.command).collect();
+        assert_eq!(order, Command::ALL);
+        assert_eq!(map, Keymap::default());
+        assert!(map.entries.iter().all(|e| !e.desc.trim().is_empty()));
+    }
+
+    #[test]
+    fn a_bad_keymap_file_says_what_is_wrong() {
+        let bad = |text: &str| Keymap::from_toml(text).unwrap_err().to_string();
+        let one = |section: &str, entry: &str| {
+            DEFAULT_KEYMAP.replacen(
+                &format!("[{section}]\nkeymap = [\n"),
+                &format!("[{section}]\nkeymap = [\n  {entry},\n"),
+                1,
+            )
+        };
+        assert!(
+            bad("[global]\nkeymap = [ { on = [\"q\"], run = \"quit\" } ]")
+                .contains("missing field `desc`")
+        );
+        assert!(bad("[nav]\nkeymap = []").contains("unknown section [nav]"));
+        let e = bad(&one("keys", r#"{ on = ["x"], run = "quitt", desc = "x" }"#));
+        assert!(e.contains("[keys]: unknown command `quitt`"), "{e}");
+        let e = bad(&one(
+            "findings",
+            r#"{ on = ["Z"], run = "revoke", desc = "x" }"#,
+        ));
+        assert!(
+            e.contains("[findings]: `revoke` applies in [keys], not here"),
+            "{e}"
+        );
+        let e = bad(&DEFAULT_KEYMAP.replacen(
+            r#"on = ["s"], run = "sort""#,
+            r#"on = ["d"], run = "sort""#,
+            1,
+        ));
+        assert!(
+            e.contains(r#"[keys]: "d" is bound to both `sort` and `disable`"#),
+            "{e}"
+        );
+        let e = bad(&DEFAULT_KEYMAP.replacen(
+            r#"on = ["s"], run = "sort""#,
+            r#"on = ["hyper-s"], run = "sort""#,
+            1,
+        ));
+        assert!(e.contains(r#"`sort`: "hyper-s" is not a key"#), "{e}");
+        let e = bad(&DEFAULT_KEYMAP.replacen(
+            r#"  { on = ["s"], run = "sort", hint = "sort", desc = "Sort by the next column" },"#,
+            "",
+            1,
+        ));
+        assert!(e.contains("`sort` has no entry (under [keys])"), "{e}");
     }
 
     #[test]
