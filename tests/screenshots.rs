@@ -6,9 +6,11 @@
 
 #[path = "support/svg.rs"]
 mod svg;
+#[path = "support/tui_fixture.rs"]
+mod fixture;
 
 use keyaudit::tui::action::{Action, View};
-use keyaudit::tui::fixture::{apply, detail, state};
+use fixture::{apply, detail, state};
 use keyaudit::tui::state::State;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
