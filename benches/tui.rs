@@ -380,7 +380,13 @@ fn main() {
     let mut detail_ms = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let d = keyaudit::tui::runner::load_detail(&store, busy.key_ref, now).unwrap();
+        let d = keyaudit::tui::runner::load_detail(
+            &store,
+            busy.key_ref,
+            now,
+            &keyaudit::detect::DetectConfig::default(),
+        )
+        .unwrap();
         detail_ms.push(ms(t));
         assert!(d.is_some());
     }

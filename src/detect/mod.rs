@@ -34,7 +34,6 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
 use std::time::Instant;
 use thiserror::Error;
 
@@ -218,30 +217,6 @@ impl Phases {
             self.at = Instant::now();
         }
     }
-}
-
-static SYNC_CONFIG: RwLock<Option<DetectConfig>> = RwLock::new(None);
-
-/// Sets the configuration `sync` uses for its incremental detection (the CLI and the
-/// TUI call this once at start with the parsed `[detect]` table; unset means defaults).
-pub fn set_sync_config(cfg: DetectConfig) {
-    if let Ok(mut g) = SYNC_CONFIG.write() {
-        *g = Some(cfg);
-    }
-}
-
-/// The configuration `sync` uses.
-pub fn sync_config() -> DetectConfig {
-    SYNC_CONFIG
-        .read()
-        .ok()
-        .and_then(|g| g.clone())
-        .unwrap_or_default()
-}
-
-/// Runs incremental detection after a sync, with [`sync_config`].
-pub fn after_sync(store: &mut Store) -> Result<DetectReport> {
-    detect_incremental(store, &sync_config(), Utc::now())
 }
 
 const EV_COLUMNS: &str =

@@ -83,7 +83,6 @@ fn detect_config(ctx: &Ctx) -> anyhow::Result<crate::detect::DetectConfig> {
 pub async fn run(opts: LaunchOptions) -> anyhow::Result<()> {
     let keymap = keymap::Keymap::with_overrides(&opts.tui.keys)
         .map_err(|e| crate::cli::UsageError(e.to_string()))?;
-    crate::detect::set_sync_config(opts.detect.clone());
     let capabilities = opts
         .providers
         .iter()
@@ -142,7 +141,8 @@ async fn event_loop(
     opts: &LaunchOptions,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let runner = runner::Runner::new(opts.db.clone(), opts.providers.clone(), tx);
+    let runner = runner::Runner::new(opts.db.clone(), opts.providers.clone(), tx)
+        .with_detect(opts.detect.clone());
     let mut state = State::new(setup);
     runner.run_all(state.start());
     let mut input = EventStream::new();

@@ -7,6 +7,7 @@ use super::state::EVENTS_PAGE;
 use crate::action::apply_key_op;
 use crate::action::rotate::{rotate, RotateRequest};
 use crate::action::sink::{ScreenSlot, Sink};
+use crate::detect::DetectConfig;
 use crate::model::{FindingStatus, Key, Outcome};
 use crate::provider::Provider;
 use crate::secret::Secret;
@@ -36,6 +37,8 @@ pub struct Runner {
     reader: Arc<Mutex<Option<Store>>>,
     /// The first load of the keys sends their first screen ahead; reloads do not.
     head_first: Arc<AtomicBool>,
+    /// `[detect]` settings: the detection after a sync and the detail's baseline status.
+    detect: Arc<DetectConfig>,
 }
 
 impl Runner {
@@ -53,7 +56,14 @@ impl Runner {
             head_first: Arc::new(AtomicBool::new(true)),
             latest_events: Arc::new(AtomicU64::new(0)),
             reader: Arc::new(Mutex::new(None)),
+            detect: Arc::default(),
         }
+    }
+
+    /// The same runner with these detection settings (the defaults otherwise).
+    pub fn with_detect(mut self, detect: DetectConfig) -> Runner {
+        self.detect = Arc::new(detect);
+        self
     }
 
     fn send(&self, a: Action) {
@@ -149,13 +159,16 @@ impl Runner {
                     }
                 });
             }
-            Effect::LoadDetail(key_ref, now) => self.read(
-                move |s| load_detail(s, key_ref, now),
-                |d| match d {
-                    Some(d) => Action::DetailLoaded(Box::new(d)),
-                    None => Action::LoadFailed("the key is no longer in the cache".into()),
-                },
-            ),
+            Effect::LoadDetail(key_ref, now) => {
+                let detect = self.detect.clone();
+                self.read(
+                    move |s| load_detail(s, key_ref, now, &detect),
+                    |d| match d {
+                        Some(d) => Action::DetailLoaded(Box::new(d)),
+                        None => Action::LoadFailed("the key is no longer in the cache".into()),
+                    },
+                );
+            }
             Effect::LoadEvents(mut req) => {
                 let (generation, walk) = (req.generation, req.walk);
                 self.latest_events.store(generation, Ordering::SeqCst);
@@ -283,7 +296,7 @@ impl Runner {
                 let progress = move |pr: &crate::sync::SyncProgress| {
                     let _ = tx.send(Action::SyncProgressed(pr.clone()));
                 };
-                let r = crate::sync::sync_provider(&me.db, p.clone(), &progress).await;
+                let r = crate::sync::sync_provider(&me.db, p.clone(), &me.detect, &progress).await;
                 me.send(Action::SyncFinished(
                     p.name().to_string(),
                     r.map(|r| {
@@ -371,11 +384,12 @@ pub fn osc52(secret: &Secret) -> zeroize::Zeroizing<String> {
 }
 
 /// Reads everything the detail view shows about one key. The baseline status is judged
-/// with the detection settings of this process ([`crate::detect::sync_config`]).
+/// with the detection settings `detect`.
 pub fn load_detail(
     s: &Store,
     key_ref: i64,
     now: DateTime<Utc>,
+    detect: &DetectConfig,
 ) -> Result<Option<Detail>, StoreError> {
     let Some(key) = s.key_by_ref(key_ref)? else {
         return Ok(None);
@@ -393,8 +407,7 @@ pub fn load_detail(
     })?;
     let mut journal = s.journal(Some(&crate::action::target(&key.key)), Some(50))?;
     journal.reverse();
-    let baseline = crate::detect::baseline_status(s, key_ref, &crate::detect::sync_config())
-        .map_err(|e| e.to_string());
+    let baseline = crate::detect::baseline_status(s, key_ref, detect).map_err(|e| e.to_string());
     Ok(Some(Detail {
         key,
         activity,
