@@ -402,12 +402,8 @@ pub fn import_files(
     done: &mut dyn FnMut(&FileSummary),
 ) -> Result<Vec<FileSummary>, ImportError> {
     // The event writer creates the provider and every key an event refers to, in the
-    // event's own transaction, so the foreign key checks SQLite would make for every row
-    // (about a tenth of an import's time) are off during the import.
-    store
-        .conn()
-        .execute_batch("PRAGMA foreign_keys = OFF")
-        .map_err(StoreError::from)?;
+    // event's own transaction, so the foreign key checks are off during the import.
+    store.set_foreign_key_checks(false)?;
     let mut out = Vec::new();
     let mut run = || {
         for f in files {
@@ -418,10 +414,7 @@ pub fn import_files(
         Ok::<_, ImportError>(())
     };
     let result = run();
-    store
-        .conn()
-        .execute_batch("PRAGMA foreign_keys = ON")
-        .map_err(StoreError::from)?;
+    store.set_foreign_key_checks(true)?;
     result.map(|()| out)
 }
 
@@ -468,13 +461,7 @@ pub fn import_file(
     sum.format = Some(probe.format);
     sum.chosen = probe.chosen.clone();
     store.ensure_provider(&source, "import", None)?;
-    // A larger page cache for this connection: a bulk import touches every page of the
-    // dedup index once that index outgrows the default cache. Crash safety is
-    // unchanged (WAL, synchronous = NORMAL).
-    store
-        .conn()
-        .execute_batch("PRAGMA cache_size = -65536;")
-        .map_err(StoreError::from)?;
+    store.use_bulk_page_cache()?;
     let resume = store
         .cursor(&source, &stream)?
         .and_then(|c| Cursor::parse(&c))
