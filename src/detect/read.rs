@@ -5,7 +5,8 @@ use super::anomaly::{Ev, Interner, KeyInfo};
 use super::baseline::{self, KeyState};
 use super::{hygiene, Result};
 use crate::model::Millis;
-use crate::store::{DetectKey, EventFacts, Store};
+use crate::store::detect_state::{DetectKey, EventFacts};
+use crate::store::Store;
 use std::collections::HashMap;
 
 /// Reads compact events; user agents and scopes are interned.

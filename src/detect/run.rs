@@ -9,7 +9,8 @@ use super::{category_of, finding_id, hygiene, DetectConfig, DetectReport, Result
 use crate::model::{
     from_millis, to_millis, Category, Finding, FindingStatus, KeyStatus, Millis, Severity,
 };
-use crate::store::{NewFinding, ResolveScope, RunSave, StateRow, Store};
+use crate::store::detect_state::{NewFinding, ResolveScope, RunSave, StateRow};
+use crate::store::Store;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;

@@ -6,7 +6,7 @@
 //! Every SQL statement of keyaudit lives in this module: callers get typed functions.
 
 mod activity;
-mod detect_state;
+pub mod detect_state;
 mod events;
 mod findings;
 pub mod journal;
@@ -16,10 +16,6 @@ pub mod schema;
 pub mod workflows;
 
 pub use activity::KeyActivity;
-pub use detect_state::{
-    Checkpoint, DetectKey, EventFacts, NewFinding, ResolveScope, RunSave, RunWritten, SavedState,
-    StateRow,
-};
 pub use events::{EventPage, EventQuery, EventRow, EventWriter, Inserted};
 pub use findings::FindingQuery;
 pub use keys::KeyRow;
