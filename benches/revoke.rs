@@ -75,7 +75,7 @@ fn main() {
                     .unwrap();
             }
             let created = t.elapsed();
-            keyaudit::sync::sync_provider(&db, provider.clone(), &|_| {})
+            keyaudit::sync::sync_provider(&db, provider.clone(), &keyaudit::detect::DetectConfig::default(), &|_| {})
                 .await
                 .unwrap();
             let store = Store::open(&db).unwrap();

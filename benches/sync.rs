@@ -58,14 +58,24 @@ fn main() {
         })
         .unwrap();
         let t = Instant::now();
-        let report = keyaudit::sync::sync_provider(&db, provider.clone(), &|_| {})
-            .await
-            .unwrap();
+        let report = keyaudit::sync::sync_provider(
+            &db,
+            provider.clone(),
+            &keyaudit::detect::DetectConfig::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
         let first = t.elapsed();
         let t = Instant::now();
-        let again = keyaudit::sync::sync_provider(&db, provider, &|_| {})
-            .await
-            .unwrap();
+        let again = keyaudit::sync::sync_provider(
+            &db,
+            provider,
+            &keyaudit::detect::DetectConfig::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
         let second = t.elapsed();
         let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
         println!(

@@ -5,7 +5,7 @@
 //! temporary file renamed over the target), so a half-written report never exists.
 
 use crate::fsutil::Existing;
-use crate::model::{rfc3339, Event, Finding, FindingStatus, JournalEntry, Millis, Severity};
+use crate::model::{rfc3339, Event, Finding, FindingStatus, JournalEntry, Severity};
 use crate::output::{Format, Listing};
 use crate::store::{EventQuery, FindingQuery, KeyRow, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -333,11 +333,6 @@ impl From<io::Error> for ReportError {
         ReportError::Io(e)
     }
 }
-impl From<rusqlite::Error> for ReportError {
-    fn from(e: rusqlite::Error) -> Self {
-        ReportError::Store(StoreError::Sql(e))
-    }
-}
 
 /// Text safe inside a Markdown table cell or line: no control characters, no pipes or
 /// markup that would break the layout.
@@ -367,12 +362,8 @@ const EVIDENCE_SHOWN: usize = 10;
 /// Writes the auditor's report: scope (sources, time range), summary, keys by owner,
 /// findings ranked with explanations and evidence.
 fn report(store: &Store, out: &mut dyn Write, now: DateTime<Utc>) -> Result<usize, ReportError> {
-    let conn = store.conn();
     let providers = store.providers()?;
-    let (first, last): (Option<Millis>, Option<Millis>) =
-        conn.query_row("SELECT min(time), max(time) FROM events", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+    let (first, last) = store.event_time_range()?.unzip();
     let keys = store.keys()?;
     let findings = store.findings(&FindingQuery::default())?;
 
@@ -390,8 +381,8 @@ fn report(store: &Store, out: &mut dyn Write, now: DateTime<Utc>) -> Result<usiz
         out,
         "- Events reviewed: {} from {} to {}",
         events_total,
-        time_or(first.map(crate::model::from_millis), "-"),
-        time_or(last.map(crate::model::from_millis), "-")
+        time_or(first, "-"),
+        time_or(last, "-")
     )?;
     writeln!(
         out,
@@ -496,10 +487,6 @@ fn report(store: &Store, out: &mut dyn Write, now: DateTime<Utc>) -> Result<usiz
     if findings.is_empty() {
         writeln!(out, "No findings. Run `keyaudit detect` to evaluate the rules on the cached keys and events.\n")?;
     }
-    let mut ev = conn.prepare(
-        "SELECT e.time, e.action, e.source_ip, e.outcome, e.principal FROM events e
-         JOIN providers p ON p.id = e.provider_id WHERE p.name = ?1 AND e.ext_id = ?2",
-    )?;
     for (i, f) in findings.iter().enumerate() {
         writeln!(
             out,
@@ -539,28 +526,15 @@ fn report(store: &Store, out: &mut dyn Write, now: DateTime<Utc>) -> Result<usiz
             )?;
             writeln!(out, "|---|---|---|---|---|---|")?;
             for id in f.evidence.iter().take(EVIDENCE_SHOWN) {
-                let row = ev
-                    .query_row(rusqlite::params![f.provider, id], |r| {
-                        Ok((
-                            r.get::<_, Millis>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, Option<String>>(4)?,
-                        ))
-                    })
-                    .ok();
-                match row {
-                    Some((t, action, ip, outcome, principal)) => writeln!(
+                match store.evidence_event(f, id).ok().flatten() {
+                    Some(e) => writeln!(
                         out,
                         "| {} | {} | {} | {} | {} | {} |",
-                        rfc3339(crate::model::from_millis(t)),
-                        md(&action),
-                        md(ip.as_deref().unwrap_or("")),
-                        ["success", "denied", "error"]
-                            .get(outcome as usize)
-                            .unwrap_or(&"error"),
-                        md(principal.as_deref().unwrap_or("")),
+                        rfc3339(e.time),
+                        md(&e.action),
+                        md(e.source_ip.as_deref().unwrap_or("")),
+                        e.outcome,
+                        md(e.principal.as_deref().unwrap_or("")),
                         code(id)
                     )?,
                     None => writeln!(out, "| - | (event no longer cached) | | | | {} |", code(id))?,

@@ -6,6 +6,7 @@
 //! from its cursor next time; a page is never committed twice, so nothing is duplicated.
 //! While one page is written, the next is already being fetched.
 
+use crate::detect::DetectConfig;
 use crate::model::{Event, Key};
 use crate::provider::{Provider, ProviderError};
 use crate::store::{Store, StoreError};
@@ -88,10 +89,12 @@ async fn with_store<T: Send + 'static>(
 }
 
 /// Syncs one provider into the cache at `db` (opened here, so the caller's own
-/// connection stays free). Progress goes to `progress` after every page.
+/// connection stays free), then runs incremental detection with `detect` over what came
+/// in. Progress goes to `progress` after every page.
 pub async fn sync_provider(
     db: &Path,
     provider: Arc<dyn Provider>,
+    detect: &DetectConfig,
     progress: &(dyn Fn(&SyncProgress) + Send + Sync),
 ) -> Result<SyncReport, SyncError> {
     let db: PathBuf = db.to_path_buf();
@@ -113,22 +116,24 @@ pub async fn sync_provider(
             {
                 tracing::warn!(provider = %report.provider, "rotated-key check failed: {e}");
             }
-            // Detection over what came in (settings: `crate::detect::set_sync_config`).
+            // Detection over what came in.
             let mut store = store;
-            report.detection =
-                match tokio::task::spawn_blocking(move || crate::detect::after_sync(&mut store))
-                    .await
-                {
-                    Ok(Ok(d)) => Some(d),
-                    Ok(Err(e)) => {
-                        tracing::warn!("detection after the sync of {name} failed: {e}");
-                        None
-                    }
-                    Err(e) => {
-                        tracing::warn!("detection after the sync of {name} failed: {e}");
-                        None
-                    }
-                };
+            let detect = detect.clone();
+            report.detection = match tokio::task::spawn_blocking(move || {
+                crate::detect::detect_incremental(&mut store, &detect, Utc::now())
+            })
+            .await
+            {
+                Ok(Ok(d)) => Some(d),
+                Ok(Err(e)) => {
+                    tracing::warn!("detection after the sync of {name} failed: {e}");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!("detection after the sync of {name} failed: {e}");
+                    None
+                }
+            };
             Ok(report)
         }
         Err((store, e)) => {

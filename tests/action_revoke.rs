@@ -209,9 +209,8 @@ fn single_keys_ambiguity_partial_failure_and_read_only() {
 fn match_by_network_selects_keys_seen_from_it() {
     let w = World::start();
     w.ok(&["sync"]);
-    let store = keyaudit::store::Store::open(&w.db()).unwrap();
+    let store = rusqlite::Connection::open(w.db()).unwrap();
     let ip: String = store
-        .conn()
         .query_row(
             "SELECT source_ip FROM events WHERE source_ip LIKE '%.%' LIMIT 1",
             [],
@@ -220,7 +219,6 @@ fn match_by_network_selects_keys_seen_from_it() {
         .unwrap();
     let net = format!("ip:{ip}/32");
     let expected: i64 = store
-        .conn()
         .query_row(
             "SELECT count(DISTINCT key_ref) FROM events WHERE source_ip = ?1",
             [&ip],

@@ -521,9 +521,14 @@ async fn disable_revoke_and_rotate_change_the_account() {
     let (s, _) = seed(&moto).await;
     let db = dir.path().join("cache.db");
     let p = provider(&moto);
-    keyaudit::sync::sync_provider(&db, p.clone(), &|_| {})
-        .await
-        .unwrap();
+    keyaudit::sync::sync_provider(
+        &db,
+        p.clone(),
+        &keyaudit::detect::DetectConfig::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
     let cached = |id: &str| {
         keyaudit::store::Store::open(&db)
             .unwrap()

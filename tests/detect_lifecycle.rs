@@ -118,14 +118,19 @@ fn a_saved_state_that_does_not_decode_is_rebuilt_from_the_key_history() {
     detect::detect_full(&mut whole, &cfg, now()).unwrap();
     let want = ids(&all(&whole));
 
-    let mut split = store_with(&[key_k()]);
+    // On a cache file, so the test can change it with a connection of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.db");
+    let mut split = Store::open(&path).unwrap();
+    split.ensure_provider("p", "http", None).unwrap();
+    split.upsert_keys("p", &[key_k()], Utc::now()).unwrap();
     let hist = history("k", 22, 6, false);
     let (a, b) = hist.split_at(hist.len() / 2);
     split.insert_events("p", a, None).unwrap();
     detect::detect_full(&mut split, &cfg, now()).unwrap();
     // A state this build cannot read: JSON, as caches before schema version 5 held.
-    split
-        .conn()
+    rusqlite::Connection::open(&path)
+        .unwrap()
         .execute("UPDATE detect_state SET state = '{\"events\":1}'", [])
         .unwrap();
     split.insert_events("p", b, None).unwrap();
@@ -159,10 +164,11 @@ fn a_cache_with_json_states_is_migrated_and_rebuilt_by_a_full_run() {
             .insert_events("p", &history("k", 22, 6, false), None)
             .unwrap();
         detect::detect_full(&mut store, &cfg, now()).unwrap();
+        drop(store);
         // Back to schema version 3: the JSON state table of that version, and none of
         // the raw record blocks of version 6.
-        store
-            .conn()
+        rusqlite::Connection::open(&path)
+            .unwrap()
             .execute_batch(
                 "DROP TABLE raw_blocks;
                  ALTER TABLE events DROP COLUMN raw_block;
@@ -177,11 +183,11 @@ fn a_cache_with_json_states_is_migrated_and_rebuilt_by_a_full_run() {
                  PRAGMA user_version = 3;",
             )
             .unwrap();
-        ids(&all(&store))
+        ids(&all(&Store::open_read_only(&path).unwrap()))
     };
     let mut store = Store::open(&path).unwrap();
-    let (states, checkpoints): (i64, i64) = store
-        .conn()
+    let sql = rusqlite::Connection::open(&path).unwrap();
+    let (states, checkpoints): (i64, i64) = sql
         .query_row(
             "SELECT (SELECT count(*) FROM detect_state), (SELECT count(*) FROM detect_checkpoint)",
             [],
@@ -197,8 +203,7 @@ fn a_cache_with_json_states_is_migrated_and_rebuilt_by_a_full_run() {
     assert!(r.full, "no checkpoint: a full run");
     assert_eq!((r.opened, r.resolved), (0, 0));
     assert_eq!(ids(&all(&store)), want);
-    let blob: Vec<u8> = store
-        .conn()
+    let blob: Vec<u8> = sql
         .query_row("SELECT state FROM detect_state", [], |r| r.get(0))
         .unwrap();
     assert!(blob.len() < 1024, "{} bytes", blob.len());

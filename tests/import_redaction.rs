@@ -39,8 +39,8 @@ fn secrets_in_records_never_reach_the_cache_file() {
     let store = keyaudit::store::Store::open_read_only(&sb.db()).unwrap();
     // Every event refers to a cached key and provider (the import writes them without
     // per-row foreign key checks).
-    let dangling: i64 = store
-        .conn()
+    let dangling: i64 = rusqlite::Connection::open(sb.db())
+        .unwrap()
         .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
             r.get(0)
         })

@@ -4,13 +4,13 @@
 //! committed picture differs from what the code draws now, so they cannot go stale;
 //! `KEYAUDIT_UPDATE_SCREENSHOTS=1 cargo test --test screenshots` rewrites them.
 
-#[path = "support/svg.rs"]
-mod svg;
 #[path = "support/tui_fixture.rs"]
 mod fixture;
+#[path = "support/svg.rs"]
+mod svg;
 
-use keyaudit::tui::action::{Action, View};
 use fixture::{apply, detail, state};
+use keyaudit::tui::action::{Action, View};
 use keyaudit::tui::state::State;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;

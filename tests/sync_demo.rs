@@ -213,9 +213,14 @@ async fn sync_survives_faults_without_loss_or_duplicates() {
         ..Default::default()
     };
     let provider = keyaudit::provider::from_config(&cfg).unwrap();
-    let report = keyaudit::sync::sync_provider(&db, provider.clone(), &|_| {})
-        .await
-        .expect("sync completes despite faults");
+    let report = keyaudit::sync::sync_provider(
+        &db,
+        provider.clone(),
+        &keyaudit::detect::DetectConfig::default(),
+        &|_| {},
+    )
+    .await
+    .expect("sync completes despite faults");
     assert_eq!(report.new_events, events.len());
 
     let store = Store::open(&db).unwrap();
@@ -237,9 +242,14 @@ async fn sync_survives_faults_without_loss_or_duplicates() {
     assert_eq!(ids, truth);
 
     // A second sync over the faulty server adds nothing.
-    let again = keyaudit::sync::sync_provider(&db, provider, &|_| {})
-        .await
-        .unwrap();
+    let again = keyaudit::sync::sync_provider(
+        &db,
+        provider,
+        &keyaudit::detect::DetectConfig::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(again.new_events, 0);
     faulty.shutdown().await;
 }

@@ -61,9 +61,14 @@ async fn rotate_from_the_tui_shows_the_secret_once_and_stores_it_nowhere() {
         ..Default::default()
     })
     .unwrap();
-    keyaudit::sync::sync_provider(&db, provider.clone(), &|_| {})
-        .await
-        .expect("sync");
+    keyaudit::sync::sync_provider(
+        &db,
+        provider.clone(),
+        &keyaudit::detect::DetectConfig::default(),
+        &|_| {},
+    )
+    .await
+    .expect("sync");
     let old = Store::open(&db)
         .unwrap()
         .keys()
@@ -165,9 +170,14 @@ async fn a_screen_rotation_interrupted_before_its_dialog_is_rolled_back_like_std
         ..Default::default()
     })
     .unwrap();
-    keyaudit::sync::sync_provider(&db, provider.clone(), &|_| {})
-        .await
-        .expect("sync");
+    keyaudit::sync::sync_provider(
+        &db,
+        provider.clone(),
+        &keyaudit::detect::DetectConfig::default(),
+        &|_| {},
+    )
+    .await
+    .expect("sync");
     let old = Store::open(&db)
         .unwrap()
         .keys()

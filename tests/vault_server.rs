@@ -263,9 +263,14 @@ async fn revoke_rotate_and_clear_errors() {
     // Revoke through the journaled action path, by accessor.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cache.db");
-    keyaudit::sync::sync_provider(&db, p.clone(), &|_| {})
-        .await
-        .unwrap();
+    keyaudit::sync::sync_provider(
+        &db,
+        p.clone(),
+        &keyaudit::detect::DetectConfig::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
     let ats_key = Store::open(&db)
         .unwrap()
         .key("bao", &w.ats.1)
@@ -298,9 +303,14 @@ async fn revoke_rotate_and_clear_errors() {
     ));
     // The attempt with the revoked token is kept: the server no longer knows its
     // accessor, but its client-token HMAC was seen with the accessor before.
-    keyaudit::sync::sync_provider(&db, p.clone(), &|_| {})
-        .await
-        .unwrap();
+    keyaudit::sync::sync_provider(
+        &db,
+        p.clone(),
+        &keyaudit::detect::DetectConfig::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
     let store = Store::open(&db).unwrap();
     let row = store.key("bao", &w.ats.1).unwrap().unwrap();
     assert_eq!(row.key.status.as_str(), "revoked");
@@ -495,9 +505,14 @@ async fn incident_revoke_by_policy_and_by_display_name() {
     let p = provider::from_config(&config(&w)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cache.db");
-    keyaudit::sync::sync_provider(&db, p.clone(), &|_| {})
-        .await
-        .unwrap();
+    keyaudit::sync::sync_provider(
+        &db,
+        p.clone(),
+        &keyaudit::detect::DetectConfig::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
     let select = |q: &str| -> Vec<keyaudit::model::Key> {
         let rows = Store::open(&db).unwrap().keys().unwrap();
         keyaudit::filter::Filter::parse(q)

@@ -4,250 +4,35 @@
 //! provider's real state. The secret is never stored here; only where it was sent (the
 //! sink spec) and the new key's fingerprint, which lets a resume check the sink.
 
-use crate::model::{from_millis, to_millis, Category, Finding, FindingStatus, Millis, Severity};
+use crate::model::{Category, Finding, FindingStatus, Severity};
 use crate::store::{Store, StoreError};
-use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Row};
-use serde::Serialize;
+use chrono::Utc;
 use sha2::{Digest, Sha256};
+
+pub use crate::store::workflows::{State, Step, Workflow};
 
 /// The rule id of the finding raised when a rotated key is still used.
 pub const ROTATED_KEY_USED: &str = "rotated_key_used";
 
-use crate::model::word_enum as words;
-
-words! {
-    /// Where a rotation is. Each step is recorded before its action runs.
-    Step {
-        /// The workflow exists; nothing was asked of the provider.
-        Planned = "planned",
-        /// The provider is being asked to rotate (or the call was cut off).
-        Rotating = "rotating",
-        /// The provider issued the new key; its secret is only in memory.
-        Rotated = "rotated",
-        /// The secret is being written to the sink.
-        Delivering = "delivering",
-        /// The sink holds the secret.
-        Delivered = "delivered",
-        /// The new key is being checked against the provider.
-        Verifying = "verifying",
-        /// The new key works; the old one is in its grace period.
-        Verified = "verified",
-        /// The grace period ended; the old key is being revoked.
-        Finishing = "finishing",
-        /// The rotation is being undone (new key revoked, old key restored).
-        RollingBack = "rolling_back",
-        /// Nothing left to do.
-        Finished = "finished",
-    }
-}
-
-words! {
-    /// The outcome so far.
-    State {
-        /// In progress, or interrupted: `keyaudit resume` finishes or rolls back.
-        Running = "running",
-        /// The new key is delivered and works; the old one works until `grace_until`.
-        Grace = "grace",
-        /// Completed: the old key is revoked.
-        Done = "done",
-        /// Undone: the new key is revoked, the old key kept.
-        RolledBack = "rolled_back",
-        /// Stopped with an error that needs an operator (see `error`).
-        Failed = "failed",
-    }
-}
-
-impl State {
-    /// True while `keyaudit resume` still has work to do.
-    pub fn is_open(self) -> bool {
-        matches!(self, State::Running | State::Grace)
-    }
-}
-
-/// One workflow row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Workflow {
-    /// The cache's id of the workflow (`resume ID`).
-    pub id: i64,
-    /// `rotate`.
-    pub kind: String,
-    /// The provider's name.
-    pub provider: String,
-    /// The key the workflow acts on (the old key of a rotation).
-    pub key_id: String,
-    /// The old key's status when the workflow started (a rollback restores it).
-    pub old_status: Option<String>,
-    /// The old key's `rotated_to` before this rotation (an earlier rotation's key, which
-    /// a rollback must not touch).
-    pub prior_successor: Option<String>,
-    /// The key a rotation issued, once known.
-    pub new_key_id: Option<String>,
-    /// Fingerprint of the new secret (never the secret).
-    pub new_fingerprint: Option<String>,
-    /// Where it is.
-    pub step: Step,
-    /// The outcome so far.
-    pub state: State,
-    /// Where the secret goes (`file:PATH`, ...); never the secret.
-    pub sink: String,
-    /// The grace period asked for.
-    pub grace_seconds: i64,
-    /// When the old key stops working.
-    pub grace_until: Option<DateTime<Utc>>,
-    /// When the new key was delivered and verified: use of the old key after this is
-    /// reported.
-    pub switched_at: Option<DateTime<Utc>>,
-    /// Why (journaled).
-    pub reason: Option<String>,
-    /// When the workflow was planned.
-    pub created: DateTime<Utc>,
-    /// When it was last saved.
-    pub updated: DateTime<Utc>,
-    /// What went wrong, or why it was rolled back.
-    pub error: Option<String>,
-}
-
-impl Workflow {
-    /// A new rotation of `provider/key_id`, not yet saved.
-    pub fn new_rotation(
-        provider: &str,
-        key_id: &str,
-        sink: &str,
-        grace_seconds: i64,
-        reason: Option<&str>,
-    ) -> Workflow {
-        let now = Utc::now();
-        Workflow {
-            id: 0,
-            kind: "rotate".into(),
-            provider: provider.into(),
-            key_id: key_id.into(),
-            old_status: None,
-            prior_successor: None,
-            new_key_id: None,
-            new_fingerprint: None,
-            step: Step::Planned,
-            state: State::Running,
-            sink: sink.into(),
-            grace_seconds,
-            grace_until: None,
-            switched_at: None,
-            reason: reason.map(str::to_string),
-            created: now,
-            updated: now,
-            error: None,
-        }
-    }
-
-    /// The journal target of the old key.
-    pub fn target(&self) -> String {
-        format!("{}/{}", self.provider, self.key_id)
-    }
-}
-
-const COLUMNS: &str = "id, kind, provider, key_id, old_status, prior_successor, new_key_id, new_fingerprint, step, state, sink,
-     grace_seconds, grace_until, switched_at, reason, created, updated, error";
-
-fn row(r: &Row<'_>) -> rusqlite::Result<Workflow> {
-    let bad = |i: usize, e: String| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    };
-    let step: String = r.get(8)?;
-    let state: String = r.get(9)?;
-    Ok(Workflow {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        provider: r.get(2)?,
-        key_id: r.get(3)?,
-        old_status: r.get(4)?,
-        prior_successor: r.get(5)?,
-        new_key_id: r.get(6)?,
-        new_fingerprint: r.get(7)?,
-        step: step.parse().map_err(|e| bad(8, e))?,
-        state: state.parse().map_err(|e| bad(9, e))?,
-        sink: r.get(10)?,
-        grace_seconds: r.get(11)?,
-        grace_until: r.get::<_, Option<Millis>>(12)?.map(from_millis),
-        switched_at: r.get::<_, Option<Millis>>(13)?.map(from_millis),
-        reason: r.get(14)?,
-        created: from_millis(r.get(15)?),
-        updated: from_millis(r.get(16)?),
-        error: r.get(17)?,
-    })
-}
-
 /// Saves a new workflow and returns its id.
 pub fn insert(store: &Store, w: &Workflow) -> Result<i64, StoreError> {
-    store.conn().execute(
-        "INSERT INTO workflows (kind, provider, key_id, new_key_id, new_fingerprint, step, state,
-                                sink, grace_seconds, grace_until, switched_at, reason, created,
-                                updated, error, old_status, prior_successor)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-        params![
-            w.kind,
-            w.provider,
-            w.key_id,
-            w.new_key_id,
-            w.new_fingerprint,
-            w.step.as_str(),
-            w.state.as_str(),
-            w.sink,
-            w.grace_seconds,
-            w.grace_until.map(to_millis),
-            w.switched_at.map(to_millis),
-            w.reason,
-            to_millis(w.created),
-            to_millis(w.updated),
-            w.error,
-            w.old_status,
-            w.prior_successor,
-        ],
-    )?;
-    Ok(store.conn().last_insert_rowid())
+    store.insert_workflow(w)
 }
 
 /// Writes every mutable field of `w` (one statement, so one atomic commit) and stamps
 /// `updated`.
 pub fn save(store: &Store, w: &Workflow) -> Result<(), StoreError> {
-    store.conn().execute(
-        "UPDATE workflows SET new_key_id = ?2, new_fingerprint = ?3, step = ?4, state = ?5,
-                grace_until = ?6, switched_at = ?7, updated = ?8, error = ?9
-         WHERE id = ?1",
-        params![
-            w.id,
-            w.new_key_id,
-            w.new_fingerprint,
-            w.step.as_str(),
-            w.state.as_str(),
-            w.grace_until.map(to_millis),
-            w.switched_at.map(to_millis),
-            to_millis(Utc::now()),
-            w.error,
-        ],
-    )?;
-    Ok(())
+    store.save_workflow(w)
 }
 
 /// One workflow by id.
 pub fn get(store: &Store, id: i64) -> Result<Option<Workflow>, StoreError> {
-    Ok(store
-        .conn()
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM workflows WHERE id = ?1"))?
-        .query_row([id], row)
-        .optional()?)
+    store.workflow(id)
 }
 
 /// Workflows, oldest first; only the open ones (running or in grace) unless `all`.
 pub fn list(store: &Store, all: bool) -> Result<Vec<Workflow>, StoreError> {
-    let sql = if all {
-        format!("SELECT {COLUMNS} FROM workflows ORDER BY id")
-    } else {
-        format!("SELECT {COLUMNS} FROM workflows WHERE state IN ('running', 'grace') ORDER BY id")
-    };
-    let mut stmt = store.conn().prepare_cached(&sql)?;
-    let rows = stmt.query_map([], row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    store.workflows(all)
 }
 
 /// The stable id of the `rotated_key_used` finding of one rotation.
@@ -280,42 +65,26 @@ pub fn check_rotated_key_use(store: &Store, provider: Option<&str>) -> Result<us
         // The provider's clock, not ours: the switch is when the new key was first used
         // at the provider (its verification), when that event is cached.
         let since = match &w.new_key_id {
-            Some(n) => store
-                .conn()
-                .prepare_cached(
-                    "SELECT min(e.time) FROM events e
-                     JOIN keys k ON k.id = e.key_ref JOIN providers p ON p.id = k.provider_id
-                     WHERE p.name = ?1 AND k.ext_id = ?2",
-                )?
-                .query_row(params![w.provider, n], |r| r.get::<_, Option<Millis>>(0))?
-                .map(from_millis),
+            Some(n) => store.key_first_use(&w.provider, n)?,
             None => None,
         }
         .or(w.switched_at)
         .expect("filtered above");
-        let mut stmt = store.conn().prepare_cached(
-            "SELECT e.ext_id, e.time, e.source_ip, e.outcome FROM events e
-             JOIN keys k ON k.id = e.key_ref JOIN providers p ON p.id = k.provider_id
-             WHERE p.name = ?1 AND k.ext_id = ?2 AND e.time > ?3 ORDER BY e.time",
-        )?;
-        let mut rows = stmt.query(params![w.provider, w.key_id, to_millis(since)])?;
         let mut evidence = Vec::new();
         let (mut first, mut last, mut count, mut denied) = (None, None, 0u64, 0u64);
         let mut last_ip: Option<String> = None;
-        while let Some(r) = rows.next()? {
-            let t = from_millis(r.get(1)?);
-            first.get_or_insert(t);
-            last = Some(t);
+        store.key_uses_after(&w.provider, &w.key_id, since, &mut |u| {
+            first.get_or_insert(u.time);
+            last = Some(u.time);
             count += 1;
-            if r.get::<_, i64>(3)? != 0 {
+            if u.refused {
                 denied += 1;
             }
-            last_ip = r.get(2)?;
+            last_ip = u.source_ip.map(str::to_string);
             if evidence.len() < 50 {
-                evidence.push(r.get::<_, String>(0)?);
+                evidence.push(u.event_id.to_string());
             }
-        }
-        drop(rows);
+        })?;
         let (Some(first), Some(last)) = (first, last) else {
             continue;
         };

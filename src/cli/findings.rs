@@ -130,7 +130,7 @@ pub fn detect(ctx: &Ctx, a: &DetectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn find(store: &Store, id: &str) -> anyhow::Result<Finding> {
-    let full = detect::resolve_finding_id(store, id)?.ok_or_else(|| {
+    let full = store.resolve_finding_id(id)?.ok_or_else(|| {
         UsageError(format!(
             "no finding `{id}` (or the prefix is ambiguous); list them with `keyaudit findings --status all`"
         ))
@@ -293,7 +293,7 @@ pub fn findings(ctx: &Ctx, a: &FindingsArgs) -> anyhow::Result<ExitCode> {
 fn show(ctx: &Ctx, id: &str, format: Format) -> anyhow::Result<ExitCode> {
     let store = Store::open_read_only(&ctx.paths.db)?;
     let f = find(&store, id)?;
-    let events = detect::evidence_events(&store, &f)?;
+    let events = store.evidence_events(&f)?;
     let cfg = detect_config(ctx)?;
     let key = store.key(&f.provider, &f.key_id)?;
     let baseline = match &key {

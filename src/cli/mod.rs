@@ -295,7 +295,7 @@ pub fn selected_providers<'a>(
 
 async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
     let selected = selected_providers(ctx, names)?;
-    crate::detect::set_sync_config(findings::detect_config(ctx)?);
+    let detect = findings::detect_config(ctx)?;
     let mut providers = Vec::new();
     for p in selected {
         providers.push(crate::provider::from_config(p).map_err(|e| UsageError(e.to_string()))?);
@@ -312,7 +312,7 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                 );
             }
         };
-        match crate::sync::sync_provider(&ctx.paths.db, p, &progress).await {
+        match crate::sync::sync_provider(&ctx.paths.db, p, &detect, &progress).await {
             Ok(r) => {
                 if tty {
                     eprint!("\r\x1b[2K");

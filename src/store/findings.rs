@@ -1,7 +1,9 @@
 //! Findings in the cache.
 
 use super::{Result, Store, StoreError};
-use crate::model::{from_millis, to_millis, Category, Finding, FindingStatus, Millis, Severity};
+use crate::model::{
+    from_millis, to_millis, Category, Event, Finding, FindingStatus, Millis, Outcome, Severity,
+};
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension, Row};
@@ -158,6 +160,70 @@ impl Store {
             params![id, status.as_str(), note, until.map(to_millis)],
         )?;
         Ok(n == 1)
+    }
+
+    /// Resolves a finding id or a unique prefix of one (at least 4 characters).
+    pub fn resolve_finding_id(&self, id: &str) -> Result<Option<String>> {
+        if let Some(f) = self.finding(id)? {
+            return Ok(Some(f.id));
+        }
+        if id.len() < 4 {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM findings WHERE id LIKE ?1 || '%' LIMIT 2")?;
+        let ids: Vec<String> = stmt
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(if ids.len() == 1 {
+            ids.into_iter().next()
+        } else {
+            None
+        })
+    }
+
+    /// The evidence events of a finding that are still in the cache, in evidence order.
+    pub fn evidence_events(&self, f: &Finding) -> Result<Vec<Event>> {
+        let mut out = Vec::new();
+        for id in &f.evidence {
+            out.extend(self.evidence_event(f, id)?);
+        }
+        Ok(out)
+    }
+
+    /// One evidence event (by its provider id) of a finding, if it is still in the cache.
+    pub fn evidence_event(&self, f: &Finding, id: &str) -> Result<Option<Event>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.time, e.principal, e.action, e.scope, e.source_ip, e.user_agent, e.outcome,
+                    e.status_code, e.request_id, e.records
+             FROM events e JOIN providers p ON p.id = e.provider_id
+             WHERE p.name = ?1 AND e.ext_id = ?2",
+        )?;
+        Ok(stmt
+            .query_row(params![f.provider, id], |r| {
+                Ok(Event {
+                    provider: f.provider.clone(),
+                    id: id.to_string(),
+                    time: from_millis(r.get(0)?),
+                    key_id: f.key_id.clone(),
+                    principal: r.get(1)?,
+                    action: r.get(2)?,
+                    scope: r.get(3)?,
+                    source_ip: r.get(4)?,
+                    user_agent: r.get(5)?,
+                    outcome: match r.get::<_, i64>(6)? {
+                        0 => Outcome::Success,
+                        1 => Outcome::Denied,
+                        _ => Outcome::Error,
+                    },
+                    status_code: r.get(7)?,
+                    request_id: r.get(8)?,
+                    records: r.get(9)?,
+                    raw: None,
+                })
+            })
+            .optional()?)
     }
 }
 

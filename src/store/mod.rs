@@ -3,15 +3,18 @@
 //! One `Store` owns one `rusqlite::Connection`; its functions are plain and blocking and
 //! are called from one thread at a time (the runner moves the store to a blocking task).
 //! Every batch (a page of keys, a page of events with its cursor) is one transaction.
+//! Every SQL statement of keyaudit lives in this module: callers get typed functions.
 
 mod activity;
 pub mod anchor;
+pub mod detect_state;
 mod events;
 mod findings;
 pub mod journal;
 mod keys;
 mod raw;
 pub mod schema;
+pub mod workflows;
 
 pub use activity::KeyActivity;
 pub use events::{EventPage, EventQuery, EventRow, EventWriter, Inserted};
@@ -238,14 +241,10 @@ impl Store {
         self.path.as_deref()
     }
 
-    /// Direct access for modules that own their own tables (detection, journal, workflows).
-    pub fn conn(&self) -> &Connection {
+    /// The connection, for the store's own tests.
+    #[cfg(test)]
+    fn conn(&self) -> &Connection {
         &self.conn
-    }
-
-    /// Mutable access, for transactions.
-    pub fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
     }
 
     /// Registers a provider (or updates its kind and url) and returns its cache id.

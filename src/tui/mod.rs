@@ -85,7 +85,6 @@ fn detect_config(ctx: &Ctx) -> anyhow::Result<crate::detect::DetectConfig> {
 pub async fn run(opts: LaunchOptions) -> anyhow::Result<()> {
     let keymap = keymap::Keymap::with_overrides(&opts.tui.keys)
         .map_err(|e| crate::app::UsageError(e.to_string()))?;
-    crate::detect::set_sync_config(opts.detect.clone());
     let capabilities = opts
         .providers
         .iter()
@@ -148,7 +147,8 @@ async fn event_loop(
         Some(key) => crate::store::Cache::anchored(opts.db.clone(), key)?,
         None => crate::store::Cache::new(opts.db.clone()),
     };
-    let runner = runner::Runner::new(cache, opts.providers.clone(), tx);
+    let runner =
+        runner::Runner::new(cache, opts.providers.clone(), tx).with_detect(opts.detect.clone());
     let mut state = State::new(setup);
     runner.run_all(state.start());
     let mut input = EventStream::new();

@@ -12,6 +12,7 @@ use super::view::events::load_events_page;
 use super::view::findings::set_finding_status;
 use super::view::keys::{export, KEYS_HEAD};
 use crate::action::apply_key_op;
+use crate::detect::DetectConfig;
 use crate::provider::Provider;
 use crate::store::{Cache, FindingQuery, Store, StoreError};
 use chrono::Utc;
@@ -34,6 +35,8 @@ pub struct Runner {
     reader: Arc<Mutex<Option<Store>>>,
     /// The first load of the keys sends their first screen ahead; reloads do not.
     head_first: Arc<AtomicBool>,
+    /// `[detect]` settings: the detection after a sync and the detail's baseline status.
+    detect: Arc<DetectConfig>,
 }
 
 impl Runner {
@@ -53,7 +56,14 @@ impl Runner {
             head_first: Arc::new(AtomicBool::new(true)),
             latest_events: Arc::new(AtomicU64::new(0)),
             reader: Arc::new(Mutex::new(None)),
+            detect: Arc::default(),
         }
+    }
+
+    /// The same runner with these detection settings (the defaults otherwise).
+    pub fn with_detect(mut self, detect: DetectConfig) -> Runner {
+        self.detect = Arc::new(detect);
+        self
     }
 
     fn send(&self, a: Action) {
@@ -149,13 +159,16 @@ impl Runner {
                     }
                 });
             }
-            Effect::LoadDetail(key_ref, now) => self.read(
-                move |s| load_detail(s, key_ref, now),
-                |d| match d {
-                    Some(d) => Action::DetailLoaded(Box::new(d)),
-                    None => Action::LoadFailed("the key is no longer in the cache".into()),
-                },
-            ),
+            Effect::LoadDetail(key_ref, now) => {
+                let detect = self.detect.clone();
+                self.read(
+                    move |s| load_detail(s, key_ref, now, &detect),
+                    |d| match d {
+                        Some(d) => Action::DetailLoaded(Box::new(d)),
+                        None => Action::LoadFailed("the key is no longer in the cache".into()),
+                    },
+                );
+            }
             Effect::LoadEvents(mut req) => {
                 let (generation, walk) = (req.generation, req.walk);
                 self.latest_events.store(generation, Ordering::SeqCst);
@@ -283,7 +296,7 @@ impl Runner {
                 let progress = move |pr: &crate::sync::SyncProgress| {
                     let _ = tx.send(Action::SyncProgressed(pr.clone()));
                 };
-                let r = crate::sync::sync_provider(&me.db, p.clone(), &progress).await;
+                let r = crate::sync::sync_provider(&me.db, p.clone(), &me.detect, &progress).await;
                 me.send(Action::SyncFinished(
                     p.name().to_string(),
                     r.map(|r| {

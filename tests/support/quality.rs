@@ -101,9 +101,14 @@ pub async fn run_seed_with(
         ..Default::default()
     })
     .expect("provider");
-    keyaudit::sync::sync_provider(&db, provider, &|_| {})
-        .await
-        .expect("sync");
+    keyaudit::sync::sync_provider(
+        &db,
+        provider,
+        &keyaudit::detect::DetectConfig::default(),
+        &|_| {},
+    )
+    .await
+    .expect("sync");
     let labels: serde_json::Value = reqwest::Client::new()
         .get(format!("{}/v1/demo/labels", handle.url))
         .bearer_auth(&handle.token)

@@ -1,4 +1,4 @@
-//! The binary encoding of a [`KeyState`], as saved in `detect_state.state`.
+//! The binary encoding of a [`KeyState`], as the cache keeps it for each key.
 //!
 //! A format byte ([`FORMAT`]) and then the fields in declaration order: integers as
 //! LEB128 varints (signed ones zigzag-encoded), strings and lists with a varint length,

@@ -272,11 +272,12 @@ pub(super) fn render(state: &State, f: &mut Frame, area: Rect) {
 }
 
 /// Reads everything the detail view shows about one key. The baseline status is judged
-/// with the detection settings of this process ([`crate::detect::sync_config`]).
+/// with the detection settings `detect`.
 pub fn load_detail(
     s: &Store,
     key_ref: i64,
     now: DateTime<Utc>,
+    detect: &crate::detect::DetectConfig,
 ) -> Result<Option<Detail>, StoreError> {
     let Some(key) = s.key_by_ref(key_ref)? else {
         return Ok(None);
@@ -294,8 +295,7 @@ pub fn load_detail(
     })?;
     let mut journal = s.journal(Some(&crate::action::target(&key.key)), Some(50))?;
     journal.reverse();
-    let baseline = crate::detect::baseline_status(s, key_ref, &crate::detect::sync_config())
-        .map_err(|e| e.to_string());
+    let baseline = crate::detect::baseline_status(s, key_ref, detect).map_err(|e| e.to_string());
     Ok(Some(Detail {
         key,
         activity,
