@@ -158,6 +158,14 @@ pub struct Request {
     pub client_token: Option<String>,
     pub client_token_accessor: Option<String>,
     pub headers: Option<HashMap<String, Vec<String>>>,
+    pub data: Option<RequestData>,
+}
+
+/// What keyaudit reads of a request's `data`: the accessor of a `lookup-accessor`
+/// (HMAC'd by the device).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestData {
+    pub accessor: Option<String>,
 }
 
 /// The `response` block.
@@ -616,21 +624,6 @@ pub fn harvest_lookups(
     from: Option<(u64, u64)>,
     ids: &HashMap<String, String>,
 ) -> io::Result<HashMap<String, String>> {
-    #[derive(Deserialize)]
-    struct L {
-        #[serde(rename = "type")]
-        kind: String,
-        request: Option<R>,
-    }
-    #[derive(Deserialize)]
-    struct R {
-        id: Option<String>,
-        data: Option<D>,
-    }
-    #[derive(Deserialize)]
-    struct D {
-        accessor: Option<String>,
-    }
     let mut out = HashMap::new();
     if ids.is_empty() {
         return Ok(out);
@@ -652,10 +645,10 @@ pub fn harvest_lookups(
         if !buf.contains("auth/token/lookup-accessor") {
             continue;
         }
-        let Ok(l) = serde_json::from_str::<L>(&buf) else {
+        let Ok(l) = Entry::parse(&buf) else {
             continue;
         };
-        let Some(r) = l.request.filter(|_| l.kind == "request") else {
+        let Some(r) = l.request.filter(|_| l.kind.as_deref() == Some("request")) else {
             continue;
         };
         let (Some(id), Some(h)) = (r.id, r.data.and_then(|d| d.accessor)) else {
