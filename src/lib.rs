@@ -23,4 +23,5 @@ pub mod secret;
 pub mod store;
 pub mod sync;
 pub mod tui;
+pub mod walk;
 pub mod when;

@@ -133,30 +133,17 @@ pub fn scan_reader(file: &Path, r: impl Read) -> std::io::Result<Vec<Hit>> {
 pub fn scan_paths(paths: &[PathBuf]) -> (Vec<Hit>, Vec<(PathBuf, String)>) {
     let mut hits = Vec::new();
     let mut errors = Vec::new();
-    let mut stack: Vec<PathBuf> = paths.iter().rev().cloned().collect();
-    while let Some(p) = stack.pop() {
-        let meta = match std::fs::symlink_metadata(&p) {
-            Ok(m) => m,
+    let files = paths
+        .iter()
+        .flat_map(|p| crate::walk::Walk::default().files(p));
+    for p in files {
+        let p = match p {
+            Ok(p) => p,
             Err(e) => {
-                errors.push((p, e.to_string()));
+                errors.push((e.path, e.source.to_string()));
                 continue;
             }
         };
-        if meta.is_dir() {
-            match std::fs::read_dir(&p) {
-                Ok(rd) => {
-                    let mut children: Vec<PathBuf> =
-                        rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-                    children.sort();
-                    stack.extend(children.into_iter().rev());
-                }
-                Err(e) => errors.push((p, e.to_string())),
-            }
-            continue;
-        }
-        if !meta.is_file() {
-            continue;
-        }
         let result = std::fs::File::open(&p).and_then(|f| {
             if p.extension().is_some_and(|e| e == "gz") {
                 scan_reader(&p, flate2::read::MultiGzDecoder::new(f))

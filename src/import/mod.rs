@@ -283,27 +283,15 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImportError> {
-    let err = |source| ImportError::Path {
-        path: dir.to_path_buf(),
-        source,
+    let walk = crate::walk::Walk {
+        follow_root_link: true,
+        skip: Some(|name| name.starts_with('.') || name.contains("CloudTrail-Digest")),
     };
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(err)?
-        .collect::<Result<_, _>>()
-        .map_err(err)?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || name.contains("CloudTrail-Digest") {
-            continue;
-        }
-        let ft = e.file_type().map_err(err)?;
-        if ft.is_dir() {
-            walk(&e.path(), out)?;
-        } else if ft.is_file() {
-            out.push(e.path());
-        }
+    for file in walk.files(dir) {
+        out.push(file.map_err(|e| ImportError::Path {
+            path: e.path,
+            source: e.source,
+        })?);
     }
     Ok(())
 }

@@ -5,9 +5,11 @@
 //! `hmac-sha256:...`) is kept as the key identity, since offline there is no server to
 //! resolve it (`vault audit-hash` / `/sys/audit-hash` can map a known accessor to it).
 
-use super::fields::{parse_time, Fields};
+use super::fields::parse_time;
 use super::{Loc, Mapper};
-use crate::model::{Event, Outcome};
+use crate::model::Event;
+use crate::provider::vault::audit::{outcome_of, Entry};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -32,75 +34,76 @@ impl VaultMapper {
     }
 }
 
-fn outcome_of(error: Option<&str>) -> Outcome {
-    match error {
-        None | Some("") => Outcome::Success,
-        Some(e) if e.to_ascii_lowercase().contains("permission denied") => Outcome::Denied,
-        Some(e) if e.to_ascii_lowercase().contains("invalid token") => Outcome::Denied,
-        Some(_) => Outcome::Error,
-    }
-}
-
-/// Maps one Vault audit entry (request or response) to an event.
+/// Maps one Vault audit entry (request or response) to an event. The entry is read by
+/// the provider's parser ([`Entry`]); this adds the checks and the messages of an import.
 pub fn vault_entry_to_event(provider: &str, v: &Value) -> Result<Event, String> {
-    let req = match v.get("request") {
-        Some(r @ Value::Object(_)) => r,
+    match v.get("request") {
+        Some(Value::Object(_)) => {}
         Some(_) => return Err("request: expected an object".into()),
         None => return Err("missing request object (not a Vault audit entry)".into()),
-    };
+    }
     let time = match v.get("time") {
         Some(Value::String(s)) => parse_time(s).map_err(|e| format!("time: {e}"))?,
         Some(_) => return Err("time: expected a string".into()),
         None => return Err("missing time".into()),
     };
-    let auth = v.get("auth").unwrap_or(&Value::Null);
+    let entry = Entry::from_value(v).map_err(|e| format!("not a Vault audit entry: {e}"))?;
+    entry_to_event(provider, entry, time)
+}
+
+/// The event of an entry whose time is `time`.
+fn entry_to_event(provider: &str, entry: Entry, time: DateTime<Utc>) -> Result<Event, String> {
+    fn text(s: &Option<String>) -> Option<&str> {
+        s.as_deref().filter(|s| !s.trim().is_empty())
+    }
+    let outcome = outcome_of(entry.error.as_deref());
+    let status_code = entry.http_status_code();
+    let user_agent = entry.user_agent().map(str::to_string);
+    let Some(req) = entry.request else {
+        return Err("missing request object (not a Vault audit entry)".into());
+    };
+    let auth = entry.auth.as_ref();
     let key_id = auth
-        .first_text(&["accessor", "client_token"])
-        .or_else(|| req.first_text(&["client_token_accessor", "client_token"]))
-        .map(|s| s.into_owned())
+        .and_then(|a| text(&a.accessor).or_else(|| text(&a.client_token)))
+        .or_else(|| text(&req.client_token_accessor).or_else(|| text(&req.client_token)))
+        .map(str::to_string)
         .unwrap_or_else(|| "unauthenticated".to_string());
     let principal = auth
-        .first_text(&["display_name", "metadata.username", "entity_id"])
-        .map(|s| s.into_owned());
-    let op = req.text("operation").unwrap_or_default();
-    let p = req.text("path").unwrap_or_default();
+        .and_then(|a| {
+            text(&a.display_name)
+                .or_else(|| {
+                    a.metadata
+                        .as_ref()
+                        .and_then(|m| m.get("username"))
+                        .map(String::as_str)
+                        .filter(|s| !s.trim().is_empty())
+                })
+                .or_else(|| text(&a.entity_id))
+        })
+        .map(str::to_string);
+    let op = req.operation.as_deref().unwrap_or_default();
+    let p = req.path.as_deref().unwrap_or_default();
     if op.is_empty() && p.is_empty() {
         return Err("missing request.operation and request.path".into());
     }
     let action = format!("{op} {p}").trim().to_string();
-    let user_agent = req
-        .first_text(&["headers.user-agent.0", "headers.User-Agent.0"])
-        .map(|s| s.into_owned());
-    let error = v.get("error").and_then(Value::as_str);
-    let status_code = v
-        .get("response")
-        .and_then(|r| r.get("data"))
-        .and_then(|d| d.get("http_status_code"))
-        .and_then(Value::as_i64);
-    let id = req.text("id").map(|s| s.into_owned()).unwrap_or_default();
     let policies = auth
-        .get("policies")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
+        .and_then(|a| a.policies.as_ref())
+        .map(|a| a.join(","))
         .filter(|s| !s.is_empty());
     Ok(Event {
         provider: provider.to_string(),
-        id,
+        id: req.id.clone().unwrap_or_default(),
         time,
         key_id,
         principal,
         action,
         scope: policies,
-        source_ip: req.text("remote_address").map(|s| s.into_owned()),
+        source_ip: req.remote_address,
         user_agent,
-        outcome: outcome_of(error),
+        outcome,
         status_code,
-        request_id: req.text("id").map(|s| s.into_owned()),
+        request_id: req.id,
         records: None,
         raw: None,
     })
@@ -167,6 +170,7 @@ pub(crate) fn looks_like(v: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Outcome;
     use serde_json::json;
 
     #[test]

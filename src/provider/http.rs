@@ -2,6 +2,7 @@
 //! reqwest. Transient failures (429, 5xx, dropped connections, truncated bodies, timeouts)
 //! are retried with exponential backoff that honours `Retry-After`.
 
+use super::retry::{Gave, Retry, Verdict};
 use super::{Capabilities, EventPage, Issued, KeyPage, NewKey, Provider, ProviderError, Result};
 use crate::config::{resolve_token, ProviderConfig};
 use crate::model::{Event, Key, KeySource, KeyStatus, Outcome};
@@ -12,38 +13,6 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::time::Duration;
-
-/// Backoff settings for one request.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    pub max_attempts: u32,
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            max_attempts: 6,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Retry {
-    /// The wait before attempt `attempt + 1` (exponential with jitter, capped), or the
-    /// server's `Retry-After` when it gave one.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(ra) = retry_after {
-            return ra.min(Duration::from_secs(60));
-        }
-        let exp = self.base.saturating_mul(1u32 << attempt.min(16));
-        let capped = exp.min(self.cap);
-        let jitter = rand::random::<f64>() * 0.5 + 0.75;
-        capped.mul_f64(jitter)
-    }
-}
 
 /// A provider speaking the keyaudit provider API over HTTP.
 pub struct HttpProvider {
@@ -162,10 +131,7 @@ impl HttpProvider {
             .user_agent(concat!("keyaudit/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
-        let retry = Retry {
-            max_attempts: cfg.max_attempts.unwrap_or(6).max(1),
-            ..Retry::default()
-        };
+        let retry = Retry::with_attempts(cfg.max_attempts);
         let page = cfg.page_size.unwrap_or(5000).clamp(1, 10_000);
         Ok(HttpProvider {
             name: cfg.name.clone(),
@@ -206,11 +172,8 @@ impl HttpProvider {
         key_id: &str,
     ) -> Result<T> {
         let url = self.url(path);
-        let mut last = String::new();
-        for attempt in 0..self.retry.max_attempts {
-            if attempt > 0 {
-                tracing::debug!(provider = %self.name, %path, attempt, "retrying: {last}");
-            }
+        let what = format!("{method} {path}");
+        let request = || {
             let mut req = self
                 .client
                 .request(method.clone(), url.clone())
@@ -221,63 +184,57 @@ impl HttpProvider {
             if let Some(b) = &body {
                 req = req.json(b);
             }
-            let (status, retry_after, bytes) = match send_once(req).await {
-                Ok(answer) => answer,
-                Err(why) => {
-                    last = why.describe(&format!("{method} {path}"));
-                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                    continue;
-                }
-            };
+            req
+        };
+        let judge = |status: StatusCode, retry_after, bytes: bytes::Bytes| {
             if status.is_success() {
-                match serde_json::from_slice::<T>(&bytes) {
-                    Ok(v) => return Ok(v),
-                    Err(e) => {
-                        // A truncated or garbled body: the same request may succeed.
-                        last = format!("malformed answer to {method} {path}: {e}");
-                        tokio::time::sleep(self.retry.delay(attempt, None)).await;
-                        continue;
-                    }
-                }
+                return match serde_json::from_slice::<T>(&bytes) {
+                    Ok(v) => Verdict::Done(v),
+                    // A truncated or garbled body: the same request may succeed.
+                    Err(e) => Verdict::Again {
+                        why: format!("malformed answer to {method} {path}: {e}"),
+                        retry_after: None,
+                    },
+                };
             }
             let message = serde_json::from_slice::<ErrorAnswer>(&bytes)
                 .map(|e| e.error.message)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
             match status {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    return Err(ProviderError::Unauthorized {
+                    Verdict::Fail(ProviderError::Unauthorized {
                         provider: self.name.clone(),
                         status: status.as_u16(),
                         hint: self.token_hint.clone(),
                     })
                 }
-                StatusCode::NOT_FOUND => {
-                    return Err(ProviderError::NotFound {
-                        provider: self.name.clone(),
-                        key: key_id.to_string(),
-                    })
-                }
+                StatusCode::NOT_FOUND => Verdict::Fail(ProviderError::NotFound {
+                    provider: self.name.clone(),
+                    key: key_id.to_string(),
+                }),
                 StatusCode::CONFLICT
                 | StatusCode::BAD_REQUEST
-                | StatusCode::UNPROCESSABLE_ENTITY => {
-                    return Err(ProviderError::Conflict {
-                        provider: self.name.clone(),
-                        message,
-                    })
-                }
-                s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
-                    last = format!("HTTP {} on {method} {path}: {message}", s.as_u16());
-                    tokio::time::sleep(self.retry.delay(attempt, retry_after)).await;
-                }
-                s => {
-                    return Err(ProviderError::Protocol {
-                        provider: self.name.clone(),
-                        message: format!("HTTP {} on {method} {path}: {message}", s.as_u16()),
-                    })
-                }
+                | StatusCode::UNPROCESSABLE_ENTITY => Verdict::Fail(ProviderError::Conflict {
+                    provider: self.name.clone(),
+                    message,
+                }),
+                s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => Verdict::Again {
+                    why: format!("HTTP {} on {method} {path}: {message}", s.as_u16()),
+                    retry_after,
+                },
+                s => Verdict::Fail(ProviderError::Protocol {
+                    provider: self.name.clone(),
+                    message: format!("HTTP {} on {method} {path}: {message}", s.as_u16()),
+                }),
             }
-        }
-        Err(self.unavailable(last, self.retry.max_attempts))
+        };
+        self.retry
+            .send(&self.name, path, &what, request, judge)
+            .await
+            .map_err(|gave| match gave {
+                Gave::Failed(e) => e,
+                Gave::Exhausted { last, attempts } => self.unavailable(last, attempts),
+            })
     }
 
     fn key_from_wire(&self, w: WireKey) -> Key {
@@ -321,64 +278,6 @@ impl HttpProvider {
             )
             .await?;
         Ok(self.key_from_wire(w))
-    }
-}
-
-/// Why one attempt of a request got no answer to look at.
-pub(crate) enum SendFailure {
-    /// The request could not be sent (connect, timeout, dropped connection).
-    Send(String),
-    /// The answer's body could not be read.
-    Read(String),
-}
-
-impl SendFailure {
-    /// The failure as a message about `what` (e.g. `GET /v1/keys`).
-    pub(crate) fn describe(&self, what: &str) -> String {
-        match self {
-            SendFailure::Send(why) => why.clone(),
-            SendFailure::Read(why) => format!("reading the answer to {what}: {why}"),
-        }
-    }
-}
-
-/// Sends one attempt of a request and reads its whole answer: status, `Retry-After`
-/// (seconds) and body. Providers wrap this in their retry loops.
-pub(crate) async fn send_once(
-    req: reqwest::RequestBuilder,
-) -> std::result::Result<(StatusCode, Option<Duration>, bytes::Bytes), SendFailure> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| SendFailure::Send(describe_transport(&e)))?;
-    let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| SendFailure::Read(describe_transport(&e)))?;
-    Ok((status, retry_after, bytes))
-}
-
-pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "the request timed out".into()
-    } else if e.is_connect() {
-        "cannot connect (is the provider running and the url right?)".into()
-    } else {
-        let mut s = e.to_string();
-        let mut src = std::error::Error::source(e);
-        while let Some(inner) = src {
-            s.push_str(": ");
-            s.push_str(&inner.to_string());
-            src = inner.source();
-        }
-        s
     }
 }
 
@@ -524,18 +423,6 @@ impl Provider for HttpProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_is_capped_and_honours_retry_after() {
-        let r = Retry::default();
-        assert!(r.delay(0, None) <= Duration::from_millis(125));
-        assert!(r.delay(10, None) <= Duration::from_millis(12_500));
-        assert!(r.delay(3, None) > r.delay(0, None) / 2);
-        assert_eq!(
-            r.delay(0, Some(Duration::from_secs(2))),
-            Duration::from_secs(2)
-        );
-    }
 
     #[test]
     fn ids_are_escaped_in_paths() {

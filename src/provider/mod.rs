@@ -4,6 +4,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod http;
+pub mod retry;
 pub mod vault;
 
 use crate::config::ProviderConfig;

@@ -19,6 +19,7 @@
 //! away) is emitted on its own. Token values never leave this module: a raw
 //! (`log_raw = true`) client token is reduced to a SHA-256 digest at once.
 
+use crate::model::Outcome;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -105,50 +106,148 @@ impl Cursor {
     }
 }
 
-#[derive(Deserialize)]
-struct Line {
-    time: Option<DateTime<Utc>>,
+/// One line of a file audit device's log, as written: the fields keyaudit reads. The
+/// one parser of these lines: the provider reads its audit log through it, and the
+/// importer (`import/vault.rs`) reads exported logs through it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Entry {
+    /// As written; see [`Entry::time`].
+    pub time: Option<String>,
+    /// `request` or `response`.
     #[serde(rename = "type")]
-    kind: String,
-    auth: Option<Auth>,
-    request: Option<Request>,
-    response: Option<Response>,
-    error: Option<String>,
+    pub kind: Option<String>,
+    pub auth: Option<Auth>,
+    pub request: Option<Request>,
+    pub response: Option<Response>,
+    pub error: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Auth {
-    client_token: Option<String>,
-    accessor: Option<String>,
-    display_name: Option<String>,
-    policy_results: Option<PolicyResults>,
+/// The `auth` block: the token that made the request (or, in a response, the token it
+/// issued).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Auth {
+    /// The token, HMAC'd (`hmac-sha256:...`) unless the device logs raw values.
+    pub client_token: Option<String>,
+    /// The token's accessor, HMAC'd unless the device is told not to.
+    pub accessor: Option<String>,
+    pub display_name: Option<String>,
+    pub entity_id: Option<String>,
+    pub metadata: Option<HashMap<String, String>>,
+    pub policies: Option<Vec<String>>,
+    pub policy_results: Option<PolicyResults>,
 }
 
-#[derive(Deserialize)]
-struct PolicyResults {
+#[derive(Debug, Clone, Deserialize)]
+pub struct PolicyResults {
     #[serde(default)]
-    granting_policies: Vec<NamedPolicy>,
+    pub granting_policies: Vec<NamedPolicy>,
 }
 
-#[derive(Deserialize)]
-struct NamedPolicy {
-    name: String,
+#[derive(Debug, Clone, Deserialize)]
+pub struct NamedPolicy {
+    pub name: String,
 }
 
-#[derive(Deserialize)]
-struct Request {
-    id: Option<String>,
-    operation: Option<String>,
-    path: Option<String>,
-    remote_address: Option<String>,
-    client_token: Option<String>,
-    client_token_accessor: Option<String>,
-    headers: Option<HashMap<String, Vec<String>>>,
+/// The `request` block.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Request {
+    pub id: Option<String>,
+    pub operation: Option<String>,
+    pub path: Option<String>,
+    pub remote_address: Option<String>,
+    pub client_token: Option<String>,
+    pub client_token_accessor: Option<String>,
+    pub headers: Option<HashMap<String, Vec<String>>>,
+    pub data: Option<RequestData>,
 }
 
-#[derive(Deserialize)]
-struct Response {
-    auth: Option<Auth>,
+/// What keyaudit reads of a request's `data`: the accessor of a `lookup-accessor`
+/// (HMAC'd by the device).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestData {
+    pub accessor: Option<String>,
+}
+
+/// The `response` block.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Response {
+    pub auth: Option<Auth>,
+    pub data: Option<ResponseData>,
+}
+
+/// What keyaudit reads of a response's `data`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResponseData {
+    pub http_status_code: Option<i64>,
+}
+
+impl Entry {
+    /// Parses one line (its JSON text).
+    pub fn parse(text: &str) -> serde_json::Result<Entry> {
+        serde_json::from_str(text)
+    }
+
+    /// Reads an entry from JSON already parsed.
+    pub fn from_value(v: &serde_json::Value) -> serde_json::Result<Entry> {
+        Entry::deserialize(v)
+    }
+
+    /// The time of the line (RFC 3339, as Vault writes it); `None` when it has none.
+    pub fn time(&self) -> Result<Option<DateTime<Utc>>, chrono::ParseError> {
+        self.time.as_deref().map(str::parse).transpose()
+    }
+
+    /// The request's id (`request.id`), if any.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request.as_ref().and_then(|r| r.id.as_deref())
+    }
+
+    /// The first `User-Agent` request header (any case), if the device logs it.
+    pub fn user_agent(&self) -> Option<&str> {
+        let headers = self.request.as_ref()?.headers.as_ref()?;
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+            .and_then(|(_, v)| v.first())
+            .map(String::as_str)
+    }
+
+    /// The policy that granted the request.
+    pub fn granting_policy(&self) -> Option<&str> {
+        self.auth
+            .as_ref()
+            .and_then(|a| a.policy_results.as_ref())
+            .and_then(|p| p.granting_policies.first())
+            .map(|p| p.name.as_str())
+    }
+
+    /// The accessor of a token the response issued (a login), as logged.
+    pub fn issued_accessor(&self) -> Option<&str> {
+        self.response
+            .as_ref()
+            .and_then(|r| r.auth.as_ref())
+            .and_then(|a| a.accessor.as_deref())
+    }
+
+    /// `response.data.http_status_code`, where the response set one.
+    pub fn http_status_code(&self) -> Option<i64> {
+        self.response
+            .as_ref()
+            .and_then(|r| r.data.as_ref())
+            .and_then(|d| d.http_status_code)
+    }
+}
+
+/// The outcome of an audited request from its error text.
+pub fn outcome_of(error: Option<&str>) -> Outcome {
+    match error.map(str::to_ascii_lowercase) {
+        None => Outcome::Success,
+        Some(e) if e.is_empty() => Outcome::Success,
+        Some(e) if e.contains("permission denied") || e.contains("invalid token") => {
+            Outcome::Denied
+        }
+        Some(_) => Outcome::Error,
+    }
 }
 
 fn nonempty(s: Option<String>) -> Option<String> {
@@ -165,8 +264,12 @@ fn token_ref(logged: &str) -> String {
     }
 }
 
-impl Line {
-    fn into_record(self, fallback_time: DateTime<Utc>, answered: bool) -> Option<AuditRecord> {
+impl Entry {
+    /// The record of the request this line is about, at `time`.
+    fn into_record(self, time: DateTime<Utc>, answered: bool) -> Option<AuditRecord> {
+        let granting_policy = self.granting_policy().map(str::to_string);
+        let user_agent = self.user_agent().map(str::to_string);
+        let issued_accessor = nonempty(self.issued_accessor().map(str::to_string));
         let req = self.request?;
         let request_id = nonempty(req.id)?;
         let auth = self.auth;
@@ -174,26 +277,16 @@ impl Line {
             .or_else(|| nonempty(req.client_token_accessor));
         let token = nonempty(auth.as_ref().and_then(|a| a.client_token.clone()))
             .or_else(|| nonempty(req.client_token));
-        let granting_policy = auth
-            .as_ref()
-            .and_then(|a| a.policy_results.as_ref())
-            .and_then(|p| p.granting_policies.first())
-            .map(|p| p.name.clone());
-        let user_agent = req.headers.as_ref().and_then(|h| {
-            h.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
-                .and_then(|(_, v)| v.first().cloned())
-        });
         Some(AuditRecord {
             request_id,
-            time: self.time.unwrap_or(fallback_time),
+            time,
             operation: req.operation.unwrap_or_default(),
             path: req.path.unwrap_or_default(),
             remote_address: nonempty(req.remote_address),
             user_agent,
             display_name: nonempty(auth.and_then(|a| a.display_name)),
             accessor,
-            issued_accessor: nonempty(self.response.and_then(|r| r.auth).and_then(|a| a.accessor)),
+            issued_accessor,
             token_ref: token.as_deref().map(token_ref),
             granting_policy,
             error: nonempty(self.error),
@@ -390,7 +483,7 @@ pub fn read(live: &Path, cursor: Option<&str>, max_records: usize) -> io::Result
 struct Waiting {
     start: u64,
     time: DateTime<Utc>,
-    line: Line,
+    line: Entry,
 }
 
 fn read_file(
@@ -435,7 +528,14 @@ fn read_file(
         if text.is_empty() {
             continue;
         }
-        let line: Line = match serde_json::from_str(text) {
+        let parsed = Entry::parse(text).map_err(|e| e.to_string()).and_then(|l| {
+            match (l.kind.is_some(), l.time()) {
+                (true, Ok(time)) => Ok((l, time)),
+                (false, _) => Err("missing field `type`".to_string()),
+                (_, Err(e)) => Err(format!("time: {e}")),
+            }
+        });
+        let (line, time) = match parsed {
             Ok(l) => l,
             Err(e) => {
                 if start >= cur.done {
@@ -446,17 +546,16 @@ fn read_file(
             }
         };
         let Some(id) = line
-            .request
-            .as_ref()
-            .and_then(|r| r.id.clone())
+            .request_id()
             .filter(|i| !i.is_empty())
+            .map(str::to_string)
         else {
             continue;
         };
-        let now = line.time.unwrap_or_else(Utc::now);
+        let now = time.unwrap_or_else(Utc::now);
         newest = Some(newest.map_or(now, |n| n.max(now)));
         let already = start < cur.done;
-        match line.kind.as_str() {
+        match line.kind.as_deref().unwrap_or_default() {
             "request" => {
                 waiting.insert(
                     id,
@@ -473,8 +572,7 @@ fn read_file(
                     continue;
                 }
                 let time = asked.as_ref().map_or(now, |w| w.time);
-                if let Some(mut r) = line.into_record(now, true) {
-                    r.time = time;
+                if let Some(r) = line.into_record(time, true) {
                     batch.records.push(r);
                 }
             }
@@ -526,21 +624,6 @@ pub fn harvest_lookups(
     from: Option<(u64, u64)>,
     ids: &HashMap<String, String>,
 ) -> io::Result<HashMap<String, String>> {
-    #[derive(Deserialize)]
-    struct L {
-        #[serde(rename = "type")]
-        kind: String,
-        request: Option<R>,
-    }
-    #[derive(Deserialize)]
-    struct R {
-        id: Option<String>,
-        data: Option<D>,
-    }
-    #[derive(Deserialize)]
-    struct D {
-        accessor: Option<String>,
-    }
     let mut out = HashMap::new();
     if ids.is_empty() {
         return Ok(out);
@@ -562,10 +645,10 @@ pub fn harvest_lookups(
         if !buf.contains("auth/token/lookup-accessor") {
             continue;
         }
-        let Ok(l) = serde_json::from_str::<L>(&buf) else {
+        let Ok(l) = Entry::parse(&buf) else {
             continue;
         };
-        let Some(r) = l.request.filter(|_| l.kind == "request") else {
+        let Some(r) = l.request.filter(|_| l.kind.as_deref() == Some("request")) else {
             continue;
         };
         let (Some(id), Some(h)) = (r.id, r.data.and_then(|d| d.accessor)) else {
@@ -585,4 +668,39 @@ pub fn mark(live: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(live)
         .ok()
         .map(|m| (inode_of(&m), m.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_follow_the_error_text() {
+        assert_eq!(outcome_of(None), Outcome::Success);
+        assert_eq!(outcome_of(Some("")), Outcome::Success);
+        assert_eq!(
+            outcome_of(Some("1 error occurred:\n\t* permission denied\n\n")),
+            Outcome::Denied
+        );
+        assert_eq!(outcome_of(Some("invalid accessor")), Outcome::Error);
+    }
+
+    #[test]
+    fn one_parse_from_text_or_from_parsed_json() {
+        let text = r#"{"time":"2026-11-29T01:00:01.5Z","type":"response","auth":{"accessor":"hmac-sha256:bb","display_name":"token-x","policies":["default"],"metadata":{"username":"ann"},"policy_results":{"allowed":true,"granting_policies":[{"name":"reader","type":"acl"}]}},"request":{"id":"r1","operation":"read","path":"secret/x","headers":{"User-Agent":["curl/8"]}},"response":{"auth":{"accessor":"hmac-sha256:cc"},"data":{"http_status_code":204}}}"#;
+        let a = Entry::parse(text).unwrap();
+        let b = Entry::from_value(&serde_json::from_str(text).unwrap()).unwrap();
+        for e in [a, b] {
+            assert_eq!(e.kind.as_deref(), Some("response"));
+            assert_eq!(e.request_id(), Some("r1"));
+            assert_eq!(e.user_agent(), Some("curl/8"));
+            assert_eq!(e.granting_policy(), Some("reader"));
+            assert_eq!(e.issued_accessor(), Some("hmac-sha256:cc"));
+            assert_eq!(e.http_status_code(), Some(204));
+            assert_eq!(
+                e.time().unwrap().unwrap().to_rfc3339(),
+                "2026-11-29T01:00:01.500+00:00"
+            );
+        }
+    }
 }

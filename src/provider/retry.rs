@@ -1,0 +1,192 @@
+//! The one retry loop of the HTTP providers: a request is sent until its answer is
+//! final, for a bounded number of attempts, waiting between attempts with exponential
+//! backoff (jittered, capped) or the server's `Retry-After`. Each provider judges its
+//! own answers ([`Verdict`]): which statuses are transient is the provider's call, the
+//! loop only sends, waits and counts.
+
+use reqwest::StatusCode;
+use std::time::Duration;
+
+/// Backoff settings for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: 6,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a provider makes of one answer (status, `Retry-After`, body).
+pub enum Verdict<T, E> {
+    /// Final: the call succeeded.
+    Done(T),
+    /// Final: the call failed, and the same request would fail the same way.
+    Fail(E),
+    /// Transient: send the request again after the backoff, or after the server's
+    /// `Retry-After` when it gave one. `why` is the message if no attempt succeeds.
+    Again {
+        why: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Why a retried request did not succeed.
+pub enum Gave<E> {
+    /// An answer was judged final ([`Verdict::Fail`]).
+    Failed(E),
+    /// Every attempt failed transiently; `last` says how the last one did.
+    Exhausted { last: String, attempts: u32 },
+}
+
+impl Retry {
+    /// The settings with `max_attempts` from a provider's configuration (default 6, at
+    /// least 1).
+    pub fn with_attempts(max_attempts: Option<u32>) -> Retry {
+        Retry {
+            max_attempts: max_attempts.unwrap_or(6).max(1),
+            ..Retry::default()
+        }
+    }
+
+    /// The wait before attempt `attempt + 1` (exponential with jitter, capped), or the
+    /// server's `Retry-After` when it gave one.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(ra) = retry_after {
+            return ra.min(Duration::from_secs(60));
+        }
+        let exp = self.base.saturating_mul(1u32 << attempt.min(16));
+        let capped = exp.min(self.cap);
+        let jitter = rand::random::<f64>() * 0.5 + 0.75;
+        capped.mul_f64(jitter)
+    }
+
+    /// Sends the request `request` builds until `judge` finds an answer final, at most
+    /// `max_attempts` times. Transport failures (no answer, or an answer whose body could
+    /// not be read) are always transient. `provider` and `path` label the log lines;
+    /// `what` (e.g. `GET /v1/keys`) names the request in transport failures.
+    pub async fn send<T, E>(
+        &self,
+        provider: &str,
+        path: &str,
+        what: &str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+        mut judge: impl FnMut(StatusCode, Option<Duration>, bytes::Bytes) -> Verdict<T, E>,
+    ) -> Result<T, Gave<E>> {
+        let mut last = String::new();
+        for attempt in 0..self.max_attempts {
+            if attempt > 0 {
+                tracing::debug!(%provider, %path, attempt, "retrying: {last}");
+            }
+            let retry_after = match send_once(request()).await {
+                Err(why) => {
+                    last = why.describe(what);
+                    None
+                }
+                Ok((status, retry_after, bytes)) => match judge(status, retry_after, bytes) {
+                    Verdict::Done(v) => return Ok(v),
+                    Verdict::Fail(e) => return Err(Gave::Failed(e)),
+                    Verdict::Again { why, retry_after } => {
+                        last = why;
+                        retry_after
+                    }
+                },
+            };
+            tokio::time::sleep(self.delay(attempt, retry_after)).await;
+        }
+        Err(Gave::Exhausted {
+            last,
+            attempts: self.max_attempts,
+        })
+    }
+}
+
+/// Why one attempt of a request got no answer to look at.
+enum SendFailure {
+    /// The request could not be sent (connect, timeout, dropped connection).
+    Send(String),
+    /// The answer's body could not be read.
+    Read(String),
+}
+
+impl SendFailure {
+    /// The failure as a message about `what` (e.g. `GET /v1/keys`).
+    fn describe(&self, what: &str) -> String {
+        match self {
+            SendFailure::Send(why) => why.clone(),
+            SendFailure::Read(why) => format!("reading the answer to {what}: {why}"),
+        }
+    }
+}
+
+/// Sends one attempt of a request and reads its whole answer: status, `Retry-After`
+/// (seconds) and body.
+async fn send_once(
+    req: reqwest::RequestBuilder,
+) -> std::result::Result<(StatusCode, Option<Duration>, bytes::Bytes), SendFailure> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| SendFailure::Send(describe_transport(&e)))?;
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| SendFailure::Read(describe_transport(&e)))?;
+    Ok((status, retry_after, bytes))
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "the request timed out".into()
+    } else if e.is_connect() {
+        "cannot connect (is the provider running and the url right?)".into()
+    } else {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(inner) = src {
+            s.push_str(": ");
+            s.push_str(&inner.to_string());
+            src = inner.source();
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let r = Retry::default();
+        assert!(r.delay(0, None) <= Duration::from_millis(125));
+        assert!(r.delay(10, None) <= Duration::from_millis(12_500));
+        assert!(r.delay(3, None) > r.delay(0, None) / 2);
+        assert_eq!(
+            r.delay(0, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn configured_attempts_are_at_least_one() {
+        assert_eq!(Retry::with_attempts(None).max_attempts, 6);
+        assert_eq!(Retry::with_attempts(Some(0)).max_attempts, 1);
+        assert_eq!(Retry::with_attempts(Some(3)).max_attempts, 3);
+    }
+}
