@@ -45,6 +45,9 @@ pub enum Gave<E> {
     Failed(E),
     /// Every attempt failed transiently; `last` says how the last one did.
     Exhausted { last: String, attempts: u32 },
+    /// A change ([`Retry::send_change`]) was sent and its outcome is unknown: no answer,
+    /// or a failure answer that does not say whether it was applied. Not sent again.
+    Ambiguous { last: String },
 }
 
 impl Retry {
@@ -79,7 +82,35 @@ impl Retry {
         path: &str,
         what: &str,
         request: impl Fn() -> reqwest::RequestBuilder,
+        judge: impl FnMut(StatusCode, Option<Duration>, bytes::Bytes) -> Verdict<T, E>,
+    ) -> Result<T, Gave<E>> {
+        self.run(provider, path, what, request, judge, false).await
+    }
+
+    /// Like [`Retry::send`], for a change the provider does not make idempotent: sent
+    /// again only when it provably was not acted on (the connection could not be made,
+    /// or a `429` / `503` refusal). A request that left without an answer, or met any
+    /// other transient failure, gives [`Gave::Ambiguous`]: the caller settles it by
+    /// reading the provider's state.
+    pub async fn send_change<T, E>(
+        &self,
+        provider: &str,
+        path: &str,
+        what: &str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+        judge: impl FnMut(StatusCode, Option<Duration>, bytes::Bytes) -> Verdict<T, E>,
+    ) -> Result<T, Gave<E>> {
+        self.run(provider, path, what, request, judge, true).await
+    }
+
+    async fn run<T, E>(
+        &self,
+        provider: &str,
+        path: &str,
+        what: &str,
+        request: impl Fn() -> reqwest::RequestBuilder,
         mut judge: impl FnMut(StatusCode, Option<Duration>, bytes::Bytes) -> Verdict<T, E>,
+        change: bool,
     ) -> Result<T, Gave<E>> {
         let mut last = String::new();
         for attempt in 0..self.max_attempts {
@@ -89,6 +120,9 @@ impl Retry {
             let retry_after = match send_once(request()).await {
                 Err(why) => {
                     last = why.describe(what);
+                    if change && !why.never_sent() {
+                        return Err(Gave::Ambiguous { last });
+                    }
                     None
                 }
                 Ok((status, retry_after, bytes)) => match judge(status, retry_after, bytes) {
@@ -96,6 +130,11 @@ impl Retry {
                     Verdict::Fail(e) => return Err(Gave::Failed(e)),
                     Verdict::Again { why, retry_after } => {
                         last = why;
+                        let refused = status == StatusCode::TOO_MANY_REQUESTS
+                            || status == StatusCode::SERVICE_UNAVAILABLE;
+                        if change && !refused {
+                            return Err(Gave::Ambiguous { last });
+                        }
                         retry_after
                     }
                 },
@@ -111,7 +150,10 @@ impl Retry {
 
 /// Why one attempt of a request got no answer to look at.
 enum SendFailure {
-    /// The request could not be sent (connect, timeout, dropped connection).
+    /// No connection could be made: the request never left.
+    Connect(String),
+    /// The request could not be sent, or was sent without an answer (timeout, dropped
+    /// connection).
     Send(String),
     /// The answer's body could not be read.
     Read(String),
@@ -121,9 +163,16 @@ impl SendFailure {
     /// The failure as a message about `what` (e.g. `GET /v1/keys`).
     fn describe(&self, what: &str) -> String {
         match self {
-            SendFailure::Send(why) => why.clone(),
+            SendFailure::Connect(why) | SendFailure::Send(why) => why.clone(),
             SendFailure::Read(why) => format!("reading the answer to {what}: {why}"),
         }
+    }
+}
+
+impl SendFailure {
+    /// True when the provider cannot have seen the request.
+    fn never_sent(&self) -> bool {
+        matches!(self, SendFailure::Connect(_))
     }
 }
 
@@ -132,10 +181,13 @@ impl SendFailure {
 async fn send_once(
     req: reqwest::RequestBuilder,
 ) -> std::result::Result<(StatusCode, Option<Duration>, bytes::Bytes), SendFailure> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| SendFailure::Send(describe_transport(&e)))?;
+    let resp = req.send().await.map_err(|e| {
+        if e.is_connect() {
+            SendFailure::Connect(describe_transport(&e))
+        } else {
+            SendFailure::Send(describe_transport(&e))
+        }
+    })?;
     let status = resp.status();
     let retry_after = resp
         .headers()

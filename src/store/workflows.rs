@@ -101,6 +101,9 @@ pub struct Workflow {
     pub updated: DateTime<Utc>,
     /// What went wrong, or why it was rolled back.
     pub error: Option<String>,
+    /// The idempotency key of the workflow's changes (each step derives its own from
+    /// it); rows from before schema version 7 have none and get a fresh one on resume.
+    pub op_key: Option<String>,
 }
 
 impl Workflow {
@@ -132,6 +135,7 @@ impl Workflow {
             created: now,
             updated: now,
             error: None,
+            op_key: Some(crate::provider::OpKey::random().as_str().to_string()),
         }
     }
 
@@ -153,7 +157,7 @@ pub struct KeyUse<'a> {
 }
 
 const COLUMNS: &str = "id, kind, provider, key_id, old_status, prior_successor, new_key_id, new_fingerprint, step, state, sink,
-     grace_seconds, grace_until, switched_at, reason, created, updated, error";
+     grace_seconds, grace_until, switched_at, reason, created, updated, error, op_key";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Workflow> {
     let bad = |i: usize, e: String| {
@@ -180,6 +184,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Workflow> {
         created: from_millis(r.get(15)?),
         updated: from_millis(r.get(16)?),
         error: r.get(17)?,
+        op_key: r.get(18)?,
     })
 }
 
@@ -189,8 +194,9 @@ impl Store {
         self.conn.execute(
             "INSERT INTO workflows (kind, provider, key_id, new_key_id, new_fingerprint, step, state,
                                     sink, grace_seconds, grace_until, switched_at, reason, created,
-                                    updated, error, old_status, prior_successor)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                                    updated, error, old_status, prior_successor, op_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18)",
             params![
                 w.kind,
                 w.provider,
@@ -209,6 +215,7 @@ impl Store {
                 w.error,
                 w.old_status,
                 w.prior_successor,
+                w.op_key,
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
@@ -219,7 +226,7 @@ impl Store {
     pub fn save_workflow(&self, w: &Workflow) -> super::Result<()> {
         self.conn.execute(
             "UPDATE workflows SET new_key_id = ?2, new_fingerprint = ?3, step = ?4, state = ?5,
-                    grace_until = ?6, switched_at = ?7, updated = ?8, error = ?9
+                    grace_until = ?6, switched_at = ?7, updated = ?8, error = ?9, op_key = ?10
              WHERE id = ?1",
             params![
                 w.id,
@@ -231,6 +238,7 @@ impl Store {
                 w.switched_at.map(to_millis),
                 to_millis(Utc::now()),
                 w.error,
+                w.op_key,
             ],
         )?;
         Ok(())
