@@ -235,6 +235,97 @@ mod tests {
         );
     }
 
+    /// A loopback server that reads each request and then, per connection, either closes
+    /// without an answer or answers `status`; returns its address and a request counter.
+    async fn server(status: Option<u16>) -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                if let Some(code) = status {
+                    let answer = format!(
+                        "HTTP/1.1 {code} X\r\nRetry-After: 0\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                    );
+                    let _ = sock.write_all(answer.as_bytes()).await;
+                }
+                drop(sock);
+            }
+        });
+        (format!("http://{addr}/v1/keys"), seen)
+    }
+
+    async fn post(url: &str, change: bool) -> Result<(), Gave<()>> {
+        let client = reqwest::Client::new();
+        let r = Retry {
+            max_attempts: 3,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        let judge = |status: StatusCode, retry_after, _b: bytes::Bytes| {
+            if status.is_success() {
+                Verdict::Done(())
+            } else {
+                Verdict::Again {
+                    why: format!("HTTP {status}"),
+                    retry_after,
+                }
+            }
+        };
+        let request = || client.post(url).body("{}");
+        if change {
+            r.send_change("p", "/v1/keys", "POST /v1/keys", request, judge)
+                .await
+        } else {
+            r.send("p", "/v1/keys", "POST /v1/keys", request, judge)
+                .await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_without_idempotency_is_sent_once_when_its_answer_is_lost() {
+        use std::sync::atomic::Ordering;
+        for status in [None, Some(500)] {
+            let (url, seen) = server(status).await;
+            let out = post(&url, true).await;
+            assert!(matches!(out, Err(Gave::Ambiguous { .. })), "{status:?}");
+            assert_eq!(seen.load(Ordering::SeqCst), 1, "{status:?}: sent once");
+            // The same request as an idempotent one is sent again.
+            let out = post(&url, false).await;
+            assert!(matches!(out, Err(Gave::Exhausted { attempts: 3, .. })));
+            assert_eq!(seen.load(Ordering::SeqCst), 4, "{status:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_before_acting_is_sent_again_even_without_idempotency() {
+        use std::sync::atomic::Ordering;
+        let (url, seen) = server(Some(503)).await;
+        let out = post(&url, true).await;
+        assert!(matches!(out, Err(Gave::Exhausted { attempts: 3, .. })));
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+        // Nothing listens: the request never left, so it is tried again.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let out = post(&format!("http://127.0.0.1:{port}/v1/keys"), true).await;
+        assert!(matches!(out, Err(Gave::Exhausted { attempts: 3, .. })));
+    }
+
     #[test]
     fn configured_attempts_are_at_least_one() {
         assert_eq!(Retry::with_attempts(None).max_attempts, 6);

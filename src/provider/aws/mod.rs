@@ -517,6 +517,21 @@ impl Provider for AwsProvider {
     }
 }
 
+/// The error of a creating call sent once: a failure that does not say the call was
+/// refused (a timeout, a dropped connection, an unreadable or 5xx answer) leaves its
+/// outcome unknown.
+fn ambiguous(e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::Unavailable {
+            provider, message, ..
+        }
+        | ProviderError::Protocol { provider, message } => {
+            ProviderError::Ambiguous { provider, message }
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
