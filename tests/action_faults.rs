@@ -347,3 +347,114 @@ fn a_rotation_killed_at_every_step_while_answers_are_lost_ends_with_one_delivere
     }
     f.w.ok(&["journal", "verify"]);
 }
+
+/// A provider without idempotency whose every creating call is applied and then
+/// unanswered (the demo behind it rotates; the answer never arrives).
+struct Unanswered(std::sync::Arc<dyn keyaudit::provider::Provider>);
+
+#[async_trait::async_trait]
+impl keyaudit::provider::Provider for Unanswered {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn kind(&self) -> &str {
+        "unanswered"
+    }
+    fn capabilities(&self) -> keyaudit::provider::Capabilities {
+        keyaudit::provider::Capabilities {
+            retry_changes: false,
+            ..self.0.capabilities()
+        }
+    }
+    async fn list_keys(
+        &self,
+        page: Option<&str>,
+    ) -> keyaudit::provider::Result<keyaudit::provider::KeyPage> {
+        self.0.list_keys(page).await
+    }
+    async fn list_events(
+        &self,
+        cursor: Option<&str>,
+    ) -> keyaudit::provider::Result<keyaudit::provider::EventPage> {
+        self.0.list_events(cursor).await
+    }
+    async fn get_key(&self, id: &str) -> keyaudit::provider::Result<Key> {
+        self.0.get_key(id).await
+    }
+    async fn disable(&self, id: &str) -> keyaudit::provider::Result<Key> {
+        self.0.disable(id).await
+    }
+    async fn enable(&self, id: &str) -> keyaudit::provider::Result<Key> {
+        self.0.enable(id).await
+    }
+    async fn revoke(&self, id: &str) -> keyaudit::provider::Result<Key> {
+        self.0.revoke(id).await
+    }
+    async fn rotate(
+        &self,
+        id: &str,
+        grace: std::time::Duration,
+    ) -> keyaudit::provider::Result<keyaudit::provider::Issued> {
+        let issued = self.0.rotate(id, grace).await?;
+        drop(issued);
+        Err(keyaudit::provider::ProviderError::Ambiguous {
+            provider: self.name().into(),
+            message: "connection closed before message completed".into(),
+        })
+    }
+    async fn verify_secret(&self, secret: &Secret) -> keyaudit::provider::Result<String> {
+        self.0.verify_secret(secret).await
+    }
+}
+
+/// Where the provider cannot take a change again, a rotation whose answer was lost is
+/// settled by listing: the key it created is revoked and journaled as `orphan-revoked`,
+/// the old key keeps working, and the rotation is rolled back.
+#[test]
+fn without_idempotency_an_unanswered_rotation_leaves_no_orphan() {
+    let mut f = Fixture::start("");
+    let (old, old_secret) = f.w.create("settle-old", "Settle Partner");
+    f.made.insert(old.id.clone());
+    std::fs::create_dir_all(f.w.db().parent().unwrap()).unwrap();
+    let cache = keyaudit::store::Cache::new(f.w.db());
+    let provider: std::sync::Arc<dyn keyaudit::provider::Provider> =
+        std::sync::Arc::new(Unanswered(f.w.provider.clone()));
+    let sink = f.w.path("settle.key");
+    let wf =
+        f.w.rt
+            .block_on(keyaudit::action::rotate::rotate(
+                &cache,
+                keyaudit::action::rotate::RotateRequest {
+                    provider,
+                    key: old.clone(),
+                    sink: keyaudit::action::sink::Sink::parse(&format!("file:{}", sink.display()))
+                        .unwrap(),
+                    grace: std::time::Duration::from_secs(3600),
+                    force: false,
+                    reason: Some("settlement".into()),
+                },
+            ))
+            .unwrap();
+    assert_eq!(wf.state, State::RolledBack, "{wf:?}");
+    assert!(!sink.exists());
+    let orphan =
+        f.w.remote(&old.id)
+            .rotated_to
+            .expect("the provider rotated");
+    assert_eq!(f.w.remote(&orphan).status, KeyStatus::Revoked, "the orphan");
+    assert_eq!(f.w.remote(&old.id).status, KeyStatus::Active);
+    assert!(f.w.works(&old_secret), "the old key still works");
+    f.assert_only_delivered_keys_are_active("settlement", &HashMap::new());
+    let store = Store::open(&f.w.db()).unwrap();
+    let settled: Vec<_> = store
+        .journal(None, None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "orphan-revoked")
+        .collect();
+    assert_eq!(settled.len(), 1, "{settled:?}");
+    assert_eq!(settled[0].target, format!("talentgrid/{orphan}"));
+    assert!(settled[0]
+        .result
+        .starts_with(&format!("ok: orphan {orphan} is revoked")));
+}
