@@ -337,7 +337,6 @@ async fn key_op_async(ctx: &Ctx, op: KeyOp, a: &KeyOpArgs) -> anyhow::Result<Exi
     let tty = std::io::stderr().is_terminal();
     let opts = BulkOptions {
         concurrency: a.concurrency as usize,
-        ..BulkOptions::default()
     };
     let verb = op.as_str();
     let report = run_bulk(
