@@ -13,15 +13,25 @@ use keyaudit::store::Store;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Before the secret reached the sink: rolled back. From then on: finished.
-const ROLLED_BACK: &[&str] = &[
-    "planned",
-    "rotating",
+/// Before the provider rotated: rolled back, nothing changed. From then on: finished
+/// (before delivery, the secret is taken again from the provider with the workflow's
+/// saved idempotency key).
+const ROLLED_BACK: &[&str] = &["planned", "rotating"];
+const FINISHED: &[&str] = &[
     "after:rotating",
     "rotated",
     "delivering",
+    "after:delivering",
+    "delivered",
+    "verifying",
+    "verified",
 ];
-const FINISHED: &[&str] = &["after:delivering", "delivered", "verifying", "verified"];
+
+/// Makes every delivery into `dir` fail: the directory becomes a file.
+fn break_dir(dir: &std::path::Path) {
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::write(dir, b"not a directory").unwrap();
+}
 
 struct Case {
     point: &'static str,
@@ -176,9 +186,11 @@ fn crashes_while_finishing_and_while_rolling_back_are_resumed() {
     assert_eq!(workflow_of(&w, &a.id).state, State::Done);
     assert_eq!(w.remote(&a.id).status, KeyStatus::Revoked);
 
-    // Killed after the provider rotated, then killed again in the middle of the rollback.
+    // Killed after the provider rotated; the delivery on resume fails, and the resume is
+    // killed again in the middle of the rollback.
     let (b, b_secret) = w.create("rollback-b", "Crash Test Partner");
-    let sink_b = w.path("b.key");
+    std::fs::create_dir_all(w.path("bdir")).unwrap();
+    let sink_b = w.path("bdir/b.key");
     crash(
         &w,
         &[
@@ -191,6 +203,7 @@ fn crashes_while_finishing_and_while_rolling_back_are_resumed() {
         ],
         "rotated",
     );
+    break_dir(&w.path("bdir"));
     crash(&w, &["resume"], "rolling_back");
     assert_eq!(workflow_of(&w, &b.id).state, State::Running);
     w.ok(&["resume"]);
@@ -206,13 +219,15 @@ fn crashes_while_finishing_and_while_rolling_back_are_resumed() {
     let (c, c_secret) = w.create("leaked-c", "Crash Test Partner");
     let tc = format!("talentgrid/{}", c.id);
     w.ok(&["disable", &tc, "--reason", "leaked", "--yes"]);
-    let spec_c = format!("file:{}", w.path("c.key").display());
+    std::fs::create_dir_all(w.path("cdir")).unwrap();
+    let spec_c = format!("file:{}", w.path("cdir/c.key").display());
     crash(
         &w,
         &["rotate", &tc, "--deliver", &spec_c, "--grace", "1h"],
         "rotated",
     );
-    w.ok(&["resume"]);
+    break_dir(&w.path("cdir"));
+    w.run(&["resume"]);
     assert_eq!(workflow_of(&w, &c.id).state, State::RolledBack);
     assert_eq!(w.remote(&c.id).status, KeyStatus::Inactive);
     assert!(!w.works(&c_secret));

@@ -316,8 +316,10 @@ fn resume_reads_the_delivery_back_and_a_rollback_restores_awscurrent() {
     let (w, moto, sm) = start();
     let spec = format!("aws-secretsmanager:{SECRET}");
 
-    // Killed before the value was put: resume finds AWSCURRENT unchanged and rolls back.
-    let (k1, k1_secret) = w.create("partner-a", "Partner A");
+    // Killed before the value was put: resume finds AWSCURRENT unchanged, takes the new
+    // secret again from the provider (the workflow's saved idempotency key), delivers
+    // it and goes on to the grace period.
+    let (k1, _) = w.create("partner-a", "Partner A");
     w.ok(&["sync"]);
     let t1 = format!("talentgrid/{}", k1.id);
     aborted_at(
@@ -326,18 +328,25 @@ fn resume_reads_the_delivery_back_and_a_rollback_restores_awscurrent() {
         &["rotate", &t1, "--deliver", &spec, "--grace", "1h"],
         "delivering",
     );
-    let out = ok(&w, &moto, &["workflows"]);
-    assert!(text(&out.stdout).contains(&spec), "{}", text(&out.stdout));
-    ok(&w, &moto, &["resume"]);
-    let wf = last_workflow(&w, &k1.id);
-    assert_eq!(wf.state, State::RolledBack, "{wf:?}");
-    let n1 = wf.new_key_id.clone().unwrap();
-    assert_eq!(w.remote(&n1).status, KeyStatus::Revoked);
-    assert!(w.works(&k1_secret));
     assert_eq!(
         stage(&w, &sm, SECRET, "AWSCURRENT").as_deref(),
         Some(OLD_VALUE)
     );
+    let out = ok(&w, &moto, &["workflows"]);
+    assert!(text(&out.stdout).contains(&spec), "{}", text(&out.stdout));
+    ok(&w, &moto, &["resume"]);
+    let wf = last_workflow(&w, &k1.id);
+    assert_eq!(wf.state, State::Grace, "{wf:?}");
+    let n1 = wf.new_key_id.clone().unwrap();
+    assert_eq!(w.remote(&k1.id).rotated_to.as_deref(), Some(n1.as_str()));
+    let recovered = Secret::new(stage(&w, &sm, SECRET, "AWSCURRENT").unwrap());
+    assert_eq!(w.remote(&n1).fingerprint, recovered.fingerprint());
+    assert!(w.works(&recovered));
+    assert!(w.journal().iter().any(|e| e["action"] == "rotate"
+        && e["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("answer recovered")));
 
     // Killed right after the value reached AWSCURRENT: resume reads it back, verifies it
     // with the demo and goes on to the grace period.
@@ -397,7 +406,7 @@ fn resume_reads_the_delivery_back_and_a_rollback_restores_awscurrent() {
         "{journal:#?}"
     );
     w.ok(&["journal", "verify"]);
-    for s in [&delivered, &broken] {
+    for s in [&recovered, &delivered, &broken] {
         w.assert_secret_nowhere(s.expose(), &[]);
     }
 }

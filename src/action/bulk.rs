@@ -1,8 +1,10 @@
 //! Bulk key operations for incidents: one operation on many keys, with bounded
-//! concurrency, retries with backoff for transient failures, and a result per key. Each
-//! key goes through [`apply_key_op`], so each gets its journal entries.
+//! concurrency and a result per key. Each key goes through [`apply_key_op`], so each gets
+//! its journal entries, its provider's one retry loop (`provider::retry`, which sends a
+//! change again only where the provider makes it idempotent) and, when the outcome
+//! stayed unknown, its settlement by reading the key back.
 
-use super::{apply_key_op, target, ActionError, KeyOp};
+use super::{apply_key_op, target, KeyOp};
 use crate::model::{Key, KeyStatus};
 use crate::provider::Provider;
 use crate::store::Cache;
@@ -15,19 +17,11 @@ use std::time::{Duration, Instant};
 pub struct BulkOptions {
     /// Keys in flight at once.
     pub concurrency: usize,
-    /// Attempts per key (the HTTP client retries each request on its own as well).
-    pub attempts: u32,
-    /// Wait before the second attempt; doubled for each further one.
-    pub backoff: Duration,
 }
 
 impl Default for BulkOptions {
     fn default() -> Self {
-        BulkOptions {
-            concurrency: 16,
-            attempts: 3,
-            backoff: Duration::from_millis(500),
-        }
+        BulkOptions { concurrency: 16 }
     }
 }
 
@@ -40,7 +34,8 @@ pub struct KeyResult {
     pub outcome: Result<KeyStatus, String>,
     /// The key already had the target status before (a no-op, counted as success).
     pub already: bool,
-    /// Attempts made.
+    /// Operations sent for this key (one; zero when its provider is missing). The
+    /// provider's retries of that operation are counted in its log, not here.
     pub attempts: u32,
 }
 
@@ -62,7 +57,8 @@ pub struct BulkReport {
     pub results: Vec<KeyResult>,
     /// Wall time of the run.
     pub elapsed: Duration,
-    /// Provider operations attempted (retries included).
+    /// Operations sent (one per key with a provider; the provider's retries of an
+    /// operation are not counted).
     pub provider_calls: u64,
 }
 
@@ -84,14 +80,6 @@ pub fn target_status(op: KeyOp) -> KeyStatus {
         KeyOp::Disable => KeyStatus::Inactive,
         KeyOp::Enable => KeyStatus::Active,
         KeyOp::Revoke => KeyStatus::Revoked,
-    }
-}
-
-fn retryable(e: &ActionError) -> bool {
-    match e {
-        ActionError::Provider(p) => p.is_transient(),
-        ActionError::Store(_) | ActionError::Task(_) => true,
-        ActionError::Unsupported { .. } => false,
     }
 }
 
@@ -149,18 +137,11 @@ pub async fn run_bulk(
                 .await
                 .expect("semaphore is never closed");
             let already = key.status == target_status(op);
-            let mut attempts = 0;
-            let outcome = loop {
-                attempts += 1;
-                match apply_key_op(&db, provider.clone(), &key, op, reason.as_deref()).await {
-                    Ok(k) => break Ok(k.status),
-                    Err(e) if attempts < opts.attempts && retryable(&e) => {
-                        tracing::warn!(key = %target(&key), attempts, "retrying: {e}");
-                        tokio::time::sleep(opts.backoff.saturating_mul(1 << (attempts - 1))).await;
-                    }
-                    Err(e) => break Err(e.to_string()),
-                }
-            };
+            let outcome = apply_key_op(&db, provider.clone(), &key, op, reason.as_deref())
+                .await
+                .map(|k| k.status)
+                .map_err(|e| e.to_string());
+            let attempts = 1;
             (
                 i,
                 KeyResult {

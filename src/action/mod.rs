@@ -4,16 +4,18 @@
 //!
 //! - [`bulk`]: one operation on many keys (incidents), bounded concurrency, retries.
 //! - [`rotate`]: rotation as a persisted, resumable state machine.
+//! - [`settle`]: settling a change whose outcome is unknown, by reading the provider.
 //! - [`sink`]: where a new secret is delivered, once.
 //! - [`workflow`]: the `workflows` table and the `rotated_key_used` check.
 
 pub mod bulk;
 pub mod rotate;
+pub mod settle;
 pub mod sink;
 pub mod workflow;
 
-use crate::model::Key;
-use crate::provider::{Provider, ProviderError};
+use crate::model::{Key, KeyStatus};
+use crate::provider::{KeyChange, OpKey, Provider, ProviderError};
 use crate::store::{journal::NewEntry, Cache, Store, StoreError};
 use std::sync::Arc;
 use thiserror::Error;
@@ -36,6 +38,25 @@ impl KeyOp {
             KeyOp::Disable => "disable",
             KeyOp::Enable => "enable",
             KeyOp::Revoke => "revoke",
+        }
+    }
+
+    /// The provider's change.
+    pub fn change(self) -> KeyChange {
+        match self {
+            KeyOp::Disable => KeyChange::Disable,
+            KeyOp::Enable => KeyChange::Enable,
+            KeyOp::Revoke => KeyChange::Revoke,
+        }
+    }
+
+    /// True when a key in `status` is where this operation leaves it (a revoked key
+    /// counts as disabled: it cannot be used either).
+    pub fn reached(self, status: KeyStatus) -> bool {
+        match self {
+            KeyOp::Disable => matches!(status, KeyStatus::Inactive | KeyStatus::Revoked),
+            KeyOp::Enable => status == KeyStatus::Active,
+            KeyOp::Revoke => status == KeyStatus::Revoked,
         }
     }
 
@@ -81,6 +102,14 @@ pub async fn with_db<T: Send + 'static>(
     .map_err(ActionError::from)
 }
 
+/// True when a change may have been applied although no answer said so.
+pub fn unknown_outcome(e: &ProviderError) -> bool {
+    matches!(
+        e,
+        ProviderError::Ambiguous { .. } | ProviderError::Unavailable { .. }
+    )
+}
+
 /// Registers `provider` in the cache (a key fetched live, before any sync, needs it).
 pub async fn ensure_provider(db: &Cache, provider: &dyn Provider) -> Result<(), ActionError> {
     let (name, kind, url) = (
@@ -99,13 +128,30 @@ pub async fn ensure_provider(db: &Cache, provider: &dyn Provider) -> Result<(), 
 
 /// Journals, performs and records one operation on one key; returns the key as the
 /// provider reports it afterwards. Idempotent where the provider is (revoking a revoked
-/// key succeeds).
+/// key succeeds). The change is one logical change with a fresh idempotency key; see
+/// [`apply_key_op_as`].
 pub async fn apply_key_op(
     db: &Cache,
     provider: Arc<dyn Provider>,
     key: &Key,
     op: KeyOp,
     reason: Option<&str>,
+) -> Result<Key, ActionError> {
+    apply_key_op_as(db, provider, key, op, reason, &OpKey::random()).await
+}
+
+/// [`apply_key_op`] as the logical change `op_key` (a workflow passes the key it saved,
+/// so a resume repeats the same change). A call whose outcome stayed unknown (every
+/// answer lost, or [`ProviderError::Ambiguous`]) is settled by reading the key back: if
+/// the provider shows the key where the operation leaves it, the operation succeeded and
+/// the journal says it was settled by reading; otherwise the error stands.
+pub async fn apply_key_op_as(
+    db: &Cache,
+    provider: Arc<dyn Provider>,
+    key: &Key,
+    op: KeyOp,
+    reason: Option<&str>,
+    op_key: &OpKey,
 ) -> Result<Key, ActionError> {
     if !op.supported_by(&provider.capabilities()) {
         return Err(ActionError::Unsupported {
@@ -134,14 +180,24 @@ pub async fn apply_key_op(
         })
         .await?;
     }
-    let outcome = match op {
-        KeyOp::Disable => provider.disable(&key.id).await,
-        KeyOp::Enable => provider.enable(&key.id).await,
-        KeyOp::Revoke => provider.revoke(&key.id).await,
+    let mut settled = None;
+    let outcome = match provider.change_key(&key.id, op.change(), op_key).await {
+        Err(e) if unknown_outcome(&e) => match provider.get_key(&key.id).await {
+            Ok(k) if op.reached(k.status) => {
+                settled = Some(e.to_string());
+                Ok(k)
+            }
+            _ => Err(e),
+        },
+        other => other,
     };
-    let result = match &outcome {
-        Ok(k) => format!("ok: status {}", k.status),
-        Err(e) => format!("failed: {e}"),
+    let result = match (&outcome, &settled) {
+        (Ok(k), None) => format!("ok: status {}", k.status),
+        (Ok(k), Some(why)) => format!(
+            "ok: status {} (the answer was lost: {why}; settled by reading the key back)",
+            k.status
+        ),
+        (Err(e), _) => format!("failed: {e}"),
     };
     let updated = outcome.as_ref().ok().cloned();
     with_db(db, move |s| {

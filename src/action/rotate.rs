@@ -19,12 +19,13 @@
 //! saved (`after:rotating` and `after:delivering` abort after the action, before its
 //! result is saved).
 
+use super::settle::{settle_by_listing, settle_orphans};
 use super::sink::{Sink, SinkError};
 use super::workflow::{self, State, Step, Workflow};
-use super::{apply_key_op, with_db, ActionError, KeyOp};
+use super::{apply_key_op_as, with_db, ActionError, KeyOp};
 use crate::config::ProviderConfig;
 use crate::model::{Key, KeyStatus};
-use crate::provider::{Provider, ProviderError};
+use crate::provider::{Issue, OpKey, Provider, ProviderError};
 use crate::secret::Secret;
 use crate::store::journal::NewEntry;
 use crate::store::Cache;
@@ -151,6 +152,20 @@ async fn journal(db: &Cache, wf: &Workflow, result: String) -> Result<(), Rotate
     Ok(())
 }
 
+/// The workflow's idempotency key (a row from before schema version 7 gets one now; the
+/// next save keeps it).
+fn op_key(wf: &mut Workflow) -> OpKey {
+    let key = wf
+        .op_key
+        .get_or_insert_with(|| OpKey::random().as_str().to_string());
+    OpKey::saved(key)
+}
+
+/// How long after the first call a provider still remembers an idempotency key (24 h in
+/// the provider API), less a margin: past it, sending the rotation again could rotate
+/// twice.
+const REPLAY_WINDOW: chrono::Duration = chrono::Duration::hours(23);
+
 async fn put_key(db: &Cache, key: Key) -> Result<(), RotateError> {
     with_db(db, move |s| s.put_key(&key).map(|_| ())).await?;
     Ok(())
@@ -254,7 +269,9 @@ async fn drive(
                 save(db, &wf).await?;
                 crash_point("rotating");
                 let grace = Duration::from_secs(wf.grace_seconds.max(0) as u64);
-                match provider.rotate(&wf.key_id, grace).await {
+                let op = op_key(&mut wf).step("rotate");
+                let id = wf.key_id.clone();
+                match provider.issue(Issue::Rotate { id: &id, grace }, &op).await {
                     Ok(issued) => {
                         crash_point("after:rotating");
                         wf.new_key_id = Some(issued.key.id.clone());
@@ -272,6 +289,21 @@ async fn drive(
                         secret = Some(issued.secret);
                         crash_point("rotated");
                     }
+                    Err(e) if !super::unknown_outcome(&e) => {
+                        // A definite refusal (not found, conflict, unauthorized): the
+                        // provider did not rotate.
+                        wf.error = Some(format!("rotate call refused: {e}; nothing was changed"));
+                        wf.step = Step::Finished;
+                        wf.state = State::RolledBack;
+                        save(db, &wf).await?;
+                        journal(
+                            db,
+                            &wf,
+                            format!("rolled back: {}", wf.error.as_deref().unwrap_or("")),
+                        )
+                        .await?;
+                        return Ok(wf);
+                    }
                     Err(e) => {
                         // The answer may have been lost after the provider acted:
                         // reconcile as a resume would.
@@ -283,14 +315,113 @@ async fn drive(
             Step::Rotating => {
                 // Interrupted around the provider call: did the provider rotate?
                 let old = provider.get_key(&wf.key_id).await?;
-                let ours = match &old.rotated_to {
-                    Some(n) if old.rotated_to != wf.prior_successor => {
-                        match provider.get_key(n).await {
-                            Ok(new) => Some(new),
-                            Err(ProviderError::NotFound { .. }) => None,
-                            Err(e) => return Err(e.into()),
+                let rotated = old.rotated_to.is_some() && old.rotated_to != wf.prior_successor;
+                if rotated && caps.retry_changes && Utc::now() - wf.created < REPLAY_WINDOW {
+                    // The provider answers the same idempotency key with the first answer:
+                    // the new key and its secret, without rotating again.
+                    let grace = Duration::from_secs(wf.grace_seconds.max(0) as u64);
+                    let op = op_key(&mut wf).step("rotate");
+                    let id = wf.key_id.clone();
+                    match provider.issue(Issue::Rotate { id: &id, grace }, &op).await {
+                        Ok(issued) if old.rotated_to.as_deref() == Some(issued.key.id.as_str()) => {
+                            wf.new_key_id = Some(issued.key.id.clone());
+                            wf.new_fingerprint = Some(issued.secret.fingerprint());
+                            if wf.grace_seconds > 0 && wf.grace_until.is_none() {
+                                wf.grace_until =
+                                    Some(Utc::now() + chrono::Duration::seconds(wf.grace_seconds));
+                            }
+                            wf.error = None;
+                            wf.step = Step::Rotated;
+                            save(db, &wf).await?;
+                            put_key(db, issued.key.clone()).await?;
+                            journal(
+                                db,
+                                &wf,
+                                format!(
+                                    "answer recovered: the provider had rotated to {}; its answer was taken again with the same idempotency key",
+                                    issued.key.id
+                                ),
+                            )
+                            .await?;
+                            secret = Some(issued.secret);
+                            continue;
+                        }
+                        Ok(issued) => {
+                            // Another key than the provider's successor: revoke it with
+                            // the successor below (neither was delivered).
+                            tracing::warn!(workflow = wf.id, got = %issued.key.id, "rotation replay answered another key");
+                            let base = op_key(&mut wf);
+                            settle_orphans(
+                                db,
+                                &provider,
+                                &wf,
+                                &base,
+                                std::slice::from_ref(&issued.key),
+                            )
+                            .await?;
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                workflow = wf.id,
+                                "taking the rotation's answer again failed: {e}"
+                            );
                         }
                     }
+                }
+                if !caps.retry_changes {
+                    // No idempotency: find the keys created since the call and adopt
+                    // the one the sink holds; the others are orphans.
+                    let base = op_key(&mut wf);
+                    match settle_by_listing(db, &provider, &wf, &base, sink, &old).await? {
+                        Some((new, s)) => {
+                            wf.new_key_id = Some(new.id.clone());
+                            wf.new_fingerprint = Some(new.fingerprint.clone());
+                            if wf.grace_seconds > 0 && wf.grace_until.is_none() {
+                                wf.grace_until =
+                                    Some(Utc::now() + chrono::Duration::seconds(wf.grace_seconds));
+                            }
+                            wf.error = None;
+                            wf.step = Step::Delivered;
+                            save(db, &wf).await?;
+                            journal(
+                                db,
+                                &wf,
+                                format!(
+                                    "adopted: the provider created {} and {} holds its secret",
+                                    new.id, wf.sink
+                                ),
+                            )
+                            .await?;
+                            secret = Some(s);
+                            continue;
+                        }
+                        None if rotated => {}
+                        None => {
+                            let why = wf.error.take().unwrap_or_else(|| {
+                                "interrupted before the provider rotated".to_string()
+                            });
+                            wf.error = Some(format!(
+                                "{why}; keys created since the call were revoked (journaled as orphan-revoked)"
+                            ));
+                            wf.step = Step::Finished;
+                            wf.state = State::RolledBack;
+                            save(db, &wf).await?;
+                            journal(
+                                db,
+                                &wf,
+                                format!("rolled back: {}", wf.error.as_deref().unwrap_or("")),
+                            )
+                            .await?;
+                            return Ok(wf);
+                        }
+                    }
+                }
+                let ours = match &old.rotated_to {
+                    Some(n) if rotated => match provider.get_key(n).await {
+                        Ok(new) => Some(new),
+                        Err(ProviderError::NotFound { .. }) => None,
+                        Err(e) => return Err(e.into()),
+                    },
                     _ => None,
                 };
                 match ours {
@@ -342,13 +473,29 @@ async fn drive(
                             save(db, &wf).await?;
                             return Ok(wf);
                         }
-                        Ok(None) => {
-                            wf.error = Some(format!(
-                                "interrupted before the new secret reached {}; it is lost (never stored)",
-                                wf.sink
-                            ));
-                            wf.step = Step::RollingBack;
-                        }
+                        Ok(None) => match recover_secret(&provider, &mut wf).await {
+                            Some(s) => {
+                                // Delivered from the provider's repeated answer.
+                                journal(
+                                    db,
+                                    &wf,
+                                    format!(
+                                        "answer recovered: the new secret of {} was taken again with the same idempotency key",
+                                        wf.new_key_id.as_deref().unwrap_or("?")
+                                    ),
+                                )
+                                .await?;
+                                secret = Some(s);
+                                wf.step = Step::Rotated;
+                            }
+                            None => {
+                                wf.error = Some(format!(
+                                    "interrupted before the new secret reached {}; it is lost (never stored)",
+                                    wf.sink
+                                ));
+                                wf.step = Step::RollingBack;
+                            }
+                        },
                     }
                     continue;
                 };
@@ -471,8 +618,16 @@ async fn drive(
                 let old = provider.get_key(&wf.key_id).await?;
                 let reason = format!("rotation #{}: grace period over", wf.id);
                 if old.status != KeyStatus::Revoked {
-                    if let Err(e) =
-                        apply_key_op(db, provider.clone(), &old, KeyOp::Revoke, Some(&reason)).await
+                    let op = op_key(&mut wf).step("revoke-old");
+                    if let Err(e) = apply_key_op_as(
+                        db,
+                        provider.clone(),
+                        &old,
+                        KeyOp::Revoke,
+                        Some(&reason),
+                        &op,
+                    )
+                    .await
                     {
                         wf.error = Some(format!(
                             "revoking the old key failed: {e}; run `keyaudit resume`"
@@ -521,6 +676,38 @@ async fn drive(
     }
 }
 
+/// The new secret again, from an idempotent provider's repeated answer to the saved
+/// rotation (same idempotency key, within the provider's memory), when it names the
+/// key the workflow recorded. `None` when the provider has no idempotency or answers
+/// otherwise.
+async fn recover_secret(provider: &Arc<dyn Provider>, wf: &mut Workflow) -> Option<Secret> {
+    if !provider.capabilities().retry_changes || Utc::now() - wf.created >= REPLAY_WINDOW {
+        return None;
+    }
+    let grace = Duration::from_secs(wf.grace_seconds.max(0) as u64);
+    let op = op_key(wf).step("rotate");
+    let id = wf.key_id.clone();
+    match provider.issue(Issue::Rotate { id: &id, grace }, &op).await {
+        Ok(issued)
+            if Some(&issued.key.id) == wf.new_key_id.as_ref()
+                && Some(issued.secret.fingerprint()) == wf.new_fingerprint =>
+        {
+            Some(issued.secret)
+        }
+        Ok(issued) => {
+            tracing::warn!(workflow = wf.id, got = %issued.key.id, "the repeated rotation answered another key");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(
+                workflow = wf.id,
+                "taking the rotation's answer again failed: {e}"
+            );
+            None
+        }
+    }
+}
+
 /// Undoes a rotation: takes the delivery back where the sink can (Secrets Manager's
 /// `AWSCURRENT` returns to the previous version), revokes the new key (its secret was
 /// never delivered, or does not work) and, where the provider rotated with overlap,
@@ -550,7 +737,16 @@ async fn roll_back(
                 notes.push(format!("new key {n} revoked"))
             }
             Ok(new) => {
-                apply_key_op(db, provider.clone(), &new, KeyOp::Revoke, Some(&reason)).await?;
+                let op = op_key(&mut wf.clone()).step("revoke-new");
+                apply_key_op_as(
+                    db,
+                    provider.clone(),
+                    &new,
+                    KeyOp::Revoke,
+                    Some(&reason),
+                    &op,
+                )
+                .await?;
                 notes.push(format!("new key {n} revoked"));
             }
             Err(ProviderError::NotFound { .. }) => notes.push(format!("new key {n} not found")),
@@ -567,7 +763,16 @@ async fn roll_back(
             wf.old_status.as_deref().unwrap_or("?")
         ));
     } else if replaced && caps.rotate_overlap && caps.disable && old.status != KeyStatus::Revoked {
-        apply_key_op(db, provider.clone(), &old, KeyOp::Enable, Some(&reason)).await?;
+        let op = op_key(&mut wf.clone()).step("enable-old");
+        apply_key_op_as(
+            db,
+            provider.clone(),
+            &old,
+            KeyOp::Enable,
+            Some(&reason),
+            &op,
+        )
+        .await?;
         notes.push(format!(
             "old key {} kept active (grace cancelled)",
             wf.key_id

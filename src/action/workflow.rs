@@ -9,7 +9,7 @@ use crate::store::{Store, StoreError};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-pub use crate::store::workflows::{State, Step, Workflow};
+pub use crate::store::workflows::{State, Step, UseSummary, Workflow};
 
 /// The rule id of the finding raised when a rotated key is still used.
 pub const ROTATED_KEY_USED: &str = "rotated_key_used";

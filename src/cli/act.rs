@@ -5,7 +5,7 @@
 use crate::action::bulk::{run_bulk, target_status, BulkOptions, BulkProgress};
 use crate::action::rotate::{self, RotateRequest};
 use crate::action::sink::Sink;
-use crate::action::workflow::{self, State, Workflow};
+use crate::action::workflow::{self, State, UseSummary, Workflow};
 use crate::action::{target, with_db, KeyOp};
 use crate::app::{Ctx, UsageError};
 use crate::config::ProviderConfig;
@@ -337,7 +337,6 @@ async fn key_op_async(ctx: &Ctx, op: KeyOp, a: &KeyOpArgs) -> anyhow::Result<Exi
     let tty = std::io::stderr().is_terminal();
     let opts = BulkOptions {
         concurrency: a.concurrency as usize,
-        ..BulkOptions::default()
     };
     let verb = op.as_str();
     let report = run_bulk(
@@ -529,12 +528,43 @@ pub fn workflows(ctx: &Ctx, a: &WorkflowsArgs) -> anyhow::Result<ExitCode> {
         "step",
         "sink",
         "grace until",
+        "old key last use",
+        "switched",
         "updated",
         "error",
     ];
+    /// A workflow with what the cache knows of its keys' use.
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        #[serde(flatten)]
+        workflow: &'a Workflow,
+        old_key_use: UseSummary,
+        new_key_use: Option<UseSummary>,
+    }
+    let store = Store::open_read_only(&ctx.paths.db)?;
     let mut out = Listing::new(std::io::stdout().lock(), a.format, &headers)?;
     for w in &list {
-        out.row(w, || {
+        let old_key_use = store.key_use_summary(&w.provider, &w.key_id)?;
+        let new_key_use = match &w.new_key_id {
+            Some(n) => Some(store.key_use_summary(&w.provider, n)?),
+            None => None,
+        };
+        let row = Row {
+            workflow: w,
+            old_key_use,
+            new_key_use,
+        };
+        out.row(&row, || {
+            let switched = match (&row.new_key_use, w.state) {
+                (None, _) => String::new(),
+                (Some(u), _) if u.uses_by_others > 0 => format!(
+                    "yes: new key used {} time(s), last {}",
+                    u.uses_by_others,
+                    u.last_by_others.map(rfc3339).unwrap_or_default()
+                ),
+                (Some(_), State::Grace) => "not yet (new key unused in the cache)".into(),
+                (Some(_), _) => "no use of the new key in the cache".into(),
+            };
             vec![
                 w.id.to_string(),
                 w.kind.clone(),
@@ -544,6 +574,8 @@ pub fn workflows(ctx: &Ctx, a: &WorkflowsArgs) -> anyhow::Result<ExitCode> {
                 w.step.to_string(),
                 w.sink.clone(),
                 w.grace_until.map(rfc3339).unwrap_or_default(),
+                row.old_key_use.last_use.map(rfc3339).unwrap_or_default(),
+                switched,
                 rfc3339(w.updated),
                 w.error.clone().unwrap_or_default(),
             ]

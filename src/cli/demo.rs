@@ -36,7 +36,8 @@ pub struct DemoArgs {
     /// New live events per second while running (0: none).
     #[arg(long, default_value_t = 2.0)]
     pub live_rate: f64,
-    /// Fault injection: `KIND=RATE,...` with kinds latency, 429, 500, 503, truncate, drop.
+    /// Fault injection: `KIND=RATE,...`; on reads latency, 429, 500, 503, truncate, drop;
+    /// on changes (after applying them) lost-answer, 500-after (docs/provider-api.md).
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
     /// End of the generated history (RFC 3339); default now.

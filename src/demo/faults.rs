@@ -5,6 +5,12 @@
 //! `drop` fault needs to close the connection without an answer; for that every accepted
 //! connection is wrapped in a [`KillableStream`] whose switch the handler can flip through
 //! the [`Peer`] connect info: hyper's next write fails and it closes the socket.
+//!
+//! Read faults (`latency` to `drop`) touch GET requests and happen before anything is
+//! done. Change faults (`lost-answer`, `500-after`) touch POST requests that changed
+//! something, after the change is applied: the provider acted, the client does not
+//! learn of it. An answer repeated for an `Idempotency-Key` changed nothing and is
+//! never faulted.
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,6 +36,10 @@ pub enum FaultKind {
     Truncate,
     /// The connection is closed without an answer.
     Drop,
+    /// A POST is applied, then the connection is closed without an answer.
+    LostAnswer,
+    /// A POST is applied, then answered `500 Internal Server Error`.
+    InternalAfter,
 }
 
 impl FaultKind {
@@ -41,6 +51,8 @@ impl FaultKind {
         FaultKind::Unavailable,
         FaultKind::Truncate,
         FaultKind::Drop,
+        FaultKind::LostAnswer,
+        FaultKind::InternalAfter,
     ];
 
     /// The word used in a spec and in `?fault=`.
@@ -52,7 +64,23 @@ impl FaultKind {
             FaultKind::Unavailable => "503",
             FaultKind::Truncate => "truncate",
             FaultKind::Drop => "drop",
+            FaultKind::LostAnswer => "lost-answer",
+            FaultKind::InternalAfter => "500-after",
         }
+    }
+
+    /// True for the kinds that hit changes (POST requests, after applying them).
+    pub fn after_change(self) -> bool {
+        matches!(self, FaultKind::LostAnswer | FaultKind::InternalAfter)
+    }
+
+    /// Every kind word, comma-separated (for messages).
+    pub fn words() -> String {
+        FaultKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Parses a kind word.
@@ -74,8 +102,14 @@ pub struct FaultSpec {
 impl FaultSpec {
     /// The fault for a uniform draw `u` in `[0, 1)`, if any.
     pub fn pick(&self, u: f64) -> Option<FaultKind> {
+        self.pick_where(u, |_| true)
+    }
+
+    /// The fault for a uniform draw `u` among the kinds `applies` accepts (the read
+    /// kinds for a GET, the change kinds for a POST), if any.
+    pub fn pick_where(&self, u: f64, applies: impl Fn(FaultKind) -> bool) -> Option<FaultKind> {
         let mut acc = 0.0;
-        for &(kind, rate) in &self.rules {
+        for &(kind, rate) in self.rules.iter().filter(|(k, _)| applies(*k)) {
             acc += rate;
             if u < acc {
                 return Some(kind);
@@ -87,11 +121,7 @@ impl FaultSpec {
 
 /// Parses a spec such as `latency=0.1,429=0.05,drop=0.01`. An empty spec means no faults.
 pub fn parse_faults(spec: &str) -> Result<FaultSpec, String> {
-    let kinds = FaultKind::ALL
-        .iter()
-        .map(|k| k.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let kinds = FaultKind::words();
     let mut rules: Vec<(FaultKind, f64)> = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let Some((word, rate)) = item.split_once('=') else {
@@ -124,11 +154,23 @@ pub fn parse_faults(spec: &str) -> Result<FaultSpec, String> {
         }
         rules.push((kind, rate));
     }
-    let total: f64 = rules.iter().map(|(_, r)| r).sum();
-    if total > 1.0 + 1e-9 {
-        return Err(format!(
-            "faults `{spec}`: the rates add up to {total}, more than 1"
-        ));
+    // GET and POST requests draw separately, so each group's rates add up to at most 1.
+    for change in [false, true] {
+        let total: f64 = rules
+            .iter()
+            .filter(|(k, _)| k.after_change() == change)
+            .map(|(_, r)| r)
+            .sum();
+        if total > 1.0 + 1e-9 {
+            let group = if change {
+                "change (POST)"
+            } else {
+                "read (GET)"
+            };
+            return Err(format!(
+                "faults `{spec}`: the {group} fault rates add up to {total}, more than 1"
+            ));
+        }
     }
     Ok(FaultSpec { rules })
 }
@@ -278,6 +320,14 @@ mod tests {
         assert!(parse_faults("503=0.6,500=0.6")
             .unwrap_err()
             .contains("more than 1"));
+        let s = parse_faults("500=0.5,lost-answer=0.3,500-after=0.2").unwrap();
+        let post = |u| s.pick_where(u, FaultKind::after_change);
+        assert_eq!(post(0.1), Some(FaultKind::LostAnswer));
+        assert_eq!(post(0.4), Some(FaultKind::InternalAfter));
+        assert_eq!(post(0.6), None);
+        let get = |u| s.pick_where(u, |k| !k.after_change());
+        assert_eq!(get(0.4), Some(FaultKind::Internal));
+        assert_eq!(get(0.6), None);
         assert!(parse_faults("503=0.1,503=0.2")
             .unwrap_err()
             .contains("twice"));

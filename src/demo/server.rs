@@ -3,6 +3,7 @@
 
 use super::data::{self, local, Dataset, Ev, KeyRec};
 mod events;
+mod idempotency;
 mod keys;
 
 use super::faults::{FaultKind, FaultSpec, Peer};
@@ -100,6 +101,8 @@ pub(crate) struct Shared {
     faults: FaultSpec,
     fault_rng: Mutex<StdRng>,
     rng: Mutex<StdRng>,
+    /// Answers remembered for `Idempotency-Key` (24 h).
+    idempotency: tokio::sync::Mutex<idempotency::Remembered>,
 }
 
 fn json_str(s: &str) -> String {
@@ -120,6 +123,7 @@ impl Shared {
             faults,
             fault_rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x6661_756c_7473)),
             rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x6c69_7665)),
+            idempotency: tokio::sync::Mutex::new(idempotency::Remembered::default()),
         }
     }
 
@@ -198,6 +202,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/demo/labels", get(labels))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
+            idempotency::idempotent,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
             inject_faults,
         ))
         .layer(axum::middleware::from_fn_with_state(
@@ -272,26 +280,42 @@ async fn inject_faults(
     next: Next,
 ) -> Response {
     let path = req.uri().path();
-    if req.method() != Method::GET
-        || !(path.starts_with("/v1/keys") || path.starts_with("/v1/events"))
+    let change = req.method() == Method::POST && path.starts_with("/v1/keys");
+    if !(change
+        || req.method() == Method::GET
+            && (path.starts_with("/v1/keys") || path.starts_with("/v1/events")))
     {
         return next.run(req).await;
     }
     let kind = match query_param(req.uri().query(), "fault") {
         Some(word) => match FaultKind::parse(word) {
-            Some(k) => Some(k),
+            Some(k) if k.after_change() == change => Some(k),
+            Some(k) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!(
+                        "fault `{}` applies to {} requests only",
+                        k.as_str(),
+                        if k.after_change() { "POST" } else { "GET" }
+                    ),
+                )
+            }
             None => {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "bad_request",
-                    &format!("unknown fault `{word}`; expected one of: latency, 429, 500, 503, truncate, drop"),
+                    &format!(
+                        "unknown fault `{word}`; expected one of: {}",
+                        FaultKind::words()
+                    ),
                 )
             }
         },
         None if s.faults.rules.is_empty() => None,
         None => {
             let u: f64 = s.fault_rng.lock().expect("fault rng lock").random();
-            s.faults.pick(u)
+            s.faults.pick_where(u, |k| k.after_change() == change)
         }
     };
     let retry = |mut r: Response| {
@@ -332,6 +356,25 @@ async fn inject_faults(
         Some(FaultKind::Drop) => {
             peer.drop_connection();
             StatusCode::NO_CONTENT.into_response()
+        }
+        Some(after @ (FaultKind::LostAnswer | FaultKind::InternalAfter)) => {
+            let answer = next.run(req).await;
+            // Only a change that was applied now: a refusal or a repeated answer changed
+            // nothing.
+            let applied = answer.status().is_success()
+                && answer.extensions().get::<idempotency::Replayed>().is_none();
+            if !applied {
+                return answer;
+            }
+            if after == FaultKind::LostAnswer {
+                peer.drop_connection();
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error after the change was applied (injected fault)",
+            )
         }
     }
 }

@@ -1,9 +1,14 @@
 //! The generic `http` provider: speaks the provider API of docs/provider-api.md with
 //! reqwest. Transient failures (429, 5xx, dropped connections, truncated bodies, timeouts)
-//! are retried with exponential backoff that honours `Retry-After`.
+//! are retried with exponential backoff that honours `Retry-After`. Every POST carries an
+//! `Idempotency-Key` (one per logical change, the same on every retry), so a change
+//! whose answer was lost is safe to send again: the provider answers it once.
 
 use super::retry::{Gave, Retry, Verdict};
-use super::{Capabilities, EventPage, Issued, KeyPage, NewKey, Provider, ProviderError, Result};
+use super::{
+    Capabilities, EventPage, Issue, Issued, KeyChange, KeyPage, NewKey, OpKey, Provider,
+    ProviderError, Result,
+};
 use crate::config::{resolve_token, ProviderConfig};
 use crate::model::{Event, Key, KeySource, KeyStatus, Outcome};
 use crate::secret::Secret;
@@ -161,7 +166,9 @@ impl HttpProvider {
         }
     }
 
-    /// Sends a request with retries; returns the parsed body of a 2xx answer.
+    /// Sends a request with retries; returns the parsed body of a 2xx answer. `op` is the
+    /// idempotency key of a change (every POST), sent with each attempt.
+    #[allow(clippy::too_many_arguments)]
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -170,6 +177,7 @@ impl HttpProvider {
         body: Option<serde_json::Value>,
         bearer: Option<&str>,
         key_id: &str,
+        op: Option<&OpKey>,
     ) -> Result<T> {
         let url = self.url(path);
         let what = format!("{method} {path}");
@@ -180,6 +188,9 @@ impl HttpProvider {
                 .query(query);
             if let Some(t) = bearer.or(self.token.as_deref()) {
                 req = req.bearer_auth(t);
+            }
+            if let Some(op) = op {
+                req = req.header("Idempotency-Key", op.as_str());
             }
             if let Some(b) = &body {
                 req = req.json(b);
@@ -234,6 +245,10 @@ impl HttpProvider {
             .map_err(|gave| match gave {
                 Gave::Failed(e) => e,
                 Gave::Exhausted { last, attempts } => self.unavailable(last, attempts),
+                Gave::Ambiguous { last } => ProviderError::Ambiguous {
+                    provider: self.name.clone(),
+                    message: last,
+                },
             })
     }
 
@@ -265,7 +280,7 @@ impl HttpProvider {
         }
     }
 
-    async fn key_action(&self, id: &str, action: &str) -> Result<Key> {
+    async fn key_action(&self, id: &str, action: &str, op: &OpKey) -> Result<Key> {
         let path = format!("/v1/keys/{}/{action}", encode_segment(id));
         let w: WireKey = self
             .call(
@@ -275,6 +290,7 @@ impl HttpProvider {
                 Some(serde_json::json!({})),
                 None,
                 id,
+                Some(op),
             )
             .await?;
         Ok(self.key_from_wire(w))
@@ -315,6 +331,7 @@ impl Provider for HttpProvider {
             rotate_overlap: true,
             rotate_atomic: false,
             verify_secret: true,
+            retry_changes: true,
         }
     }
 
@@ -324,7 +341,7 @@ impl Provider for HttpProvider {
             q.push(("page_token", p.to_string()));
         }
         let a: KeysAnswer = self
-            .call(Method::GET, "/v1/keys", &q, None, None, "")
+            .call(Method::GET, "/v1/keys", &q, None, None, "", None)
             .await?;
         Ok(KeyPage {
             keys: a.keys.into_iter().map(|w| self.key_from_wire(w)).collect(),
@@ -338,7 +355,7 @@ impl Provider for HttpProvider {
             q.push(("since", c.to_string()));
         }
         let a: EventsAnswer = self
-            .call(Method::GET, "/v1/events", &q, None, None, "")
+            .call(Method::GET, "/v1/events", &q, None, None, "", None)
             .await?;
         Ok(EventPage {
             events: a
@@ -368,38 +385,63 @@ impl Provider for HttpProvider {
 
     async fn get_key(&self, id: &str) -> Result<Key> {
         let path = format!("/v1/keys/{}", encode_segment(id));
-        let w: WireKey = self.call(Method::GET, &path, &[], None, None, id).await?;
+        let w: WireKey = self
+            .call(Method::GET, &path, &[], None, None, id, None)
+            .await?;
         Ok(self.key_from_wire(w))
     }
 
     async fn disable(&self, id: &str) -> Result<Key> {
-        self.key_action(id, "disable").await
+        self.change_key(id, KeyChange::Disable, &OpKey::random())
+            .await
     }
 
     async fn enable(&self, id: &str) -> Result<Key> {
-        self.key_action(id, "enable").await
+        self.change_key(id, KeyChange::Enable, &OpKey::random())
+            .await
     }
 
     async fn revoke(&self, id: &str) -> Result<Key> {
-        self.key_action(id, "revoke").await
+        self.change_key(id, KeyChange::Revoke, &OpKey::random())
+            .await
     }
 
     async fn create(&self, spec: &NewKey) -> Result<Issued> {
-        let body = serde_json::to_value(spec).map_err(|e| ProviderError::Protocol {
-            provider: self.name.clone(),
-            message: e.to_string(),
-        })?;
-        let a: IssuedAnswer = self
-            .call(Method::POST, "/v1/keys", &[], Some(body), None, &spec.name)
-            .await?;
-        Ok(self.issued(a))
+        self.issue(Issue::Create(spec), &OpKey::random()).await
     }
 
     async fn rotate(&self, id: &str, grace: Duration) -> Result<Issued> {
-        let path = format!("/v1/keys/{}/rotate", encode_segment(id));
-        let body = serde_json::json!({ "grace_seconds": grace.as_secs() });
+        self.issue(Issue::Rotate { id, grace }, &OpKey::random())
+            .await
+    }
+
+    async fn change_key(&self, id: &str, change: KeyChange, op: &OpKey) -> Result<Key> {
+        let action = match change {
+            KeyChange::Disable => "disable",
+            KeyChange::Enable => "enable",
+            KeyChange::Revoke => "revoke",
+        };
+        self.key_action(id, action, op).await
+    }
+
+    async fn issue(&self, what: Issue<'_>, op: &OpKey) -> Result<Issued> {
+        let (path, body, label) = match what {
+            Issue::Create(spec) => (
+                "/v1/keys".to_string(),
+                serde_json::to_value(spec).map_err(|e| ProviderError::Protocol {
+                    provider: self.name.clone(),
+                    message: e.to_string(),
+                })?,
+                spec.name.as_str(),
+            ),
+            Issue::Rotate { id, grace } => (
+                format!("/v1/keys/{}/rotate", encode_segment(id)),
+                serde_json::json!({ "grace_seconds": grace.as_secs() }),
+                id,
+            ),
+        };
         let a: IssuedAnswer = self
-            .call(Method::POST, &path, &[], Some(body), None, id)
+            .call(Method::POST, &path, &[], Some(body), None, label, Some(op))
             .await?;
         Ok(self.issued(a))
     }
@@ -414,6 +456,7 @@ impl Provider for HttpProvider {
                 None,
                 Some(secret.expose()),
                 "",
+                None,
             )
             .await?;
         Ok(a.key_id)

@@ -31,6 +31,59 @@ pub struct Capabilities {
     pub rotate_atomic: bool,
     /// Can check that a secret authenticates (verifies a rotation).
     pub verify_secret: bool,
+    /// A changing call (create, rotate, disable, enable, revoke) may be sent again when
+    /// its answer is lost: the provider makes it idempotent (the provider API's
+    /// `Idempotency-Key`). Where false, a change is sent once, and a call that was sent
+    /// but not answered ([`ProviderError::Ambiguous`]) is settled by reading the
+    /// provider's state, never by sending it again.
+    pub retry_changes: bool,
+}
+
+/// The idempotency key of one logical change: every retry of the change, and a resume
+/// after a crash, sends the same key, so the provider makes the change once. 128 random
+/// bits in hex; keys for the steps of one workflow are derived from the workflow's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpKey(String);
+
+impl OpKey {
+    /// A fresh key (128 bits from the OS CSPRNG).
+    pub fn random() -> OpKey {
+        OpKey(hex::encode(rand::random::<[u8; 16]>()))
+    }
+
+    /// A saved key (a workflow row's).
+    pub fn saved(key: &str) -> OpKey {
+        OpKey(key.to_string())
+    }
+
+    /// The key of the step `what` (`rotate`, `revoke-new`, ...) of the operation this key
+    /// names: distinct per step, the same on every run.
+    pub fn step(&self, what: &str) -> OpKey {
+        OpKey(format!("{}-{what}", self.0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A change to one existing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChange {
+    Disable,
+    Enable,
+    Revoke,
+}
+
+/// A change that issues a new key (and its secret).
+#[derive(Debug, Clone, Copy)]
+pub enum Issue<'a> {
+    Create(&'a NewKey),
+    /// Rotates key `id`; the old one keeps working for `grace` (zero: stops at once).
+    Rotate {
+        id: &'a str,
+        grace: Duration,
+    },
 }
 
 /// One page of a key listing.
@@ -94,6 +147,11 @@ pub enum ProviderError {
         message: String,
         attempts: u32,
     },
+    /// A change was sent and its outcome is unknown (no answer, or a failure answer
+    /// that does not say whether it was applied), and the provider cannot take it
+    /// again safely: settle it by reading the provider's state.
+    #[error("{provider}: {message}; the change may or may not have been applied")]
+    Ambiguous { provider: String, message: String },
     #[error("{provider}: unexpected answer: {message}")]
     Protocol { provider: String, message: String },
     /// A configuration problem; `message` names the file, line and provider.
@@ -147,6 +205,29 @@ pub trait Provider: Send + Sync {
         let _ = grace;
         Err(self.unsupported("rotate", id))
     }
+    /// [`KeyChange`] of key `id` as the one logical change `op`: a provider with
+    /// [`Capabilities::retry_changes`] makes it once however often `op` is sent. Others
+    /// ignore `op`.
+    async fn change_key(&self, id: &str, change: KeyChange, op: &OpKey) -> Result<Key> {
+        let _ = op;
+        match change {
+            KeyChange::Disable => self.disable(id).await,
+            KeyChange::Enable => self.enable(id).await,
+            KeyChange::Revoke => self.revoke(id).await,
+        }
+    }
+
+    /// Creates or rotates as the one logical change `op` (see [`Provider::change_key`]);
+    /// sent again with the same `op`, an idempotent provider answers with the same new
+    /// key and secret.
+    async fn issue(&self, what: Issue<'_>, op: &OpKey) -> Result<Issued> {
+        let _ = op;
+        match what {
+            Issue::Create(spec) => self.create(spec).await,
+            Issue::Rotate { id, grace } => self.rotate(id, grace).await,
+        }
+    }
+
     /// Checks that `secret` authenticates at the provider; returns the key id it belongs to.
     async fn verify_secret(&self, secret: &Secret) -> Result<String> {
         let _ = secret;

@@ -45,6 +45,9 @@ pub enum Gave<E> {
     Failed(E),
     /// Every attempt failed transiently; `last` says how the last one did.
     Exhausted { last: String, attempts: u32 },
+    /// A change ([`Retry::send_change`]) was sent and its outcome is unknown: no answer,
+    /// or a failure answer that does not say whether it was applied. Not sent again.
+    Ambiguous { last: String },
 }
 
 impl Retry {
@@ -79,7 +82,35 @@ impl Retry {
         path: &str,
         what: &str,
         request: impl Fn() -> reqwest::RequestBuilder,
+        judge: impl FnMut(StatusCode, Option<Duration>, bytes::Bytes) -> Verdict<T, E>,
+    ) -> Result<T, Gave<E>> {
+        self.run(provider, path, what, request, judge, false).await
+    }
+
+    /// Like [`Retry::send`], for a change the provider does not make idempotent: sent
+    /// again only when it provably was not acted on (the connection could not be made,
+    /// or a `429` / `503` refusal). A request that left without an answer, or met any
+    /// other transient failure, gives [`Gave::Ambiguous`]: the caller settles it by
+    /// reading the provider's state.
+    pub async fn send_change<T, E>(
+        &self,
+        provider: &str,
+        path: &str,
+        what: &str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+        judge: impl FnMut(StatusCode, Option<Duration>, bytes::Bytes) -> Verdict<T, E>,
+    ) -> Result<T, Gave<E>> {
+        self.run(provider, path, what, request, judge, true).await
+    }
+
+    async fn run<T, E>(
+        &self,
+        provider: &str,
+        path: &str,
+        what: &str,
+        request: impl Fn() -> reqwest::RequestBuilder,
         mut judge: impl FnMut(StatusCode, Option<Duration>, bytes::Bytes) -> Verdict<T, E>,
+        change: bool,
     ) -> Result<T, Gave<E>> {
         let mut last = String::new();
         for attempt in 0..self.max_attempts {
@@ -89,6 +120,9 @@ impl Retry {
             let retry_after = match send_once(request()).await {
                 Err(why) => {
                     last = why.describe(what);
+                    if change && !why.never_sent() {
+                        return Err(Gave::Ambiguous { last });
+                    }
                     None
                 }
                 Ok((status, retry_after, bytes)) => match judge(status, retry_after, bytes) {
@@ -96,6 +130,11 @@ impl Retry {
                     Verdict::Fail(e) => return Err(Gave::Failed(e)),
                     Verdict::Again { why, retry_after } => {
                         last = why;
+                        let refused = status == StatusCode::TOO_MANY_REQUESTS
+                            || status == StatusCode::SERVICE_UNAVAILABLE;
+                        if change && !refused {
+                            return Err(Gave::Ambiguous { last });
+                        }
                         retry_after
                     }
                 },
@@ -111,7 +150,10 @@ impl Retry {
 
 /// Why one attempt of a request got no answer to look at.
 enum SendFailure {
-    /// The request could not be sent (connect, timeout, dropped connection).
+    /// No connection could be made: the request never left.
+    Connect(String),
+    /// The request could not be sent, or was sent without an answer (timeout, dropped
+    /// connection).
     Send(String),
     /// The answer's body could not be read.
     Read(String),
@@ -121,9 +163,16 @@ impl SendFailure {
     /// The failure as a message about `what` (e.g. `GET /v1/keys`).
     fn describe(&self, what: &str) -> String {
         match self {
-            SendFailure::Send(why) => why.clone(),
+            SendFailure::Connect(why) | SendFailure::Send(why) => why.clone(),
             SendFailure::Read(why) => format!("reading the answer to {what}: {why}"),
         }
+    }
+}
+
+impl SendFailure {
+    /// True when the provider cannot have seen the request.
+    fn never_sent(&self) -> bool {
+        matches!(self, SendFailure::Connect(_))
     }
 }
 
@@ -132,10 +181,13 @@ impl SendFailure {
 async fn send_once(
     req: reqwest::RequestBuilder,
 ) -> std::result::Result<(StatusCode, Option<Duration>, bytes::Bytes), SendFailure> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| SendFailure::Send(describe_transport(&e)))?;
+    let resp = req.send().await.map_err(|e| {
+        if e.is_connect() {
+            SendFailure::Connect(describe_transport(&e))
+        } else {
+            SendFailure::Send(describe_transport(&e))
+        }
+    })?;
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -181,6 +233,97 @@ mod tests {
             r.delay(0, Some(Duration::from_secs(2))),
             Duration::from_secs(2)
         );
+    }
+
+    /// A loopback server that reads each request and then, per connection, either closes
+    /// without an answer or answers `status`; returns its address and a request counter.
+    async fn server(status: Option<u16>) -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                if let Some(code) = status {
+                    let answer = format!(
+                        "HTTP/1.1 {code} X\r\nRetry-After: 0\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                    );
+                    let _ = sock.write_all(answer.as_bytes()).await;
+                }
+                drop(sock);
+            }
+        });
+        (format!("http://{addr}/v1/keys"), seen)
+    }
+
+    async fn post(url: &str, change: bool) -> Result<(), Gave<()>> {
+        let client = reqwest::Client::new();
+        let r = Retry {
+            max_attempts: 3,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        let judge = |status: StatusCode, retry_after, _b: bytes::Bytes| {
+            if status.is_success() {
+                Verdict::Done(())
+            } else {
+                Verdict::Again {
+                    why: format!("HTTP {status}"),
+                    retry_after,
+                }
+            }
+        };
+        let request = || client.post(url).body("{}");
+        if change {
+            r.send_change("p", "/v1/keys", "POST /v1/keys", request, judge)
+                .await
+        } else {
+            r.send("p", "/v1/keys", "POST /v1/keys", request, judge)
+                .await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_without_idempotency_is_sent_once_when_its_answer_is_lost() {
+        use std::sync::atomic::Ordering;
+        for status in [None, Some(500)] {
+            let (url, seen) = server(status).await;
+            let out = post(&url, true).await;
+            assert!(matches!(out, Err(Gave::Ambiguous { .. })), "{status:?}");
+            assert_eq!(seen.load(Ordering::SeqCst), 1, "{status:?}: sent once");
+            // The same request as an idempotent one is sent again.
+            let out = post(&url, false).await;
+            assert!(matches!(out, Err(Gave::Exhausted { attempts: 3, .. })));
+            assert_eq!(seen.load(Ordering::SeqCst), 4, "{status:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_before_acting_is_sent_again_even_without_idempotency() {
+        use std::sync::atomic::Ordering;
+        let (url, seen) = server(Some(503)).await;
+        let out = post(&url, true).await;
+        assert!(matches!(out, Err(Gave::Exhausted { attempts: 3, .. })));
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+        // Nothing listens: the request never left, so it is tried again.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let out = post(&format!("http://127.0.0.1:{port}/v1/keys"), true).await;
+        assert!(matches!(out, Err(Gave::Exhausted { attempts: 3, .. })));
     }
 
     #[test]

@@ -173,6 +173,11 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE events ADD COLUMN raw_block INTEGER;   -- raw_blocks.id
     ALTER TABLE events ADD COLUMN raw_at INTEGER;
     "#,
+    // 7: the idempotency key of a workflow's changes (provider::OpKey), so a resume
+    // sends the same key as the first run.
+    r#"
+    ALTER TABLE workflows ADD COLUMN op_key TEXT;
+    "#,
 ];
 
 /// Applies every migration newer than the cache's `user_version`.

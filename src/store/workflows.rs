@@ -101,6 +101,9 @@ pub struct Workflow {
     pub updated: DateTime<Utc>,
     /// What went wrong, or why it was rolled back.
     pub error: Option<String>,
+    /// The idempotency key of the workflow's changes (each step derives its own from
+    /// it); rows from before schema version 7 have none and get a fresh one on resume.
+    pub op_key: Option<String>,
 }
 
 impl Workflow {
@@ -132,6 +135,7 @@ impl Workflow {
             created: now,
             updated: now,
             error: None,
+            op_key: Some(crate::provider::OpKey::random().as_str().to_string()),
         }
     }
 
@@ -152,8 +156,20 @@ pub struct KeyUse<'a> {
     pub refused: bool,
 }
 
+/// What the cache knows of one key's use during a rotation's grace period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UseSummary {
+    /// The key's last use: the latest cached event, or the provider's `last_used`.
+    pub last_use: Option<DateTime<Utc>>,
+    /// Successful uses by anyone but keyaudit itself (its verification requests carry the
+    /// user agent `keyaudit/…`).
+    pub uses_by_others: u64,
+    /// The last of those.
+    pub last_by_others: Option<DateTime<Utc>>,
+}
+
 const COLUMNS: &str = "id, kind, provider, key_id, old_status, prior_successor, new_key_id, new_fingerprint, step, state, sink,
-     grace_seconds, grace_until, switched_at, reason, created, updated, error";
+     grace_seconds, grace_until, switched_at, reason, created, updated, error, op_key";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Workflow> {
     let bad = |i: usize, e: String| {
@@ -180,6 +196,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Workflow> {
         created: from_millis(r.get(15)?),
         updated: from_millis(r.get(16)?),
         error: r.get(17)?,
+        op_key: r.get(18)?,
     })
 }
 
@@ -189,8 +206,9 @@ impl Store {
         self.conn.execute(
             "INSERT INTO workflows (kind, provider, key_id, new_key_id, new_fingerprint, step, state,
                                     sink, grace_seconds, grace_until, switched_at, reason, created,
-                                    updated, error, old_status, prior_successor)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                                    updated, error, old_status, prior_successor, op_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18)",
             params![
                 w.kind,
                 w.provider,
@@ -209,6 +227,7 @@ impl Store {
                 w.error,
                 w.old_status,
                 w.prior_successor,
+                w.op_key,
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
@@ -219,7 +238,7 @@ impl Store {
     pub fn save_workflow(&self, w: &Workflow) -> super::Result<()> {
         self.conn.execute(
             "UPDATE workflows SET new_key_id = ?2, new_fingerprint = ?3, step = ?4, state = ?5,
-                    grace_until = ?6, switched_at = ?7, updated = ?8, error = ?9
+                    grace_until = ?6, switched_at = ?7, updated = ?8, error = ?9, op_key = ?10
              WHERE id = ?1",
             params![
                 w.id,
@@ -231,6 +250,7 @@ impl Store {
                 w.switched_at.map(to_millis),
                 to_millis(Utc::now()),
                 w.error,
+                w.op_key,
             ],
         )?;
         Ok(())
@@ -276,6 +296,37 @@ impl Store {
             .map(from_millis))
     }
 
+    /// The use of one key as the cache knows it ([`UseSummary`]).
+    pub fn key_use_summary(&self, provider: &str, key_id: &str) -> super::Result<UseSummary> {
+        let (events_last, others, others_last, key_last) = self
+            .conn
+            .prepare_cached(
+                "SELECT max(e.time),
+                        sum(CASE WHEN e.outcome = 0 AND coalesce(e.user_agent, '') NOT LIKE 'keyaudit/%'
+                                 THEN 1 ELSE 0 END),
+                        max(CASE WHEN e.outcome = 0 AND coalesce(e.user_agent, '') NOT LIKE 'keyaudit/%'
+                                 THEN e.time END),
+                        (SELECT k2.last_used FROM keys k2 JOIN providers p2 ON p2.id = k2.provider_id
+                          WHERE p2.name = ?1 AND k2.ext_id = ?2)
+                 FROM events e
+                 JOIN keys k ON k.id = e.key_ref JOIN providers p ON p.id = k.provider_id
+                 WHERE p.name = ?1 AND k.ext_id = ?2",
+            )?
+            .query_row(params![provider, key_id], |r| {
+                Ok((
+                    r.get::<_, Option<Millis>>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, Option<Millis>>(2)?,
+                    r.get::<_, Option<Millis>>(3)?,
+                ))
+            })?;
+        Ok(UseSummary {
+            last_use: events_last.max(key_last).map(from_millis),
+            uses_by_others: others.unwrap_or(0).max(0) as u64,
+            last_by_others: others_last.map(from_millis),
+        })
+    }
+
     /// Visits the events of a key after `since`, oldest first.
     pub fn key_uses_after(
         &self,
@@ -302,5 +353,73 @@ impl Store {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Event, Key, KeySource, Outcome};
+    use crate::store::Store;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn use_summary_tells_keyaudit_s_own_checks_from_the_consumer_s_use() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.ensure_provider("tg", "http", None).unwrap();
+        for id in ["old", "new"] {
+            let mut k = Key::seen_in_logs("tg", id);
+            k.source = KeySource::Provider;
+            store.put_key(&k).unwrap();
+        }
+        let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap();
+        let ev = |id: &str, key: &str, mins: i64, ua: &str, outcome: Outcome| Event {
+            provider: "tg".into(),
+            id: id.into(),
+            time: t0 + chrono::Duration::minutes(mins),
+            key_id: key.into(),
+            principal: None,
+            action: "GET /v1/partner/ping".into(),
+            scope: None,
+            source_ip: None,
+            user_agent: Some(ua.into()),
+            outcome,
+            status_code: None,
+            request_id: None,
+            records: None,
+            raw: None,
+        };
+        store
+            .insert_events(
+                "tg",
+                &[
+                    ev("e1", "old", 0, "payroll/2.0", Outcome::Success),
+                    ev("e2", "new", 1, "keyaudit/0.1.0", Outcome::Success),
+                    ev("e3", "old", 5, "payroll/2.0", Outcome::Success),
+                ],
+                None,
+            )
+            .unwrap();
+        let new = store.key_use_summary("tg", "new").unwrap();
+        assert_eq!(new.uses_by_others, 0, "the verification is not a switch");
+        assert_eq!(new.last_use, Some(t0 + chrono::Duration::minutes(1)));
+        let old = store.key_use_summary("tg", "old").unwrap();
+        assert_eq!(old.last_use, Some(t0 + chrono::Duration::minutes(5)));
+        store
+            .insert_events(
+                "tg",
+                &[
+                    ev("e4", "new", 7, "payroll/2.0", Outcome::Denied),
+                    ev("e5", "new", 9, "payroll/2.0", Outcome::Success),
+                ],
+                None,
+            )
+            .unwrap();
+        let new = store.key_use_summary("tg", "new").unwrap();
+        assert_eq!(new.uses_by_others, 1, "a refused call is not a switch");
+        assert_eq!(new.last_by_others, Some(t0 + chrono::Duration::minutes(9)));
+        assert_eq!(
+            store.key_use_summary("tg", "unknown").unwrap(),
+            Default::default()
+        );
     }
 }

@@ -31,6 +31,15 @@ impl World {
     /// As [`World::start`], with extra provider names pointing at the same demo (their
     /// keys share ids with `talentgrid`'s, which makes bare ids ambiguous).
     pub fn start_with(extra: &[&str]) -> World {
+        Self::start_opts(extra, None)
+    }
+
+    /// As [`World::start`], with the demo injecting `faults` (`KIND=RATE,...`).
+    pub fn start_faulty(faults: &str) -> World {
+        Self::start_opts(&[], Some(faults))
+    }
+
+    fn start_opts(extra: &[&str], faults: Option<&str>) -> World {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -44,6 +53,7 @@ impl World {
                 events: 3000,
                 days: 7,
                 live_rate: 0.0,
+                faults: faults.map(str::to_string),
                 ..DemoOptions::default()
             }))
             .expect("demo starts");

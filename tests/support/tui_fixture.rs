@@ -34,6 +34,7 @@ pub fn full_caps() -> Capabilities {
         rotate_overlap: true,
         rotate_atomic: false,
         verify_secret: true,
+        retry_changes: true,
     }
 }
 

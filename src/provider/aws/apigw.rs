@@ -237,10 +237,17 @@ impl AwsProvider {
         if let Some(cust) = old_out.customer_id() {
             req = req.customer_id(cust);
         }
+        // CreateApiKey has no idempotency token: one attempt, and an unanswered call is
+        // settled by listing the keys (action::settle).
         let created = req
+            .customize()
+            .config_override(
+                aws_sdk_apigateway::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1)),
+            )
             .send()
             .await
-            .map_err(|e| self.aws_error(e, "apigateway:POST", "a new API key"))?;
+            .map_err(|e| super::ambiguous(self.aws_error(e, "apigateway:POST", "a new API key")))?;
         let new_id = created
             .id()
             .ok_or_else(|| self.protocol("CreateApiKey answered without an id"))?

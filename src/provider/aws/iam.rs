@@ -360,9 +360,18 @@ impl AwsProvider {
             .iam
             .create_access_key()
             .user_name(&user)
+            // CreateAccessKey has no idempotency token: one attempt, and an unanswered
+            // call is settled by listing the user's keys (action::settle).
+            .customize()
+            .config_override(
+                aws_sdk_iam::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1)),
+            )
             .send()
             .await
-            .map_err(|e| self.aws_error(e, "iam:CreateAccessKey", &format!("user {user}")))?;
+            .map_err(|e| {
+                super::ambiguous(self.aws_error(e, "iam:CreateAccessKey", &format!("user {user}")))
+            })?;
         let created = out
             .access_key()
             .ok_or_else(|| self.protocol("CreateAccessKey answered without a key"))?;

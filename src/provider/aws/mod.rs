@@ -449,6 +449,8 @@ impl Provider for AwsProvider {
             rotate_overlap: true,
             rotate_atomic: false,
             verify_secret: true,
+            // Token creation / CreateAccessKey and CreateApiKey have no idempotency key.
+            retry_changes: false,
         }
     }
 
@@ -512,6 +514,21 @@ impl Provider for AwsProvider {
 
     async fn findings(&self) -> Result<Vec<Finding>> {
         self.root_findings().await
+    }
+}
+
+/// The error of a creating call sent once: a failure that does not say the call was
+/// refused (a timeout, a dropped connection, an unreadable or 5xx answer) leaves its
+/// outcome unknown.
+fn ambiguous(e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::Unavailable {
+            provider, message, ..
+        }
+        | ProviderError::Protocol { provider, message } => {
+            ProviderError::Ambiguous { provider, message }
+        }
+        other => other,
     }
 }
 

@@ -111,17 +111,30 @@ impl VaultProvider {
                 retry_after,
             }
         };
-        self.retry
-            .send(&self.name, path, path, request, judge)
-            .await
-            .map_err(|gave| match gave {
-                Gave::Failed(f) => f,
-                Gave::Exhausted { last, attempts } => Fail::Gave(ProviderError::Unavailable {
-                    provider: self.name.clone(),
-                    message: last,
-                    attempts,
-                }),
-            })
+        // Creating a token is not idempotent at Vault: a lost answer is never sent again
+        // (a second token would be issued); the caller settles it by reading.
+        let creates = method == Method::POST && path.starts_with("auth/token/create");
+        let sent = if creates {
+            self.retry
+                .send_change(&self.name, path, path, request, judge)
+                .await
+        } else {
+            self.retry
+                .send(&self.name, path, path, request, judge)
+                .await
+        };
+        sent.map_err(|gave| match gave {
+            Gave::Failed(f) => f,
+            Gave::Ambiguous { last } => Fail::Gave(ProviderError::Ambiguous {
+                provider: self.name.clone(),
+                message: last,
+            }),
+            Gave::Exhausted { last, attempts } => Fail::Gave(ProviderError::Unavailable {
+                provider: self.name.clone(),
+                message: last,
+                attempts,
+            }),
+        })
     }
 
     /// A call whose failure is explained in keyaudit's words.

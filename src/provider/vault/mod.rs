@@ -198,6 +198,8 @@ impl Provider for VaultProvider {
             rotate_overlap: true,
             rotate_atomic: false,
             verify_secret: true,
+            // Token creation / CreateAccessKey and CreateApiKey have no idempotency key.
+            retry_changes: false,
         }
     }
 
