@@ -264,7 +264,11 @@ fn redact_text_in(s: &str, aws: bool) -> Option<String> {
         } else if looks_secret(word) || (aws && is_aws_secret_shape(word)) {
             (Some((start, i)), word)
         } else {
-            (None, word)
+            // A secret inside a path (`notes/ghp_....txt`): from that segment on.
+            (
+                path_secret(word).map(|at| (start + at, i)),
+                word,
+            )
         };
         if let Some((a, b)) = secret_range {
             let o = out.get_or_insert_with(|| String::with_capacity(s.len()));
@@ -278,6 +282,21 @@ fn redact_text_in(s: &str, aws: bool) -> Option<String> {
         o.push_str(&s[last..]);
         o
     })
+}
+
+/// Where a secret-looking segment of a `/`-separated word begins, if one does.
+fn path_secret(word: &str) -> Option<usize> {
+    if !word.contains('/') {
+        return None;
+    }
+    let mut at = 0;
+    for seg in word.split('/') {
+        if looks_secret(seg) {
+            return Some(at);
+        }
+        at += seg.len() + 1;
+    }
+    None
 }
 
 /// Redacts a string in place; true when something was redacted.
@@ -426,7 +445,7 @@ fn has_secret_word(text: &str) -> bool {
                 Some(eq) => &word[eq + 1..],
                 None => word,
             };
-            looks_secret(candidate)
+            looks_secret(candidate) || path_secret(candidate).is_some()
         })
 }
 
@@ -520,5 +539,28 @@ mod tests {
             None
         );
         assert_eq!(redact_text("AKIAIOSFODNN7EXAMPLE"), None);
+        let path = "s3://hr/notes/ghp_R2d2C3poBb8Lk4Mn6Pq8Rs0Tu2Vw4Xy6Za8.txt";
+        assert!(may_hold_secrets(path));
+        let r = redact_text(path).unwrap();
+        assert!(r.starts_with("s3://hr/notes/[REDACTED sha256:"), "{r}");
+    }
+
+    #[test]
+    fn shapes_are_found_beside_their_context() {
+        let aws = json!({"id": "AKIAI44QH8DHBEXAMPLE", "v": "Je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY",
+                         "sha": "4b825dc642cb6eb9a060e54bf8d69288fbee4904"});
+        let mut v = aws.clone();
+        assert!(may_hold_secrets(&aws.to_string()));
+        assert_eq!(redact_value(&mut v), 1);
+        assert_eq!(v["sha"], aws["sha"], "a hex digest is not a secret key");
+        let mut alone = json!({"v": "Je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"});
+        assert_eq!(redact_value(&mut alone), 0, "no access key id, no secret key");
+        for t in ["s.Ab3dEf6hIj9kLm2nOp5qRs8t", "hvr.Yx7Qp2Lm9Nb4Vc6Zt1Rs8Kd3", "xoxe.xoxp-1-Ab3dEf6hIj9k",
+                  "sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7d", "glrt-Ab3dEf6hIj9kLm2n"] {
+            assert!(looks_secret(t), "{t}");
+        }
+        for t in ["s.component_name_here", "sk-learn-pipeline-v2", "b.abcdefghijklmnopqrstuvwx"] {
+            assert!(!looks_secret(t), "{t}");
+        }
     }
 }
