@@ -88,9 +88,10 @@ pub fn file_cases() -> Vec<(&'static str, Vec<u8>)> {
         ("huge-2^70", rec(r#","records":1180591620717411303424"#)),
         ("huge-negative", rec(r#","records":-9223372036854775809"#)),
         ("huge-status", rec(r#","status":99999999999999999999"#)),
-        ("bom-and-controls", {
+        ("escaped-controls", rec(r#","user_agent":"\u001b[2J\u009b1m""#)),
+        ("bom-mid-file", {
             let mut b = b"\xef\xbb\xbf".to_vec();
-            b.extend(rec(r#","user_agent":"\u001b[2J\u009b1m""#));
+            b.extend(rec(r#","user_agent":"after a byte-order mark""#));
             b
         }),
     ]
