@@ -476,7 +476,8 @@ async fn a_trail_file_synced_then_imported_adds_nothing_and_keeps_the_same_raw_r
         "2026-11-28T06:00:00Z",
         "PutObject",
     );
-    with_secret["requestParameters"] = json!({"key": format!("notes/{leaked}.txt"), "bucketName": "hr"});
+    with_secret["requestParameters"] =
+        json!({"key": format!("notes/{leaked}.txt"), "bucketName": "hr"});
     with_secret["errorCode"] = json!("Client.UnauthorizedOperation");
     let mut no_id = record(
         21,
@@ -509,7 +510,12 @@ async fn a_trail_file_synced_then_imported_adds_nothing_and_keeps_the_same_raw_r
 
     let file = dir.path().join("trail.json.gz");
     std::fs::write(&file, &body).unwrap();
-    let import = ["import", "--source", "talentgrid-aws", file.to_str().unwrap()];
+    let import = [
+        "import",
+        "--source",
+        "talentgrid-aws",
+        file.to_str().unwrap(),
+    ];
     let imported = run(&moto, dir.path(), &import);
     assert_eq!(imported.0, 0, "{}", imported.2);
     assert!(
@@ -528,7 +534,11 @@ async fn a_trail_file_synced_then_imported_adds_nothing_and_keeps_the_same_raw_r
         .args(import)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let from_file = raw_records(&alone);
     let from_s3 = raw_records(&dir.path().join("cache.db"));
     assert_eq!(from_file.len(), 3);

@@ -185,7 +185,10 @@ fn hostile_logs_imported_stay_inert_everywhere_and_keep_their_values() {
 
     let shown = every_cli_output(dir);
     // Shown, escaped: the text is visible, not dropped.
-    assert!(shown.contains("\\u{1b}]52;c;"), "the OSC 52 text is shown escaped");
+    assert!(
+        shown.contains("\\u{1b}]52;c;"),
+        "the OSC 52 text is shown escaped"
+    );
     assert!(shown.contains("\\u{202e}") || shown.contains("\\u202e"));
     csv_cells_are_not_formulas(dir);
 
@@ -202,7 +205,10 @@ fn hostile_logs_imported_stay_inert_everywhere_and_keep_their_values() {
 
     let store = Store::open_read_only(&dir.join("cache.db")).unwrap();
     let screens = hostile::every_tui_view_is_inert(&store, 6);
-    assert!(screens.contains("\\u{1b}"), "hostile text is on the screens, escaped");
+    assert!(
+        screens.contains("\\u{1b}"),
+        "hostile text is on the screens, escaped"
+    );
 }
 
 fn write_demo_config(dir: &Path, url: &str) {
@@ -239,7 +245,11 @@ async fn a_hostile_provider_synced_stays_inert_everywhere() {
     let synced = tokio::task::spawn_blocking(move || run_ok(&d, &["sync"]))
         .await
         .unwrap();
-    assert!(synced.stderr_text().contains("talentgrid: "), "{}", synced.stderr_text());
+    assert!(
+        synced.stderr_text().contains("talentgrid: "),
+        "{}",
+        synced.stderr_text()
+    );
 
     let d = dir.clone();
     tokio::task::spawn_blocking(move || {
@@ -249,8 +259,7 @@ async fn a_hostile_provider_synced_stays_inert_everywhere() {
 
         // The stored names are exact.
         let keys: Vec<Value> =
-            serde_json::from_str(&run_ok(&d, &["keys", "--format", "json"]).stdout_text())
-                .unwrap();
+            serde_json::from_str(&run_ok(&d, &["keys", "--format", "json"]).stdout_text()).unwrap();
         for (name, text) in keyaudit::demo::hostile::CASES {
             assert!(
                 keys.iter()
@@ -281,7 +290,10 @@ async fn a_hostile_provider_synced_stays_inert_everywhere() {
         let failed = run(&d, &args);
         let out = failed.stdout_text();
         assert!(out.contains("FAILED"), "{out}{}", failed.stderr_text());
-        assert!(out.contains("\\u{1b}"), "the refusal's hostile text is shown escaped: {out}");
+        assert!(
+            out.contains("\\u{1b}"),
+            "the refusal's hostile text is shown escaped: {out}"
+        );
         for format in ["table", "json", "jsonl", "csv"] {
             run_ok(&d, &["journal", "--format", format]);
         }
@@ -304,7 +316,10 @@ async fn a_hostile_provider_synced_stays_inert_everywhere() {
     assert_eq!(failed.code, 1);
     let err = failed.stderr_text();
     assert!(err.contains("sync failed"), "{err}");
-    assert!(err.contains("upstream said: \\u{1b}]52;c;"), "the error body is shown escaped: {err}");
+    assert!(
+        err.contains("upstream said: \\u{1b}]52;c;"),
+        "the error body is shown escaped: {err}"
+    );
     broken.shutdown().await;
     demo.shutdown().await;
 }

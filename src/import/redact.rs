@@ -120,7 +120,10 @@ pub fn is_aws_secret_shape(w: &str) -> bool {
 
 /// True when `text` holds an AWS access key id as a word.
 fn mentions_access_key_id(text: &str) -> bool {
-    (text.contains("AKIA") || text.contains("ASIA") || text.contains("ABIA") || text.contains("ACCA"))
+    (text.contains("AKIA")
+        || text.contains("ASIA")
+        || text.contains("ABIA")
+        || text.contains("ACCA"))
         && word_ranges(text).any(|(a, b)| is_access_key_id(&text[a..b]))
 }
 
@@ -265,10 +268,7 @@ fn redact_text_in(s: &str, aws: bool) -> Option<String> {
             (Some((start, i)), word)
         } else {
             // A secret inside a path (`notes/ghp_....txt`): from that segment on.
-            (
-                path_secret(word).map(|at| (start + at, i)),
-                word,
-            )
+            (path_secret(word).map(|at| (start + at, i)), word)
         };
         if let Some((a, b)) = secret_range {
             let o = out.get_or_insert_with(|| String::with_capacity(s.len()));
@@ -554,12 +554,25 @@ mod tests {
         assert_eq!(redact_value(&mut v), 1);
         assert_eq!(v["sha"], aws["sha"], "a hex digest is not a secret key");
         let mut alone = json!({"v": "Je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"});
-        assert_eq!(redact_value(&mut alone), 0, "no access key id, no secret key");
-        for t in ["s.Ab3dEf6hIj9kLm2nOp5qRs8t", "hvr.Yx7Qp2Lm9Nb4Vc6Zt1Rs8Kd3", "xoxe.xoxp-1-Ab3dEf6hIj9k",
-                  "sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7d", "glrt-Ab3dEf6hIj9kLm2n"] {
+        assert_eq!(
+            redact_value(&mut alone),
+            0,
+            "no access key id, no secret key"
+        );
+        for t in [
+            "s.Ab3dEf6hIj9kLm2nOp5qRs8t",
+            "hvr.Yx7Qp2Lm9Nb4Vc6Zt1Rs8Kd3",
+            "xoxe.xoxp-1-Ab3dEf6hIj9k",
+            "sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7d",
+            "glrt-Ab3dEf6hIj9kLm2n",
+        ] {
             assert!(looks_secret(t), "{t}");
         }
-        for t in ["s.component_name_here", "sk-learn-pipeline-v2", "b.abcdefghijklmnopqrstuvwx"] {
+        for t in [
+            "s.component_name_here",
+            "sk-learn-pipeline-v2",
+            "b.abcdefghijklmnopqrstuvwx",
+        ] {
             assert!(!looks_secret(t), "{t}");
         }
     }

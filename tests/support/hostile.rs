@@ -88,7 +88,10 @@ pub fn file_cases() -> Vec<(&'static str, Vec<u8>)> {
         ("huge-2^70", rec(r#","records":1180591620717411303424"#)),
         ("huge-negative", rec(r#","records":-9223372036854775809"#)),
         ("huge-status", rec(r#","status":99999999999999999999"#)),
-        ("escaped-controls", rec(r#","user_agent":"\u001b[2J\u009b1m""#)),
+        (
+            "escaped-controls",
+            rec(r#","user_agent":"\u001b[2J\u009b1m""#),
+        ),
         ("bom-mid-file", {
             let mut b = b"\xef\xbb\xbf".to_vec();
             b.extend(rec(r#","user_agent":"after a byte-order mark""#));
@@ -253,7 +256,11 @@ pub fn assert_inert(what: &str, bytes: &[u8]) {
         .char_indices()
         .find(|&(_, c)| is_unsafe_char(c) && c != '\n' && c != '\t')
     {
-        let from = text[..at].char_indices().rev().nth(40).map_or(0, |(i, _)| i);
+        let from = text[..at]
+            .char_indices()
+            .rev()
+            .nth(40)
+            .map_or(0, |(i, _)| i);
         let around: String = text[from..].chars().take(80).collect();
         panic!("{what}: a raw {c:?} reached the terminal near {around:?}");
     }
