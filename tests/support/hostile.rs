@@ -349,10 +349,7 @@ impl<'a> Workstation<'a> {
             .unwrap();
         for cell in t.backend().buffer().content() {
             if let Some(c) = cell.symbol().chars().find(|&c| is_unsafe_char(c)) {
-                panic!(
-                    "{what}: {c:?} reached the screen:\n{}",
-                    t.backend().to_string()
-                );
+                panic!("{what}: {c:?} reached the screen:\n{}", t.backend());
             }
         }
         t.backend().to_string()
