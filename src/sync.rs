@@ -268,10 +268,14 @@ async fn run(
             break;
         }
         let mut s = idle.take().expect("store is idle between pages");
-        let events: Vec<Event> = page.events;
+        let mut events: Vec<Event> = page.events;
         let n = name.clone();
         let c = next.clone();
         pending = Some(tokio::task::spawn_blocking(move || {
+            // Whatever a provider hands over, no secret reaches the cache in a raw record.
+            for raw in events.iter_mut().filter_map(|e| e.raw.as_mut()) {
+                crate::import::redact::redact_raw(raw);
+            }
             let r = s.insert_events(&n, &events, Some((EVENTS_STREAM, &c)));
             r.map(|ins| (s, ins))
         }));

@@ -409,7 +409,7 @@ async fn sync_brings_exactly_the_seeded_keys_and_events() {
     assert_eq!(ids, event_ids);
     let ev = |id: &str| events.iter().find(|e| e["id"] == id).unwrap();
     assert_eq!(ev("evt-0001")["key_id"], s.alice[0]);
-    assert_eq!(ev("evt-0001")["action"], "GetObject");
+    assert_eq!(ev("evt-0001")["action"], "s3.amazonaws.com:GetObject");
     assert_eq!(ev("evt-0001")["scope"], "s3:GetObject");
     assert_eq!(ev("evt-0001")["user_agent"], "payroll-sync/1.4");
     assert_eq!(ev("evt-0001")["request_id"], "REQ0001");
@@ -448,6 +448,108 @@ async fn sync_brings_exactly_the_seeded_keys_and_events() {
     );
     let events = json_of(&run(&moto, dir.path(), &["events", "--format", "json"]));
     assert_eq!(events.len(), 11);
+}
+
+/// The raw record of every event of a cache, by event id.
+fn raw_records(db: &Path) -> std::collections::BTreeMap<String, String> {
+    let store = keyaudit::store::Store::open(db).unwrap();
+    store
+        .events(&keyaudit::store::EventQuery::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.event.id, r.event.raw.unwrap_or_default()))
+        .collect()
+}
+
+/// One CloudTrail mapping: a trail file synced from S3 and the same file imported give
+/// the same events (the import adds none) and the same redacted raw records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trail_file_synced_then_imported_adds_nothing_and_keeps_the_same_raw_records() {
+    let moto = Moto::start().await;
+    let (s, _) = seed(&moto).await;
+    let leaked = "ghp_R2d2C3poBb8Lk4Mn6Pq8Rs0Tu2Vw4Xy6Za8";
+    let mut with_secret = record(
+        20,
+        &s.bob,
+        "bob",
+        "10.30.0.2",
+        "2026-11-28T06:00:00Z",
+        "PutObject",
+    );
+    with_secret["requestParameters"] =
+        json!({"key": format!("notes/{leaked}.txt"), "bucketName": "hr"});
+    with_secret["errorCode"] = json!("Client.UnauthorizedOperation");
+    let mut no_id = record(
+        21,
+        &s.alice[0],
+        "alice",
+        "198.51.100.7",
+        "2026-11-28T06:01:00Z",
+        "GetObject",
+    );
+    no_id.as_object_mut().unwrap().remove("eventID");
+    let key = log_key(REGION, "28", "20261128T0600Z", "f6");
+    let body = gzip(&[
+        with_secret,
+        no_id,
+        record(
+            22,
+            &s.alice[0],
+            "alice",
+            "198.51.100.7",
+            "2026-11-28T06:02:00Z",
+            "GetObject",
+        ),
+    ]);
+    put(&moto.s3().await, &key, body.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &moto.endpoint);
+    let synced = run(&moto, dir.path(), &["sync"]);
+    assert_eq!(synced.0, 0, "sync failed: {}", synced.2);
+    assert!(synced.2.contains("13 new events"), "{}", synced.2);
+
+    let file = dir.path().join("trail.json.gz");
+    std::fs::write(&file, &body).unwrap();
+    let import = [
+        "import",
+        "--source",
+        "talentgrid-aws",
+        file.to_str().unwrap(),
+    ];
+    let imported = run(&moto, dir.path(), &import);
+    assert_eq!(imported.0, 0, "{}", imported.2);
+    assert!(
+        imported.2.contains("3 records, 0 imported, 3 duplicates"),
+        "{}",
+        imported.2
+    );
+    let events = json_of(&run(&moto, dir.path(), &["events", "--format", "json"]));
+    assert_eq!(events.len(), 13);
+
+    // The same file imported into a cache of its own: the same ids and raw records.
+    let alone = dir.path().join("alone.db");
+    let out = moto
+        .keyaudit(dir.path())
+        .args(["--db", alone.to_str().unwrap()])
+        .args(import)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_file = raw_records(&alone);
+    let from_s3 = raw_records(&dir.path().join("cache.db"));
+    assert_eq!(from_file.len(), 3);
+    for (id, raw) in &from_file {
+        assert_eq!(from_s3.get(id), Some(raw), "raw record of {id}");
+        assert!(!raw.contains(leaked), "{raw}");
+    }
+    assert!(from_file.keys().any(|id| id.starts_with("sha256:")));
+    let denied = events.iter().find(|e| e["id"] == "evt-0020").unwrap();
+    assert_eq!(denied["outcome"], "denied");
+    assert_eq!(denied["action"], "s3.amazonaws.com:PutObject");
 }
 
 /// Env for in-process providers (the credential chain reads it). Every test sets the

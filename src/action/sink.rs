@@ -379,7 +379,7 @@ impl Sink {
                 if !force && !io::stdout().is_terminal() {
                     return Err(SinkError::NotATerminal);
                 }
-                eprintln!("new secret of {label} (shown once, store it now):");
+                crate::tell!("new secret of {label} (shown once, store it now):");
                 let mut out = io::stdout().lock();
                 let mut line = Zeroizing::new(Vec::with_capacity(secret.expose().len() + 1));
                 line.extend_from_slice(secret.expose().as_bytes());

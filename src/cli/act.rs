@@ -247,9 +247,10 @@ fn confirm(keys: &[Key], op: KeyOp) -> anyhow::Result<bool> {
         format!("the number of keys ({expected})")
     };
     eprint!(
-        "{} {} key(s). Type {what} to confirm, anything else cancels: ",
+        "{} {} key(s). Type {} to confirm, anything else cancels: ",
         op.as_str(),
-        keys.len()
+        keys.len(),
+        sanitize(&what)
     );
     std::io::stderr().flush()?;
     let mut answer = String::new();

@@ -43,6 +43,11 @@ pub struct DemoArgs {
     /// End of the generated history (RFC 3339); default now.
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+    /// Serve hostile text (terminal escape sequences, bidirectional overrides, control
+    /// bytes, spreadsheet formulas) in key names, owners, user agents and error messages,
+    /// to see that keyaudit shows it inert.
+    #[arg(long)]
+    pub hostile: bool,
 }
 
 impl Default for DemoArgs {
@@ -58,6 +63,7 @@ impl Default for DemoArgs {
             live_rate: 2.0,
             faults: None,
             now: None,
+            hostile: false,
         }
     }
 }
@@ -90,6 +96,7 @@ fn options(a: &DemoArgs) -> anyhow::Result<DemoOptions> {
         anomalies: !a.no_anomalies,
         live_rate: a.live_rate,
         faults: a.faults.clone(),
+        hostile: a.hostile,
     })
 }
 

@@ -307,8 +307,11 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
         let progress = move |pr: &crate::sync::SyncProgress| {
             if tty {
                 eprint!(
-                    "\r\x1b[2K{}: {:?} — {} keys, {} new events, {} pages",
-                    pr.provider, pr.phase, pr.keys, pr.new_events, pr.pages
+                    "\r\x1b[2K{}",
+                    crate::output::sanitize(&format!(
+                        "{}: {:?} — {} keys, {} new events, {} pages",
+                        pr.provider, pr.phase, pr.keys, pr.new_events, pr.pages
+                    ))
                 );
             }
         };

@@ -10,6 +10,7 @@
 
 mod data;
 mod faults;
+pub mod hostile;
 mod server;
 
 pub use data::AnomalyKind;
@@ -43,6 +44,9 @@ pub struct DemoOptions {
     pub live_rate: f64,
     /// Fault spec (`KIND=RATE,...`, see [`parse_faults`]); `None` = no faults.
     pub faults: Option<String>,
+    /// Serve hostile text ([`hostile::CASES`]) in key names, owners, purposes, user
+    /// agents and error messages.
+    pub hostile: bool,
 }
 
 impl Default for DemoOptions {
@@ -57,6 +61,7 @@ impl Default for DemoOptions {
             anomalies: true,
             live_rate: 2.0,
             faults: None,
+            hostile: false,
         }
     }
 }
@@ -158,9 +163,16 @@ pub async fn start(opts: DemoOptions) -> Result<DemoHandle, DemoError> {
         events: opts.events,
         anomalies: opts.anomalies,
     };
-    let dataset = tokio::task::spawn_blocking(move || data::generate(params))
-        .await
-        .map_err(|e| DemoError::Options(format!("generating the data set failed: {e}")))?;
+    let hostile = opts.hostile;
+    let dataset = tokio::task::spawn_blocking(move || {
+        let mut d = data::generate(params);
+        if hostile {
+            hostile::poison(&mut d);
+        }
+        d
+    })
+    .await
+    .map_err(|e| DemoError::Options(format!("generating the data set failed: {e}")))?;
     tracing::info!(
         keys = dataset.keys.len(),
         events = dataset.events.len(),
@@ -173,13 +185,10 @@ pub async fn start(opts: DemoOptions) -> Result<DemoHandle, DemoError> {
         Some(_) => anchor,
         None => Utc::now().timestamp_millis().max(anchor),
     };
-    let shared = Arc::new(server::Shared::new(
-        opts.seed,
-        opts.token.clone(),
-        clock_start,
-        dataset,
-        faults,
-    ));
+    let mut shared =
+        server::Shared::new(opts.seed, opts.token.clone(), clock_start, dataset, faults);
+    shared.hostile = opts.hostile;
+    let shared = Arc::new(shared);
     let app = server::router(shared.clone()).into_make_service_with_connect_info::<faults::Peer>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {

@@ -103,6 +103,8 @@ pub(crate) struct Shared {
     rng: Mutex<StdRng>,
     /// Answers remembered for `Idempotency-Key` (24 h).
     idempotency: tokio::sync::Mutex<idempotency::Remembered>,
+    /// Error messages carry [`super::hostile::ERROR_TEXT`] (`--hostile`).
+    pub hostile: bool,
 }
 
 fn json_str(s: &str) -> String {
@@ -124,6 +126,7 @@ impl Shared {
             fault_rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x6661_756c_7473)),
             rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x6c69_7665)),
             idempotency: tokio::sync::Mutex::new(idempotency::Remembered::default()),
+            hostile: false,
         }
     }
 
@@ -318,6 +321,13 @@ async fn inject_faults(
             s.faults.pick_where(u, |k| k.after_change() == change)
         }
     };
+    let message = |m: &str| {
+        if s.hostile {
+            format!("{m}; {}", super::hostile::ERROR_TEXT)
+        } else {
+            m.to_string()
+        }
+    };
     let retry = |mut r: Response| {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -332,17 +342,17 @@ async fn inject_faults(
         Some(FaultKind::TooManyRequests) => retry(error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            "too many requests (injected fault)",
+            &message("too many requests (injected fault)"),
         )),
         Some(FaultKind::Internal) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "internal error (injected fault)",
+            &message("internal error (injected fault)"),
         ),
         Some(FaultKind::Unavailable) => retry(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "service unavailable (injected fault)",
+            &message("service unavailable (injected fault)"),
         )),
         Some(FaultKind::Truncate) => {
             let (mut parts, body) = next.run(req).await.into_parts();
@@ -373,7 +383,7 @@ async fn inject_faults(
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
-                "internal error after the change was applied (injected fault)",
+                &message("internal error after the change was applied (injected fault)"),
             )
         }
     }

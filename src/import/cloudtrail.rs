@@ -1,12 +1,25 @@
 //! AWS CloudTrail: log files as delivered to S3 (`{"Records":[...]}`, usually gzipped)
 //! and JSON-lines exports of single events (CloudTrail Lake, `lookup-events` output).
 //!
-//! The mapping is public so that an AWS provider can turn the events it fetches into
-//! keyaudit events exactly as the importer does.
+//! This is the one CloudTrail mapping: the AWS provider's sync from S3 turns the records
+//! it fetches into events with [`map_record`], the importer with the same steps, so a
+//! record gives the same event (id, action, scope, outcome) and the same redacted raw
+//! record whichever way it arrives.
 
 use super::fields::{content_id, parse_time};
 use crate::model::{Event, Outcome};
 use serde_json::Value;
+
+/// Maps one CloudTrail record to an event of `provider` with its raw record: the record
+/// is redacted first ([`super::redact::redact_value`]), the event id falls back to the
+/// content hash of the redacted record, and the raw record is the redacted record's
+/// compact JSON.
+pub fn map_record(provider: &str, mut record: Value) -> Result<Event, String> {
+    super::redact::redact_value(&mut record);
+    let mut e = cloudtrail_record_to_event(provider, &record)?;
+    e.raw = Some(record.to_string());
+    Ok(e)
+}
 
 /// Error codes that mean "authorisation refused" rather than "the call failed".
 fn is_denial(code: &str) -> bool {
@@ -23,7 +36,8 @@ fn is_denial(code: &str) -> bool {
 
 /// Maps one CloudTrail record to an event of `provider`.
 ///
-/// * time: `eventTime`; action: `eventSource:eventName` (`iam.amazonaws.com:CreateUser`)
+/// * time: `eventTime`; action: `eventSource:eventName` (`iam.amazonaws.com:CreateUser`);
+///   scope: the IAM action the call needed, `service:eventName` (`iam:CreateUser`)
 /// * key: `userIdentity.accessKeyId`; records without one (console sign-in, calls made
 ///   by AWS services) are filed under `no-key:<arn, service or identity type>`
 /// * principal: `userIdentity.arn`, else `userName`, else `principalId`
@@ -179,9 +193,12 @@ impl Parts<'_> {
             Some(s) if !s.is_empty() => s,
             _ => return Err("missing eventName".into()),
         };
-        let action = match self.event_source {
-            Some(src) if !src.is_empty() => format!("{src}:{name}"),
-            _ => name.to_string(),
+        let (action, scope) = match self.event_source {
+            Some(src) if !src.is_empty() => {
+                let service = src.trim_end_matches(".amazonaws.com");
+                (format!("{src}:{name}"), Some(format!("{service}:{name}")))
+            }
+            _ => (name.to_string(), None),
         };
         let principal = nonempty(self.arn)
             .or(nonempty(self.user_name))
@@ -212,7 +229,7 @@ impl Parts<'_> {
             key_id,
             principal,
             action,
-            scope: None,
+            scope,
             source_ip: own(self.source_ip),
             user_agent: own(self.user_agent),
             outcome,
@@ -260,6 +277,7 @@ mod tests {
         });
         let e = cloudtrail_record_to_event("aws", &r).unwrap();
         assert_eq!(e.action, "iam.amazonaws.com:CreateUser");
+        assert_eq!(e.scope.as_deref(), Some("iam:CreateUser"));
         assert_eq!(e.key_id, "AKIAIOSFODNN7EXAMPLE");
         assert_eq!(
             e.principal.as_deref(),

@@ -2,9 +2,14 @@
 //!
 //! Two layers: field names that always hold secrets (`Authorization`, `X-Api-Key`,
 //! `password`, `token`, `aws_secret_access_key`, ...) have their whole value replaced,
-//! and every other string is scanned for secret-looking words (bearer tokens, known key
-//! prefixes such as `tg_live_`, `ghp_`, `glpat-`, keys in keyaudit's own format, and
-//! `name=value` pairs with a secret name in query strings). Identifiers that are not
+//! and every other string, whatever its field, is scanned for words shaped like key
+//! material: bearer tokens, the token formats of the leak scanner (GitHub `ghp_` and
+//! kin, GitLab `glpat-` and kin, Slack `xox?-`, Stripe `sk_live_`/`rk_live_`, OpenAI
+//! `sk-`/`sk-proj-`, Google `AIza`), Vault tokens (`hvs.`, `hvb.`, `hvr.` and the legacy
+//! `s.`/`b.`/`r.` with 24 characters, which an audit device logging raw values writes
+//! into `client_token`), keys in keyaudit's own format, AWS secret access keys (40
+//! characters of mixed case and digits in a record that carries an access key id) and
+//! `name=value` pairs with a secret name in query strings. Identifiers that are not
 //! secrets (an AWS access key id, a GitHub `hashed_token`, Vault's `hmac-sha256:` values)
 //! are kept: they are how keys are recognised.
 
@@ -37,13 +42,90 @@ const SECRET_PREFIXES: &[&str] = &[
     "github_pat_",
     "glpat-",
     "gldt-",
+    "glptt-",
+    "glrt-",
+    "gloas-",
+    "glcbt-",
+    "glft-",
+    "glimt-",
+    "glagent-",
+    "glsoat-",
+    "glffct-",
+    "GR1348941",
     "xoxb-",
     "xoxp-",
     "xoxa-",
+    "xoxs-",
+    "xoxr-",
+    "xoxe-",
+    "xoxe.",
+    "xapp-",
+    "sk-proj-",
+    "sk-svcacct-",
+    "sk-admin-",
     "hvs.",
     "hvb.",
+    "hvr.",
     "AIza",
 ];
+
+/// A Vault token of the format before 1.10: `s.` (service), `b.` (batch) or `r.`
+/// (recovery) and 24 letters and digits.
+fn is_legacy_vault_token(w: &str) -> bool {
+    let b = w.as_bytes();
+    b.len() == 26
+        && matches!(b[0], b's' | b'b' | b'r')
+        && b[1] == b'.'
+        && b[2..].iter().all(u8::is_ascii_alphanumeric)
+        && has_mixed_classes(&b[2..])
+}
+
+/// An OpenAI key of the first format: `sk-` and at least 32 letters and digits.
+fn is_openai_legacy(w: &str) -> bool {
+    w.strip_prefix("sk-").is_some_and(|rest| {
+        rest.len() >= 32
+            && rest.bytes().all(|c| c.is_ascii_alphanumeric())
+            && has_mixed_classes(rest.as_bytes())
+    })
+}
+
+/// True when random-looking text has an upper-case letter, a lower-case letter and a
+/// digit (which words of prose, hex digests and ids rarely all have).
+fn has_mixed_classes(b: &[u8]) -> bool {
+    b.iter().any(u8::is_ascii_uppercase)
+        && b.iter().any(u8::is_ascii_lowercase)
+        && b.iter().any(u8::is_ascii_digit)
+}
+
+/// An AWS access key id (`AKIA`, `ASIA`, ... and 16 upper-case letters and digits):
+/// not a secret itself, but the secret access key travels beside it.
+pub fn is_access_key_id(w: &str) -> bool {
+    w.len() == 20
+        && ["AKIA", "ASIA", "ABIA", "ACCA"]
+            .iter()
+            .any(|p| w.starts_with(p))
+        && w.bytes()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// The shape of an AWS secret access key: 40 characters of `A-Z a-z 0-9 / +` with
+/// mixed classes.
+pub fn is_aws_secret_shape(w: &str) -> bool {
+    let b = w.as_bytes();
+    b.len() == 40
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'/' || c == b'+')
+        && has_mixed_classes(b)
+}
+
+/// True when `text` holds an AWS access key id as a word.
+fn mentions_access_key_id(text: &str) -> bool {
+    (text.contains("AKIA")
+        || text.contains("ASIA")
+        || text.contains("ABIA")
+        || text.contains("ACCA"))
+        && word_ranges(text).any(|(a, b)| is_access_key_id(&text[a..b]))
+}
 
 /// True when a field of this name holds a secret whatever its value.
 pub fn is_secret_field(name: &str) -> bool {
@@ -120,9 +202,15 @@ pub fn looks_secret(word: &str) -> bool {
         return false;
     }
     let w = word.trim_end_matches(['.', '=', '/']);
+    if w.is_empty() {
+        return false;
+    }
     let first = w.as_bytes()[0];
     if first == b'h' && w.starts_with("hmac-sha256:") {
         return false;
+    }
+    if is_legacy_vault_token(w) || is_openai_legacy(w) {
+        return true;
     }
     for p in SECRET_PREFIXES {
         if p.as_bytes()[0] == first {
@@ -143,8 +231,15 @@ pub fn looks_secret(word: &str) -> bool {
 }
 
 /// Redacts secret-looking parts of free text. Returns `None` when nothing changed (the
-/// common case, without allocating).
+/// common case, without allocating). A text that names an AWS access key id also loses
+/// the 40-character words shaped like its secret access key.
 pub fn redact_text(s: &str) -> Option<String> {
+    redact_text_in(s, mentions_access_key_id(s))
+}
+
+/// [`redact_text`], told whether the record around the text carries an AWS access key
+/// id (`aws`): then words shaped like a secret access key are secrets too.
+fn redact_text_in(s: &str, aws: bool) -> Option<String> {
     let mut out: Option<String> = None;
     let mut last = 0;
     let mut prev_word: &str = "";
@@ -169,10 +264,11 @@ pub fn redact_text(s: &str) -> Option<String> {
             } else {
                 (None, word)
             }
-        } else if looks_secret(word) {
+        } else if looks_secret(word) || (aws && is_aws_secret_shape(word)) {
             (Some((start, i)), word)
         } else {
-            (None, word)
+            // A secret inside a path (`notes/ghp_....txt`): from that segment on.
+            (path_secret(word).map(|at| (start + at, i)), word)
         };
         if let Some((a, b)) = secret_range {
             let o = out.get_or_insert_with(|| String::with_capacity(s.len()));
@@ -188,9 +284,28 @@ pub fn redact_text(s: &str) -> Option<String> {
     })
 }
 
+/// Where a secret-looking segment of a `/`-separated word begins, if one does.
+fn path_secret(word: &str) -> Option<usize> {
+    if !word.contains('/') {
+        return None;
+    }
+    let mut at = 0;
+    for seg in word.split('/') {
+        if looks_secret(seg) {
+            return Some(at);
+        }
+        at += seg.len() + 1;
+    }
+    None
+}
+
 /// Redacts a string in place; true when something was redacted.
 pub fn redact_string(s: &mut String) -> bool {
-    match redact_text(s) {
+    redact_string_in(s, mentions_access_key_id(s))
+}
+
+fn redact_string_in(s: &mut String, aws: bool) -> bool {
+    match redact_text_in(s, aws) {
         Some(r) => {
             *s = r;
             true
@@ -202,9 +317,43 @@ pub fn redact_string(s: &mut String) -> bool {
 /// Redacts a JSON record in place: secret fields lose their value, every string is
 /// scanned. Returns the number of values redacted.
 pub fn redact_value(v: &mut Value) -> usize {
+    let aws = holds_access_key_id(v);
+    redact_value_in(v, aws)
+}
+
+/// True when a string anywhere in `v` names an AWS access key id.
+fn holds_access_key_id(v: &Value) -> bool {
     match v {
-        Value::String(s) => usize::from(redact_string(s)),
-        Value::Array(a) => a.iter_mut().map(redact_value).sum(),
+        Value::String(s) => mentions_access_key_id(s),
+        Value::Array(a) => a.iter().any(holds_access_key_id),
+        Value::Object(m) => m.values().any(holds_access_key_id),
+        _ => false,
+    }
+}
+
+/// Redacts a raw record as text (what a provider hands the sync engine): a JSON
+/// document through [`redact_value`] (written back compactly), any other text through
+/// [`redact_text`]. Returns the number of values redacted.
+pub fn redact_raw(raw: &mut String) -> usize {
+    if !may_hold_secrets(raw) {
+        return 0;
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(mut v) => {
+            let n = redact_value(&mut v);
+            if n > 0 {
+                *raw = v.to_string();
+            }
+            n
+        }
+        Err(_) => usize::from(redact_string(raw)),
+    }
+}
+
+fn redact_value_in(v: &mut Value, aws: bool) -> usize {
+    match v {
+        Value::String(s) => usize::from(redact_string_in(s, aws)),
+        Value::Array(a) => a.iter_mut().map(|x| redact_value_in(x, aws)).sum(),
         Value::Object(m) => {
             let mut n = 0;
             for (k, val) in m.iter_mut() {
@@ -214,7 +363,7 @@ pub fn redact_value(v: &mut Value) -> usize {
                         n += 1;
                     }
                 } else {
-                    n += redact_value(val);
+                    n += redact_value_in(val, aws);
                 }
             }
             n
@@ -274,7 +423,14 @@ pub fn may_hold_secrets(text: &str) -> bool {
             .build(FIELD_TRIGGERS)
             .expect("the trigger words form a valid automaton")
     });
-    triggers.is_match(text) || has_secret_word(text)
+    triggers.is_match(text) || has_secret_word(text) || has_aws_secret_pair(text)
+}
+
+/// True when `text` carries an AWS access key id and a word shaped like a secret access
+/// key.
+fn has_aws_secret_pair(text: &str) -> bool {
+    mentions_access_key_id(text)
+        && word_ranges(text).any(|(a, b)| b - a == 40 && is_aws_secret_shape(&text[a..b]))
 }
 
 /// True when a word of `text` (or the value of a `name=value` word) looks like key
@@ -289,7 +445,7 @@ fn has_secret_word(text: &str) -> bool {
                 Some(eq) => &word[eq + 1..],
                 None => word,
             };
-            looks_secret(candidate)
+            looks_secret(candidate) || path_secret(candidate).is_some()
         })
 }
 
@@ -383,5 +539,41 @@ mod tests {
             None
         );
         assert_eq!(redact_text("AKIAIOSFODNN7EXAMPLE"), None);
+        let path = "s3://hr/notes/ghp_R2d2C3poBb8Lk4Mn6Pq8Rs0Tu2Vw4Xy6Za8.txt";
+        assert!(may_hold_secrets(path));
+        let r = redact_text(path).unwrap();
+        assert!(r.starts_with("s3://hr/notes/[REDACTED sha256:"), "{r}");
+    }
+
+    #[test]
+    fn shapes_are_found_beside_their_context() {
+        let aws = json!({"id": "AKIAI44QH8DHBEXAMPLE", "v": "Je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY",
+                         "sha": "4b825dc642cb6eb9a060e54bf8d69288fbee4904"});
+        let mut v = aws.clone();
+        assert!(may_hold_secrets(&aws.to_string()));
+        assert_eq!(redact_value(&mut v), 1);
+        assert_eq!(v["sha"], aws["sha"], "a hex digest is not a secret key");
+        let mut alone = json!({"v": "Je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"});
+        assert_eq!(
+            redact_value(&mut alone),
+            0,
+            "no access key id, no secret key"
+        );
+        for t in [
+            "s.Ab3dEf6hIj9kLm2nOp5qRs8t",
+            "hvr.Yx7Qp2Lm9Nb4Vc6Zt1Rs8Kd3",
+            "xoxe.xoxp-1-Ab3dEf6hIj9k",
+            "sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7d",
+            "glrt-Ab3dEf6hIj9kLm2n",
+        ] {
+            assert!(looks_secret(t), "{t}");
+        }
+        for t in [
+            "s.component_name_here",
+            "sk-learn-pipeline-v2",
+            "b.abcdefghijklmnopqrstuvwx",
+        ] {
+            assert!(!looks_secret(t), "{t}");
+        }
     }
 }

@@ -228,6 +228,12 @@ fn change_key(
     let k = &mut kt.keys[i];
     match change(k, now) {
         Ok(()) => axum::Json(key_json(k, now)).into_response(),
+        // In hostile mode the refusal names the key by its (hostile) name.
+        Err(m) if s.hostile => error(
+            StatusCode::CONFLICT,
+            "conflict",
+            &format!("{m} (key {})", k.name),
+        ),
         Err(m) => error(StatusCode::CONFLICT, "conflict", &m),
     }
 }

@@ -6,11 +6,15 @@
 //! last processed key of every folder, one per line, so a sync resumes exactly after the
 //! last file it committed. Organisation trails (`AWSLogs/<o-id>/<account>/...`) are found
 //! too.
+//!
+//! Records become events through the importer's mapping
+//! ([`crate::import::cloudtrail::map_record`]): the same ids, action names, outcomes and
+//! redacted raw records as `keyaudit import` of the same file.
 
 use super::{AwsProvider, Clients, EventPage};
-use crate::model::{Event, Outcome};
+use crate::import::cloudtrail::map_record;
+use crate::model::Event;
 use crate::provider::{ProviderError, Result};
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -19,64 +23,10 @@ use std::io::Read;
 /// empty page still means "nothing more").
 const MAX_EMPTY_FILES: usize = 50;
 
-/// Maps one CloudTrail record to an event of `provider`, tied to the key by
-/// `userIdentity.accessKeyId`. Errors say why a record cannot be an event (no access key,
-/// no time, no id).
-pub fn cloudtrail_record_to_event(
-    provider: &str,
-    record: &Value,
-) -> std::result::Result<Event, String> {
-    let s = |path: &[&str]| -> Option<String> {
-        let mut v = record;
-        for p in path {
-            v = v.get(p)?;
-        }
-        v.as_str().filter(|s| !s.is_empty()).map(str::to_string)
-    };
-    let key_id =
-        s(&["userIdentity", "accessKeyId"]).ok_or("the record has no userIdentity.accessKeyId")?;
-    let time_text = s(&["eventTime"]).ok_or("the record has no eventTime")?;
-    let time: DateTime<Utc> = DateTime::parse_from_rfc3339(&time_text)
-        .map_err(|e| format!("eventTime `{time_text}` is not RFC 3339: {e}"))?
-        .with_timezone(&Utc);
-    let action = s(&["eventName"]).ok_or("the record has no eventName")?;
-    let id = s(&["eventID"])
-        .or_else(|| s(&["requestID"]).map(|r| format!("{r}:{action}")))
-        .ok_or("the record has neither eventID nor requestID")?;
-    let service = s(&["eventSource"]).map(|src| src.trim_end_matches(".amazonaws.com").to_string());
-    let error = s(&["errorCode"]);
-    let outcome = match error.as_deref() {
-        None => Outcome::Success,
-        Some(code)
-            if code.contains("AccessDenied")
-                || code.contains("Unauthorized")
-                || code.contains("Forbidden") =>
-        {
-            Outcome::Denied
-        }
-        Some(_) => Outcome::Error,
-    };
-    Ok(Event {
-        provider: provider.to_string(),
-        id,
-        time,
-        key_id,
-        principal: s(&["userIdentity", "arn"]).or_else(|| s(&["userIdentity", "userName"])),
-        scope: service.map(|svc| format!("{svc}:{action}")),
-        action,
-        source_ip: s(&["sourceIPAddress"]),
-        user_agent: s(&["userAgent"]),
-        outcome,
-        status_code: None,
-        request_id: s(&["requestID"]),
-        records: None,
-        raw: Some(record.to_string()),
-    })
-}
-
 /// Whether a record's key is one keyaudit audits: long-term access keys (`AKIA…`) and
 /// the session keys of IAM users and root; role sessions (`ASIA…` of assumed roles and
-/// services) are left out, they are not keys anyone manages.
+/// services) and calls without a key (console sign-in) are left out, they are not keys
+/// anyone manages.
 fn is_audited(record: &Value) -> bool {
     let id = record
         .pointer("/userIdentity/accessKeyId")
@@ -86,7 +36,7 @@ fn is_audited(record: &Value) -> bool {
         .pointer("/userIdentity/type")
         .and_then(Value::as_str)
         .unwrap_or("");
-    id.starts_with("AKIA") || matches!(kind, "IAMUser" | "Root")
+    !id.is_empty() && (id.starts_with("AKIA") || matches!(kind, "IAMUser" | "Root"))
 }
 
 /// The events of one log file (gzipped or plain JSON); records that are not about an
@@ -102,14 +52,17 @@ pub fn events_in_log_file(provider: &str, bytes: &[u8]) -> std::result::Result<V
     }
     let doc: Value =
         serde_json::from_slice(&text).map_err(|e| format!("not CloudTrail JSON: {e}"))?;
-    let records = doc
-        .get("Records")
-        .and_then(Value::as_array)
-        .ok_or("no `Records` array")?;
+    let records = match doc {
+        Value::Object(mut m) => match m.remove("Records") {
+            Some(Value::Array(r)) => r,
+            _ => return Err("no `Records` array".into()),
+        },
+        _ => return Err("no `Records` array".into()),
+    };
     Ok(records
-        .iter()
-        .filter(|r| is_audited(r))
-        .filter_map(|r| match cloudtrail_record_to_event(provider, r) {
+        .into_iter()
+        .filter(is_audited)
+        .filter_map(|r| match map_record(provider, r) {
             Ok(e) => Some(e),
             Err(why) => {
                 tracing::debug!("CloudTrail record skipped: {why}");
@@ -328,29 +281,27 @@ mod tests {
     }
 
     #[test]
-    fn a_record_maps_to_an_event_of_its_key() {
-        let e = cloudtrail_record_to_event("aws", &record()).unwrap();
-        assert_eq!(e.key_id, "AKIAEXAMPLE000000001");
-        assert_eq!(e.id, "e-1");
-        assert_eq!(e.action, "GetObject");
+    fn a_record_maps_like_the_importer_maps_it_with_a_redacted_raw_record() {
+        let mut r = record();
+        r["requestParameters"] = json!({"note": "leaked ghp_abcdefghijklmnopqrstuvwxyz0123456789"});
+        let doc = json!({ "Records": [r.clone()] }).to_string();
+        let events = events_in_log_file("aws", doc.as_bytes()).unwrap();
+        let e = &events[0];
+        let mut redacted = r.clone();
+        crate::import::redact::redact_value(&mut redacted);
+        let mut want = crate::import::cloudtrail_record_to_event("aws", &redacted).unwrap();
+        want.raw = Some(redacted.to_string());
+        assert_eq!(e, &want);
+        assert_eq!(e.action, "s3.amazonaws.com:GetObject");
         assert_eq!(e.scope.as_deref(), Some("s3:GetObject"));
-        assert_eq!(e.outcome, Outcome::Success);
-        assert_eq!(e.source_ip.as_deref(), Some("203.0.113.9"));
-        assert_eq!(
-            e.principal.as_deref(),
-            Some("arn:aws:iam::123456789012:user/alice")
-        );
+        assert!(!e.raw.as_deref().unwrap().contains("ghp_abcdef"));
         let mut denied = record();
-        denied["errorCode"] = json!("AccessDenied");
+        denied["errorCode"] = json!("Client.UnauthorizedOperation");
+        let doc = json!({ "Records": [denied] }).to_string();
         assert_eq!(
-            cloudtrail_record_to_event("aws", &denied).unwrap().outcome,
-            Outcome::Denied
+            events_in_log_file("aws", doc.as_bytes()).unwrap()[0].outcome,
+            crate::model::Outcome::Denied
         );
-        let mut nokey = record();
-        nokey["userIdentity"] = json!({"type": "AWSService"});
-        assert!(cloudtrail_record_to_event("aws", &nokey)
-            .unwrap_err()
-            .contains("accessKeyId"));
     }
 
     #[test]
