@@ -335,14 +335,14 @@ fn the_wal_of_a_killed_import_goes_into_the_encrypted_cache_not_beside_it() {
     let f = log_file(&sb, "marked.jsonl", 50_000);
     let mut child = sb
         .command()
-        .args(["import", f.to_str().unwrap()])
+        .args(["import", "--batch", "1000", f.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let wal = sibling(&sb.db(), "-wal");
     let t0 = std::time::Instant::now();
-    while std::fs::metadata(&wal).map_or(0, |m| m.len()) < 512 * 1024
+    while std::fs::metadata(&wal).map_or(0, |m| m.len()) < 2 * 1024 * 1024
         && t0.elapsed() < std::time::Duration::from_secs(120)
     {
         if child.try_wait().unwrap().is_some() {
