@@ -342,9 +342,15 @@ pub fn fetch(source: &KeySource, create: bool) -> Result<CacheKey, CryptError> {
     }
 }
 
+/// Said after every keyring failure but a missing entry.
+#[cfg(feature = "encryption")]
+const KEYRING_HINT: &str = "the keyring may be unavailable here (containers and some \
+     SSH sessions have no kernel session keyring); use encryption = \"command\" instead";
+
 #[cfg(feature = "encryption")]
 fn keyring_key(create: bool) -> Result<CacheKey, String> {
-    let entry = keyring::Entry::new(KEYRING_SERVICE, KEYRING_ENTRY).map_err(|e| e.to_string())?;
+    let entry = keyring::Entry::new(KEYRING_SERVICE, KEYRING_ENTRY)
+        .map_err(|e| format!("{e}; {KEYRING_HINT}"))?;
     match entry.get_password() {
         Ok(p) => {
             CacheKey::new(Zeroizing::new(p)).ok_or_else(|| "the keyring entry is empty".to_string())
@@ -353,7 +359,7 @@ fn keyring_key(create: bool) -> Result<CacheKey, String> {
             let k = CacheKey::generate();
             entry
                 .set_password(k.0.as_str())
-                .map_err(|e| format!("cannot store a new key: {e}"))?;
+                .map_err(|e| format!("cannot store a new key: {e}; {KEYRING_HINT}"))?;
             tracing::info!("a new cache key was stored in the OS keyring");
             Ok(k)
         }
@@ -362,7 +368,7 @@ fn keyring_key(create: bool) -> Result<CacheKey, String> {
              restore it, or use encryption = \"command\""
                 .into(),
         ),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(format!("{e}; {KEYRING_HINT}")),
     }
 }
 
