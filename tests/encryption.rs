@@ -380,3 +380,58 @@ fn the_wal_of_a_killed_import_goes_into_the_encrypted_cache_not_beside_it() {
     assert!(!holds(&bytes_of(&sb.db()), MARK));
     assert_eq!(census(&sb.db(), Some(KEY)), (committed, "ok".into()));
 }
+
+#[test]
+fn a_kill_at_a_random_moment_of_a_large_conversion_leaves_a_whole_cache() {
+    const N: i64 = 30_000;
+    let sb = encrypted_sandbox();
+    without_encryption(&sb);
+    let f = log_file(&sb, "marked.jsonl", N as u64);
+    assert_eq!(sb.import(&[&f], &[]).0, 0);
+    with_encryption(&sb);
+    let mut finished = 0;
+    for delay_ms in [5, 30, 80, 150, 300, 450, 600, 750, 900, 1050, 1200, 2000] {
+        let plain = is_plain(&sb.db());
+        let mut child = sb
+            .command()
+            .arg(if plain { "encrypt" } else { "decrypt" })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().ok();
+        let done = child.wait().unwrap().success();
+        finished += usize::from(done);
+        eprintln!(
+            "{} killed after {delay_ms} ms: finished {done}, now {}",
+            if plain { "encrypt" } else { "decrypt" },
+            if is_plain(&sb.db()) {
+                "plain"
+            } else {
+                "encrypted"
+            }
+        );
+        let key = (!is_plain(&sb.db())).then_some(KEY);
+        assert_eq!(
+            census(&sb.db(), key),
+            (N, "ok".into()),
+            "killed after {delay_ms} ms"
+        );
+        assert!(bytes_of(&sibling(&sb.db(), "-wal")).is_empty());
+        if key.is_some() {
+            assert!(!holds(&bytes_of(&sb.db()), MARK));
+        }
+    }
+    // Whatever was killed, the next conversion goes through.
+    let (code, _, err) = sb.run(&[if is_plain(&sb.db()) {
+        "encrypt"
+    } else {
+        "decrypt"
+    }]);
+    assert_eq!(
+        code, 0,
+        "{err} ({finished} of the killed runs had finished)"
+    );
+    no_temporaries(&sb);
+}
