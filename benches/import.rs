@@ -5,7 +5,8 @@
 //! Run: `cargo bench --bench import` (N from `KEYAUDIT_BENCH_EVENTS`, default
 //! 1,000,000; `KEYAUDIT_BENCH_INPUT=DIR` keeps the generated files in DIR for the next
 //! run; `KEYAUDIT_BENCH_PEERS=0` measures keyaudit alone). Needs `/usr/bin/time`,
-//! `sqlite3` and (optionally) `lnav` on the PATH.
+//! `sqlite3` and (optionally) `lnav` on the PATH. Built with `--features encryption`, the
+//! keyaudit imports run a second time into an encrypted cache.
 //! Figures are written to stdout; docs/PERFORMANCE.md records a run.
 
 use std::fmt::Write as _;
@@ -236,6 +237,50 @@ fn main() {
         remove_db(&db);
         println!("{label:<36} {secs:>6.2}s (cpu {cpu:>5.2}s) {:>9.0} events/s  peak RSS {rss:>5.0} MB  cache {mb:.0} MB  events={c}", n as f64 / secs);
         results.push((label.to_string(), secs));
+    }
+
+    // Built with `--features encryption`: the same imports into an encrypted cache
+    // (SQLCipher, a raw key from db_key_command), in the same run.
+    if cfg!(feature = "encryption") {
+        let key = dir.path().join("bench.key");
+        std::fs::write(&key, format!("{}\n", "5a".repeat(32))).unwrap();
+        let cfg = dir.path().join("encrypted.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[cache]\nencryption = \"command\"\ndb_key_command = \"cat '{}'\"\n",
+                key.display()
+            ),
+        )
+        .unwrap();
+        for (i, (label, extra)) in [
+            ("keyaudit import --no-raw, encrypted", Some("--no-raw")),
+            ("keyaudit import (raw kept), encrypted", None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let db = dir.path().join(format!("ka-enc-{i}.db"));
+            let mut cmd = Command::new(bin);
+            cmd.arg("--db")
+                .arg(&db)
+                .arg("import")
+                .arg("--format")
+                .arg("cloudtrail")
+                .arg(&jsonl);
+            if let Some(x) = extra {
+                cmd.arg(x);
+            }
+            cmd.env("KEYAUDIT_CONFIG", &cfg);
+            let (secs, rss, cpu) = timed(&mut cmd, label);
+            let mb = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+            remove_db(&db);
+            println!(
+                "{label:<36} {secs:>6.2}s (cpu {cpu:>5.2}s) {:>9.0} events/s  peak RSS {rss:>5.0} MB  cache {mb:.0} MB  ({:.2}x the plain import's time)",
+                n as f64 / secs,
+                secs / results[i].1
+            );
+        }
     }
 
     // KEYAUDIT_BENCH_PEERS=0 measures keyaudit alone.

@@ -4,6 +4,8 @@
 //! `cargo bench --bench tui` (sizes: KEYAUDIT_BENCH_KEYS, default 100000;
 //! KEYAUDIT_BENCH_EVENTS, default 10000000). The cache is built on first use and kept in
 //! `target/bench-cache/` for later runs; KEYAUDIT_BENCH_REBUILD=1 builds it again.
+//! Built with `--features encryption`, the store reads behind the screens are measured
+//! again on an encrypted copy of the cache, beside the same reads on the plain one.
 
 #[path = "../tests/support/tui_fixture.rs"]
 mod fixture;
@@ -528,4 +530,91 @@ fn main() {
         ),
         None => println!("fzf: not installed"),
     }
+    #[cfg(feature = "encryption")]
+    encrypted_pass(&db, dir.path(), now);
+}
+
+/// The reads behind the TUI's screens on one cache file: (open and the first screen of
+/// keys, all keys, detail of the busiest key p50, events first page, 24h histogram), ms.
+#[cfg(feature = "encryption")]
+fn store_reads(db: &Path, now: chrono::DateTime<Utc>) -> [f64; 5] {
+    let t = Instant::now();
+    let store = Store::open_read_only(db).unwrap();
+    store.keys_head(KEYS_HEAD).unwrap();
+    let head = ms(t);
+    let t = Instant::now();
+    store.keys().unwrap();
+    let all = ms(t);
+    let busy = store
+        .key("talentgrid", &format!("key_{:016x}", 0))
+        .unwrap()
+        .unwrap();
+    let mut detail = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        keyaudit::tui::view::detail::load_detail(
+            &store,
+            busy.key_ref,
+            now,
+            &keyaudit::detect::DetectConfig::default(),
+        )
+        .unwrap();
+        detail.push(ms(t));
+    }
+    let q = keyaudit::store::EventQuery {
+        newest_first: true,
+        limit: Some(1000),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    store.event_page(&q, 50_000, &|| true).unwrap().unwrap();
+    let page = ms(t);
+    let t = Instant::now();
+    store.matching_per_hour(&q, now, 24, &|| true).unwrap();
+    let hist = ms(t);
+    [head, all, pct(&mut detail, 0.5), page, hist]
+}
+
+/// With `--features encryption`: the same reads on the plain cache and on an encrypted
+/// copy of it (SQLCipher, a raw key from db_key_command), in the same run.
+#[cfg(feature = "encryption")]
+fn encrypted_pass(db: &Path, dir: &Path, now: chrono::DateTime<Utc>) {
+    use keyaudit::store::crypt;
+    let copy = dir.join("encrypted.db");
+    std::fs::copy(db, &copy).unwrap();
+    let key = dir.join("bench.key");
+    std::fs::write(&key, "a5".repeat(32)).unwrap();
+    let source = crypt::KeySource::Command {
+        command: format!("cat '{}'", key.display()),
+        timeout: std::time::Duration::from_secs(10),
+        origin: "benches/tui.rs".into(),
+    };
+    let t = Instant::now();
+    crypt::encrypt(&copy, &source).unwrap();
+    let convert_s = t.elapsed().as_secs_f64();
+    let plain = store_reads(db, now);
+    crypt::configure(Some(source));
+    let enc = store_reads(&copy, now);
+    crypt::configure(None);
+    println!(
+        "encryption (SQLCipher): `keyaudit encrypt` of a copy of the cache took {convert_s:.1}s"
+    );
+    for (i, what) in [
+        "open + first screen of keys",
+        "all keys",
+        "key detail of the busiest key (p50)",
+        "events view first page",
+        "events view 24h histogram",
+    ]
+    .iter()
+    .enumerate()
+    {
+        println!(
+            "  {what}: plain {:.1} ms, encrypted {:.1} ms ({:.2}x)",
+            plain[i],
+            enc[i],
+            enc[i] / plain[i].max(0.001)
+        );
+    }
+    let _ = std::fs::remove_file(&copy);
 }

@@ -135,6 +135,9 @@ pub struct Config {
     /// Import settings (field mappings); read by the importers.
     #[serde(default)]
     pub import: toml::Table,
+    /// `[cache]`: encryption at rest (see `store::crypt`).
+    #[serde(default)]
+    pub cache: Option<Spanned<crate::store::crypt::CacheConfig>>,
     /// The file this configuration came from, if any.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -181,6 +184,10 @@ impl Config {
             message: e.message().trim().replace('\n', " "),
         })?;
         cfg.path = Some(path.to_path_buf());
+        if let Some(c) = cfg.cache.as_mut() {
+            let start = c.span().start;
+            c.get_mut().validate(text, start, path)?;
+        }
         let mut names: BTreeMap<String, usize> = BTreeMap::new();
         for p in cfg.providers.iter_mut() {
             let line = line_of(text, p.span().start);

@@ -3,6 +3,7 @@
 //! `--fail-on`).
 
 mod act;
+mod crypt;
 pub mod demo;
 mod findings;
 mod import;
@@ -106,6 +107,10 @@ pub enum Command {
     Export(import::ExportArgs),
     /// Import log files into a fresh case database and open the TUI on it.
     Open(import::OpenArgs),
+    /// Encrypt the cache in place with the configured key (feature `encryption`).
+    Encrypt,
+    /// Decrypt the cache in place back to plain SQLite (feature `encryption`).
+    Decrypt,
     /// Print the completion script for a shell (bash, zsh, fish, ...).
     Completions(shell::CompletionsArgs),
     /// Print the man page keyaudit(1) in roff, or write every command's page to a directory.
@@ -192,6 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         paths
     };
+    crate::store::crypt::configure(config.cache.as_ref().and_then(|c| c.get_ref().key_source()));
     let ctx = Ctx {
         read_only: cli.read_only || config.mode == Mode::ReadOnly,
         write: cli.write || config.mode == Mode::Write,
@@ -231,6 +237,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(a) => import::import(&ctx, &a),
         Command::Export(a) => import::export(&ctx, &a),
         Command::Open(a) => import::open(&ctx, &a, &runtime),
+        Command::Encrypt => crypt::encrypt(&ctx),
+        Command::Decrypt => crypt::decrypt(&ctx),
         Command::Completions(_) | Command::Man(_) => {
             unreachable!("answered before the config is read")
         }
@@ -259,6 +267,8 @@ fn command_name(c: &Command) -> &'static str {
         Command::Import(_) => "import",
         Command::Export(_) => "export",
         Command::Open(_) => "open",
+        Command::Encrypt => "encrypt",
+        Command::Decrypt => "decrypt",
         Command::Completions(_) => "completions",
         Command::Man(_) => "man",
     }
@@ -373,6 +383,7 @@ fn info(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     crate::say!("keyaudit {}", env!("CARGO_PKG_VERSION"));
     crate::say!("config:    {}{}", p.config.display(), exists(&p.config));
     crate::say!("cache:     {}{}", p.db.display(), exists(&p.db));
+    crate::say!("encryption: {}", crate::store::crypt::describe());
     crate::say!("demo cache: {}{}", p.demo_db.display(), exists(&p.demo_db));
     crate::say!("log:       {}", p.log_file().display());
     crate::say!(

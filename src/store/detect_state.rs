@@ -390,10 +390,13 @@ impl Store {
 
 /// A read-only connection of its own on the cache file (a second reader).
 fn open_reader(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    rusqlite::Connection::open_with_flags(
+    let conn = rusqlite::Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+    )?;
+    super::crypt::unlock(&conn, path)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    Ok(conn)
 }
 
 fn write_findings(

@@ -7,6 +7,7 @@
 
 mod activity;
 pub mod anchor;
+pub mod crypt;
 pub mod detect_state;
 mod events;
 mod findings;
@@ -60,6 +61,8 @@ pub enum StoreError {
     UnknownKey { provider: String, key: String },
     #[error("no provider `{0}` in the cache")]
     UnknownProvider(String),
+    #[error(transparent)]
+    Crypt(#[from] crypt::CryptError),
     #[error("cache query failed: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("cache holds damaged data in {what}: {why}")]
@@ -154,6 +157,7 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
+        crypt::unlock(&conn, path)?;
         let mut store = Store {
             conn,
             path: Some(path.to_path_buf()),
@@ -179,6 +183,7 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
+        crypt::unlock(&conn, path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let store = Store {
             conn,
