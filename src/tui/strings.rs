@@ -84,9 +84,10 @@ pub fn baseline(b: &crate::detect::BaselineStatus, wide: bool) -> String {
             per_hour_median,
             per_hour_sigma,
             networks,
+            rhythm,
             ..
         } => {
-            let mut out = format!("ready, {}", days(*d));
+            let mut out = format!("ready, {}, {rhythm}", days(*d));
             if wide {
                 out.push_str(&format!(
                     ": {per_hour_median:.0}±{per_hour_sigma:.0} requests/hour from {networks} network{}",
