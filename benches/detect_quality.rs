@@ -55,7 +55,9 @@ fn table(title: &str, runs: &[SeedRun]) {
         k.recall()
     );
     println!("\nKey level, per injected kind (recall) and per rule (precision):\n");
-    println!("| kind / rule | labelled keys | found | recall | flagged keys | labelled | precision |");
+    println!(
+        "| kind / rule | labelled keys | found | recall | flagged keys | labelled | precision |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let rec = recall_by_kind(runs);
     let prec = precision_by_rule(runs);

@@ -431,18 +431,24 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
         }
     }
 
-    // Runs off the key's schedule (cron-like keys).
-    if ready && !claimed && off_schedule && e.outcome != DENIED {
-        st.bucket.sched += 1;
-        push_cap(&mut st.bucket.rows_sched, e.row, cap);
-        claimed = true;
-    }
-
-    // Hours the key never works (only keys that keep working hours).
-    if ready && !claimed && off_hour(st, t, cfg) && st.rhythm.keeps_hours(&st.hours) {
+    // Hours the key never works (only keys that keep working hours, and only hours
+    // at least two hours from their working window).
+    if ready
+        && !claimed
+        && off_hour(st, t, cfg)
+        && st.rhythm.keeps_hours(&st.hours)
+        && st.rhythm.far_from_window(&st.hours, t)
+    {
         st.bucket.off += 1;
         push_cap(&mut st.bucket.rows_off, e.row, cap);
         claimed = true;
+    }
+
+    // Runs off the key's schedule (cron-like keys).
+    // They still count towards the volume: a large run off schedule is both.
+    if ready && !claimed && off_schedule && e.outcome != DENIED {
+        st.bucket.sched += 1;
+        push_cap(&mut st.bucket.rows_sched, e.row, cap);
     }
 
     // Alternation between known networks.

@@ -89,6 +89,20 @@ impl LogHist {
         value_of(BINS - 1)
     }
 
+    /// The weighted mean, or 0 when empty.
+    pub fn mean(&self) -> f64 {
+        let total = self.total();
+        if total <= 0.0 {
+            return 0.0;
+        }
+        self.bins
+            .iter()
+            .enumerate()
+            .map(|(i, b)| value_of(i) * *b as f64)
+            .sum::<f64>()
+            / total
+    }
+
     /// Median and robust standard deviation (1.4826 × median absolute deviation).
     pub fn median_sigma(&self) -> (f64, f64) {
         let m = self.quantile(0.5);
@@ -352,7 +366,7 @@ impl KeyState {
             per_hour_sigma: s,
             networks: self.nets.len(),
             agents: self.agents.len(),
-            rhythm: self.rhythm.kind(&self.hours).to_string(),
+            rhythm: self.rhythm.describe(&self.hours),
         }
     }
 
@@ -590,7 +604,10 @@ mod tests {
             "greenhouse-sync"
         );
         assert_eq!(agent_family("curl/8.1"), "curl");
-        assert_eq!(service_of("iam.amazonaws.com:CreateUser"), "iam.amazonaws.com");
+        assert_eq!(
+            service_of("iam.amazonaws.com:CreateUser"),
+            "iam.amazonaws.com"
+        );
         assert_eq!(service_of("GET /v1/candidates/42?page=2"), "/v1/candidates");
         assert_eq!(service_of("GET /v1"), "/v1");
         assert_eq!(service_of("read secret/data/hr"), "secret/data");

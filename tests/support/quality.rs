@@ -128,6 +128,12 @@ pub async fn run_seed_with(
     let t_sync = t0.elapsed();
     let mut store = Store::open(&db).unwrap();
     detect::detect_full(&mut store, cfg, fixed_now()).unwrap();
+    if std::env::var_os("KEYAUDIT_QUALITY_DEBUG").is_some() {
+        for k in store.keys().unwrap() {
+            let st = detect::baseline_status(&store, k.key_ref, cfg).unwrap();
+            eprintln!("{} {st}", k.key.id);
+        }
+    }
     if std::env::var_os("KEYAUDIT_QUALITY_TIMING").is_some() {
         eprintln!(
             "seed {seed}: demo start {:?}, sync {:?}, detect {:?}",
@@ -194,7 +200,12 @@ pub async fn run_seed_with(
 /// The CloudTrail scenario of `seed` with `principals` principals over 30 days: files
 /// written by [`cloudtrail_gen`], imported by keyaudit's importer, the keys the IAM
 /// listing reports as inactive marked so, full detection at the fixed clock.
-pub fn run_cloudtrail(seed: u64, anomalies: bool, cfg: &DetectConfig, principals: usize) -> SeedRun {
+pub fn run_cloudtrail(
+    seed: u64,
+    anomalies: bool,
+    cfg: &DetectConfig,
+    principals: usize,
+) -> SeedRun {
     use keyaudit::import::{import_files, ImportOptions};
     use keyaudit::model::{Key, KeySource, KeyStatus};
     let dir = tempfile::tempdir().unwrap();

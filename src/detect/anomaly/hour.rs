@@ -5,6 +5,8 @@ use super::*;
 
 /// Denials on services the key never used successfully that make a burst on their own.
 pub(crate) const DENIED_NOVEL_MIN: u32 = 5;
+/// A burst's share of denied requests is at least this multiple of the key's usual share.
+pub(crate) const DENIED_SHARE_RATIO: f64 = 3.0;
 
 /// Extends the rule's incident if it covered the previous hour, else opens one.
 fn hourly(
@@ -153,7 +155,14 @@ pub(super) fn close_bucket(st: &mut KeyState, cx: &Cx<'_>, closed: &mut Vec<Inci
     let (m, s) = st.denied.median_sigma();
     let limit = (m + cfg.denied_sigmas * s.max(1.0)).max(cfg.denied_min_per_hour as f64 - 1.0);
     let novel_limit = (m + 3.0 * s.max(1.0)).max(DENIED_NOVEL_MIN as f64 - 1.0);
-    let burst = b.denied >= cfg.denied_min_per_hour && b.denied as f64 > limit;
+    // ... and the hour's share of denials well above the key's usual share, so that a
+    // busy hour with the key's ordinary refusals is not a burst.
+    let (dm, vm) = (st.denied.mean(), st.volume.mean());
+    let usual_share = if dm + vm > 0.0 { dm / (dm + vm) } else { 0.0 };
+    let expected = usual_share * (b.requests + b.denied) as f64;
+    let burst = b.denied >= cfg.denied_min_per_hour
+        && b.denied as f64 > limit
+        && b.denied as f64 > DENIED_SHARE_RATIO * expected;
     let probe = b.denied_novel >= DENIED_NOVEL_MIN && b.denied_novel as f64 > novel_limit;
     if burst || probe {
         let i = hourly(st, "denied_burst", h, b.denied, &b.rows_denied, cap, 2);
@@ -198,7 +207,7 @@ pub(super) fn close_bucket(st: &mut KeyState, cx: &Cx<'_>, closed: &mut Vec<Inci
             cap,
             cx.key.sev(1),
         );
-        let rhythm = st.rhythm.kind(&st.hours);
+        let rhythm = st.rhythm.describe(&st.hours);
         let inc = &mut st.open[i];
         inc.title = "Activity off the key's schedule".into();
         inc.explanation = format!(

@@ -500,7 +500,7 @@ mod tests {
         // Two open incidents with their wording, three histograms, a full bucket.
         let n = busy_state().encode().len();
         assert!(n < 700, "{n} bytes");
-        assert!(KeyState::default().encode().len() < 64);
+        assert!(KeyState::default().encode().len() < 96);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 use super::{Millis, DAY, HOUR, MINUTE};
 
 /// Share of the hour-of-day profile the working window must hold.
-pub const WINDOW_SHARE: f32 = 0.8;
+pub const WINDOW_SHARE: f32 = 0.9;
 /// Share of a day's events inside the window for the day to fit it.
 pub const DAY_SHARE: f32 = 0.8;
 /// Longest working window, in hours.
@@ -26,6 +26,8 @@ pub const MAX_WINDOW: usize = 14;
 pub const MIN_DAYS: u32 = 7;
 /// Share of recent active days that must fit the window.
 pub const FIT_SHARE: f32 = 0.7;
+/// Hours around the working window that are never off hours.
+pub const MARGIN: usize = 2;
 /// Events further apart than this start a new run.
 pub const RUN_GAP: Millis = 2 * MINUTE;
 /// Runs on one period before it counts as the key's schedule.
@@ -40,11 +42,7 @@ pub enum Kind {
     Learning,
     /// A daily working window `start..end` (hours, UTC, `end` exclusive and possibly
     /// past midnight), on weekdays only or every day.
-    Hours {
-        start: u8,
-        end: u8,
-        weekdays: bool,
-    },
+    Hours { start: u8, end: u8, weekdays: bool },
     /// Runs every `period` milliseconds.
     Schedule { period: Millis },
     /// Active around the clock (no window fits).
@@ -196,12 +194,21 @@ impl Rhythm {
         let was_scheduled = self.scheduled();
         let interval = t - self.run_start;
         self.run_start = t;
-        let on = self.period > 0 && {
-            let d = t - self.anchor;
-            let k = (d + self.period / 2) / self.period;
-            k >= 1 && (d - k * self.period).abs() <= self.tolerance()
+        let d = t - self.anchor;
+        let k = if self.period > 0 {
+            (d + self.period / 2) / self.period
+        } else {
+            0
         };
+        let on = k >= 1 && (d - k * self.period).abs() <= self.tolerance();
         if on {
+            // Refine the period (schedules are usually whole minutes).
+            let est = d / k;
+            self.period += (est - self.period) / 8;
+            let whole = (self.period + MINUTE / 2) / MINUTE * MINUTE;
+            if (self.period - whole).abs() <= 5_000 {
+                self.period = whole;
+            }
             self.hits += 1;
             self.anchor = t;
             self.off_streak = 0;
@@ -259,18 +266,43 @@ impl Rhythm {
         (self.fits & mask).count_ones() as f32 / n as f32
     }
 
-    /// True when the key keeps working hours (the only keys that can be off hours).
-    pub fn keeps_hours(&self, profile: &[f32]) -> bool {
-        matches!(self.kind(profile), Kind::Hours { .. })
+    /// True when `t` is at least [`MARGIN`] hours outside the hours that hold 95 % of
+    /// the key's activity.
+    pub fn far_from_window(&self, profile: &[f32], t: Millis) -> bool {
+        let Some((start, len)) = window(profile, 0.95) else {
+            return false;
+        };
+        let hod = t.div_euclid(HOUR).rem_euclid(24) as usize;
+        let wide = (start + 24 - MARGIN) % 24;
+        len + 2 * MARGIN < 24 && !inside(wide, len + 2 * MARGIN, hod)
     }
 
-    /// What the key's rhythm is, as of its last closed day.
+    /// True when the key keeps working hours (the only keys that can be off hours).
+    pub fn keeps_hours(&self, profile: &[f32]) -> bool {
+        matches!(self.hours_kind(profile), Kind::Hours { .. })
+    }
+
+    /// What the key's rhythm is, as of its last closed day: its schedule if it has one,
+    /// else what its hours say.
     pub fn kind(&self, profile: &[f32]) -> Kind {
         if self.scheduled() {
             return Kind::Schedule {
                 period: self.period,
             };
         }
+        self.hours_kind(profile)
+    }
+
+    /// The rhythm as text, e.g. `every 15 min, weekdays 09–17 UTC`.
+    pub fn describe(&self, profile: &[f32]) -> String {
+        match (self.kind(profile), self.hours_kind(profile)) {
+            (k @ Kind::Schedule { .. }, h @ Kind::Hours { .. }) => format!("{k}, {h}"),
+            (k, _) => k.to_string(),
+        }
+    }
+
+    /// What the key's hours say: a working window, around the clock, irregular.
+    pub fn hours_kind(&self, profile: &[f32]) -> Kind {
         if self.active_days < MIN_DAYS {
             return Kind::Learning;
         }
@@ -350,6 +382,9 @@ mod tests {
         assert_eq!(r.kind(&p).to_string(), "every 15 min");
         let last = MONDAY + (96 * 10 - 1) * 15 * MINUTE;
         assert!(r.observe(last + 7 * MINUTE, &p), "a run between two slots");
-        assert!(!r.observe(last + 15 * MINUTE, &p), "the next slot is on schedule");
+        assert!(
+            !r.observe(last + 15 * MINUTE, &p),
+            "the next slot is on schedule"
+        );
     }
 }
