@@ -9,8 +9,8 @@
 //!   [`FIT_SHARE`] of its last (up to 28) active days fit. Only such keys can raise
 //!   `off_hours`.
 //! - **Schedule.** Events more than [`RUN_GAP`] apart start a new *run*. A run that
-//!   starts a whole number of periods (within a tolerance) after the last on-schedule
-//!   run is on schedule. A period of at least 5 minutes is the key's schedule once
+//!   starts one period (within a tolerance) after the last on-schedule run is on
+//!   schedule; one a whole number of periods later is on the grid but does not count. A period of at least 5 minutes is the key's schedule once
 //!   [`MIN_RUNS`] runs matched it and at least 95 % of the recent runs did; runs off the
 //!   schedule then raise `schedule_break`, and `off_hours` never applies.
 
@@ -160,7 +160,7 @@ fn inside(start: usize, len: usize, hod: usize) -> bool {
 
 impl Rhythm {
     fn tolerance(&self) -> Millis {
-        (self.period / 20).max(90_000).min(self.period / 4)
+        (self.period / 20).max(90_000).min(self.period / 10)
     }
 
     /// True once the key runs on a fixed schedule.
@@ -200,10 +200,18 @@ impl Rhythm {
         } else {
             0
         };
-        let on = k >= 1 && (d - k * self.period).abs() <= self.tolerance();
+        let on_grid = k >= 1 && (d - k * self.period).abs() <= self.tolerance();
+        // The next slot is a hit; a run after missed slots (lost log lines, a pause)
+        // is on the grid but proves nothing.
+        if on_grid && k > 1 {
+            self.anchor = t;
+            self.run_off = false;
+            return false;
+        }
+        let on = on_grid;
         if on {
             // Refine the period (schedules are usually whole minutes).
-            let est = d / k;
+            let est = d;
             self.period += (est - self.period) / 8;
             let whole = (self.period + MINUTE / 2) / MINUTE * MINUTE;
             if (self.period - whole).abs() <= 5_000 {
@@ -364,8 +372,16 @@ mod tests {
     #[test]
     fn services_run_around_the_clock() {
         let (mut r, mut p) = (Rhythm::default(), vec![0.0; 24]);
-        // Irregular gaps, every hour of every day.
-        let times = (0..20 * 24 * 7).map(|i| MONDAY + i * 8 * MINUTE + (i * 7919 % 300) * 1000);
+        // Random gaps (8 minutes on average), every hour of every day.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut t = MONDAY;
+        let times: Vec<Millis> = (0..20 * 24 * 7)
+            .map(|_| {
+                t += (-(8.0 * MINUTE as f64) * (1.0 - rng.random::<f64>()).ln()) as Millis + 1;
+                t
+            })
+            .collect();
         feed(&mut r, &mut p, times);
         assert_eq!(r.kind(&p), Kind::AroundTheClock);
         assert!(!r.keeps_hours(&p));
