@@ -2,9 +2,11 @@
 //! baseline ([`KeyState`]), which learns from every event after judging it.
 //!
 //! Per event: a new network or user-agent family, a dormant key waking up, requests at
-//! hours the key never works, oversized responses (bulk export), alternation between
-//! networks, denied authentications after the key stopped working. Per hour (when the
-//! hour closes): volume, denied bursts, off-hours and concurrency totals.
+//! hours a key with working hours never works, runs off a cron-like key's schedule
+//! (see [`super::baseline::rhythm`]), oversized responses (bulk export), alternation
+//! between networks, denied authentications after the key stopped working. Per hour
+//! (when the hour closes): volume, denied bursts (against the key's own denial rate, and
+//! on services it never used), off-hours, schedule and concurrency totals.
 //!
 //! One incident gives one finding, by the most specific rule: events that a novelty rule
 //! explains (a new network, a wake-up, off hours, oversized responses) do not count again

@@ -4,7 +4,7 @@
 //! A key's state is about 1–2 KB (three 64-bin histograms, a 24-bin hour-of-day profile,
 //! its networks, user-agent families and scopes, plus any incident still open) in memory;
 //! the cache keeps it ([`crate::store::Store::detect_states`]), one row per key, in the
-//! compact binary form of [`codec`] (300–600 bytes).
+//! compact binary form of [`codec`] (350–700 bytes).
 
 mod codec;
 pub mod rhythm;

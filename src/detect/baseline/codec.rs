@@ -3,7 +3,7 @@
 //! A format byte ([`FORMAT`]) and then the fields in declaration order: integers as
 //! LEB128 varints (signed ones zigzag-encoded), strings and lists with a varint length,
 //! histograms and the hour-of-day profile sparse (length, count of non-zero weights, then
-//! index and little-endian `f32` of each). A state is 300–600 bytes, about a quarter of
+//! index and little-endian `f32` of each). A state is 350–700 bytes, about a quarter of
 //! its JSON, and encodes or decodes in a few microseconds.
 //!
 //! [`KeyState::decode`] returns `None` for anything it cannot read completely (another
