@@ -439,7 +439,7 @@ pub fn generate(
     let days_i = days as i64;
     let t0 = (end - Duration::days(days_i)).timestamp();
     let mut g = Gen {
-        rng: StdRng::seed_from_u64(seed ^ 0x0c10_0d7a_11),
+        rng: StdRng::seed_from_u64(seed ^ 0x000c_100d_7a11),
         t0,
         records: Vec::new(),
     };
