@@ -2,9 +2,11 @@
 //! baseline ([`KeyState`]), which learns from every event after judging it.
 //!
 //! Per event: a new network or user-agent family, a dormant key waking up, requests at
-//! hours the key never works, oversized responses (bulk export), alternation between
-//! networks, denied authentications after the key stopped working. Per hour (when the
-//! hour closes): volume, denied bursts, off-hours and concurrency totals.
+//! hours a key with working hours never works, runs off a cron-like key's schedule
+//! (see [`super::baseline::rhythm`]), oversized responses (bulk export), alternation
+//! between networks, denied authentications after the key stopped working. Per hour
+//! (when the hour closes): volume, denied bursts (against the key's own denial rate, and
+//! on services it never used), off-hours, schedule and concurrency totals.
 //!
 //! One incident gives one finding, by the most specific rule: events that a novelty rule
 //! explains (a new network, a wake-up, off hours, oversized responses) do not count again
@@ -38,6 +40,8 @@ pub(crate) struct Ev {
     pub agent: u32,
     /// Interned scope, `u32::MAX` when absent.
     pub scope: u32,
+    /// Interned service of the action (see `service_of`), `u32::MAX` when absent.
+    pub service: u32,
     pub outcome: u8,
     /// HTTP status, -1 when absent.
     pub status: i32,
@@ -47,14 +51,21 @@ pub(crate) struct Ev {
 
 impl Ev {
     /// The key authenticated: served, or refused/failed for a reason other than its
-    /// credential (403 is a scope refusal of a valid key).
-    fn authenticated(&self) -> bool {
-        self.outcome == SUCCESS || (self.status >= 0 && self.status != 401)
+    /// credential (403 is a scope refusal of a valid key). A denial without an HTTP
+    /// status (CloudTrail's `errorCode`, a Vault, GitHub or GitLab audit result) is an
+    /// authorisation refusal of a working key while the key is active, and a refused
+    /// credential once the key was disabled, revoked or expired.
+    fn authenticated(&self, active: bool) -> bool {
+        match (self.outcome, self.status) {
+            (DENIED, s) if s >= 0 => s != 401,
+            (DENIED, _) => active,
+            (_, s) => s != 401,
+        }
     }
 
-    /// A refusal of an authenticated key (it lacks the scope).
-    fn scope_refusal(&self) -> bool {
-        self.outcome == DENIED && self.status != 401
+    /// A refusal of an authenticated key (it lacks the scope or permission).
+    fn scope_refusal(&self, active: bool) -> bool {
+        self.outcome == DENIED && self.authenticated(active)
     }
 }
 
@@ -173,6 +184,10 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
     }
     st.decay(t, cfg.baseline_half_life_days);
     let ready = st.ready(t, cfg);
+    let active = cx.key.status == KeyStatus::Active;
+    let authenticated = e.authenticated(active);
+    st.rhythm.observe(t, &st.hours);
+    let off_schedule = st.rhythm.run_off;
     let window = cfg.novelty_window_hours as i64 * HOUR;
     let memory = cfg.network_memory_days as i64 * DAY;
     let mut claimed = false;
@@ -195,7 +210,7 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
     }
 
     // Denied authentications since the key last worked (use after disable/revoke).
-    if e.authenticated() {
+    if authenticated {
         st.tail_count = 0;
         st.tail_rows.clear();
     } else if e.outcome == DENIED {
@@ -220,7 +235,7 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
         claimed = true;
     } else if st.events >= cfg.dormant_min_history as u64
         && t - st.last_time >= cfg.dormant_days as i64 * DAY
-        && e.authenticated()
+        && authenticated
         && !claimed
     {
         st.long_gaps += 1;
@@ -418,11 +433,24 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
         }
     }
 
-    // Hours the key never works.
-    if ready && !claimed && off_hour(st, t, cfg) {
+    // Hours the key never works (only keys that keep working hours, and only hours
+    // at least two hours from their working window).
+    if ready
+        && !claimed
+        && off_hour(st, t, cfg)
+        && st.rhythm.keeps_hours(&st.hours)
+        && st.rhythm.far_from_window(&st.hours, t)
+    {
         st.bucket.off += 1;
         push_cap(&mut st.bucket.rows_off, e.row, cap);
         claimed = true;
+    }
+
+    // Runs off the key's schedule (cron-like keys).
+    // They still count towards the volume: a large run off schedule is both.
+    if ready && !claimed && off_schedule && e.outcome != DENIED {
+        st.bucket.sched += 1;
+        push_cap(&mut st.bucket.rows_sched, e.row, cap);
     }
 
     // Alternation between known networks.
@@ -442,10 +470,18 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
     }
 
     // Scope refusals.
-    if e.scope_refusal() && !claimed {
+    if e.scope_refusal(active) && !claimed {
         st.bucket.denied += 1;
         push_cap(&mut st.bucket.rows_denied, e.row, cap);
-        let s = cx.strings.get(e.scope);
+        let service = cx.strings.get(e.service);
+        if e.service != u32::MAX && !st.services.iter().any(|(n, _)| n == service) {
+            st.bucket.denied_novel += 1;
+        }
+        let s = if e.scope != u32::MAX {
+            cx.strings.get(e.scope)
+        } else {
+            service
+        };
         if !s.is_empty()
             && st.bucket.denied_scopes.len() < 8
             && !st.bucket.denied_scopes.iter().any(|x| x == s)
@@ -463,6 +499,15 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
         match st.scopes.iter_mut().find(|(n, _)| n == s) {
             Some(x) => x.1 = x.1.max(t),
             None => st.scopes.push((s.to_string(), t)),
+        }
+    }
+    if e.outcome == SUCCESS && e.service != u32::MAX {
+        let s = cx.strings.get(e.service);
+        let known = st.services.len();
+        match st.services.iter_mut().find(|(n, _)| n == s) {
+            Some(x) => x.1 = x.1.max(t),
+            None if known < 256 => st.services.push((s.to_string(), t)),
+            None => {}
         }
     }
     if st.bucket.rows_off.last() != Some(&e.row) {

@@ -4,11 +4,13 @@
 //! A key's state is about 1–2 KB (three 64-bin histograms, a 24-bin hour-of-day profile,
 //! its networks, user-agent families and scopes, plus any incident still open) in memory;
 //! the cache keeps it ([`crate::store::Store::detect_states`]), one row per key, in the
-//! compact binary form of [`codec`] (300–600 bytes).
+//! compact binary form of [`codec`] (350–700 bytes).
 
 mod codec;
+pub mod rhythm;
 
 use crate::model::{from_millis, Millis};
+pub use rhythm::Rhythm;
 use serde::Serialize;
 
 pub(crate) const MINUTE: i64 = 60_000;
@@ -87,6 +89,20 @@ impl LogHist {
         value_of(BINS - 1)
     }
 
+    /// The weighted mean, or 0 when empty.
+    pub fn mean(&self) -> f64 {
+        let total = self.total();
+        if total <= 0.0 {
+            return 0.0;
+        }
+        self.bins
+            .iter()
+            .enumerate()
+            .map(|(i, b)| value_of(i) * *b as f64)
+            .sum::<f64>()
+            / total
+    }
+
     /// Median and robust standard deviation (1.4826 × median absolute deviation).
     pub fn median_sigma(&self) -> (f64, f64) {
         let m = self.quantile(0.5);
@@ -154,6 +170,11 @@ pub struct Bucket {
     pub requests: u32,
     /// Denied requests (scope refusals).
     pub denied: u32,
+    /// ... of them, on a service the key never used successfully.
+    pub denied_novel: u32,
+    /// Requests of runs off the key's schedule.
+    pub sched: u32,
+    pub rows_sched: Vec<i64>,
     /// Requests at hours the key never works.
     pub off: u32,
     /// Alternations between known networks within the concurrency window.
@@ -166,7 +187,7 @@ pub struct Bucket {
     pub rows_switch: Vec<i64>,
     /// Networks seen alternating (display form).
     pub switch_nets: Vec<u64>,
-    /// Scopes of the denied requests.
+    /// What the denied requests asked for (scopes, or services without scopes).
     pub denied_scopes: Vec<String>,
 }
 
@@ -192,6 +213,10 @@ pub struct KeyState {
     pub agents: Vec<Seen<String>>,
     /// Scope → last successful use.
     pub scopes: Vec<(String, Millis)>,
+    /// Service (see `service_of`) → last successful use.
+    pub services: Vec<(String, Millis)>,
+    /// Working hours, around the clock, or a schedule.
+    pub rhythm: Rhythm,
     /// Silences of at least `dormant_days` the key has had (a rhythm, if several).
     pub long_gaps: u32,
     /// Days with concurrent use from known networks (normal for it, if several).
@@ -232,6 +257,8 @@ impl Default for KeyState {
             nets: Vec::new(),
             agents: Vec::new(),
             scopes: Vec::new(),
+            services: Vec::new(),
+            rhythm: Rhythm::default(),
             long_gaps: 0,
             concurrent_days: 0,
             concurrent_last_day: -1,
@@ -277,6 +304,8 @@ pub enum BaselineStatus {
         per_hour_sigma: f64,
         networks: usize,
         agents: usize,
+        /// The learned rhythm: `weekdays 08–18 UTC`, `around the clock`, `every 15 min`.
+        rhythm: String,
     },
 }
 
@@ -297,10 +326,11 @@ impl std::fmt::Display for BaselineStatus {
                 per_hour_median,
                 per_hour_sigma,
                 networks,
+                rhythm,
                 ..
             } => write!(
                 f,
-                "ready ({per_hour_median:.0}±{per_hour_sigma:.0} requests/hour from {networks} network{})",
+                "ready ({per_hour_median:.0}±{per_hour_sigma:.0} requests/hour from {networks} network{}, {rhythm})",
                 if *networks == 1 { "" } else { "s" }
             ),
         }
@@ -336,6 +366,7 @@ impl KeyState {
             per_hour_sigma: s,
             networks: self.nets.len(),
             agents: self.agents.len(),
+            rhythm: self.rhythm.describe(&self.hours),
         }
     }
 
@@ -455,6 +486,40 @@ pub fn agent_family(ua: &str) -> String {
     token.chars().take(64).collect()
 }
 
+/// The service an action belongs to: CloudTrail's event source
+/// (`iam.amazonaws.com:CreateUser` → `iam.amazonaws.com`), the first two path segments
+/// of an HTTP or Vault action (`GET /v1/candidates/42` → `/v1/candidates`,
+/// `read secret/data/hr` → `secret/data`), the namespace of a GitHub or GitLab audit
+/// action (`repo.create` → `repo`).
+pub fn service_of(action: &str) -> &str {
+    let a = action.trim();
+    if let Some((verb, path)) = a.split_once(' ') {
+        let path = path.trim();
+        if !verb.contains(':') {
+            let lead = usize::from(path.starts_with('/'));
+            let mut end = path.len();
+            let mut seen = 0;
+            for (i, c) in path.char_indices().skip(lead) {
+                if c == '/' || c == '?' || c == ' ' {
+                    seen += 1;
+                    if seen == 2 || c != '/' {
+                        end = i;
+                        break;
+                    }
+                }
+            }
+            return &path[..end];
+        }
+    }
+    if let Some((src, _)) = a.split_once(':') {
+        return src;
+    }
+    match a.split_once('.') {
+        Some((ns, _)) => ns,
+        None => a,
+    }
+}
+
 /// A time as RFC 3339 for explanations.
 pub fn when(t: Millis) -> String {
     from_millis(t).format("%Y-%m-%d %H:%M UTC").to_string()
@@ -539,6 +604,14 @@ mod tests {
             "greenhouse-sync"
         );
         assert_eq!(agent_family("curl/8.1"), "curl");
+        assert_eq!(
+            service_of("iam.amazonaws.com:CreateUser"),
+            "iam.amazonaws.com"
+        );
+        assert_eq!(service_of("GET /v1/candidates/42?page=2"), "/v1/candidates");
+        assert_eq!(service_of("GET /v1"), "/v1");
+        assert_eq!(service_of("read secret/data/hr"), "secret/data");
+        assert_eq!(service_of("repo.create"), "repo");
         assert_eq!(
             agent_family("Mozilla/5.0 (X11) AppleWebKit Chrome/120 Safari/537"),
             "browser:chrome"

@@ -142,6 +142,11 @@ pub const RULES: &[Rule] = &[
         summary: "burst of denied requests (probing scopes)",
     },
     Rule {
+        id: "schedule_break",
+        category: Category::Anomaly,
+        summary: "activity off the schedule of a cron-like key",
+    },
+    Rule {
         id: "dormant_wakeup",
         category: Category::Anomaly,
         summary: "dormant key active again",

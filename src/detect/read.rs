@@ -13,6 +13,7 @@ use std::collections::HashMap;
 pub(super) struct Reader {
     pub(super) strings: Interner,
     agents: HashMap<String, u32>,
+    services: HashMap<String, u32>,
     nets: HashMap<String, u64>,
 }
 
@@ -21,6 +22,7 @@ impl Reader {
         Reader {
             strings: Interner::default(),
             agents: HashMap::new(),
+            services: HashMap::new(),
             nets: HashMap::new(),
         }
     }
@@ -61,8 +63,20 @@ impl Reader {
             Some(s) => self.strings.id(s),
             None => u32::MAX,
         };
+        let service = match self.services.get(e.action) {
+            Some(s) => *s,
+            None if e.action.is_empty() => u32::MAX,
+            None => {
+                let s = self.strings.id(baseline::service_of(e.action));
+                if self.services.len() < 1_000_000 {
+                    self.services.insert(e.action.to_string(), s);
+                }
+                s
+            }
+        };
         Ev {
             row: e.row,
+            service,
             key_ref: e.key_ref,
             time: e.time,
             net,
@@ -195,6 +209,9 @@ pub(super) fn read_events(store: &Store, lo: i64, hi: i64) -> Result<Grouped> {
                 }
                 if e.scope != u32::MAX {
                     e.scope = remap(e.scope);
+                }
+                if e.service != u32::MAX {
+                    e.service = remap(e.service);
                 }
             }
             a.by_key.entry(k).or_default().extend(evs);

@@ -13,7 +13,7 @@ use std::path::Path;
 const DAY: Millis = 24 * 3600 * 1000;
 
 const EV_COLUMNS: &str =
-    "id, key_ref, time, source_ip, user_agent, scope, outcome, status_code, records";
+    "id, key_ref, time, source_ip, user_agent, scope, outcome, status_code, records, action";
 
 /// One key as the detection rules see it.
 #[derive(Debug, Clone)]
@@ -48,6 +48,8 @@ pub struct EventFacts<'a> {
     pub outcome: u8,
     pub status_code: Option<i64>,
     pub records: Option<i64>,
+    /// The action (`eventSource:eventName`, `GET /v1/path`, ...).
+    pub action: &'a str,
 }
 
 fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
@@ -73,6 +75,7 @@ fn visit_rows(
             outcome: r.get::<_, i64>(6)? as u8,
             status_code: r.get(7)?,
             records: r.get(8)?,
+            action: text(r, 9)?.unwrap_or(""),
         });
     }
     Ok(())

@@ -48,7 +48,8 @@ pub const AXIS_24_HOURS_AGO: &str = "24 hours ago";
 pub const AXIS_NOW: &str = "now";
 
 /// The baseline line of the key detail: whether detection has learned the key's normal
-/// use. `wide` adds the second condition of learning, or the learned rate and networks.
+/// use, and the rhythm it learned. `wide` adds the second condition of learning, or the
+/// days learned and the learned rate.
 pub fn baseline(b: &crate::detect::BaselineStatus, wide: bool) -> String {
     use crate::detect::BaselineStatus as B;
     let days = |d: f64| {
@@ -83,17 +84,18 @@ pub fn baseline(b: &crate::detect::BaselineStatus, wide: bool) -> String {
             days: d,
             per_hour_median,
             per_hour_sigma,
-            networks,
+            rhythm,
             ..
         } => {
-            let mut out = format!("ready, {}", days(*d));
+            // The rhythm first: it is what an analyst reads an off-hours finding against.
             if wide {
-                out.push_str(&format!(
-                    ": {per_hour_median:.0}±{per_hour_sigma:.0} requests/hour from {networks} network{}",
-                    if *networks == 1 { "" } else { "s" }
-                ));
+                format!(
+                    "ready, {}, {rhythm}, {per_hour_median:.0}±{per_hour_sigma:.0}/hour",
+                    days(*d)
+                )
+            } else {
+                format!("ready, {rhythm}")
             }
-            out
         }
     }
 }

@@ -81,7 +81,10 @@ pub fn history(key: &str, days: i64, per_hour: i64, two_nets: bool) -> Vec<Event
         };
         for h in 9..17 {
             for m in 0..per_hour {
-                let t = day + Duration::hours(h) + Duration::minutes(m * 60 / per_hour);
+                // Irregular within its slot, like a real integration (not a cron job).
+                let slot = 3600 / per_hour;
+                let jitter = (i * 7919) % (slot / 2).max(1);
+                let t = day + Duration::hours(h) + Duration::seconds(m * slot + jitter);
                 out.push(ev(
                     &format!("{key}-n{i}"),
                     key,

@@ -13,6 +13,9 @@ use keyaudit::model::{Category, Finding};
 use keyaudit::store::{FindingQuery, Store};
 use std::collections::{BTreeMap, BTreeSet};
 
+#[path = "cloudtrail_gen.rs"]
+pub mod cloudtrail_gen;
+
 /// The fixed clock of every quality run: a Wednesday, 15:00 UTC.
 pub fn fixed_now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 15, 0, 0).unwrap()
@@ -31,6 +34,9 @@ pub struct SeedRun {
     pub keys: usize,
     pub events: i64,
     pub days: u32,
+    /// Key-days of traffic (for the demo, keys × days; for CloudTrail, the sum of each
+    /// key's span of activity).
+    pub key_days: f64,
     /// Event ids of each label, by (key id, kind).
     pub label_events: BTreeMap<(String, String), BTreeSet<String>>,
 }
@@ -122,6 +128,12 @@ pub async fn run_seed_with(
     let t_sync = t0.elapsed();
     let mut store = Store::open(&db).unwrap();
     detect::detect_full(&mut store, cfg, fixed_now()).unwrap();
+    if std::env::var_os("KEYAUDIT_QUALITY_DEBUG").is_some() {
+        for k in store.keys().unwrap() {
+            let st = detect::baseline_status(&store, k.key_ref, cfg).unwrap();
+            eprintln!("{} {st}", k.key.id);
+        }
+    }
     if std::env::var_os("KEYAUDIT_QUALITY_TIMING").is_some() {
         eprintln!(
             "seed {seed}: demo start {:?}, sync {:?}, detect {:?}",
@@ -180,8 +192,110 @@ pub async fn run_seed_with(
         keys: store.key_count().unwrap() as usize,
         events: store.event_count().unwrap(),
         days,
+        key_days: store.key_count().unwrap() as f64 * days as f64,
         label_events,
     }
+}
+
+/// The CloudTrail scenario of `seed` with `principals` principals over 30 days: files
+/// written by [`cloudtrail_gen`], imported by keyaudit's importer, the keys the IAM
+/// listing reports as inactive marked so, full detection at the fixed clock.
+pub fn run_cloudtrail(
+    seed: u64,
+    anomalies: bool,
+    cfg: &DetectConfig,
+    principals: usize,
+) -> SeedRun {
+    use keyaudit::import::{import_files, ImportOptions};
+    use keyaudit::model::{Key, KeySource, KeyStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let sc = cloudtrail_gen::generate(&logs, seed, principals, 30, fixed_now(), anomalies);
+    let mut store = Store::open(&dir.path().join("cache.db")).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let opts = ImportOptions {
+        source: Some("aws-prod".into()),
+        strict: true,
+        ..ImportOptions::default()
+    };
+    let sums = import_files(&mut store, &files, &opts, &mut |_| {}, &mut |_| {}).unwrap();
+    for s in &sums {
+        assert!(
+            s.failed.is_none() && s.errors.is_empty() && s.skipped == 0,
+            "{s:?}"
+        );
+    }
+    let listed: Vec<Key> = sc
+        .inactive
+        .iter()
+        .map(|(id, _)| Key {
+            status: KeyStatus::Inactive,
+            source: KeySource::Provider,
+            ..Key::seen_in_logs("aws-prod", id)
+        })
+        .collect();
+    store.upsert_keys("aws-prod", &listed, fixed_now()).unwrap();
+    detect::detect_full(&mut store, cfg, fixed_now()).unwrap();
+    let findings: Vec<Finding> = store
+        .findings(&FindingQuery::default())
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.category == Category::Anomaly)
+        .collect();
+    let predicted = findings
+        .iter()
+        .map(|f| (f.key_id.clone(), f.rule.clone()))
+        .collect();
+    SeedRun {
+        seed,
+        truth: sc.labels,
+        predicted,
+        findings,
+        keys: sc.keys,
+        events: store.event_count().unwrap(),
+        days: sc.days,
+        key_days: sc.key_days,
+        label_events: BTreeMap::new(),
+    }
+}
+
+/// Key-level recall per injected kind: of the keys carrying a label of the kind, how
+/// many have any anomaly finding (found, labelled).
+pub fn recall_by_kind(runs: &[SeedRun]) -> BTreeMap<String, (usize, usize)> {
+    let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for r in runs {
+        let flagged: BTreeSet<&String> = r.predicted.iter().map(|p| &p.0).collect();
+        for (key, kind) in &r.truth {
+            let e = out.entry(kind.clone()).or_default();
+            e.1 += 1;
+            if flagged.contains(key) {
+                e.0 += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Key-level precision per rule: of the keys a rule flagged, how many carry a label
+/// (true, flagged).
+pub fn precision_by_rule(runs: &[SeedRun]) -> BTreeMap<String, (usize, usize)> {
+    let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for r in runs {
+        let labelled: BTreeSet<&String> = r.truth.iter().map(|t| &t.0).collect();
+        for (key, rule) in &r.predicted {
+            let e = out.entry(rule.clone()).or_default();
+            e.1 += 1;
+            if labelled.contains(key) {
+                e.0 += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Of the evidence events of true findings, the share that belongs to the label (the

@@ -422,6 +422,7 @@ pub fn detail() -> Detail {
             per_hour_sigma: 3.0,
             networks: 2,
             agents: 2,
+            rhythm: "weekdays 08–18 UTC".into(),
         }),
     }
 }

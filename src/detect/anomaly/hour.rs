@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// Denials on services the key never used successfully that make a burst on their own.
+pub(crate) const DENIED_NOVEL_MIN: u32 = 5;
+/// A burst's share of denied requests is at least this multiple of the key's usual share.
+pub(crate) const DENIED_SHARE_RATIO: f64 = 3.0;
+
 /// Extends the rule's incident if it covered the previous hour, else opens one.
 fn hourly(
     st: &mut KeyState,
@@ -145,29 +150,73 @@ pub(super) fn close_bucket(st: &mut KeyState, cx: &Cx<'_>, closed: &mut Vec<Inci
         }
     }
 
-    // Denied bursts.
-    if b.denied >= cfg.denied_min_per_hour {
-        let (m, s) = st.denied.median_sigma();
-        let limit = (m + cfg.denied_sigmas * s.max(1.0)).max(cfg.denied_min_per_hour as f64 - 1.0);
-        if b.denied as f64 > limit {
-            let i = hourly(st, "denied_burst", h, b.denied, &b.rows_denied, cap, 2);
-            let inc = &mut st.open[i];
-            inc.title = "Burst of denied requests".into();
-            let scopes = if b.denied_scopes.is_empty() {
-                String::new()
-            } else {
-                format!(" on scopes it lacks ({})", b.denied_scopes.join(", "))
-            };
-            inc.explanation = format!(
-                "{} denied requests {}{scopes}; this key's baseline is {m:.0}±{:.0} denials \
-                 per active hour. Someone is probing what the key can reach: confirm with {} \
-                 or rotate it.",
-                inc.events,
-                hours_text(inc),
-                s,
-                owner_or(cx.key)
-            );
-        }
+    // Denied bursts: against the key's own denials per active hour; denials on a
+    // service the key never used successfully need fewer (a probe of what it reaches).
+    let (m, s) = st.denied.median_sigma();
+    let limit = (m + cfg.denied_sigmas * s.max(1.0)).max(cfg.denied_min_per_hour as f64 - 1.0);
+    let novel_limit = (m + 3.0 * s.max(1.0)).max(DENIED_NOVEL_MIN as f64 - 1.0);
+    // ... and the hour's share of denials well above the key's usual share, so that a
+    // busy hour with the key's ordinary refusals is not a burst.
+    let (dm, vm) = (st.denied.mean(), st.volume.mean());
+    let usual_share = if dm + vm > 0.0 { dm / (dm + vm) } else { 0.0 };
+    let expected = usual_share * (b.requests + b.denied) as f64;
+    let burst = b.denied >= cfg.denied_min_per_hour
+        && b.denied as f64 > limit
+        && b.denied as f64 > DENIED_SHARE_RATIO * expected;
+    let probe = b.denied_novel >= DENIED_NOVEL_MIN && b.denied_novel as f64 > novel_limit;
+    if burst || probe {
+        let i = hourly(st, "denied_burst", h, b.denied, &b.rows_denied, cap, 2);
+        let inc = &mut st.open[i];
+        inc.title = "Burst of denied requests".into();
+        inc.sum += b.denied_novel as u64;
+        let what = if b.denied_scopes.is_empty() {
+            String::new()
+        } else {
+            format!(" for {}", b.denied_scopes.join(", "))
+        };
+        let novel = if inc.sum > 0 {
+            format!(
+                ", {} of them on services it had never used successfully",
+                inc.sum
+            )
+        } else {
+            String::new()
+        };
+        inc.explanation = format!(
+            "{} denied requests {}{what}{novel}; this key's baseline is {m:.0}±{s:.0} \
+             denials per active hour. Someone is probing what the key can reach: confirm \
+             with {} or rotate it.",
+            inc.events,
+            hours_text(inc),
+            owner_or(cx.key)
+        );
+    }
+
+    // Runs off the key's schedule.
+    let continuing = st
+        .open
+        .iter()
+        .any(|i| i.rule == "schedule_break" && i.last == (h - 1) * HOUR);
+    if b.sched >= cfg.off_hours_min_events || (b.sched >= 1 && continuing) {
+        let i = hourly(
+            st,
+            "schedule_break",
+            h,
+            b.sched,
+            &b.rows_sched,
+            cap,
+            cx.key.sev(1),
+        );
+        let rhythm = st.rhythm.describe(&st.hours);
+        let inc = &mut st.open[i];
+        inc.title = "Activity off the key's schedule".into();
+        inc.explanation = format!(
+            "{} requests {} outside the schedule this key keeps ({rhythm}, learned over \
+             {days} days). Confirm with {} that the job changed, else disable the key.",
+            inc.events,
+            hours_text(inc),
+            owner_or(cx.key)
+        );
     }
 
     // Off hours.

@@ -3,17 +3,17 @@
 //! A format byte ([`FORMAT`]) and then the fields in declaration order: integers as
 //! LEB128 varints (signed ones zigzag-encoded), strings and lists with a varint length,
 //! histograms and the hour-of-day profile sparse (length, count of non-zero weights, then
-//! index and little-endian `f32` of each). A state is 300–600 bytes, about a quarter of
+//! index and little-endian `f32` of each). A state is 350–700 bytes, about a quarter of
 //! its JSON, and encodes or decodes in a few microseconds.
 //!
 //! [`KeyState::decode`] returns `None` for anything it cannot read completely (another
 //! format, a truncated value, trailing bytes); detection then rebuilds that key's state
 //! from its history.
 
-use super::{Bucket, Incident, KeyState, LogHist, Seen};
+use super::{Bucket, Incident, KeyState, LogHist, Rhythm, Seen};
 
 /// Version of the encoding, the first byte of every saved state.
-pub const FORMAT: u8 = 1;
+pub const FORMAT: u8 = 2;
 
 struct Out(Vec<u8>);
 
@@ -176,11 +176,28 @@ impl KeyState {
             o.i(s.last);
             o.i(s.alert_until);
         }
-        o.u(self.scopes.len() as u64);
-        for (s, t) in &self.scopes {
-            o.str(s);
-            o.i(*t);
+        for list in [&self.scopes, &self.services] {
+            o.u(list.len() as u64);
+            for (s, t) in list {
+                o.str(s);
+                o.i(*t);
+            }
         }
+        let r = &self.rhythm;
+        o.i(r.day);
+        for list in [&r.day_hours, &r.weekdays] {
+            o.u(list.len() as u64);
+            for n in list {
+                o.u(u64::from(*n));
+            }
+        }
+        for n in [r.active_days, r.fits, r.hits, r.misses, r.off_streak] {
+            o.u(u64::from(n));
+        }
+        for t in [r.run_start, r.last, r.period, r.anchor] {
+            o.i(t);
+        }
+        o.0.push(u8::from(r.run_off));
         o.u(u64::from(self.long_gaps));
         o.u(u64::from(self.concurrent_days));
         o.i(self.concurrent_last_day);
@@ -194,7 +211,15 @@ impl KeyState {
         }
         let b = &self.bucket;
         o.i(b.hour);
-        for n in [b.requests, b.denied, b.off, b.switches, b.all] {
+        for n in [
+            b.requests,
+            b.denied,
+            b.denied_novel,
+            b.sched,
+            b.off,
+            b.switches,
+            b.all,
+        ] {
             o.u(u64::from(n));
         }
         for rows in [
@@ -202,6 +227,7 @@ impl KeyState {
             &b.rows_denied,
             &b.rows_off,
             &b.rows_switch,
+            &b.rows_sched,
         ] {
             o.rows(rows);
         }
@@ -272,6 +298,34 @@ impl KeyState {
         let scopes = (0..r.len()?)
             .map(|_| Some((r.str()?, r.i()?)))
             .collect::<Option<Vec<_>>>()?;
+        let services = (0..r.len()?)
+            .map(|_| Some((r.str()?, r.i()?)))
+            .collect::<Option<Vec<_>>>()?;
+        let day = r.i()?;
+        let day_hours = (0..r.len()?).map(|_| r.u32()).collect::<Option<Vec<_>>>()?;
+        let weekdays = (0..r.len()?).map(|_| r.u32()).collect::<Option<Vec<_>>>()?;
+        if day_hours.len() != 24 || weekdays.len() != 7 {
+            return None;
+        }
+        let rhythm = Rhythm {
+            day,
+            day_hours,
+            weekdays,
+            active_days: r.u32()?,
+            fits: r.u32()?,
+            hits: r.u32()?,
+            misses: r.u32()?,
+            off_streak: r.u32()?,
+            run_start: r.i()?,
+            last: r.i()?,
+            period: r.i()?,
+            anchor: r.i()?,
+            run_off: match r.byte()? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            },
+        };
         let long_gaps = r.u32()?;
         let concurrent_days = r.u32()?;
         let concurrent_last_day = r.i()?;
@@ -284,6 +338,8 @@ impl KeyState {
             hour: r.i()?,
             requests: r.u32()?,
             denied: r.u32()?,
+            denied_novel: r.u32()?,
+            sched: r.u32()?,
             off: r.u32()?,
             switches: r.u32()?,
             all: r.u32()?,
@@ -291,6 +347,7 @@ impl KeyState {
             rows_denied: r.rows()?,
             rows_off: r.rows()?,
             rows_switch: r.rows()?,
+            rows_sched: r.rows()?,
             switch_nets: (0..r.len()?).map(|_| r.u()).collect::<Option<_>>()?,
             denied_scopes: (0..r.len()?).map(|_| r.str()).collect::<Option<_>>()?,
         };
@@ -313,6 +370,8 @@ impl KeyState {
             nets,
             agents,
             scopes,
+            services,
+            rhythm,
             long_gaps,
             concurrent_days,
             concurrent_last_day,
@@ -396,10 +455,19 @@ mod tests {
             alert_until: 5,
         });
         st.scopes = vec![("candidates:read".into(), 6), (String::new(), -7)];
+        st.services = vec![("iam.amazonaws.com".into(), 9)];
+        st.rhythm.day = 20_000;
+        st.rhythm.day_hours[9] = 14;
+        st.rhythm.weekdays[2] = 3;
+        st.rhythm.fits = 0b1011;
+        st.rhythm.period = 900_000;
+        st.rhythm.run_off = true;
         st.bucket = Bucket {
             hour: 497_222,
             requests: 40,
             denied: 2,
+            denied_novel: 1,
+            sched: 3,
             off: 0,
             switches: u32::MAX,
             all: 42,
@@ -407,6 +475,7 @@ mod tests {
             rows_denied: vec![4],
             rows_off: Vec::new(),
             rows_switch: vec![-1],
+            rows_sched: vec![7, 8],
             switch_nets: vec![1, u64::MAX],
             denied_scopes: vec!["admin:write".into()],
         };
@@ -430,8 +499,8 @@ mod tests {
     fn a_busy_state_is_compact() {
         // Two open incidents with their wording, three histograms, a full bucket.
         let n = busy_state().encode().len();
-        assert!(n < 600, "{n} bytes");
-        assert!(KeyState::default().encode().len() < 64);
+        assert!(n < 700, "{n} bytes");
+        assert!(KeyState::default().encode().len() < 96);
     }
 
     #[test]
