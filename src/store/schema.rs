@@ -173,6 +173,16 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE events ADD COLUMN raw_block INTEGER;   -- raw_blocks.id
     ALTER TABLE events ADD COLUMN raw_at INTEGER;
     "#,
+    // 7: the watermark of the Sigma rules (src/sigma/): the last event row they were run
+    // over, and which rule set that was.
+    r#"
+    CREATE TABLE sigma_checkpoint (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        last_event  INTEGER NOT NULL,           -- highest events.id evaluated
+        rules       TEXT NOT NULL,              -- fingerprint of the rule files
+        ran_at      INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Applies every migration newer than the cache's `user_version`.
