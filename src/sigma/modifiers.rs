@@ -256,7 +256,13 @@ fn escape(t: &str) -> String {
 impl Pattern {
     /// Compiles a Sigma string: `*` any run, `?` one character, `\` escapes them.
     pub fn new(p: &str, cased: bool) -> Result<Pattern, String> {
+        // Always holds at least one piece: the text after the last `*`.
         let mut pieces = vec![String::new()];
+        let push = |pieces: &mut Vec<String>, c: char| {
+            if let Some(s) = pieces.last_mut() {
+                s.push(c);
+            }
+        };
         let mut star = false;
         let mut question = false;
         let mut re = String::from(if cased { "^" } else { "(?i)^" });
@@ -266,7 +272,7 @@ impl Pattern {
                 // Sigma: a backslash escapes a wildcard or a backslash; alone it is literal.
                 '\\' if matches!(chars.peek(), Some('*' | '?' | '\\')) => {
                     let e = chars.next().unwrap_or('\\');
-                    pieces.last_mut().map(|s| s.push(e));
+                    push(&mut pieces, e);
                     re.push_str(&regex::escape(&e.to_string()));
                 }
                 '*' => {
@@ -279,7 +285,7 @@ impl Pattern {
                     re.push('.');
                 }
                 c => {
-                    pieces.last_mut().map(|s| s.push(c));
+                    push(&mut pieces, c);
                     re.push_str(&regex::escape(&c.to_string()));
                 }
             }

@@ -176,7 +176,7 @@ pub const MIGRATIONS: &[&str] = &[
     // 7: the watermark of the Sigma rules (src/sigma/): the last event row they were run
     // over, and which rule set that was.
     r#"
-    CREATE TABLE sigma_checkpoint (
+    CREATE TABLE IF NOT EXISTS sigma_checkpoint (
         id          INTEGER PRIMARY KEY CHECK (id = 1),
         last_event  INTEGER NOT NULL,           -- highest events.id evaluated
         rules       TEXT NOT NULL,              -- fingerprint of the rule files
