@@ -354,3 +354,105 @@ fn evidence_is_capped_and_a_changed_rule_set_reruns_everything() {
     assert_eq!(crit.len(), 1);
     assert_eq!(crit[0].rule, "sigma:iam-any");
 }
+
+/// Runs the real binary with a private environment.
+fn keyaudit(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_keyaudit"))
+        .args(args)
+        .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
+        .env("XDG_DATA_HOME", dir.join("xdg-data"))
+        .env("XDG_STATE_HOME", dir.join("xdg-state"))
+        .env_remove("KEYAUDIT_DB")
+        .env_remove("KEYAUDIT_CONFIG")
+        .output()
+        .expect("run keyaudit")
+}
+
+#[test]
+fn detect_runs_configured_and_given_rule_dirs_and_names_a_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("case.db");
+    let db = db.to_str().unwrap();
+    let log = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/import/cloudtrail-events.jsonl"
+    );
+    let cfg = dir.path().join("config.toml");
+    let rules = data("cli");
+    std::fs::write(
+        &cfg,
+        format!("[detect]\nsigma = [{:?}]\n", rules.to_str().unwrap()),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let o = keyaudit(dir.path(), &["--config", cfg, "--db", db, "import", log]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let broken = data("broken");
+    let o = keyaudit(
+        dir.path(),
+        &[
+            "--config",
+            cfg,
+            "--db",
+            db,
+            "detect",
+            "--sigma",
+            broken.to_str().unwrap(),
+        ],
+    );
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("sigma: skipped rule file") && err.contains("bad_yaml.yml"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad_modifier.yml: detection.selection"),
+        "{err}"
+    );
+    assert!(out.contains("sigma: 2 rules over 3 events"), "{out}");
+    let o = keyaudit(
+        dir.path(),
+        &[
+            "--config",
+            cfg,
+            "--db",
+            db,
+            "findings",
+            "--category",
+            "sigma",
+            "--format",
+            "json",
+        ],
+    );
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["title"], "DynamoDB table deleted by a partner key");
+    assert_eq!(list[0]["severity"], "critical");
+    assert_eq!(list[0]["category"], "sigma");
+    assert_eq!(list[0]["evidence"].as_array().unwrap().len(), 1);
+    // The same rules again read no event again.
+    let o = keyaudit(
+        dir.path(),
+        &[
+            "--config",
+            cfg,
+            "--db",
+            db,
+            "detect",
+            "--sigma",
+            broken.to_str().unwrap(),
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("sigma: 2 rules over 0 new events"), "{out}");
+    // Another rule set reads every event again; the finding is not duplicated.
+    let o = keyaudit(dir.path(), &["--config", cfg, "--db", db, "detect"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("sigma: 1 rules over 3 events"), "{out}");
+    assert!(out.contains("0 new, 0 updated findings"), "{out}");
+}

@@ -164,8 +164,15 @@ pub fn matches(rule: &Rule, rec: &Record<'_>) -> bool {
     if !applies(rule, rec) {
         return false;
     }
-    // Each search is evaluated at most once per record.
-    let mut memo: Vec<Option<bool>> = vec![None; rule.searches.len()];
+    // Each search is evaluated at most once per record (on the stack for most rules).
+    let mut small = [None; 16];
+    let mut large;
+    let memo: &mut [Option<bool>] = if rule.searches.len() <= small.len() {
+        &mut small
+    } else {
+        large = vec![None; rule.searches.len()];
+        &mut large
+    };
     condition::eval(&rule.condition, &mut |i| {
         *memo[i].get_or_insert_with(|| search_matches(rec, &rule.searches[i]))
     })

@@ -4,7 +4,6 @@
 //! the caller to the list of values).
 
 use regex::Regex;
-use std::borrow::Cow;
 
 /// One compiled value of a detection item.
 #[derive(Debug, Clone)]
@@ -314,32 +313,64 @@ impl Pattern {
         if let Some(r) = &self.regex {
             return r.is_match(v);
         }
-        let v: Cow<'_, str> =
-            if self.cased || !v.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80) {
-                Cow::Borrowed(v)
+        // ASCII text is compared without case in place; other text is lowercased once.
+        let lowered;
+        let (v, fold) = if self.cased {
+            (v, false)
+        } else if v.is_ascii() {
+            (v, true)
+        } else {
+            lowered = v.to_lowercase();
+            (lowered.as_str(), false)
+        };
+        let eq = |a: &[u8], b: &[u8]| {
+            if fold {
+                a.eq_ignore_ascii_case(b)
             } else {
-                Cow::Owned(v.to_lowercase())
-            };
+                a == b
+            }
+        };
+        let v = v.as_bytes();
+        let first = self.pieces[0].as_bytes();
         if !self.star {
-            return v == self.pieces[0];
+            return eq(v, first);
         }
-        let first = &self.pieces[0];
-        let last = &self.pieces[self.pieces.len() - 1];
+        let last = self.pieces[self.pieces.len() - 1].as_bytes();
         if v.len() < first.len() + last.len()
-            || !v.starts_with(first.as_str())
-            || !v.ends_with(last.as_str())
+            || !eq(&v[..first.len()], first)
+            || !eq(&v[v.len() - last.len()..], last)
         {
             return false;
         }
         let mut rest = &v[first.len()..v.len() - last.len()];
         for mid in &self.pieces[1..self.pieces.len() - 1] {
-            match memchr::memmem::find(rest.as_bytes(), mid.as_bytes()) {
+            let mid = mid.as_bytes();
+            let found = if fold {
+                find_ascii_nocase(rest, mid)
+            } else {
+                memchr::memmem::find(rest, mid)
+            };
+            match found {
                 Some(i) => rest = &rest[i + mid.len()..],
                 None => return false,
             }
         }
         true
     }
+}
+
+/// The first place of `needle` (lowercase) in `hay`, ignoring ASCII case.
+fn find_ascii_nocase(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let Some((&n0, tail)) = needle.split_first() else {
+        return Some(0);
+    };
+    if hay.len() < needle.len() {
+        return None;
+    }
+    let up = n0.to_ascii_uppercase();
+    (0..=hay.len() - needle.len()).find(|&i| {
+        (hay[i] == n0 || hay[i] == up) && hay[i + 1..i + needle.len()].eq_ignore_ascii_case(tail)
+    })
 }
 
 #[cfg(test)]
