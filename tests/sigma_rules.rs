@@ -456,3 +456,56 @@ fn detect_runs_configured_and_given_rule_dirs_and_names_a_broken_file() {
     assert!(out.contains("sigma: 1 rules over 3 events"), "{out}");
     assert!(out.contains("0 new, 0 updated findings"), "{out}");
 }
+
+/// Compiles one rule from its text.
+fn inline(text: &str) -> RuleSet {
+    let mut set = RuleSet::default();
+    set.add_text(&data("inline.yml"), text);
+    assert!(set.errors.is_empty(), "{:?}", set.errors);
+    set
+}
+
+fn matches_inline(set: &RuleSet, record: &serde_json::Value) -> bool {
+    let text = record.to_string();
+    set.rules[0].matches(&Record::new(&text))
+}
+
+#[test]
+fn exists_numbers_cased_base64_and_regex_flags() {
+    let set = inline(
+        "title: t\nlogsource: {product: aws}\ndetection:\n  \
+         has_error:\n    errorCode|exists: true\n  \
+         big:\n    responseElements.count|gte: 1000\n  \
+         cased:\n    eventName|cased: GetObject\n  \
+         b64:\n    requestParameters.token|base64: 'admin:secret'\n  \
+         re_i:\n    userAgent|re|i: '^BOTO3/'\n  \
+         condition: 1 of them\n",
+    );
+    let base = trail("X", "s3.amazonaws.com");
+    assert!(!matches_inline(&set, &base));
+    let mut e = base.clone();
+    e["errorCode"] = json!(null);
+    assert!(matches_inline(&set, &e), "exists holds for a null field");
+    let mut e = base.clone();
+    e["responseElements"] = json!({"count": 5000});
+    assert!(matches_inline(&set, &e), "gte on a number");
+    e["responseElements"] = json!({"count": "999"});
+    assert!(!matches_inline(&set, &e), "gte on text below");
+    let mut e = base.clone();
+    e["eventName"] = json!("GetObject");
+    assert!(matches_inline(&set, &e));
+    e["eventName"] = json!("getobject");
+    assert!(!matches_inline(&set, &e), "cased");
+    let mut e = base.clone();
+    e["requestParameters"]["token"] = json!("YWRtaW46c2VjcmV0");
+    assert!(matches_inline(&set, &e), "base64 of admin:secret");
+    let mut e = base.clone();
+    e["userAgent"] = json!("Boto3/1.34 Python/3.12");
+    assert!(matches_inline(&set, &e), "re with the i flag");
+    // A rule for another product never reads CloudTrail records.
+    let other = inline(
+        "title: t\nlogsource: {product: github, service: audit}\ndetection:\n  \
+         s:\n    eventName: X\n  condition: s\n",
+    );
+    assert!(!matches_inline(&other, &base));
+}
