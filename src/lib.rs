@@ -20,6 +20,7 @@ pub mod output;
 pub mod provider;
 pub mod scan;
 pub mod secret;
+pub mod sigma;
 pub mod store;
 pub mod sync;
 pub mod tui;

@@ -118,6 +118,8 @@ word_enum! {
         Hygiene = "hygiene",
         /// The key's material was found where it should not be.
         Exposure = "exposure",
+        /// A Sigma rule matched the key's raw events.
+        Sigma = "sigma",
     }
 }
 

@@ -317,3 +317,89 @@ fn the_first_keys_show_while_the_whole_list_loads() {
     );
     assert_eq!(s.keys.rows.len(), all.len());
 }
+
+/// The fixture's findings plus rotation_overdue on four keys and a Sigma match.
+fn with_hygiene_and_sigma(s: &mut State) {
+    use keyaudit::model::{Category, Finding, FindingStatus, Severity};
+    let keys = fixture::keys();
+    let mut all = fixture::findings();
+    let base = all[0].clone();
+    all.insert(
+        1,
+        Finding {
+            id: "sg1".into(),
+            rule: "sigma:3b1c8a34-0004".into(),
+            category: Category::Sigma,
+            severity: Severity::High,
+            title: "Reconnaissance calls by an access key".into(),
+            explanation: "Sigma rule \"Reconnaissance calls by an access key\" (id 3b1c8a34-0004, \
+                          level high) matched events of this key."
+                .into(),
+            evidence: vec!["ct-ev-0001".into(), "ct-ev-0002".into()],
+            ..base.clone()
+        },
+    );
+    for (i, k) in keys.iter().take(4).enumerate() {
+        all.push(Finding {
+            id: format!("rot{i}"),
+            rule: "rotation_overdue".into(),
+            category: Category::Hygiene,
+            severity: Severity::Low,
+            provider: k.key.provider.clone(),
+            key_id: k.key.id.clone(),
+            title: "Rotation overdue".into(),
+            explanation: format!("{} is older than the 90-day rotation policy.", k.key.name),
+            evidence: Vec::new(),
+            status: FindingStatus::Open,
+            ..base.clone()
+        });
+    }
+    apply(s, Action::ShowView(View::Findings));
+    apply(s, Action::FindingsLoaded(all));
+}
+
+#[test]
+fn findings_view_groups_a_hygiene_rule_and_shows_a_sigma_match() {
+    let screen = at(120, 40, |s| {
+        with_hygiene_and_sigma(s);
+        apply(s, Action::SelectNext);
+    });
+    // The Sigma finding: its rule's title, its key by name and owner, its evidence.
+    assert!(
+        screen.contains("Reconnaissance calls by an access key"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("evidence ct-ev-0001 ct-ev-0002"),
+        "{screen}"
+    );
+    assert!(screen.contains("sigma:3b1c8a34-0004 · sigma"), "{screen}");
+    // Four rotation findings are one row, below the live anomalies.
+    assert!(screen.contains("▸ rotation overdue: 4 keys"), "{screen}");
+    assert_eq!(screen.matches("Rotation overdue").count(), 0, "{screen}");
+    insta::assert_snapshot!("findings_grouped_120x40", screen);
+}
+
+#[test]
+fn enter_on_a_group_expands_it_and_acting_needs_one_finding() {
+    let mut s = state(120, 40);
+    with_hygiene_and_sigma(&mut s);
+    // Rows: critical, sigma (high), high, medium, then the group.
+    for _ in 0..4 {
+        apply(&mut s, Action::SelectNext);
+    }
+    apply(&mut s, Action::Acknowledge);
+    assert_eq!(
+        s.mode,
+        keyaudit::tui::state::Mode::Normal,
+        "no note for a group"
+    );
+    apply(&mut s, Action::OpenDetail);
+    let screen = draw(&s);
+    assert!(screen.contains("▾ rotation overdue: 4 keys"), "{screen}");
+    assert_eq!(screen.matches("Rotation overdue").count(), 4, "{screen}");
+    assert_eq!(s.view, View::Findings, "enter on a group stays in the view");
+    // Collapsing again.
+    apply(&mut s, Action::OpenDetail);
+    assert_eq!(draw(&s).matches("Rotation overdue").count(), 0);
+}

@@ -4,6 +4,7 @@ use crate::app::{Ctx, UsageError};
 use crate::detect::{self, DetectConfig};
 use crate::model::{rfc3339, Category, Finding, FindingStatus, Severity};
 use crate::output::{sanitize, Format, Listing};
+use crate::sigma::{self, RuleSet, SigmaConfig};
 use crate::store::{journal::NewEntry, FindingQuery, Store};
 use crate::when::parse_instant;
 use chrono::Utc;
@@ -19,6 +20,10 @@ pub struct DetectArgs {
     /// Only analyse events that arrived since the last run (what `sync` does).
     #[arg(long)]
     pub incremental: bool,
+    /// Also run the Sigma rules (`.yml`/`.yaml`) under this directory (repeatable;
+    /// added to `[detect] sigma` of the configuration).
+    #[arg(long, value_name = "DIR")]
+    pub sigma: Vec<std::path::PathBuf>,
     /// Output format of the run summary (table prints one line).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -41,7 +46,7 @@ pub struct FindingsArgs {
     /// Only findings of this rule (e.g. new_network).
     #[arg(long, value_name = "RULE")]
     pub rule: Option<String>,
-    /// Only findings of this category (anomaly, hygiene, exposure).
+    /// Only findings of this category (anomaly, hygiene, exposure, sigma).
     #[arg(long, value_name = "C")]
     pub category: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -97,6 +102,9 @@ fn severity_arg(flag: &str, s: &str) -> Result<Severity, UsageError> {
 /// Local work: allowed in read-only mode, which only keeps providers unchanged.
 pub fn detect(ctx: &Ctx, a: &DetectArgs) -> anyhow::Result<ExitCode> {
     let cfg = detect_config(ctx)?;
+    let mut sigma_cfg = SigmaConfig::from_table(&ctx.config.detect, &ctx.paths.config)?;
+    sigma_cfg.dirs.extend(a.sigma.iter().cloned());
+    let rules = RuleSet::load(&sigma_cfg.dirs);
     let mut store = ctx.open_store()?;
     let now = Utc::now();
     let r = if a.incremental {
@@ -104,11 +112,39 @@ pub fn detect(ctx: &Ctx, a: &DetectArgs) -> anyhow::Result<ExitCode> {
     } else {
         detect::detect_full(&mut store, &cfg, now)?
     };
+    let s = sigma::run(&mut store, &rules, &sigma_cfg, now)?;
     match a.format {
         Format::Json | Format::Jsonl => {
-            println!("{}", crate::output::json_string(&r));
+            #[derive(serde::Serialize)]
+            struct Both<'a> {
+                #[serde(flatten)]
+                detect: &'a detect::DetectReport,
+                sigma: &'a sigma::SigmaReport,
+            }
+            println!(
+                "{}",
+                crate::output::json_string(&Both {
+                    detect: &r,
+                    sigma: &s
+                })
+            );
         }
         _ => {
+            for e in &s.rule_errors {
+                crate::tell!("sigma: skipped rule file {e}");
+            }
+            if s.rules > 0 {
+                crate::say!(
+                    "sigma: {} rules over {} {}events in {:.0} ms; {} matches; {} new, {} updated findings",
+                    s.rules,
+                    s.events,
+                    if s.full { "" } else { "new " },
+                    s.elapsed_ms,
+                    s.matches,
+                    s.opened,
+                    s.updated
+                );
+            }
             let open = store.findings(&FindingQuery {
                 status: Some(FindingStatus::Open),
                 ..Default::default()
@@ -191,10 +227,10 @@ pub fn findings(ctx: &Ctx, a: &FindingsArgs) -> anyhow::Result<ExitCode> {
         })
         .transpose()?;
     if let Some(r) = &a.rule {
-        if !detect::RULES.iter().any(|x| x.id == r) {
+        if !r.starts_with("sigma:") && !detect::RULES.iter().any(|x| x.id == r) {
             let known: Vec<&str> = detect::RULES.iter().map(|x| x.id).collect();
             return Err(UsageError(format!(
-                "--rule: unknown rule `{r}`; expected one of: {}",
+                "--rule: unknown rule `{r}`; expected one of: {}, or sigma:RULE_ID",
                 known.join(", ")
             ))
             .into());

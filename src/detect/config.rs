@@ -126,6 +126,8 @@ const KNOWN: &[&str] = &[
     "concurrent_min_switches",
     "rotation_grace_hours",
     "evidence_cap",
+    "sigma",
+    "sigma_window_hours",
 ];
 
 impl DetectConfig {
@@ -191,6 +193,8 @@ impl DetectConfig {
                 "concurrent_min_switches" => c.concurrent_min_switches = pos_int()?,
                 "rotation_grace_hours" => c.rotation_grace_hours = pos_int()?,
                 "evidence_cap" => c.evidence_cap = pos_int()?,
+                // Read by `sigma::SigmaConfig`; not part of the built-in rules' settings.
+                "sigma" | "sigma_window_hours" => {}
                 _ => {
                     return Err(fail(
                         key,

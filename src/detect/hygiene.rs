@@ -71,10 +71,12 @@ pub(crate) fn run(
         if let Some(c) = k.created {
             let age = (now - c) / DAY;
             if age > cfg.rotation_days as i64 {
+                // Age alone is never urgent beside live misuse: low, medium when the
+                // key is more than twice past the policy (docs/detections.md).
                 let sev = if age > 2 * cfg.rotation_days as i64 {
-                    2
-                } else {
                     1
+                } else {
+                    0
                 };
                 out.push((
                     k.key_ref,
@@ -147,7 +149,7 @@ pub(crate) fn run(
                 inc(
                     "expiring_soon",
                     String::new(),
-                    2,
+                    1,
                     "Key past its expiry is still active".into(),
                     format!(
                         "It expired {} ({} days ago) but the provider still lists it active. Revoke it.",
@@ -164,7 +166,7 @@ pub(crate) fn run(
                     inc(
                         "expiring_soon",
                         String::new(),
-                        if days <= 3 { 2 } else { 1 },
+                        if days <= 3 { 1 } else { 0 },
                         format!("Key expires in {days} days"),
                         format!(
                             "It expires {} (in {days} days, threshold {}); rotate it before then so {} is not cut off.",

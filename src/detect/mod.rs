@@ -173,8 +173,11 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
-/// The category of a rule id (anomaly for unknown ids).
+/// The category of a rule id (`sigma:` ids are Sigma rules; anomaly for unknown ids).
 pub fn category_of(rule: &str) -> Category {
+    if rule.starts_with("sigma:") {
+        return Category::Sigma;
+    }
     RULES
         .iter()
         .find(|r| r.id == rule)

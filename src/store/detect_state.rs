@@ -463,7 +463,8 @@ fn write_findings(
                 }
                 None => {
                     let category = text(2)?;
-                    if category == "exposure" {
+                    // Exposure and Sigma findings are not the engine's to resolve.
+                    if category == "exposure" || category == "sigma" {
                         continue;
                     }
                     let in_scope = match &scope {

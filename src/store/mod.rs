@@ -15,6 +15,7 @@ pub mod journal;
 mod keys;
 mod raw;
 pub mod schema;
+pub mod sigma;
 pub mod workflows;
 
 pub use activity::KeyActivity;

@@ -178,6 +178,16 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE workflows ADD COLUMN op_key TEXT;
     "#,
+    // 8: the watermark of the Sigma rules (src/sigma/): the last event row they were run
+    // over, and which rule set that was.
+    r#"
+    CREATE TABLE IF NOT EXISTS sigma_checkpoint (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        last_event  INTEGER NOT NULL,           -- highest events.id evaluated
+        rules       TEXT NOT NULL,              -- fingerprint of the rule files
+        ran_at      INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Applies every migration newer than the cache's `user_version`.

@@ -231,3 +231,15 @@ pub fn note_prompt(verb: &str) -> String {
 pub const EVENTS_FILTER_TITLE: &str = "Events filter (/ in the events view)";
 /// Footer of the help overlay.
 pub const HELP_FOOTER: &str = "Keys are rebindable in [tui.keys] of the config (docs/keys.md).";
+
+/// Acknowledge or suppress asked on a group's line.
+pub const FINDING_GROUP_SELECTED: &str =
+    "A group of findings is selected: press Enter to expand it, then select one finding.";
+
+/// The key column of a group's line.
+pub const FINDING_GROUP_KEY: &str = "(several keys)";
+
+/// The panel under a selected group of findings.
+pub fn finding_group_help(rule: &str, keys: usize) -> String {
+    format!("{rule} on {keys} keys. Enter expands the group to act on one finding.")
+}

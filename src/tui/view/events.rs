@@ -316,7 +316,10 @@ pub(super) fn render(state: &State, f: &mut Frame, area: Rect) {
             let e = &r.event;
             let row = Row::new(vec![
                 Cell::from(stamp(e.time)),
-                Cell::from(clean(&e.key_id)),
+                Cell::from(match st_key(state, r.key_ref) {
+                    Some(label) => label,
+                    None => clean(&e.key_id),
+                }),
                 Cell::from(clean(&e.action)),
                 Cell::from(e.outcome.as_str()).style(
                     if e.outcome == crate::model::Outcome::Success {
@@ -338,7 +341,7 @@ pub(super) fn render(state: &State, f: &mut Frame, area: Rect) {
         rows,
         [
             Constraint::Length(14),
-            Constraint::Length(if list.width >= 110 { 18 } else { 12 }),
+            Constraint::Length(if list.width >= 110 { 30 } else { 18 }),
             Constraint::Fill(2),
             Constraint::Length(7),
             Constraint::Length(15),
@@ -402,4 +405,14 @@ pub fn load_events(
         histogram: Some(now),
     };
     Ok(load_events_page(s, &req, &|| true)?.unwrap_or_default())
+}
+
+/// The name and owner of the key of an event, when the keys list holds it.
+fn st_key(state: &State, key_ref: i64) -> Option<String> {
+    let k = &state.keys.by_ref(key_ref)?.key;
+    match (k.name.is_empty(), k.owner.is_empty()) {
+        (false, false) => Some(clean(&format!("{} · {}", k.name, k.owner))),
+        (false, true) => Some(clean(&k.name)),
+        _ => None,
+    }
 }

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,6 +31,10 @@ pub struct KeysView {
     /// While only the first keys are shown (the whole list is loading): how many in all.
     pub preview: Option<usize>,
     pub cursor: Cursor,
+    /// Where each key is in `rows`, by cache handle, so other views can name a key.
+    by_ref: Arc<HashMap<i64, usize>>,
+    /// ... and by a hash of (provider, provider id); a hit is checked against the row.
+    by_id: Arc<HashMap<u64, usize>>,
     pub(crate) selected_ref: Option<i64>,
     pub marked: BTreeSet<i64>,
     /// The filter as typed.
@@ -45,6 +50,39 @@ pub struct KeysView {
     pub filter_generation: u64,
     pub filter_pending: bool,
     pub sort: Sort,
+}
+
+fn id_hash(provider: &str, id: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (provider, id).hash(&mut h);
+    h.finish()
+}
+
+impl KeysView {
+    /// Rebuilds the lookups after `rows` changed.
+    fn reindex(&mut self) {
+        let mut by_ref = HashMap::with_capacity(self.rows.len());
+        let mut by_id = HashMap::with_capacity(self.rows.len());
+        for (i, k) in self.rows.iter().enumerate() {
+            by_ref.insert(k.key_ref, i);
+            by_id.insert(id_hash(&k.key.provider, &k.key.id), i);
+        }
+        self.by_ref = Arc::new(by_ref);
+        self.by_id = Arc::new(by_id);
+    }
+
+    /// The cached key with this handle, if the list holds it.
+    pub fn by_ref(&self, key_ref: i64) -> Option<&KeyRow> {
+        self.by_ref.get(&key_ref).and_then(|i| self.rows.get(*i))
+    }
+
+    /// The cached key of this provider and provider id, if the list holds it.
+    pub fn by_id(&self, provider: &str, id: &str) -> Option<&KeyRow> {
+        self.by_id
+            .get(&id_hash(provider, id))
+            .and_then(|i| self.rows.get(*i))
+            .filter(|k| k.key.provider == provider && k.key.id == id)
+    }
 }
 
 impl State {
@@ -169,6 +207,7 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
                 return Vec::new();
             }
             st.keys.rows = keys;
+            st.keys.reindex();
             st.keys.preview = Some(total);
             st.keys.visible = Arc::new((0..st.keys.rows.len()).collect());
             st.keys.base_valid = false;
@@ -192,6 +231,7 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
                 // The typed filter does not parse: show everything meanwhile.
                 if let Some(k) = st.keys.incoming.take() {
                     st.keys.rows = k;
+                    st.keys.reindex();
                 }
                 st.keys.visible = Arc::new((0..st.keys.rows.len()).collect());
             }
@@ -204,6 +244,7 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
             st.keys.filter_pending = false;
             if let Some(k) = st.keys.incoming.take() {
                 st.keys.rows = k;
+                st.keys.reindex();
                 let live: std::collections::HashSet<i64> =
                     st.keys.rows.iter().map(|k| k.key_ref).collect();
                 st.keys.marked.retain(|k| live.contains(k));

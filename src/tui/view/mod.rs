@@ -105,7 +105,7 @@ impl State {
             View::Findings => self
                 .findings
                 .cursor
-                .move_by(delta, self.findings.rows.len(), h),
+                .move_by(delta, self.findings.lines.len(), h),
             View::Journal => self
                 .journal
                 .cursor
@@ -203,10 +203,14 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
                 st.open_detail(k)
             }
             View::Findings => {
+                if st.findings.toggle_group() {
+                    let h = st.page_height();
+                    st.findings.cursor.fit(st.findings.lines.len(), h);
+                    return Vec::new();
+                }
                 let k = st
                     .findings
-                    .rows
-                    .get(st.findings.cursor.selected)
+                    .selected()
                     .and_then(|f| st.key_ref_of(&f.provider, &f.key_id));
                 st.open_detail(k)
             }

@@ -1,0 +1,196 @@
+//! What the Sigma rules read and write: events after a watermark with their raw
+//! records, the watermark itself (`sigma_checkpoint`), and their findings, merged into
+//! the findings already stored (evidence added up to a cap), all in one transaction.
+
+use super::raw::RawReader;
+use super::{Result, Store};
+use crate::model::{to_millis, Finding, Millis};
+use rusqlite::{params, OptionalExtension};
+
+/// One event as the Sigma rules read it, borrowed from the row being read.
+#[derive(Debug, Clone, Copy)]
+pub struct RawEvent<'a> {
+    /// The event's row id.
+    pub row: i64,
+    pub key_ref: i64,
+    pub provider: &'a str,
+    /// The key's provider id.
+    pub key_id: &'a str,
+    /// The event's provider id (what evidence lists name).
+    pub event_id: &'a str,
+    pub time: Millis,
+    /// The original record ("" when the event has none).
+    pub raw: &'a str,
+}
+
+/// The Sigma watermark: the last event row evaluated and the rule set's fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigmaCheckpoint {
+    pub last_event: i64,
+    pub rules: String,
+}
+
+/// A Sigma finding of a run, with its key handle.
+#[derive(Debug, Clone)]
+pub struct SigmaFinding {
+    pub key_ref: i64,
+    pub finding: Finding,
+}
+
+/// What saving a Sigma run changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SigmaWritten {
+    /// Findings that did not exist before.
+    pub opened: usize,
+    /// Existing findings that got new evidence.
+    pub updated: usize,
+}
+
+impl Store {
+    /// The saved Sigma watermark, if a run was saved.
+    pub fn sigma_checkpoint(&self) -> Result<Option<SigmaCheckpoint>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT last_event, rules FROM sigma_checkpoint WHERE id = 1",
+                [],
+                |r| {
+                    Ok(SigmaCheckpoint {
+                        last_event: r.get(0)?,
+                        rules: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Visits the events with a row id above `after`, in row order, with their raw
+    /// records (read block by block).
+    pub fn sigma_events(&self, after: i64, visit: &mut dyn FnMut(RawEvent<'_>)) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.id, e.key_ref, p.name, k.ext_id, e.ext_id, e.time, e.raw, e.raw_block,
+                    e.raw_at
+             FROM events e JOIN keys k ON k.id = e.key_ref
+             JOIN providers p ON p.id = e.provider_id
+             WHERE e.id > ?1 ORDER BY e.id",
+        )?;
+        let mut rows = stmt.query([after])?;
+        let mut reader = RawReader::default();
+        while let Some(r) = rows.next()? {
+            let text = |i: usize| -> rusqlite::Result<&str> {
+                Ok(r.get_ref(i)?.as_str_or_null()?.unwrap_or(""))
+            };
+            let block: Option<i64> = r.get(7)?;
+            let at: Option<u32> = r.get(8)?;
+            let from_block;
+            let raw = match block.zip(at) {
+                Some((b, at)) => {
+                    from_block = reader.record(&self.conn, b, at)?;
+                    from_block.as_str()
+                }
+                None => text(6)?,
+            };
+            visit(RawEvent {
+                row: r.get(0)?,
+                key_ref: r.get(1)?,
+                provider: text(2)?,
+                key_id: text(3)?,
+                event_id: text(4)?,
+                time: r.get(5)?,
+                raw,
+            });
+        }
+        Ok(())
+    }
+
+    /// Saves a Sigma run in one transaction: each finding is inserted, or merged into
+    /// the stored one of the same id (its evidence extended up to `evidence_cap`, its
+    /// first and last seen widened; an operator's status is kept, a resolved finding
+    /// reopens), then the watermark.
+    pub fn save_sigma(
+        &mut self,
+        found: &[SigmaFinding],
+        checkpoint: &SigmaCheckpoint,
+        evidence_cap: usize,
+        now: Millis,
+    ) -> Result<SigmaWritten> {
+        let mut written = SigmaWritten::default();
+        let tx = self.conn.transaction()?;
+        {
+            let mut old = tx.prepare_cached(
+                "SELECT evidence, first_seen, last_seen FROM findings WHERE id = ?1",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO findings (id, rule, category, severity, key_ref, title, explanation,
+                                       evidence, first_seen, last_seen, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'open')",
+            )?;
+            let mut update = tx.prepare_cached(
+                "UPDATE findings SET severity = ?2, title = ?3, explanation = ?4, evidence = ?5,
+                    first_seen = ?6, last_seen = ?7,
+                    status = CASE WHEN status = 'resolved' THEN 'open' ELSE status END
+                 WHERE id = ?1",
+            )?;
+            for nf in found {
+                let f = &nf.finding;
+                let prior: Option<(String, Millis, Millis)> = old
+                    .query_row([&f.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?;
+                let (first, last) = (to_millis(f.first_seen), to_millis(f.last_seen));
+                match prior {
+                    None => {
+                        let mut ev = f.evidence.clone();
+                        ev.truncate(evidence_cap);
+                        insert.execute(params![
+                            f.id,
+                            f.rule,
+                            f.category.as_str(),
+                            f.severity as i64,
+                            nf.key_ref,
+                            f.title,
+                            f.explanation,
+                            serde_json::to_string(&ev).unwrap_or_else(|_| "[]".into()),
+                            first,
+                            last
+                        ])?;
+                        written.opened += 1;
+                    }
+                    Some((evidence, old_first, old_last)) => {
+                        let mut ev: Vec<String> =
+                            serde_json::from_str(&evidence).unwrap_or_default();
+                        let before = ev.len();
+                        for id in &f.evidence {
+                            if ev.len() >= evidence_cap {
+                                break;
+                            }
+                            if !ev.contains(id) {
+                                ev.push(id.clone());
+                            }
+                        }
+                        if ev.len() == before && first >= old_first && last <= old_last {
+                            continue;
+                        }
+                        update.execute(params![
+                            f.id,
+                            f.severity as i64,
+                            f.title,
+                            f.explanation,
+                            serde_json::to_string(&ev).unwrap_or_else(|_| "[]".into()),
+                            first.min(old_first),
+                            last.max(old_last)
+                        ])?;
+                        written.updated += 1;
+                    }
+                }
+            }
+        }
+        tx.execute(
+            "INSERT INTO sigma_checkpoint (id, last_event, rules, ran_at) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET last_event = excluded.last_event,
+                rules = excluded.rules, ran_at = excluded.ran_at",
+            params![checkpoint.last_event, checkpoint.rules, now],
+        )?;
+        tx.commit()?;
+        Ok(written)
+    }
+}
