@@ -2,7 +2,8 @@
 
 use crate::app::{Ctx, UsageError};
 use crate::output::{Format, Listing};
-use crate::scan::{scan_paths, Hit};
+use crate::scan::source::{scan_paths, Report, WalkOptions};
+use crate::scan::{Hit, Options, Scanner};
 use crate::store::{KeyRow, Store};
 use clap::Args;
 use std::collections::HashMap;
@@ -11,9 +12,16 @@ use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// Files or directories (walked; `.gz` read transparently).
+    /// Files or directories (walked, honouring .gitignore; `.gz` and `.zip` read);
+    /// `-` reads standard input.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Also run the generic high-entropy detector (more false positives, scored low).
+    #[arg(long)]
+    pub generic: bool,
+    /// Also scan files that .gitignore or .ignore leave out.
+    #[arg(long)]
+    pub no_ignore: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
@@ -31,7 +39,7 @@ struct Match<'a> {
 
 pub fn scan(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<ExitCode> {
     for p in &a.paths {
-        if !p.exists() {
+        if p.as_os_str() != "-" && !p.exists() {
             return Err(UsageError(format!("{}: no such file or directory", p.display())).into());
         }
     }
@@ -45,16 +53,31 @@ pub fn scan(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<ExitCode> {
         }
         by_id.insert(k.key.id.as_str(), k);
     }
-    let (hits, errors) = scan_paths(&a.paths);
-    for (p, e) in &errors {
-        crate::tell!("keyaudit: scan: {}: {e}; skipped", p.display());
+    let scanner = Scanner::new(&Options { generic: a.generic });
+    let (stdin, files): (Vec<_>, Vec<_>) =
+        a.paths.iter().cloned().partition(|p| p.as_os_str() == "-");
+    let mut report: Report = scan_paths(
+        &scanner,
+        &files,
+        WalkOptions {
+            no_ignore: a.no_ignore,
+        },
+    );
+    if !stdin.is_empty() {
+        match crate::scan::scan_reader(&scanner, "-", std::io::stdin().lock(), &mut report.hits) {
+            Ok(n) => report.stats.bytes += n.unwrap_or(0),
+            Err(e) => report.errors.push(e),
+        }
+    }
+    for e in &report.errors {
+        crate::tell!("keyaudit: scan: {e}; skipped");
     }
     let headers = [
         "file", "line", "kind", "material", "provider", "key", "owner", "status",
     ];
     let mut out = Listing::new(std::io::stdout().lock(), a.format, &headers)?;
     let mut matched = 0;
-    for h in &hits {
+    for h in &report.hits {
         let k = by_fp
             .get(h.fingerprint.as_str())
             .or_else(|| h.key_id.as_deref().and_then(|id| by_id.get(id)))
@@ -69,9 +92,9 @@ pub fn scan(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<ExitCode> {
         };
         out.row(&m, || {
             vec![
-                h.file.display().to_string(),
+                h.file.clone(),
                 h.line.to_string(),
-                format!("{:?}", h.kind),
+                h.kind.to_string(),
                 format!("{}…", h.shown),
                 m.provider.unwrap_or("").to_string(),
                 m.matched_key.unwrap_or("(not in cache)").to_string(),
@@ -82,13 +105,13 @@ pub fn scan(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<ExitCode> {
     }
     out.finish()?;
     crate::tell!(
-        "{} pieces of key material found, {} of them keys in the cache{}",
-        hits.len(),
+        "{} secrets found, {} of them keys in the cache{}",
+        report.hits.len(),
         matched,
-        if errors.is_empty() {
+        if report.errors.is_empty() {
             String::new()
         } else {
-            format!("; {} paths unreadable", errors.len())
+            format!("; {} inputs unreadable", report.errors.len())
         }
     );
     Ok(ExitCode::SUCCESS)
