@@ -8,7 +8,9 @@
 //!   keywords) decides which detectors run where, so text without any keyword costs one
 //!   pass of the automaton.
 //! - [`source`] reads files, directories (honouring `.gitignore`), `.gz` and `.zip`
-//!   archives and standard input, in bounded chunks.
+//!   archives and standard input, in bounded chunks; [`git`] reads history and the
+//!   staging area.
+//! - [`report`] holds severities, baselines and SARIF.
 //!
 //! A hit carries where it was found, the detector, the masked form
 //! ([`crate::secret::mask`]) and the SHA-256 fingerprint of the material; the secret
@@ -16,6 +18,8 @@
 
 pub mod context;
 pub mod generic;
+pub mod git;
+pub mod report;
 pub mod rules;
 pub mod shape;
 pub mod source;
