@@ -320,3 +320,94 @@ fn sarif_output_is_valid_against_the_oasis_schema_and_holds_no_secret() {
     broken["runs"][0]["results"][0]["level"] = "fatal".into();
     assert!(!validator.is_valid(&broken));
 }
+
+#[test]
+fn a_leak_of_a_cached_key_becomes_an_exposure_finding_with_its_use_since_the_commit() {
+    use keyaudit::model::{Event, Key, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let token = github_token(8);
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("ci.yml"), format!("token: {token}\n")).unwrap();
+    git(&repo, &["add", "."]);
+    let o = Command::new("git")
+        .current_dir(&repo)
+        .args([
+            "-c",
+            "user.name=Dana Dev",
+            "-c",
+            "user.email=dana@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "ci",
+        ])
+        .env("GIT_AUTHOR_DATE", "2026-11-02T10:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-11-02T10:00:00Z")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+
+    // The cache knows the key by its fingerprint, and its use before and after the leak.
+    let mut store = keyaudit::store::Store::open(&dir.path().join("cache.db")).unwrap();
+    let t0: chrono::DateTime<chrono::Utc> = "2026-11-02T10:00:00Z".parse().unwrap();
+    store.ensure_provider("gh", "github", None).unwrap();
+    let mut key = Key::seen_in_logs("gh", "tok-1");
+    key.fingerprint = keyaudit::secret::fingerprint(&token);
+    store.upsert_keys("gh", &[key], t0).unwrap();
+    let ev = |id: &str, hours: i64, ip: &str| Event {
+        provider: "gh".into(),
+        id: id.into(),
+        time: t0 + chrono::Duration::hours(hours),
+        key_id: "tok-1".into(),
+        principal: None,
+        action: "git.clone".into(),
+        scope: None,
+        source_ip: Some(ip.into()),
+        user_agent: None,
+        outcome: Outcome::Success,
+        status_code: None,
+        request_id: None,
+        records: None,
+        raw: None,
+    };
+    let events = [
+        ev("a", -5, "10.1.1.1"),
+        ev("b", 2, "10.1.1.2"),
+        ev("c", 3, "203.0.113.9"),
+        ev("d", 4, "203.0.113.10"),
+    ];
+    store.insert_events("gh", &events, None).unwrap();
+    drop(store);
+
+    let v = json(&keyaudit(
+        dir.path(),
+        &["scan", "--git", repo.to_str().unwrap(), "--format", "json"],
+    ));
+    assert_eq!(v[0]["matched_key"], "tok-1");
+    assert_eq!(v[0]["severity"], "critical");
+    let commit = v[0]["introduced"]["commit"].as_str().unwrap();
+    assert_eq!(
+        v[0]["exposure"],
+        format!("used 3 times from 2 networks since it was committed in {} on 2026-11-02; 1 network never seen before", &commit[..12])
+    );
+    let f = json(&keyaudit(
+        dir.path(),
+        &["findings", "--category", "exposure", "--format", "json"],
+    ));
+    let f = &f.as_array().unwrap()[0];
+    assert_eq!(f["key_id"], "tok-1");
+    assert_eq!(f["evidence"], serde_json::json!(["b", "c", "d"]));
+    assert!(f["explanation"]
+        .as_str()
+        .unwrap()
+        .starts_with("used 3 times"));
+    assert!(!f.to_string().contains(&token));
+    // Read-only: the same answer, nothing recorded.
+    let ro = keyaudit(
+        dir.path(),
+        &["--read-only", "scan", "--git", repo.to_str().unwrap()],
+    );
+    assert!(String::from_utf8_lossy(&ro.stderr).contains("1 exposure findings not recorded"));
+}

@@ -72,6 +72,22 @@ struct Match<'a> {
     matched_key: Option<&'a str>,
     owner: Option<&'a str>,
     status: Option<String>,
+    /// The matched key's use since the exposure ("used 214 times from 3 networks …").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exposure: Option<String>,
+}
+
+/// When a hit's material was exposed, and how to say it: the commit time in history,
+/// the file's modification time for a file, the scan for standard input.
+fn exposed_at(h: &Hit) -> (chrono::DateTime<chrono::Utc>, String) {
+    if let Some(i) = &h.introduced {
+        return (i.time, format!("committed in {}", &i.commit[..12]));
+    }
+    let path = h.file.split_once('!').map_or(h.file.as_str(), |(a, _)| a);
+    match std::fs::metadata(path).and_then(|m| m.modified()) {
+        Ok(t) if h.file != "-" => (t.into(), format!("written to {path}")),
+        _ => (chrono::Utc::now(), "seen".to_string()),
+    }
 }
 
 /// The cached key a hit belongs to: by fingerprint, by the public id found with it
@@ -181,22 +197,48 @@ pub fn scan(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<ExitCode> {
     }
     let suppressed = known - report.hits.len();
 
-    let rows: Vec<Match> = report
-        .hits
-        .iter()
-        .map(|h| {
-            let k = matched(h, &keys, &by_fp, &by_id);
-            let live = k.is_some_and(|k| k.key.status == crate::model::KeyStatus::Active);
-            Match {
-                hit: h,
-                severity: report::severity(h, live),
-                provider: k.map(|k| k.key.provider.as_str()),
-                matched_key: k.map(|k| k.key.id.as_str()),
-                owner: k.map(|k| k.key.owner.as_str()),
-                status: k.map(|k| k.key.status.to_string()),
+    let mut writer = None;
+    let mut unrecorded = 0;
+    let mut rows: Vec<Match> = Vec::new();
+    for h in &report.hits {
+        let k = matched(h, &keys, &by_fp, &by_id);
+        let live = k.is_some_and(|k| k.key.status == crate::model::KeyStatus::Active);
+        let mut exposure = None;
+        if let Some(k) = k {
+            let (since, how) = exposed_at(h);
+            let w = crate::detect::exposure::window(&store, k.key_ref, since)?;
+            let text = crate::detect::exposure::explain(&w, &how, since);
+            if ctx.read_only {
+                unrecorded += 1;
+            } else {
+                if writer.is_none() {
+                    writer = Some(ctx.open_store()?);
+                }
+                let title = format!("{} leaked in {}:{}", h.title, h.file, h.line);
+                crate::detect::raise_exposure(
+                    writer.as_ref().expect("opened above"),
+                    &k.key.provider,
+                    &k.key.id,
+                    &title,
+                    &text,
+                    &w.evidence,
+                )?;
             }
-        })
-        .collect();
+            exposure = Some(text);
+        }
+        rows.push(Match {
+            hit: h,
+            severity: report::severity(h, live),
+            provider: k.map(|k| k.key.provider.as_str()),
+            matched_key: k.map(|k| k.key.id.as_str()),
+            owner: k.map(|k| k.key.owner.as_str()),
+            status: k.map(|k| k.key.status.to_string()),
+            exposure,
+        });
+    }
+    if unrecorded > 0 {
+        crate::tell!("keyaudit: scan: read-only: {unrecorded} exposure findings not recorded");
+    }
     let matched_count = rows.iter().filter(|m| m.matched_key.is_some()).count();
     write_rows(a.format, &rows)?;
     crate::tell!(
