@@ -18,6 +18,7 @@
 pub(crate) mod anomaly;
 pub mod baseline;
 pub mod config;
+pub mod exposure;
 mod hygiene;
 mod read;
 mod run;
