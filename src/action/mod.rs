@@ -8,6 +8,7 @@
 //! - [`workflow`]: the `workflows` table and the `rotated_key_used` check.
 
 pub mod bulk;
+pub mod confirm;
 pub mod rotate;
 pub mod sink;
 pub mod workflow;

@@ -196,18 +196,18 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
         Action::OpenDetail => match st.view {
             View::Keys => {
                 let k = st.selected_key().map(|k| k.key_ref);
+                st.detail.from_finding = None;
                 st.open_detail(k)
             }
             View::Events => {
                 let k = st.selected_event().map(|r| r.key_ref);
+                st.detail.from_finding = None;
                 st.open_detail(k)
             }
             View::Findings => {
-                let k = st
-                    .findings
-                    .rows
-                    .get(st.findings.cursor.selected)
-                    .and_then(|f| st.key_ref_of(&f.provider, &f.key_id));
+                let f = st.findings.rows.get(st.findings.cursor.selected);
+                let k = f.and_then(|f| st.key_ref_of(&f.provider, &f.key_id));
+                st.detail.from_finding = f.map(|f| f.id.clone());
                 st.open_detail(k)
             }
             _ => Vec::new(),
