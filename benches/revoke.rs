@@ -50,7 +50,7 @@ fn main() {
             name: "talentgrid".into(),
             kind: "http".into(),
             url: Some(d.url.clone()),
-            token: Some(d.token.clone()),
+            token: Some(d.token.clone().into()),
             ..Default::default()
         })
         .unwrap();
