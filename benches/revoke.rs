@@ -55,7 +55,7 @@ async fn bench(faults: Option<String>) -> Bench {
         name: "talentgrid".into(),
         kind: "http".into(),
         url: Some(d.url.clone()),
-        token: Some(d.token.clone()),
+        token: Some(d.token.clone().into()),
         ..Default::default()
     })
     .unwrap();

@@ -4,6 +4,7 @@
 //!
 //! Every error names the file, the line and the key, and says what is expected.
 
+use crate::secret::Secret;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -54,6 +55,15 @@ pub struct ProviderConfig {
     pub token_env: Option<String>,
     /// A command whose standard output is the credential.
     pub token_command: Option<String>,
+    /// Seconds `token_command` may run before it is stopped (default 10).
+    pub token_command_timeout: Option<u64>,
+    /// A PEM file of CA certificates to trust besides the public roots (an internal
+    /// PKI). Without it, `SSL_CERT_FILE` (and, for kind `vault`, `VAULT_CACERT`) is used.
+    pub ca_file: Option<PathBuf>,
+    /// Allow a plain `http://` URL to a host other than loopback (the token then
+    /// crosses the network unencrypted). Default false.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
     /// Seconds before one request is abandoned (default 30).
     pub timeout_secs: Option<u64>,
     /// Attempts per request before giving up on transient errors (default 6).
@@ -71,8 +81,9 @@ pub struct ProviderConfig {
     pub audit_log: Option<PathBuf>,
     pub audit_device: Option<String>,
     /// A credential handed over in memory (the embedded demo); never read from a file.
+    /// A [`Secret`]: zeroized on drop, and `Debug` of this entry does not show it.
     #[serde(skip)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Line of the entry in its file (filled in after parsing).
     #[serde(skip)]
     pub line: Option<usize>,
@@ -162,7 +173,10 @@ impl Config {
             message,
         };
         let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+            Ok(t) => {
+                refuse_writable_by_others(path)?;
+                t
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
                 return Ok(Config::default())
             }
@@ -234,10 +248,25 @@ impl Config {
                 )));
             }
             if let Some(url) = &entry.url {
-                if reqwest::Url::parse(url).is_err() {
+                let Ok(parsed) = reqwest::Url::parse(url) else {
                     return Err(fail(format!(
                         "provider `{}`: `url` = \"{url}\" is not a valid URL; expected e.g. \"http://127.0.0.1:8088\"",
                         entry.name
+                    )));
+                };
+                if let Err(why) = check_transport(&parsed, entry.allow_insecure_http) {
+                    return Err(fail(format!(
+                        "provider `{}`: `url` = \"{url}\": {why}",
+                        entry.name
+                    )));
+                }
+            }
+            if let Some(ca) = &entry.ca_file {
+                if let Err(why) = read_ca_file(ca) {
+                    return Err(fail(format!(
+                        "provider `{}`: `ca_file` = \"{}\": {why}",
+                        entry.name,
+                        ca.display()
                     )));
                 }
             }
@@ -269,9 +298,116 @@ impl Config {
     }
 }
 
+/// Refuses a plain `http://` URL to a host other than loopback (127.0.0.0/8, ::1,
+/// `localhost`) unless `allow_insecure_http`: the token would cross the network in clear.
+pub fn check_transport(url: &reqwest::Url, allow_insecure_http: bool) -> Result<(), String> {
+    if url.scheme() != "http" || allow_insecure_http {
+        return Ok(());
+    }
+    let host = url.host_str().unwrap_or("");
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Ok(());
+    }
+    Err(format!(
+        "plain http to `{}` would send the token unencrypted; use https:// (with `ca_file` \
+         for an internal CA), or set allow_insecure_http = true in this provider to accept that",
+        url.host_str().unwrap_or("")
+    ))
+}
+
+/// Reads a PEM bundle of CA certificates; an error says what is wrong with it.
+pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(certs)
+}
+
+/// The extra CA certificates of a provider: its `ca_file`, else the first of the
+/// environment variables `env` (e.g. `VAULT_CACERT`) and `SSL_CERT_FILE` that is set.
+/// Errors name where the file was named.
+pub fn extra_roots(
+    p: &ProviderConfig,
+    env: &[&str],
+) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    let named = match &p.ca_file {
+        Some(f) => Some((f.clone(), "`ca_file`".to_string())),
+        None => env.iter().chain(["SSL_CERT_FILE"].iter()).find_map(|v| {
+            std::env::var_os(v)
+                .filter(|s| !s.is_empty())
+                .map(|f| (PathBuf::from(f), format!("${v}")))
+        }),
+    };
+    let Some((file, from)) = named else {
+        return Ok(Vec::new());
+    };
+    read_ca_file(&file).map_err(|why| ConfigError {
+        path: p.file.clone().unwrap_or_default(),
+        line: p.line,
+        message: format!(
+            "provider `{}`: {from} = \"{}\": {why}",
+            p.name,
+            file.display()
+        ),
+    })
+}
+
+/// Refuses a configuration file that another user could write (group- or
+/// world-writable, or owned by someone else), as ssh does with its keys: whoever writes
+/// it chooses the commands keyaudit runs (`token_command`) and the servers it trusts.
+pub fn refuse_writable_by_others(path: &Path) -> Result<(), ConfigError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Ok(());
+        };
+        let mode = meta.mode() & 0o777;
+        let fail = |message: String| ConfigError {
+            path: path.to_path_buf(),
+            line: None,
+            message,
+        };
+        if mode & 0o022 != 0 {
+            return Err(fail(format!(
+                "the configuration is writable by others (mode {mode:04o}), and it names the \
+                 commands keyaudit runs; refusing to read it. Fix: chmod go-w {}",
+                path.display()
+            )));
+        }
+        let me = nix::unistd::getuid().as_raw();
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(fail(format!(
+                "the configuration belongs to uid {}, not to you (uid {me}); refusing to read \
+                 it. Fix: chown {me} {} (or use a configuration of your own)",
+                meta.uid(),
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The default time `token_command` may run.
+pub const TOKEN_COMMAND_TIMEOUT_SECS: u64 = 10;
+
 /// Resolves a provider's credential from its `token_env` or `token_command`.
 /// Returns `Ok(None)` when neither is configured.
-pub fn resolve_token(p: &ProviderConfig) -> Result<Option<String>, ConfigError> {
+///
+/// `token_command` runs under `sh -c` with no standard input, for at most
+/// `token_command_timeout` seconds (default 10); its standard error, sanitized and cut,
+/// goes into the error message, its standard output (the credential) never does. Called
+/// on a worker of a multi-threaded tokio runtime, the wait is moved off the async
+/// threads (`block_in_place`).
+pub fn resolve_token(p: &ProviderConfig) -> Result<Option<Secret>, ConfigError> {
     let fail = |message: String| ConfigError {
         path: p.file.clone().unwrap_or_default(),
         line: p.line,
@@ -279,48 +415,169 @@ pub fn resolve_token(p: &ProviderConfig) -> Result<Option<String>, ConfigError> 
     };
     if let Some(var) = &p.token_env {
         return match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_string())),
+            Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim().to_string()))),
             _ => Err(fail(format!(
                 "provider `{}`: environment variable `{var}` (token_env) is not set; export it or use token_command",
                 p.name
             ))),
         };
     }
-    if let Some(cmd) = &p.token_command {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .map_err(|e| {
-                fail(format!(
-                    "provider `{}`: cannot run token_command: {e}",
+    let Some(cmd) = &p.token_command else {
+        return Ok(None);
+    };
+    let timeout = std::time::Duration::from_secs(
+        p.token_command_timeout
+            .unwrap_or(TOKEN_COMMAND_TIMEOUT_SECS),
+    );
+    let run = || run_token_command(cmd, timeout);
+    let outcome = match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(run)
+        }
+        _ => run(),
+    };
+    let stderr_note = |stderr: &[u8]| {
+        let text = String::from_utf8_lossy(stderr);
+        let text = text.trim();
+        if text.is_empty() {
+            String::new()
+        } else {
+            const SHOWN: usize = 500;
+            let cut: String = text.chars().take(SHOWN).collect();
+            let more = if text.chars().count() > SHOWN {
+                "…"
+            } else {
+                ""
+            };
+            format!(
+                "; its standard error: {}{more}",
+                crate::output::sanitize(&cut.replace('\n', " | "))
+            )
+        }
+    };
+    match outcome {
+        Err(e) => Err(fail(format!(
+            "provider `{}`: cannot run token_command: {e}",
+            p.name
+        ))),
+        Ok(TokenRun::TimedOut { stderr }) => Err(fail(format!(
+            "provider `{}`: token_command did not finish within {} s and was stopped (raise \
+             `token_command_timeout` if it waits for something slow){}",
+            p.name,
+            timeout.as_secs(),
+            stderr_note(&stderr)
+        ))),
+        Ok(TokenRun::Exited {
+            status,
+            stdout,
+            stderr,
+        }) => {
+            if !status.success() {
+                return Err(fail(format!(
+                    "provider `{}`: token_command exited with {status}{}",
+                    p.name,
+                    stderr_note(&stderr)
+                )));
+            }
+            let Ok(token) = std::str::from_utf8(&stdout) else {
+                return Err(fail(format!(
+                    "provider `{}`: token_command printed invalid UTF-8",
                     p.name
-                ))
-            })?;
-        if !out.status.success() {
-            return Err(fail(format!(
-                "provider `{}`: token_command exited with {}; run it by hand to see why",
-                p.name, out.status
-            )));
+                )));
+            };
+            let token = token.trim();
+            if token.is_empty() {
+                return Err(fail(format!(
+                    "provider `{}`: token_command printed nothing{}",
+                    p.name,
+                    stderr_note(&stderr)
+                )));
+            }
+            Ok(Some(Secret::new(token.to_string())))
         }
-        let token = String::from_utf8(out.stdout).map_err(|_| {
-            fail(format!(
-                "provider `{}`: token_command printed invalid UTF-8",
-                p.name
-            ))
-        })?;
-        let token = token.trim().to_string();
-        if token.is_empty() {
-            return Err(fail(format!(
-                "provider `{}`: token_command printed nothing",
-                p.name
-            )));
-        }
-        return Ok(Some(token));
     }
-    Ok(None)
+}
+
+/// How a `token_command` ended.
+enum TokenRun {
+    Exited {
+        status: std::process::ExitStatus,
+        /// Zeroized when dropped: it holds the credential.
+        stdout: zeroize::Zeroizing<Vec<u8>>,
+        stderr: Vec<u8>,
+    },
+    TimedOut {
+        stderr: Vec<u8>,
+    },
+}
+
+/// Runs `cmd` under `sh -c`, reading its output on two threads, and stops it (and
+/// the process group it started) after `timeout`.
+fn run_token_command(cmd: &str, timeout: std::time::Duration) -> std::io::Result<TokenRun> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Its own process group, so that a timeout stops what it started too.
+        command.process_group(0);
+    }
+    let mut child = command.spawn()?;
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    // The readers hand over what they read through channels, so that a process that
+    // keeps a pipe open after the timeout cannot hold keyaudit.
+    let (out_tx, out_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = zeroize::Zeroizing::new(Vec::new());
+        let _ = out.read_to_end(&mut buf);
+        let _ = out_tx.send(buf);
+    });
+    let (err_tx, err_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        // Bounded: only the start is shown, the rest is drained.
+        let _ = (&mut err).take(64 * 1024).read_to_end(&mut buf);
+        let _ = err_tx.send(buf.clone());
+        let _ = std::io::copy(&mut err, &mut std::io::sink());
+    });
+    let grace = std::time::Duration::from_millis(500);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if start.elapsed() >= timeout {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    match status {
+        Some(status) => Ok(TokenRun::Exited {
+            status,
+            stdout: out_rx.recv_timeout(grace).unwrap_or_default(),
+            stderr: err_rx.recv_timeout(grace).unwrap_or_default(),
+        }),
+        None => {
+            #[cfg(unix)]
+            {
+                let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+                let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            Ok(TokenRun::TimedOut {
+                stderr: err_rx.recv_timeout(grace).unwrap_or_default(),
+            })
+        }
+    }
 }
 
 /// Every path keyaudit uses, resolved once at start.
@@ -480,6 +737,73 @@ mod tests {
         )
         .unwrap();
         let p = cfg.providers().next().unwrap();
-        assert_eq!(resolve_token(p).unwrap().as_deref(), Some("s3cret"));
+        assert_eq!(resolve_token(p).unwrap().unwrap().expose(), "s3cret");
+    }
+
+    fn command_entry(cmd: &str, extra: &str) -> ProviderConfig {
+        let text = format!(
+            "[[provider]]\nname=\"a\"\nkind=\"http\"\nurl=\"http://127.0.0.1:1\"\ntoken_command={cmd:?}\n{extra}"
+        );
+        parse(&text).unwrap().providers().next().unwrap().clone()
+    }
+
+    #[test]
+    fn a_failing_token_command_shows_its_stderr_never_its_stdout() {
+        let p = command_entry(
+            "echo s3cret-on-stdout; printf 'no session: \\033]0;title\\007run login\\n' >&2; exit 3",
+            "",
+        );
+        let e = resolve_token(&p).unwrap_err().to_string();
+        assert!(
+            e.starts_with("config.toml:1: provider `a`: token_command exited with"),
+            "{e}"
+        );
+        assert!(e.contains("no session:") && e.contains("run login"), "{e}");
+        assert!(!e.contains("s3cret"), "stdout leaked: {e}");
+        assert!(
+            !e.contains('\u{1b}') && !e.contains('\u{7}'),
+            "raw control bytes: {e:?}"
+        );
+    }
+
+    #[test]
+    fn a_token_command_that_hangs_is_stopped_at_its_timeout() {
+        let p = command_entry(
+            "echo waiting for the agent >&2; sleep 600",
+            "token_command_timeout = 1\n",
+        );
+        let e = resolve_token(&p).unwrap_err().to_string();
+        assert!(e.contains("did not finish within 1 s"), "{e}");
+        assert!(e.contains("token_command_timeout"), "{e}");
+        assert!(e.contains("waiting for the agent"), "{e}");
+    }
+
+    #[test]
+    fn debug_of_a_provider_entry_does_not_show_its_token() {
+        let p = ProviderConfig {
+            name: "demo".into(),
+            token: Some("tg_live_Zq8AbCdEfGhIjKlMnOpQrStUv".into()),
+            ..Default::default()
+        };
+        let shown = format!("{p:?}");
+        assert!(!shown.contains("Zq8AbCdEfGhIjKlMnOpQrStUv"), "{shown}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_config_others_can_write_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "mode = \"write\"\n").unwrap();
+        for mode in [0o664, 0o646] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = Config::load(&path, true).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{}: ", path.display())), "{e}");
+            assert!(e.contains("writable by others"), "{e}");
+            assert!(e.contains(&format!("chmod go-w {}", path.display())), "{e}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(Config::load(&path, true).unwrap().mode, Mode::Write);
     }
 }

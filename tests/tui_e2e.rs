@@ -239,8 +239,12 @@ async fn filter_open_refuse_unlock_and_revoke_in_tmux() {
     tmux.wait_for("the revoke dialog", |s| {
         s.contains("Revoke 1 key?") && s.contains("type its name")
     });
+    // Typing the name moves the focus to Confirm; Tab moves on to the reason, which a
+    // finding may have filled in: append to it, Enter back to Confirm, Enter.
     tmux.type_text(&name);
     tmux.send(&["Tab"]);
+    tmux.type_text(" (e2e check)");
+    tmux.send(&["Enter"]);
     tmux.send(&["Enter"]);
     tmux.wait_for("the revoke result", |s| s.contains("now revoked"));
     assert_eq!(
@@ -278,6 +282,23 @@ async fn filter_open_refuse_unlock_and_revoke_in_tmux() {
         .filter_map(|e| e["result"].as_str())
         .collect();
     assert!(results.contains(&"started"), "{entries:#}");
+    let revoke = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "revoke" && e["target"] == target.as_str())
+        .unwrap();
+    assert!(
+        revoke["reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("(e2e check)")),
+        "{revoke:#}"
+    );
+    assert_eq!(
+        revoke["os_user"].as_str(),
+        Some(keyaudit::store::journal::os_user().as_str()),
+        "{revoke:#}"
+    );
     assert!(results.iter().any(|r| r.starts_with("ok")), "{entries:#}");
     drop(tmux);
     demo.shutdown().await;

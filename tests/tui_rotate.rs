@@ -85,6 +85,7 @@ async fn rotate_from_the_tui_shows_the_secret_once_and_stores_it_nowhere() {
     runner.run(Effect::Rotate {
         key: Box::new(old.clone()),
         grace: Duration::from_secs(3600),
+        reason: "finding 3f2a9c01…: Bulk read of 105,634 records".into(),
     });
     let action = tokio::time::timeout(Duration::from_secs(60), rx.recv())
         .await
@@ -128,6 +129,11 @@ async fn rotate_from_the_tui_shows_the_secret_once_and_stores_it_nowhere() {
         "{journal:#?}"
     );
     assert!(rotate.iter().all(|e| e.params["sink"] == "screen"));
+    assert!(
+        rotate.iter().all(|e| e.reason.as_deref()
+            == Some("finding 3f2a9c01…: Bulk read of 105,634 records")),
+        "the operator's reason is journaled: {journal:#?}"
+    );
 
     // Neither the cache nor its WAL holds the secret (read while a connection is open,
     // so the WAL is still there).

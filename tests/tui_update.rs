@@ -112,14 +112,95 @@ fn revoke_is_gated_by_the_confirm_dialog() {
     // esc: nothing.
     press(&mut s, 'D');
     assert!(code(&mut s, KeyCode::Esc).is_empty());
-    // tab to Confirm, enter: one effect naming the key.
+    // tab to Confirm, enter: no finding suggests a reason, so the dialog asks one.
     press(&mut s, 'D');
+    assert_eq!(s.confirm.as_ref().unwrap().reason, "");
     code(&mut s, KeyCode::Tab);
+    assert!(
+        code(&mut s, KeyCode::Enter).is_empty(),
+        "no reason, no effect"
+    );
+    let m = s.message.clone().unwrap();
+    assert!(m.error && m.text.contains("Type a reason"), "{}", m.text);
+    assert!(s.confirm.as_ref().unwrap().on_reason, "focus on the reason");
+    typed(&mut s, "left the company");
+    // enter in the reason moves to Confirm; enter there: one effect naming the key.
+    assert!(code(&mut s, KeyCode::Enter).is_empty());
+    assert!(s.confirm.as_ref().unwrap().on_confirm);
     let fx = code(&mut s, KeyCode::Enter);
     match fx.as_slice() {
-        [Effect::ApplyKeyOp(KeyOp::Revoke, keys)] => {
+        [Effect::ApplyKeyOp(KeyOp::Revoke, keys, reason)] => {
             assert_eq!(keys.len(), 1);
             assert_eq!(keys[0].name, "acme-payroll-sandbox");
+            assert_eq!(reason, "left the company");
+        }
+        other => panic!("unexpected effects {other:?}"),
+    }
+}
+
+#[test]
+fn once_the_name_matches_enter_confirms_and_before_it_explains() {
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sync");
+    press(&mut s, 'D');
+    let c = s.confirm.clone().unwrap();
+    assert!(!c.on_confirm, "starts on Cancel");
+    // The key's open finding suggests the reason.
+    assert_eq!(c.reason, "finding f2: Bulk SSN reads");
+    typed(&mut s, "acme-payroll");
+    // Enter before the name matches: it explains, and does not press the focused Cancel.
+    assert!(code(&mut s, KeyCode::Enter).is_empty());
+    let m = s.message.clone().unwrap();
+    assert!(
+        m.error && m.text.contains("type its name (`acme-payroll-sync`)"),
+        "{}",
+        m.text
+    );
+    assert!(s.confirm.is_some(), "the dialog stays open");
+    typed(&mut s, "-sync");
+    assert!(
+        s.confirm.as_ref().unwrap().on_confirm,
+        "focus moved to Confirm"
+    );
+    let fx = code(&mut s, KeyCode::Enter);
+    match fx.as_slice() {
+        [Effect::ApplyKeyOp(KeyOp::Revoke, keys, reason)] => {
+            assert_eq!(keys[0].name, "acme-payroll-sync");
+            assert_eq!(reason, "finding f2: Bulk SSN reads");
+        }
+        other => panic!("unexpected effects {other:?}"),
+    }
+}
+
+#[test]
+fn the_reason_comes_from_the_finding_the_operator_came_from_and_is_editable() {
+    let mut s = writable();
+    apply(&mut s, Action::ShowView(View::Findings));
+    // f1 is on greenhouse-legacy; the second row is f2, on acme-payroll-sync.
+    press(&mut s, 'j');
+    code(&mut s, KeyCode::Enter);
+    assert_eq!(s.view, View::Detail);
+    assert_eq!(s.detail.from_finding.as_deref(), Some("f2"));
+    // The runner's read of the detail arrives.
+    apply(&mut s, Action::DetailLoaded(Box::new(fixture::detail())));
+    press(&mut s, 'd');
+    assert_eq!(
+        s.confirm.as_ref().unwrap().reason,
+        "finding f2: Bulk SSN reads"
+    );
+    typed(&mut s, "acme-payroll-sync");
+    // Tab from Confirm to the reason; edit it.
+    code(&mut s, KeyCode::Tab);
+    assert!(s.confirm.as_ref().unwrap().on_reason);
+    for _ in 0..5 {
+        code(&mut s, KeyCode::Backspace);
+    }
+    typed(&mut s, "exports");
+    code(&mut s, KeyCode::Enter);
+    let fx = code(&mut s, KeyCode::Enter);
+    match fx.as_slice() {
+        [Effect::ApplyKeyOp(KeyOp::Disable, _, reason)] => {
+            assert_eq!(reason, "finding f2: Bulk SSN exports")
         }
         other => panic!("unexpected effects {other:?}"),
     }
@@ -142,7 +223,7 @@ fn production_keys_need_their_name_typed() {
     assert!(!s.confirm.as_ref().unwrap().armed());
     typed(&mut s, "c");
     let fx = code(&mut s, KeyCode::Enter);
-    assert!(matches!(fx.as_slice(), [Effect::ApplyKeyOp(KeyOp::Disable, k)] if k.len() == 1));
+    assert!(matches!(fx.as_slice(), [Effect::ApplyKeyOp(KeyOp::Disable, k, _)] if k.len() == 1));
 }
 
 #[test]
@@ -162,8 +243,14 @@ fn several_marked_keys_need_the_count_typed() {
     assert!(code(&mut s, KeyCode::Enter).is_empty());
     code(&mut s, KeyCode::Backspace);
     typed(&mut s, "2");
+    // A bulk action has no finding to suggest a reason: the dialog asks one.
+    assert!(code(&mut s, KeyCode::Enter).is_empty());
+    typed(&mut s, "partner offboarded");
+    code(&mut s, KeyCode::Enter);
     let fx = code(&mut s, KeyCode::Enter);
-    assert!(matches!(fx.as_slice(), [Effect::ApplyKeyOp(KeyOp::Revoke, k)] if k.len() == 2));
+    assert!(
+        matches!(fx.as_slice(), [Effect::ApplyKeyOp(KeyOp::Revoke, k, r)] if k.len() == 2 && r == "partner offboarded")
+    );
     assert!(s.keys.marked.is_empty());
 }
 
@@ -395,12 +482,17 @@ fn rotate_is_gated_by_the_confirm_dialog_with_a_grace_period() {
     assert!(code(&mut s, KeyCode::Enter).is_empty(), "enter on Cancel");
     assert!(s.confirm.is_none());
     press(&mut s, 'r');
+    // Tab to Confirm, Tab to the reason.
     code(&mut s, KeyCode::Tab);
+    code(&mut s, KeyCode::Tab);
+    typed(&mut s, "yearly rotation");
+    code(&mut s, KeyCode::Enter);
     let fx = code(&mut s, KeyCode::Enter);
     match fx.as_slice() {
-        [Effect::Rotate { key, grace }] => {
+        [Effect::Rotate { key, grace, reason }] => {
             assert_eq!(key.name, "acme-payroll-sandbox");
             assert_eq!(grace.as_secs(), 24 * 3600);
+            assert_eq!(reason, "yearly rotation");
         }
         other => panic!("unexpected effects {other:?}"),
     }
@@ -502,6 +594,9 @@ fn arrows_change_the_grace_period_of_a_rotation_only() {
     assert_eq!(grace(&s), 0, "down to none");
     code(&mut s, KeyCode::Up);
     code(&mut s, KeyCode::Tab);
+    code(&mut s, KeyCode::Tab);
+    typed(&mut s, "test");
+    code(&mut s, KeyCode::Enter);
     let fx = code(&mut s, KeyCode::Enter);
     assert!(matches!(fx.as_slice(), [Effect::Rotate { grace, .. }] if grace.as_secs() == 3600));
     // Other dialogs ignore the arrows.

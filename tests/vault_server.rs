@@ -245,7 +245,7 @@ fn config(w: &World) -> ProviderConfig {
         name: "bao".into(),
         kind: "vault".into(),
         url: Some(w.bao.addr.clone()),
-        token: Some(w.keyaudit_token.clone()),
+        token: Some(w.keyaudit_token.clone().into()),
         audit_log: Some(w.bao.audit_log.clone()),
         audit_device: Some(DEVICE.into()),
         ..ProviderConfig::default()
@@ -468,7 +468,7 @@ async fn revoke_rotate_and_clear_errors() {
     // A token without the capability gets a message naming it.
     let (weak, _) = w.bao.create_token(json!({"policies": ["default"]})).await;
     let mut cfg = config(&w);
-    cfg.token = Some(weak);
+    cfg.token = Some(weak.into());
     let weak = provider::from_config(&cfg).unwrap();
     let e = weak.list_keys(None).await.unwrap_err().to_string();
     assert_eq!(

@@ -9,6 +9,7 @@
 //! - [`workflow`]: the `workflows` table and the `rotated_key_used` check.
 
 pub mod bulk;
+pub mod confirm;
 pub mod rotate;
 pub mod settle;
 pub mod sink;

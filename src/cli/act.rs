@@ -234,28 +234,31 @@ fn print_plan(
     crate::output::write_table(out, &headers, &rows, None)
 }
 
-/// Asks for the typed count (or the key id, for one key) on the terminal.
+/// Asks on the terminal for what the one confirmation rule wants typed
+/// (`action::confirm::must_type`: the count for several keys, the name of one production
+/// key); for one other key, `yes`.
 fn confirm(keys: &[Key], op: KeyOp) -> anyhow::Result<bool> {
-    let expected = if keys.len() == 1 {
-        keys[0].id.clone()
-    } else {
-        keys.len().to_string()
+    let must = crate::action::confirm::must_type(keys);
+    let prompt = match &must {
+        Some(m) => m.prompt(str::to_string),
+        None => "Type yes to confirm".to_string(),
     };
-    let what = if keys.len() == 1 {
-        format!("the key id ({expected})")
-    } else {
-        format!("the number of keys ({expected})")
-    };
+    // A prompt stays on its line: `tell!` would end it.
     eprint!(
-        "{} {} key(s). Type {} to confirm, anything else cancels: ",
-        op.as_str(),
-        keys.len(),
-        sanitize(&what)
+        "{}",
+        crate::output::sanitize(&format!(
+            "{} {} key(s). {prompt}, anything else cancels: ",
+            op.as_str(),
+            keys.len()
+        ))
     );
     std::io::stderr().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(answer.trim() == expected)
+    Ok(match &must {
+        Some(m) => m.matches(&answer),
+        None => answer.trim().eq_ignore_ascii_case("yes"),
+    })
 }
 
 /// `revoke`, `disable`, `enable`.

@@ -160,7 +160,7 @@ pub fn demo_provider_config(handle: &DemoHandle) -> ProviderConfig {
         name: DEMO_PROVIDER.into(),
         kind: "demo".into(),
         url: Some(handle.url.clone()),
-        token: Some(handle.token.clone()),
+        token: Some(handle.token.clone().into()),
         ..Default::default()
     }
 }

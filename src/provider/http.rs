@@ -24,7 +24,7 @@ pub struct HttpProvider {
     name: String,
     kind: String,
     base: reqwest::Url,
-    token: Option<String>,
+    token: Option<Secret>,
     token_hint: String,
     client: reqwest::Client,
     retry: Retry,
@@ -129,8 +129,16 @@ impl HttpProvider {
             (None, Some(_)) => "the output of token_command".into(),
             _ => "the provider's token_env".into(),
         };
+        crate::config::check_transport(&base, cfg.allow_insecure_http)
+            .map_err(|why| fail(format!("`url` = \"{url}\": {why}")))?;
+        let roots = crate::config::extra_roots(cfg, &[]).map_err(|e| ProviderError::Config {
+            provider: cfg.name.clone(),
+            message: e.to_string(),
+        })?;
         let timeout = Duration::from_secs(cfg.timeout_secs.unwrap_or(30));
-        let client = reqwest::Client::builder()
+        let client = roots
+            .into_iter()
+            .fold(reqwest::Client::builder(), |b, c| b.add_root_certificate(c))
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("keyaudit/", env!("CARGO_PKG_VERSION")))
@@ -186,7 +194,7 @@ impl HttpProvider {
                 .client
                 .request(method.clone(), url.clone())
                 .query(query);
-            if let Some(t) = bearer.or(self.token.as_deref()) {
+            if let Some(t) = bearer.or(self.token.as_ref().map(Secret::expose)) {
                 req = req.bearer_auth(t);
             }
             if let Some(op) = op {

@@ -203,6 +203,21 @@ async fn send_once(
 }
 
 fn describe_transport(e: &reqwest::Error) -> String {
+    let mut chain = Vec::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        chain.push(inner.to_string());
+        src = inner.source();
+    }
+    if let Some(tls) = chain
+        .iter()
+        .find(|m| m.contains("certificate") || m.contains("CertificateRequired"))
+    {
+        return format!(
+            "TLS: the server's certificate is not trusted ({tls}); for an internal CA set \
+             the provider's `ca_file` (or SSL_CERT_FILE, VAULT_CACERT) to its PEM bundle"
+        );
+    }
     if e.is_timeout() {
         "the request timed out".into()
     } else if e.is_connect() {

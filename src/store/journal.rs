@@ -69,20 +69,39 @@ fn journal_row(r: &Row<'_>) -> rusqlite::Result<JournalEntry> {
 const JOURNAL_COLUMNS: &str =
     "seq, time, os_user, host, action, target, reason, params, result, prev_hash, hash";
 
-/// The operator as the OS knows them.
+/// The operator as the OS knows them: the account name of the process's real uid
+/// (`getpwuid_r`), so that a changed `$USER` does not change who the journal names; a uid
+/// with no account is `uid N`. `$USER` / `$LOGNAME` only where there are no uids.
 pub fn os_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    #[cfg(unix)]
+    {
+        let uid = nix::unistd::getuid();
+        match nix::unistd::User::from_uid(uid) {
+            Ok(Some(u)) if !u.name.is_empty() => u.name,
+            _ => format!("uid {uid}"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into())
+    }
 }
 
-/// This machine's host name.
+/// This machine's host name (`gethostname`).
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
+    #[cfg(unix)]
+    if let Some(h) = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.trim().is_empty())
+    {
+        return h.trim().to_string();
+    }
+    std::env::var("HOSTNAME")
         .ok()
         .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -325,6 +344,27 @@ mod tests {
         let broken = store.verify_journal().unwrap().unwrap_err();
         assert_eq!(broken.seq, 2);
         assert!(broken.reason.contains("altered"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_operator_is_the_account_of_the_uid_and_the_host_is_named() {
+        let mut store = Store::open_in_memory().unwrap();
+        let e = store.append_journal(&entry("revoke")).unwrap();
+        // The account the system maps the uid to, as `id -un` prints it.
+        let id = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        let expected = String::from_utf8(id.stdout).unwrap().trim().to_string();
+        if id.status.success() {
+            assert_eq!(e.os_user, expected);
+        } else {
+            assert_eq!(e.os_user, format!("uid {}", nix::unistd::getuid()));
+        }
+        assert_ne!(e.os_user, "unknown");
+        assert!(!e.host.is_empty() && e.host != "unknown", "{}", e.host);
+        assert_eq!(e.reason.as_deref(), Some("leaked in a ticket"));
     }
 
     #[test]

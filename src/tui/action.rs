@@ -320,13 +320,16 @@ pub enum Effect {
     LoadProviders,
     /// Sync every provider.
     Sync,
-    /// Apply a confirmed operation to keys, one journaled call each.
-    ApplyKeyOp(KeyOp, Vec<Key>),
+    /// Apply a confirmed operation to keys, one journaled call each, with the
+    /// operator's reason.
+    ApplyKeyOp(KeyOp, Vec<Key>, String),
     /// Rotate one key through the rotation workflow; the new secret goes to the screen.
     Rotate {
         key: Box<Key>,
         /// How long the old key keeps working.
         grace: std::time::Duration,
+        /// The operator's reason, for the journal.
+        reason: String,
     },
     /// Write the secret to the terminal's clipboard (OSC 52).
     CopyToClipboard(Secret),

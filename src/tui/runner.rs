@@ -219,7 +219,7 @@ impl Runner {
             ),
             Effect::LoadProviders => self.read(|s| s.providers(), Action::ProvidersLoaded),
             Effect::Sync => self.sync(),
-            Effect::ApplyKeyOp(op, keys) => {
+            Effect::ApplyKeyOp(op, keys, reason) => {
                 let me = self.clone();
                 tokio::spawn(async move {
                     for key in keys {
@@ -232,7 +232,7 @@ impl Runner {
                             ));
                             continue;
                         };
-                        let r = apply_key_op(&me.cache, p.clone(), &key, op, Some("keyaudit tui"))
+                        let r = apply_key_op(&me.cache, p.clone(), &key, op, Some(&reason))
                             .await
                             .map(|k| k.status)
                             .map_err(|e| e.to_string());
@@ -240,7 +240,7 @@ impl Runner {
                     }
                 });
             }
-            Effect::Rotate { key, grace } => {
+            Effect::Rotate { key, grace, reason } => {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let Some(p) = me.providers.iter().find(|p| p.name() == key.provider) else {
@@ -250,7 +250,7 @@ impl Runner {
                         ));
                         return;
                     };
-                    let a = rotate_to_screen(&me.cache, p.clone(), *key, grace).await;
+                    let a = rotate_to_screen(&me.cache, p.clone(), *key, grace, reason).await;
                     me.send(a);
                 });
             }

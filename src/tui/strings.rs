@@ -175,8 +175,11 @@ pub const NOW_WRITE: &str = "Write mode: actions are enabled. :ro returns to rea
 /// Read-only again.
 pub const NOW_READ_ONLY: &str = "Read-only: actions are disabled.";
 /// The typed confirmation does not match.
-pub fn confirmation_mismatch(expected: &str) -> String {
-    format!("Type `{expected}` exactly to enable Confirm.")
+pub fn confirmation_mismatch(expected: &str, count: bool) -> String {
+    format!(
+        "{} first; Esc cancels.",
+        must_type(expected, count).prompt(|e| format!("`{e}`"))
+    )
 }
 /// An unknown palette command.
 pub fn unknown_command(cmd: &str) -> String {
@@ -209,12 +212,19 @@ pub fn op_effect(op: &str) -> &'static str {
 }
 /// Prompt to type the confirmation.
 pub fn confirm_prompt(expected: &str, count: bool) -> String {
-    if count {
-        format!("Type the number of keys ({expected}) to confirm: ")
-    } else {
-        format!("Production key: type its name ({expected}) to confirm: ")
+    format!("{}: ", must_type(expected, count).prompt(str::to_string))
+}
+fn must_type(expected: &str, count: bool) -> crate::action::confirm::MustType {
+    use crate::action::confirm::MustType;
+    match expected.parse() {
+        Ok(n) if count => MustType::Count(n),
+        _ => MustType::KeyName(expected.to_string()),
     }
 }
+/// Prompt of the reason of an action (it goes into the journal).
+pub const REASON_PROMPT: &str = "Reason (journaled): ";
+/// Confirm was pressed with no reason.
+pub const REASON_NEEDED: &str = "Type a reason: it goes into the journal. Enter moves to Confirm.";
 /// The `:write` dialog.
 pub const WRITE_TITLE: &str = " Enable write mode? ";
 /// The `:write` dialog's explanation.

@@ -103,7 +103,7 @@ pub async fn run_seed_with(
         name: "talentgrid".into(),
         kind: "http".into(),
         url: Some(handle.url.clone()),
-        token: Some(handle.token.clone()),
+        token: Some(handle.token.clone().into()),
         ..Default::default()
     })
     .expect("provider");

@@ -42,6 +42,8 @@ pub const IN_FLIGHT: usize = 32;
 pub const ADDR_VARS: &[&str] = &["VAULT_ADDR", "BAO_ADDR"];
 pub const TOKEN_VARS: &[&str] = &["VAULT_TOKEN", "BAO_TOKEN"];
 pub const NAMESPACE_VARS: &[&str] = &["VAULT_NAMESPACE", "BAO_NAMESPACE"];
+/// CA bundles to trust, read when the config names no `ca_file` (then `SSL_CERT_FILE`).
+pub const CACERT_VARS: &[&str] = &["VAULT_CACERT", "BAO_CACERT"];
 
 /// A Vault or OpenBao server.
 pub struct VaultProvider {
@@ -121,7 +123,7 @@ impl VaultProvider {
                     },
                 ),
                 None => first_env(TOKEN_VARS)
-                    .map(|(t, v)| (t, format!("${v}")))
+                    .map(|(t, v)| (Secret::new(t), format!("${v}")))
                     .ok_or_else(|| {
                         fail(format!(
                             "{}: no token: set `token_env` or `token_command`, or export VAULT_TOKEN (or BAO_TOKEN)",
@@ -141,8 +143,18 @@ impl VaultProvider {
                 cfg.origin()
             )));
         }
+        crate::config::check_transport(&base, cfg.allow_insecure_http).map_err(|why| {
+            fail(format!(
+                "{}: url `{url}` (from {url_from}): {why}",
+                cfg.origin()
+            ))
+        })?;
+        let roots =
+            crate::config::extra_roots(cfg, CACERT_VARS).map_err(|e| fail(e.to_string()))?;
         let timeout = Duration::from_secs(cfg.timeout_secs.unwrap_or(30));
-        let client = reqwest::Client::builder()
+        let client = roots
+            .into_iter()
+            .fold(reqwest::Client::builder(), |b, c| b.add_root_certificate(c))
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(IN_FLIGHT)
@@ -154,7 +166,7 @@ impl VaultProvider {
         Ok(VaultProvider {
             name: cfg.name.clone(),
             base,
-            token: Secret::new(token),
+            token,
             token_hint,
             namespace,
             audit_log: cfg.audit_log.clone(),

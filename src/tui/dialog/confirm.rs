@@ -1,8 +1,11 @@
 //! The one confirm dialog of every destructive action (and of unlocking write mode):
 //! requests are checked against read-only here, the dialog names what it acts on, starts
-//! on Cancel and, for bulk or production, asks for the count or the key name; only the
-//! confirmed action makes an effect.
+//! on Cancel and, for bulk or production, asks for the count or the key name (the rule of
+//! `action::confirm`, which the CLI follows too); once the typed text matches, focus moves
+//! to Confirm. Actions on keys ask a reason, suggested by the finding the operator came
+//! from; it goes into the journal. Only the confirmed action makes an effect.
 
+use crate::action::confirm::{must_type, reason_from, MustType};
 use crate::action::KeyOp;
 use crate::model::KeyStatus;
 use crate::store::KeyRow;
@@ -57,12 +60,38 @@ pub struct Confirm {
     pub typed: String,
     /// Focus on Confirm (it starts on Cancel).
     pub on_confirm: bool,
+    /// Why, for the journal (actions on keys; suggested by a finding, editable).
+    pub reason: String,
+    /// Focus on the reason field (typing edits the reason).
+    pub on_reason: bool,
 }
 
 impl Confirm {
+    /// A dialog for `kind` on `keys`, on Cancel, asking what [`must_type`] says.
+    fn new(kind: ConfirmKind, keys: Vec<KeyRow>, reason: String) -> Confirm {
+        let must = must_type(keys.iter().map(|k| &k.key));
+        Confirm {
+            kind,
+            expected: must.as_ref().map(MustType::text),
+            expected_is_count: matches!(must, Some(MustType::Count(_))),
+            keys,
+            typed: String::new(),
+            on_confirm: false,
+            reason,
+            on_reason: false,
+        }
+    }
+
     /// True when Confirm may be pressed.
     pub fn armed(&self) -> bool {
-        self.expected.as_ref().is_none_or(|e| self.typed == *e)
+        self.expected
+            .as_ref()
+            .is_none_or(|e| self.typed.trim() == e)
+    }
+
+    /// Whether the dialog asks a reason (every action on keys).
+    pub fn asks_reason(&self) -> bool {
+        !matches!(self.kind, ConfirmKind::Write)
     }
 }
 
@@ -86,22 +115,40 @@ impl State {
             self.fail(s::unsupported(&k.key.provider, op.as_str()));
             return Vec::new();
         }
-        let (expected, expected_is_count) = if keys.len() > 1 {
-            (Some(keys.len().to_string()), true)
-        } else if keys[0].key.is_production() {
-            (Some(keys[0].key.name.clone()), false)
-        } else {
-            (None, false)
-        };
-        self.confirm = Some(Confirm {
-            kind: ConfirmKind::KeyOp(op),
-            keys,
-            expected,
-            expected_is_count,
-            typed: String::new(),
-            on_confirm: false,
-        });
+        let reason = self.suggested_reason(&keys);
+        self.confirm = Some(Confirm::new(ConfirmKind::KeyOp(op), keys, reason));
         Vec::new()
+    }
+
+    /// The reason a dialog on `keys` starts with: for one key, the finding the operator
+    /// came to it from, else its most severe open finding; else nothing.
+    fn suggested_reason(&self, keys: &[KeyRow]) -> String {
+        let [k] = keys else {
+            return String::new();
+        };
+        let of_key =
+            |f: &&crate::model::Finding| f.provider == k.key.provider && f.key_id == k.key.id;
+        let came_from = (self.view == View::Detail)
+            .then_some(self.detail.from_finding.as_deref())
+            .flatten()
+            .and_then(|id| {
+                self.findings
+                    .rows
+                    .iter()
+                    .filter(of_key)
+                    .find(|f| f.id == id)
+            });
+        came_from
+            .or_else(|| {
+                self.findings
+                    .rows
+                    .iter()
+                    .filter(of_key)
+                    .filter(|f| f.status == crate::model::FindingStatus::Open)
+                    .max_by_key(|f| f.severity)
+            })
+            .map(reason_from)
+            .unwrap_or_default()
     }
 
     pub(crate) fn request_rotate(&mut self) -> Vec<Effect> {
@@ -139,33 +186,47 @@ impl State {
         } else {
             0
         };
-        let expected = k.key.is_production().then(|| k.key.name.clone());
-        self.confirm = Some(Confirm {
-            kind: ConfirmKind::Rotate { grace_secs },
-            keys,
-            expected,
-            expected_is_count: false,
-            typed: String::new(),
-            on_confirm: false,
-        });
+        let reason = self.suggested_reason(&keys[..1]);
+        self.confirm = Some(Confirm::new(
+            ConfirmKind::Rotate { grace_secs },
+            keys.into_iter().take(1).collect(),
+            reason,
+        ));
         Vec::new()
     }
 
     pub(crate) fn submit_confirm(&mut self) -> Vec<Effect> {
-        let Some(c) = self.confirm.take() else {
+        let Some(mut c) = self.confirm.take() else {
             return Vec::new();
         };
-        if !c.on_confirm {
-            self.say(s::CANCELLED);
-            return Vec::new();
-        }
+        // Before the typed text matches, Enter only says what to type: it never presses
+        // a focused Cancel, nor leaves the dialog.
         if !c.armed() {
             self.fail(s::confirmation_mismatch(
-                c.expected.as_deref().unwrap_or(""),
+                &clean(c.expected.as_deref().unwrap_or("")),
+                c.expected_is_count,
             ));
             self.confirm = Some(c);
             return Vec::new();
         }
+        if c.on_reason {
+            c.on_reason = false;
+            c.on_confirm = true;
+            self.confirm = Some(c);
+            return Vec::new();
+        }
+        if !c.on_confirm {
+            self.say(s::CANCELLED);
+            return Vec::new();
+        }
+        if c.asks_reason() && c.reason.trim().is_empty() {
+            self.fail(s::REASON_NEEDED);
+            c.on_confirm = false;
+            c.on_reason = true;
+            self.confirm = Some(c);
+            return Vec::new();
+        }
+        let reason = c.reason.trim().to_string();
         match c.kind {
             ConfirmKind::Write => {
                 self.write = true;
@@ -186,6 +247,7 @@ impl State {
                 vec![Effect::Rotate {
                     key: Box::new(k.key),
                     grace: std::time::Duration::from_secs(grace_secs),
+                    reason,
                 }]
             }
             ConfirmKind::KeyOp(op) => {
@@ -200,6 +262,7 @@ impl State {
                 vec![Effect::ApplyKeyOp(
                     op,
                     c.keys.into_iter().map(|k| k.key).collect(),
+                    reason,
                 )]
             }
         }
@@ -216,8 +279,13 @@ pub(crate) fn update_open(st: &mut State, action: &Action) -> Option<Vec<Effect>
             Some(Vec::new())
         }
         Action::ToggleFocus => {
+            // Cancel -> Confirm -> the reason (when asked) -> Cancel.
             if let Some(c) = &mut st.confirm {
-                c.on_confirm = !c.on_confirm;
+                (c.on_confirm, c.on_reason) = match (c.on_confirm, c.on_reason) {
+                    (false, false) => (true, false),
+                    (true, _) if c.asks_reason() => (false, true),
+                    _ => (false, false),
+                };
             }
             Some(Vec::new())
         }
@@ -245,15 +313,25 @@ pub(crate) fn update_open(st: &mut State, action: &Action) -> Option<Vec<Effect>
         }
         Action::Input(ch) => {
             if let Some(c) = &mut st.confirm {
-                if c.expected.is_some() {
+                if c.on_reason {
+                    c.reason.push(*ch);
+                } else if c.expected.is_some() {
                     c.typed.push(*ch);
+                    // Typing was the deliberate act: Enter now confirms.
+                    if c.armed() {
+                        c.on_confirm = true;
+                    }
                 }
             }
             Some(Vec::new())
         }
         Action::InputBackspace => {
             if let Some(c) = &mut st.confirm {
-                c.typed.pop();
+                if c.on_reason {
+                    c.reason.pop();
+                } else {
+                    c.typed.pop();
+                }
             }
             Some(Vec::new())
         }
@@ -274,14 +352,7 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
             } else if st.write {
                 st.say(s::NOW_WRITE);
             } else {
-                st.confirm = Some(Confirm {
-                    kind: ConfirmKind::Write,
-                    keys: Vec::new(),
-                    expected: None,
-                    expected_is_count: false,
-                    typed: String::new(),
-                    on_confirm: false,
-                });
+                st.confirm = Some(Confirm::new(ConfirmKind::Write, Vec::new(), String::new()));
             }
             Vec::new()
         }
@@ -396,6 +467,7 @@ pub(crate) fn render(state: &State, c: &Confirm, f: &mut Frame, area: Rect) {
         }
     };
     lines.push(Line::raw(""));
+    let typing = !c.on_reason && !c.armed();
     if let Some(e) = &c.expected {
         lines.push(Line::from(vec![
             Span::styled(
@@ -403,8 +475,17 @@ pub(crate) fn render(state: &State, c: &Confirm, f: &mut Frame, area: Rect) {
                 t.key_hint,
             ),
             Span::raw(clean(&c.typed)),
-            Span::styled("█", t.dim),
+            Span::styled(if typing { "█" } else { "" }, t.dim),
         ]));
+    }
+    if c.asks_reason() {
+        lines.push(Line::from(vec![
+            Span::styled(s::REASON_PROMPT, t.key_hint),
+            Span::raw(clean(&c.reason)),
+            Span::styled(if c.on_reason { "█" } else { "" }, t.dim),
+        ]));
+    }
+    if c.expected.is_some() || c.asks_reason() {
         lines.push(Line::raw(""));
     }
     let cancel = if c.on_confirm {

@@ -118,6 +118,7 @@ pub async fn rotate_to_screen(
     provider: Arc<dyn Provider>,
     key: Key,
     grace: std::time::Duration,
+    reason: String,
 ) -> Action {
     use crate::action::workflow::State as Wf;
     let target = crate::action::target(&key);
@@ -128,7 +129,7 @@ pub async fn rotate_to_screen(
         sink: Sink::Screen(slot.clone()),
         grace,
         force: false,
-        reason: Some("keyaudit tui".into()),
+        reason: Some(reason),
     };
     let wf = match rotate(db, req).await {
         Ok(wf) => wf,

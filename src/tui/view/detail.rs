@@ -22,6 +22,9 @@ pub struct DetailView {
     /// What was read about it (`None` while loading).
     pub data: Option<Box<Detail>>,
     pub scroll: u16,
+    /// The finding the operator opened the key from (its id): it suggests the reason of
+    /// an action taken here.
+    pub from_finding: Option<String>,
 }
 
 /// Applies the actions of the detail view: the detail arrived.

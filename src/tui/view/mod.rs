@@ -196,10 +196,12 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
         Action::OpenDetail => match st.view {
             View::Keys => {
                 let k = st.selected_key().map(|k| k.key_ref);
+                st.detail.from_finding = None;
                 st.open_detail(k)
             }
             View::Events => {
                 let k = st.selected_event().map(|r| r.key_ref);
+                st.detail.from_finding = None;
                 st.open_detail(k)
             }
             View::Findings => {
@@ -208,10 +210,9 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
                     st.findings.cursor.fit(st.findings.lines.len(), h);
                     return Vec::new();
                 }
-                let k = st
-                    .findings
-                    .selected()
-                    .and_then(|f| st.key_ref_of(&f.provider, &f.key_id));
+                let f = st.findings.selected();
+                let k = f.and_then(|f| st.key_ref_of(&f.provider, &f.key_id));
+                st.detail.from_finding = f.map(|f| f.id.clone());
                 st.open_detail(k)
             }
             _ => Vec::new(),
