@@ -378,7 +378,9 @@ impl Store {
         phase: &mut dyn FnMut(&str),
     ) -> Result<RunWritten> {
         let mut written = RunWritten::default();
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         write_findings(&tx, produced, save.scope, save.now, &mut written)?;
         phase("write findings");
         written.state_bytes = save_states(&tx, states, &save)?;
@@ -390,10 +392,12 @@ impl Store {
 
 /// A read-only connection of its own on the cache file (a second reader).
 fn open_reader(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    rusqlite::Connection::open_with_flags(
+    let conn = rusqlite::Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+    )?;
+    conn.busy_timeout(crate::store::BUSY_TIMEOUT)?;
+    Ok(conn)
 }
 
 fn write_findings(

@@ -309,7 +309,7 @@ impl State {
                 view::findings::update(self, action)
             }
             A::JournalLoaded(_) => view::journal::update(self, action),
-            A::ProvidersLoaded(_) => view::providers::update(self, action),
+            A::ProvidersLoaded(_) | A::SourcesLoaded(_) => view::providers::update(self, action),
             A::RequestDisable
             | A::RequestEnable
             | A::RequestRevoke
