@@ -321,3 +321,33 @@ async fn demo_sessions_and_a_db_session_work_beside_cli_sync_and_detect() {
     }
     server.shutdown().await;
 }
+
+#[test]
+fn open_shows_the_case_and_reopening_adds_nothing() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux::new("case");
+    for round in ["first", "again"] {
+        tmux.start(
+            round,
+            &tui_command(
+                dir.path(),
+                &format!("open {CLOUDTRAIL} 2>{}/{round}.err", dir.path().display()),
+            ),
+        );
+        let s = tmux.wait_for("the case's keys", round, |s| {
+            s.contains("AKIAI44QH8DHBEXAMPLE")
+        });
+        assert!(s.contains("CASE cloudtrail-events"), "{s}");
+        assert!(!s.contains("DEMO"), "{s}");
+        tmux.send(round, &["q"]);
+    }
+    let again = std::fs::read_to_string(dir.path().join("again.err")).unwrap();
+    assert!(again.contains("already imported"), "{again}");
+    let o = keyaudit(dir.path(), &["cases", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["name"], "cloudtrail-events");
+    assert_eq!(v[0]["events"], 3);
+}

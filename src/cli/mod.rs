@@ -3,6 +3,7 @@
 //! `--fail-on`).
 
 mod act;
+pub mod case;
 pub mod demo;
 mod findings;
 mod import;
@@ -104,8 +105,11 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Export keys, events, findings or the journal (jsonl, csv, json; md report).
     Export(import::ExportArgs),
-    /// Import log files into a fresh case database and open the TUI on it.
+    /// Import log files into a named case (files it holds already add nothing) and open
+    /// the TUI on it.
     Open(import::OpenArgs),
+    /// List the cases (`open`'s caches), or remove one.
+    Cases(case::CasesArgs),
     /// Print the completion script for a shell (bash, zsh, fish, ...).
     Completions(shell::CompletionsArgs),
     /// Print the man page keyaudit(1) in roff, or write every command's page to a directory.
@@ -258,6 +262,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             import::export(&ctx, &a)
         }
         Command::Open(a) => import::open(&ctx, &a, &runtime),
+        Command::Cases(a) => case::cases(&ctx, &a),
         Command::Completions(_) | Command::Man(_) => {
             unreachable!("answered before the config is read")
         }
@@ -295,6 +300,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Import(_) => "import",
         Command::Export(_) => "export",
         Command::Open(_) => "open",
+        Command::Cases(_) => "cases",
         Command::Completions(_) => "completions",
         Command::Man(_) => "man",
     }
