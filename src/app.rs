@@ -41,6 +41,18 @@ impl Ctx {
         Ok(())
     }
 
+    /// Refuses a command that only reads when its cache does not exist: reading would
+    /// create an empty database and show nothing, hiding a mistyped `--db`.
+    pub fn require_cache(&self) -> Result<(), UsageError> {
+        if self.paths.db.exists() {
+            return Ok(());
+        }
+        Err(UsageError(format!(
+            "no cache at {}: check --db / KEYAUDIT_DB; `keyaudit import`, `sync` or `open` create one",
+            crate::output::sanitize(&self.paths.db.display().to_string())
+        )))
+    }
+
     /// The cache as actions open it: its journal signed with this install's key.
     pub fn cache(&self) -> anyhow::Result<crate::store::Cache> {
         Ok(crate::store::Cache::anchored(

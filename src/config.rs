@@ -589,7 +589,11 @@ pub struct Paths {
     pub db: PathBuf,
     /// True when the cache was named by `--db` (in any spelling) or `KEYAUDIT_DB`.
     pub db_explicit: bool,
-    pub demo_db: PathBuf,
+    /// Where each demo session keeps its own cache (`session-PID.db`, removed when the
+    /// session ends).
+    pub demo_dir: PathBuf,
+    /// The data directory (the default cache, the demo's and the cases' directories).
+    pub data_dir: PathBuf,
     pub log_dir: PathBuf,
 }
 
@@ -623,7 +627,8 @@ impl Paths {
             config_explicit,
             db_explicit: db.is_some(),
             db: db.unwrap_or_else(|| data_dir.join("cache.db")),
-            demo_db: data_dir.join("demo.db"),
+            demo_dir: data_dir.join("demo"),
+            data_dir,
             log_dir: state_dir,
         }
     }

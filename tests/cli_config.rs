@@ -173,27 +173,37 @@ fn kind_demo_in_a_config_says_how_to_run_the_demo() {
 #[test]
 fn demo_takes_db_in_either_spelling() {
     let dir = tempfile::tempdir().unwrap();
-    let demo_db = dir.path().join("xdg-data/keyaudit/demo.db");
+    let demo_dir = dir.path().join("xdg-data/keyaudit/demo");
     let mine = dir.path().join("mine.db");
     let mine = mine.to_str().unwrap();
     let joined = format!("--db={mine}");
     let small = ["--events", "200", "--live-rate", "0"];
     for db in [vec![joined.as_str()], vec!["--db", mine]] {
-        std::fs::create_dir_all(demo_db.parent().unwrap()).unwrap();
-        std::fs::write(&demo_db, "an earlier demo session").unwrap();
         let args: Vec<&str> = ["demo"].iter().chain(&db).chain(&small).copied().collect();
         // No terminal here: the TUI refuses to start, after the demo chose its cache.
         let o = keyaudit(dir.path(), &args);
         assert!(stderr(&o).contains("needs a terminal"), "{}", stderr(&o));
-        assert!(demo_db.exists(), "{db:?}: the demo's own cache was reset");
+        assert!(!demo_dir.exists(), "{db:?}: a demo session cache was made");
     }
-    // Without --db the demo starts on its own cache, afresh.
+    // Without --db each demo session gets a cache of its own: one of a session that
+    // still runs (this test's process) is left alone, one of a session that ended
+    // (a process id no process has) is removed, and the session removes its own.
+    std::fs::create_dir_all(&demo_dir).unwrap();
+    let running = demo_dir.join(format!("session-{}.db", std::process::id()));
+    let ended = demo_dir.join(format!("session-{}.db", u32::MAX - 1));
+    std::fs::write(&running, "a session still running").unwrap();
+    std::fs::write(&ended, "a session that ended").unwrap();
     let args: Vec<&str> = ["demo"].iter().chain(&small).copied().collect();
     let o = keyaudit(dir.path(), &args);
     assert!(stderr(&o).contains("needs a terminal"), "{}", stderr(&o));
-    assert!(
-        !demo_db.exists(),
-        "the demo cache of an earlier session is reset"
+    let left: Vec<_> = std::fs::read_dir(&demo_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        left,
+        vec![running],
+        "only the running session's cache stays"
     );
 }
 

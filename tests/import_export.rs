@@ -148,19 +148,53 @@ fn the_three_keys_csv_paths_print_identical_headers() {
 }
 
 #[test]
-fn open_imports_into_a_fresh_case_database() {
+fn open_imports_into_a_named_case_and_reopens_it() {
     let sb = Sandbox::new();
     let f = sb.write("logs/vault-audit.log", &sample("vault-audit.log"));
     let (_, out, err) = sb.run(&["open", f.to_str().unwrap()]);
-    let case = sb.path("logs/case-vault-audit.db");
-    assert!(err.contains("case database:"), "{err}");
+    let case = sb.path("data/keyaudit/cases/vault-audit.db");
+    assert!(err.contains("case `vault-audit`:"), "{err}");
     assert_eq!(out.trim(), case.display().to_string());
     assert_eq!(count(&case), 3);
-    // A second open makes another case, never reusing one.
-    let (_, out, _) = sb.run(&["open", f.to_str().unwrap()]);
-    assert_eq!(
-        out.trim(),
-        sb.path("logs/case-vault-audit-2.db").display().to_string()
-    );
+    // Opening the same files again adds nothing: the case is reused as it is.
+    let (_, out, err) = sb.run(&["open", f.to_str().unwrap()]);
+    assert_eq!(out.trim(), case.display().to_string());
+    assert!(err.contains("already imported"), "{err}");
+    assert!(!err.contains("3 imported"), "{err}");
+    assert_eq!(count(&case), 3);
+    // A new file goes into the same case by name; its duplicates are not added twice.
+    let g = sb.write("more/gitlab.jsonl", &sample("gitlab-stream.jsonl"));
+    let (_, _, err) = sb.run(&[
+        "open",
+        f.to_str().unwrap(),
+        g.to_str().unwrap(),
+        "--case",
+        "vault-audit",
+    ]);
+    assert!(err.contains("gitlab.jsonl: gitlab"), "{err}");
+    let total = count(&case);
+    assert!(total > 3, "{total}");
     assert!(!sb.db().exists(), "the main cache is left alone");
+
+    // `cases` lists it with its sources and events.
+    let (code, out, err) = sb.run(&["cases", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &v.as_array().unwrap()[0];
+    assert_eq!(c["name"], "vault-audit");
+    assert_eq!(c["sources"], 2);
+    assert_eq!(c["events"], total);
+    assert!(c["last_opened"].is_string(), "{c}");
+    assert!(c["size"].as_u64().unwrap() > 0);
+    // `cases rm` asks unless --yes; without a terminal it refuses.
+    let (code, _, err) = sb.run(&["cases", "rm", "vault-audit"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--yes"), "{err}");
+    assert!(case.exists());
+    let (code, _, err) = sb.run(&["cases", "rm", "vault-audit", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!case.exists());
+    let (code, _, err) = sb.run(&["cases", "rm", "vault-audit", "--yes"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no case `vault-audit`"), "{err}");
 }

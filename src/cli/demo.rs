@@ -5,6 +5,7 @@ use crate::app::{Ctx, UsageError};
 use crate::config::ProviderConfig;
 use crate::demo::{DemoError, DemoHandle, DemoOptions};
 use clap::Args;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The provider name the embedded demo gets in the cache.
@@ -144,10 +145,12 @@ pub async fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // `--db PATH`, `--db=PATH` and KEYAUDIT_DB, as clap read them (not the config's `db`).
+    let session;
     let db = if ctx.paths.db_explicit {
         ctx.paths.db.clone()
     } else {
-        fresh_demo_cache(&ctx.paths.demo_db)?
+        session = SessionCache::create(&ctx.paths.demo_dir)?;
+        session.path().to_path_buf()
     };
     let result = open_tui_on_demo(ctx, &handle, db).await;
     handle.shutdown().await;
@@ -169,40 +172,92 @@ pub fn demo_provider_config(handle: &DemoHandle) -> ProviderConfig {
 pub async fn demo_fallback(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     crate::tell!("keyaudit: no provider configured; opening the embedded Talentgrid demo (see `keyaudit info`)");
     let handle = start(&DemoArgs::default()).await?;
-    let result = match fresh_demo_cache(&ctx.paths.demo_db) {
-        Ok(db) => open_tui_on_demo(ctx, &handle, db).await,
+    let result = match SessionCache::create(&ctx.paths.demo_dir) {
+        Ok(session) => open_tui_on_demo(ctx, &handle, session.path().to_path_buf()).await,
         Err(e) => Err(e),
     };
     handle.shutdown().await;
     result
 }
 
-/// The embedded demo generates its keys and history anew at every start, so the demo's
-/// own cache (never the operator's) starts empty too: a cache of an earlier demo session
-/// would hold cursors and keys this demo never gave out.
-fn fresh_demo_cache(path: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(anyhow::anyhow!(
-                    "cannot reset the demo cache {}: {e}; remove it by hand",
-                    std::path::Path::new(&p).display()
-                ))
-            }
-        }
-    }
-    Ok(path.to_path_buf())
+/// A demo session's own cache, `session-PID.db` in the demo directory, removed when the
+/// session ends. The embedded demo generates its keys and history anew at every start,
+/// so each session starts on an empty cache of its own; a second session never touches
+/// the first one's. Caches left by sessions that no longer run (killed, crashed) are
+/// removed at the next start.
+pub struct SessionCache {
+    path: PathBuf,
 }
 
-async fn open_tui_on_demo(
-    ctx: &Ctx,
-    handle: &DemoHandle,
-    db: std::path::PathBuf,
-) -> anyhow::Result<ExitCode> {
+impl SessionCache {
+    /// Creates the session's place in `dir` (0700) and sweeps caches of dead sessions.
+    pub fn create(dir: &Path) -> anyhow::Result<SessionCache> {
+        crate::fsutil::create_private_dir(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("session-"))
+                    .and_then(|n| n.strip_suffix(".db"))
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if pid != std::process::id() && !process_runs(pid) {
+                    remove_cache_files(&entry.path());
+                }
+            }
+        }
+        let path = dir.join(format!("session-{}.db", std::process::id()));
+        // A file of an earlier process that had this process's id.
+        remove_cache_files(&path);
+        Ok(SessionCache { path })
+    }
+
+    /// The cache file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SessionCache {
+    fn drop(&mut self) {
+        remove_cache_files(&self.path);
+    }
+}
+
+/// Removes a cache with its WAL, shared-memory and checkpoint files.
+fn remove_cache_files(db: &Path) {
+    for suffix in ["", "-wal", "-shm", ".anchors"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// Whether a process with this id runs (a session's cache is kept while it does).
+fn process_runs(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        return Path::new("/proc").join(pid.to_string()).exists();
+    }
+    #[cfg(unix)]
+    {
+        std::process::Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(true)
+    }
+    #[cfg(not(unix))]
+    {
+        true
+    }
+}
+
+async fn open_tui_on_demo(ctx: &Ctx, handle: &DemoHandle, db: PathBuf) -> anyhow::Result<ExitCode> {
     let provider = crate::provider::from_config(&demo_provider_config(handle))?;
     crate::tui::run_demo(ctx, db, provider).await
 }

@@ -44,6 +44,10 @@ pub struct ImportArgs {
 pub struct OpenArgs {
     #[command(flatten)]
     pub import: ImportArgs,
+    /// The case's name (its cache is `cases/NAME.db` in the data directory). Default:
+    /// the first input's name. Opening a case again imports only files it lacks.
+    #[arg(long, value_name = "NAME")]
+    pub case: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -213,77 +217,23 @@ pub fn import(ctx: &Ctx, a: &ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_of(&summaries))
 }
 
-/// A new case database named after the first input: next to it when that directory is
-/// writable, else in the cache's directory; never an existing file.
-pub fn case_db_path(first: &Path, fallback_dir: &Path) -> PathBuf {
-    let stem = first
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "logs".into());
-    let stem: String = stem
-        .trim_end_matches(".gz")
-        .trim_end_matches(".json")
-        .trim_end_matches(".jsonl")
-        .trim_end_matches(".log")
-        .trim_end_matches(".csv")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let beside = if first.is_dir() {
-        Some(first.to_path_buf())
-    } else {
-        first.parent().map(Path::to_path_buf)
-    };
-    let dir = beside
-        .map(|d| {
-            if d.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                d
-            }
-        })
-        .filter(|d| {
-            let probe = d.join(format!(".keyaudit-probe-{}", std::process::id()));
-            let ok = std::fs::File::create(&probe).is_ok();
-            let _ = std::fs::remove_file(&probe);
-            ok
-        })
-        .unwrap_or_else(|| fallback_dir.to_path_buf());
-    let mut n = 1;
-    loop {
-        let name = if n == 1 {
-            format!("case-{stem}.db")
-        } else {
-            format!("case-{stem}-{n}.db")
-        };
-        let p = dir.join(name);
-        if !p.exists() {
-            return p;
-        }
-        n += 1;
-    }
-}
-
-/// `keyaudit open FILE...`: import into a fresh case database, then open the TUI on it.
+/// `keyaudit open FILE... [--case NAME]`: import into the named case (files it already
+/// holds add nothing), then open the TUI on it.
 pub fn open(
     ctx: &Ctx,
     a: &OpenArgs,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<ExitCode> {
-    let fallback = ctx
-        .paths
-        .db
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let db = case_db_path(&a.import.paths[0], &fallback);
-    crate::tell!("case database: {}", name_of(&db));
+    use super::case;
+    let name = match &a.case {
+        Some(n) => {
+            case::check_name(n)?;
+            n.clone()
+        }
+        None => case::default_name(&a.import.paths[0]),
+    };
+    let db = case::case_path(ctx, &name);
+    crate::tell!("case `{name}`: {}", name_of(&db));
     let case = Ctx {
         paths: crate::config::Paths {
             db: db.clone(),
@@ -301,7 +251,11 @@ pub fn open(
             name_of(&db)
         ));
     }
-    runtime.block_on(crate::tui::launch(&case))
+    Store::open(&db)?.set_meta(
+        case::LAST_OPENED,
+        &crate::model::to_millis(chrono::Utc::now()).to_string(),
+    )?;
+    runtime.block_on(crate::tui::launch_case(&case, &name))
 }
 
 /// Copies the journal's signed checkpoints beside an exported journal (`FILE.anchors`),

@@ -4,6 +4,7 @@
 
 mod act;
 mod crypt;
+pub mod case;
 pub mod demo;
 mod findings;
 mod import;
@@ -105,12 +106,15 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Export keys, events, findings or the journal (jsonl, csv, json; md report).
     Export(import::ExportArgs),
-    /// Import log files into a fresh case database and open the TUI on it.
+    /// Import log files into a named case (files it holds already add nothing) and open
+    /// the TUI on it.
     Open(import::OpenArgs),
     /// Encrypt the cache in place with the configured key (feature `encryption`).
     Encrypt,
     /// Decrypt the cache in place back to plain SQLite (feature `encryption`).
     Decrypt,
+    /// List the cases (`open`'s caches), or remove one.
+    Cases(case::CasesArgs),
     /// Print the completion script for a shell (bash, zsh, fish, ...).
     Completions(shell::CompletionsArgs),
     /// Print the man page keyaudit(1) in roff, or write every command's page to a directory.
@@ -211,21 +215,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command.unwrap_or(Command::Tui) {
-        Command::Tui => runtime.block_on(async {
-            if ctx.config.providers().next().is_none() {
-                demo::demo_fallback(&ctx).await
+        Command::Tui => {
+            let named = ctx.paths.db_explicit || db_from_config;
+            let providers = ctx.config.providers().next().is_some();
+            if providers {
+                runtime.block_on(crate::tui::launch(&ctx))
+            } else if named {
+                // `--db PATH` means that cache, never the demo; with no provider to
+                // sync from, only a cache that exists can be browsed.
+                ctx.require_cache()?;
+                runtime.block_on(crate::tui::launch(&ctx))
+            } else if default_cache_has_data(&ctx)? {
+                runtime.block_on(crate::tui::launch(&ctx))
             } else {
-                crate::tui::launch(&ctx).await
+                runtime.block_on(demo::demo_fallback(&ctx))
             }
-        }),
+        }
         Command::Demo(a) => runtime.block_on(demo::demo(&ctx, &a)),
         Command::Sync { providers } => runtime.block_on(sync(&ctx, &providers)),
-        Command::Keys(a) => listing::keys(&ctx, &a),
-        Command::Events(a) => listing::events(&ctx, &a),
+        Command::Keys(a) => {
+            ctx.require_cache()?;
+            listing::keys(&ctx, &a)
+        }
+        Command::Events(a) => {
+            ctx.require_cache()?;
+            listing::events(&ctx, &a)
+        }
         Command::Keygen { prefix, count } => keygen(&prefix, count),
         Command::Scan(a) => scan::scan(&ctx, &a),
         Command::Info => info(&ctx),
-        Command::Journal { command, format } => listing::journal(&ctx, command, format),
+        Command::Journal { command, format } => {
+            // An exported journal is verified without any cache.
+            if !matches!(&command, Some(JournalCommand::Verify(v)) if v.export.is_some()) {
+                ctx.require_cache()?;
+            }
+            listing::journal(&ctx, command, format)
+        }
         Command::Revoke(a) => act::key_op(&ctx, crate::action::KeyOp::Revoke, &a, &runtime),
         Command::Disable(a) => act::key_op(&ctx, crate::action::KeyOp::Disable, &a, &runtime),
         Command::Enable(a) => act::key_op(&ctx, crate::action::KeyOp::Enable, &a, &runtime),
@@ -233,16 +258,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Workflows(a) => act::workflows(&ctx, &a),
         Command::Resume(a) => act::resume(&ctx, &a, &runtime),
         Command::Detect(a) => findings::detect(&ctx, &a),
-        Command::Findings(a) => findings::findings(&ctx, &a),
+        Command::Findings(a) => {
+            ctx.require_cache()?;
+            findings::findings(&ctx, &a)
+        }
         Command::Import(a) => import::import(&ctx, &a),
-        Command::Export(a) => import::export(&ctx, &a),
+        Command::Export(a) => {
+            ctx.require_cache()?;
+            import::export(&ctx, &a)
+        }
         Command::Open(a) => import::open(&ctx, &a, &runtime),
         Command::Encrypt => crypt::encrypt(&ctx),
         Command::Decrypt => crypt::decrypt(&ctx),
+        Command::Cases(a) => case::cases(&ctx, &a),
         Command::Completions(_) | Command::Man(_) => {
             unreachable!("answered before the config is read")
         }
     }
+}
+
+/// Whether the default cache (no `--db`, no `db` in the config) holds keys or events:
+/// then `keyaudit` with no provider opens it rather than the demo.
+fn default_cache_has_data(ctx: &Ctx) -> anyhow::Result<bool> {
+    if !ctx.paths.db.exists() {
+        return Ok(false);
+    }
+    Ok(!crate::store::Store::open_read_only(&ctx.paths.db)?.is_empty()?)
 }
 
 fn command_name(c: &Command) -> &'static str {
@@ -269,6 +310,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Open(_) => "open",
         Command::Encrypt => "encrypt",
         Command::Decrypt => "decrypt",
+        Command::Cases(_) => "cases",
         Command::Completions(_) => "completions",
         Command::Man(_) => "man",
     }
@@ -384,7 +426,10 @@ fn info(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     crate::say!("config:    {}{}", p.config.display(), exists(&p.config));
     crate::say!("cache:     {}{}", p.db.display(), exists(&p.db));
     crate::say!("encryption: {}", crate::store::crypt::describe());
-    crate::say!("demo cache: {}{}", p.demo_db.display(), exists(&p.demo_db));
+    crate::say!(
+        "demo caches: {} (one per running demo session)",
+        p.demo_dir.display()
+    );
     crate::say!("log:       {}", p.log_file().display());
     crate::say!(
         "journal signing key: {}{}",

@@ -530,6 +530,7 @@ pub fn import_file(
     let mut result = Ok(());
     let mut inserted_records = 0u64;
     let mut last_cursor: Option<String> = None;
+    let mut span: Option<(i64, i64)> = None;
     let mut writer = store.event_writer(&source)?;
     for m in rx.iter() {
         match m {
@@ -539,6 +540,10 @@ pub fn import_file(
                 cursor,
             } => {
                 let n = events.len() as u64;
+                for e in &events {
+                    let t = crate::model::to_millis(e.time);
+                    span = Some(span.map_or((t, t), |(a, b): (i64, i64)| (a.min(t), b.max(t))));
+                }
                 let cursor = last_cursor.insert(cursor.to_string());
                 let step = writer.insert_packed(&events, &raw).and_then(|ins| {
                     sum.imported += ins.events as u64;
@@ -592,6 +597,17 @@ pub fn import_file(
         .join()
         .map_err(|_| ImportError::Thread(path.to_path_buf()))?;
     result?;
+    if sum.records > 0 || sum.imported > 0 {
+        store.record_import_file(&crate::store::ImportRun {
+            source: &source,
+            stream: &stream,
+            path: &path.display().to_string(),
+            format: sum.format.map(LogFormat::as_str).unwrap_or(""),
+            records: sum.records,
+            events: sum.imported,
+            span,
+        })?;
+    }
     sum.elapsed = started.elapsed();
     Ok(sum)
 }

@@ -381,7 +381,9 @@ impl Store {
         phase: &mut dyn FnMut(&str),
     ) -> Result<RunWritten> {
         let mut written = RunWritten::default();
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         write_findings(&tx, produced, save.scope, save.now, &mut written)?;
         phase("write findings");
         written.state_bytes = save_states(&tx, states, &save)?;
@@ -399,6 +401,7 @@ fn open_reader(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     )?;
     super::crypt::unlock(&conn, path)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    conn.busy_timeout(crate::store::BUSY_TIMEOUT)?;
     Ok(conn)
 }
 

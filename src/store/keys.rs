@@ -161,12 +161,18 @@ impl Store {
         let pid = self
             .provider_id(provider)?
             .ok_or_else(|| StoreError::UnknownProvider(provider.to_string()))?;
-        let tx = self.conn.transaction()?;
-        for key in keys {
-            upsert_key_tx(&tx, pid, key, to_millis(synced_at))?;
-        }
-        tx.commit()?;
-        Ok(())
+        crate::store::retry_busy(|| {
+            // Immediate: the write lock is taken (waiting out the busy timeout) before
+            // anything is read, so the transaction never has to upgrade.
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for key in keys {
+                upsert_key_tx(&tx, pid, key, to_millis(synced_at))?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// After a complete key listing that started at `sync_started`: keys the provider
@@ -255,10 +261,14 @@ impl Store {
         let pid = self
             .provider_id(&key.provider)?
             .ok_or_else(|| StoreError::UnknownProvider(key.provider.clone()))?;
-        let tx = self.conn.transaction()?;
-        let id = upsert_key_tx(&tx, pid, key, to_millis(Utc::now()))?;
-        tx.commit()?;
-        Ok(id)
+        crate::store::retry_busy(|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let id = upsert_key_tx(&tx, pid, key, to_millis(Utc::now()))?;
+            tx.commit()?;
+            Ok(id)
+        })
     }
 
     /// Number of keys in the cache.

@@ -16,6 +16,7 @@ mod keys;
 mod raw;
 pub mod schema;
 pub mod sigma;
+mod sources;
 pub mod workflows;
 
 pub use activity::KeyActivity;
@@ -23,6 +24,7 @@ pub use events::{EventPage, EventQuery, EventRow, EventWriter, Inserted};
 pub use findings::FindingQuery;
 pub use keys::KeyRow;
 pub use raw::RawPack;
+pub use sources::{ImportRun, ImportedFile};
 
 use crate::model::{from_millis, to_millis, Millis, ProviderInfo};
 use chrono::{DateTime, Utc};
@@ -185,7 +187,7 @@ impl Store {
             source,
         })?;
         crypt::unlock(&conn, path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         let store = Store {
             conn,
             path: Some(path.to_path_buf()),
@@ -208,7 +210,7 @@ impl Store {
     }
 
     fn configure(&self) -> Result<()> {
-        self.conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
         self.conn
             .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         self.conn.execute_batch(
@@ -343,6 +345,38 @@ impl Store {
             .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
         Ok(s == "ok")
+    }
+}
+
+/// How long a connection waits for another connection's write lock before SQLite
+/// answers busy.
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// True for SQLite's "database is busy" and "database is locked" answers.
+pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Runs one batch (a whole transaction) again while SQLite answers busy: another
+/// process (a second session, a CLI `sync`, `detect` or `import`) held the write lock
+/// past the busy timeout. A batch that failed busy was rolled back, so it is whole
+/// again on the next attempt.
+pub(crate) fn retry_busy<T>(mut batch: impl FnMut() -> Result<T>) -> Result<T> {
+    const ATTEMPTS: u32 = 6;
+    let mut attempt = 1;
+    loop {
+        match batch() {
+            Err(StoreError::Sql(e)) if is_busy(&e) && attempt < ATTEMPTS => {
+                tracing::warn!(attempt, "the cache is busy; retrying the batch");
+                std::thread::sleep(std::time::Duration::from_millis(100 << attempt));
+                attempt += 1;
+            }
+            r => return r,
+        }
     }
 }
 

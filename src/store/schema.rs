@@ -188,6 +188,27 @@ pub const MIGRATIONS: &[&str] = &[
         ran_at      INTEGER NOT NULL
     );
     "#,
+    // 9: what was imported from which file (the providers view and `keyaudit cases`
+    // list them), and a small key-value table of the cache itself (a case's last
+    // opening).
+    r#"
+    CREATE TABLE import_files (
+        provider_id  INTEGER NOT NULL REFERENCES providers(id),
+        stream       TEXT NOT NULL,             -- the file's content id (sync_state.stream)
+        path         TEXT NOT NULL,             -- as last imported
+        format       TEXT NOT NULL,
+        records      INTEGER NOT NULL DEFAULT 0,
+        events       INTEGER NOT NULL DEFAULT 0, -- new events it brought
+        first_time   INTEGER,
+        last_time    INTEGER,
+        imported_at  INTEGER NOT NULL,
+        PRIMARY KEY (provider_id, stream)
+    );
+    CREATE TABLE cache_meta (
+        name   TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Applies every migration newer than the cache's `user_version`.

@@ -281,6 +281,8 @@ pub enum Action {
     JournalLoaded(Vec<JournalEntry>),
     /// The providers were loaded.
     ProvidersLoaded(Vec<ProviderInfo>),
+    /// The imported files (sources of an offline review) were loaded.
+    SourcesLoaded(Vec<crate::store::ImportedFile>),
     /// A read of the cache failed.
     LoadFailed(String),
     /// A sync reported progress.
@@ -316,7 +318,7 @@ pub enum Effect {
     LoadFindings,
     /// Read the journal.
     LoadJournal,
-    /// Read the providers.
+    /// Read the providers and the imported files.
     LoadProviders,
     /// Sync every provider.
     Sync,

@@ -40,6 +40,8 @@ pub struct LaunchOptions {
     pub providers: Vec<Arc<dyn Provider>>,
     /// Show the DEMO badge.
     pub demo: bool,
+    /// The case (`keyaudit open`) shown in the title.
+    pub case: Option<String>,
     /// Start able to act (badge RW).
     pub write: bool,
     /// Refuse `:write` for the whole session.
@@ -52,6 +54,15 @@ pub struct LaunchOptions {
 
 /// Opens the workstation on the configured providers and the cache.
 pub async fn launch(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    launch_as(ctx, None).await
+}
+
+/// Opens the workstation on a case (`keyaudit open`), its name in the title.
+pub async fn launch_case(ctx: &Ctx, case: &str) -> anyhow::Result<ExitCode> {
+    launch_as(ctx, Some(case.to_string())).await
+}
+
+async fn launch_as(ctx: &Ctx, case: Option<String>) -> anyhow::Result<ExitCode> {
     // No provider is fine here: an offline case file (`keyaudit open`) is browsed as is.
     let configs: Vec<_> = ctx.config.providers().collect();
     let mut providers = Vec::new();
@@ -65,6 +76,7 @@ pub async fn launch(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         journal_key: Some(ctx.paths.journal_key()),
         providers,
         demo: false,
+        case,
         write: ctx.write,
         read_only: ctx.read_only,
         tui: ctx.config.tui.clone(),
@@ -150,6 +162,7 @@ async fn event_loop(
     let runner =
         runner::Runner::new(cache, opts.providers.clone(), tx).with_detect(opts.detect.clone());
     let mut state = State::new(setup);
+    state.case = opts.case.clone();
     runner.run_all(state.start());
     let mut input = EventStream::new();
     let every = opts.tui.sync_interval_secs;
@@ -201,6 +214,7 @@ pub async fn run_demo(
         journal_key: Some(ctx.paths.journal_key()),
         providers: vec![provider],
         demo: true,
+        case: None,
         write: ctx.write,
         read_only: ctx.read_only,
         tui: ctx.config.tui.clone(),

@@ -217,7 +217,10 @@ impl Runner {
                 },
                 Action::JournalLoaded,
             ),
-            Effect::LoadProviders => self.read(|s| s.providers(), Action::ProvidersLoaded),
+            Effect::LoadProviders => {
+                self.read(|s| s.providers(), Action::ProvidersLoaded);
+                self.read(|s| s.imported_files(), Action::SourcesLoaded);
+            }
             Effect::Sync => self.sync(),
             Effect::ApplyKeyOp(op, keys, reason) => {
                 let me = self.clone();

@@ -64,6 +64,8 @@ pub struct State {
     /// A rotation is running.
     pub rotating: bool,
     pub demo: bool,
+    /// The case on screen (`keyaudit open`), shown in the title instead of DEMO.
+    pub case: Option<String>,
     /// Actions are unlocked (badge RW).
     pub write: bool,
     /// `:write` is refused (started with `--read-only`).
@@ -125,6 +127,7 @@ impl State {
             secret: None,
             rotating: false,
             demo: setup.demo,
+            case: None,
             write: setup.write && !setup.read_only,
             locked_read_only: setup.read_only,
             keymap: setup.keymap,
@@ -309,7 +312,7 @@ impl State {
                 view::findings::update(self, action)
             }
             A::JournalLoaded(_) => view::journal::update(self, action),
-            A::ProvidersLoaded(_) => view::providers::update(self, action),
+            A::ProvidersLoaded(_) | A::SourcesLoaded(_) => view::providers::update(self, action),
             A::RequestDisable
             | A::RequestEnable
             | A::RequestRevoke

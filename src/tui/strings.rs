@@ -109,6 +109,12 @@ pub const NO_FINDINGS: &str = "No findings. Run `keyaudit detect` to evaluate th
 pub const NO_JOURNAL: &str = "The journal is empty: no operator action yet.";
 /// Providers view without providers.
 pub const NO_PROVIDERS: &str = "No provider in the cache yet.";
+/// Badge of a session on a case (`keyaudit open`).
+pub fn badge_case(name: &str) -> String {
+    format!(" CASE {} ", crate::output::sanitize(name))
+}
+/// Title of the providers view's table of imported files.
+pub const IMPORTED_FILES: &str = "imported files";
 
 /// Refusal of an action in read-only mode.
 pub fn refused_read_only(what: &str) -> String {

@@ -224,10 +224,12 @@ impl Store {
         events: &[Event],
         cursor: Option<(&str, &str)>,
     ) -> Result<Inserted> {
-        let mut w = self.event_writer(provider)?;
-        let done = w.insert(events)?;
-        w.commit(cursor)?;
-        Ok(done)
+        crate::store::retry_busy(|| {
+            let mut w = self.event_writer(provider)?;
+            let done = w.insert(events)?;
+            w.commit(cursor)?;
+            Ok(done)
+        })
     }
 
     /// A writer for event batches of `provider` committed together (see [`EventWriter`]).

@@ -435,7 +435,10 @@ fn render_header(state: &State, f: &mut Frame, area: Rect) {
         right.push(Span::styled(s::BADGE_FROZEN, t.badge_demo));
         right.push(Span::raw(" "));
     }
-    if state.demo {
+    if let Some(case) = &state.case {
+        right.push(Span::styled(s::badge_case(case), t.badge_demo));
+        right.push(Span::raw(" "));
+    } else if state.demo {
         right.push(Span::styled(s::BADGE_DEMO, t.badge_demo));
         right.push(Span::raw(" "));
     }
