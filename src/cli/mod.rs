@@ -3,8 +3,8 @@
 //! `--fail-on`).
 
 mod act;
-mod crypt;
 pub mod case;
+mod crypt;
 pub mod demo;
 mod findings;
 mod import;
