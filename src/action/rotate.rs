@@ -127,6 +127,16 @@ async fn save(db: &Cache, wf: &Workflow) -> Result<(), RotateError> {
     Ok(())
 }
 
+/// Ends a rotation in which nothing is left to undo: finished, rolled back, saved, and
+/// journaled with its `error` as the reason.
+async fn finish_rolled_back(db: &Cache, wf: &mut Workflow) -> Result<(), RotateError> {
+    wf.step = Step::Finished;
+    wf.state = State::RolledBack;
+    save(db, wf).await?;
+    let result = format!("rolled back: {}", wf.error.as_deref().unwrap_or(""));
+    journal(db, wf, result).await
+}
+
 async fn journal(db: &Cache, wf: &Workflow, result: String) -> Result<(), RotateError> {
     let target = wf.target();
     let reason = wf.reason.clone();
@@ -293,15 +303,7 @@ async fn drive(
                         // A definite refusal (not found, conflict, unauthorized): the
                         // provider did not rotate.
                         wf.error = Some(format!("rotate call refused: {e}; nothing was changed"));
-                        wf.step = Step::Finished;
-                        wf.state = State::RolledBack;
-                        save(db, &wf).await?;
-                        journal(
-                            db,
-                            &wf,
-                            format!("rolled back: {}", wf.error.as_deref().unwrap_or("")),
-                        )
-                        .await?;
+                        finish_rolled_back(db, &mut wf).await?;
                         return Ok(wf);
                     }
                     Err(e) => {
@@ -403,15 +405,7 @@ async fn drive(
                             wf.error = Some(format!(
                                 "{why}; keys created since the call were revoked (journaled as orphan-revoked)"
                             ));
-                            wf.step = Step::Finished;
-                            wf.state = State::RolledBack;
-                            save(db, &wf).await?;
-                            journal(
-                                db,
-                                &wf,
-                                format!("rolled back: {}", wf.error.as_deref().unwrap_or("")),
-                            )
-                            .await?;
+                            finish_rolled_back(db, &mut wf).await?;
                             return Ok(wf);
                         }
                     }
@@ -440,15 +434,7 @@ async fn drive(
                             "interrupted before the provider rotated".to_string()
                         });
                         wf.error = Some(format!("{why}; nothing was changed"));
-                        wf.step = Step::Finished;
-                        wf.state = State::RolledBack;
-                        save(db, &wf).await?;
-                        journal(
-                            db,
-                            &wf,
-                            format!("rolled back: {}", wf.error.as_deref().unwrap_or("")),
-                        )
-                        .await?;
+                        finish_rolled_back(db, &mut wf).await?;
                         return Ok(wf);
                     }
                 }
