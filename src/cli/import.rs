@@ -27,6 +27,13 @@ pub struct ImportArgs {
     /// Default: the mapping named like `--source`, if any, else guessed field names.
     #[arg(long, value_name = "NAME")]
     pub mapping: Option<String>,
+    /// Where an event field comes from, over the format's own mapping (repeatable).
+    /// FIELD is one of time, key_id, principal, action, scope, outcome, source_ip,
+    /// user_agent, id, request_id, status_code, records. PATH is a dotted JSON path
+    /// into the record as it is in the file (`network.client.ip`); write a dot inside
+    /// a key as `\.`; a string holding JSON (`_raw`) is entered like an object.
+    #[arg(long = "map", value_name = "FIELD=PATH")]
+    pub map: Vec<String>,
     /// Do not keep the (redacted) raw record of each event: a smaller, faster cache.
     #[arg(long)]
     pub no_raw: bool,
@@ -81,6 +88,7 @@ fn options(ctx: &Ctx, a: &ImportArgs) -> anyhow::Result<ImportOptions> {
         a.source.as_deref(),
     )
     .map_err(UsageError)?;
+    let overrides = crate::import::fieldmap::FieldMap::parse(&a.map).map_err(UsageError)?;
     Ok(ImportOptions {
         format: a.format,
         source: a.source.clone(),
@@ -90,6 +98,7 @@ fn options(ctx: &Ctx, a: &ImportArgs) -> anyhow::Result<ImportOptions> {
         max_record: a.max_record << 20,
         batch: a.batch.max(1),
         progress: std::io::stderr().is_terminal(),
+        overrides,
         ..Default::default()
     })
 }
@@ -159,6 +168,9 @@ fn print_summary(s: &FileSummary, tty: bool) {
                 s.elapsed.as_secs_f64(),
             );
         }
+    }
+    for w in &s.warnings {
+        crate::tell!("{w}");
     }
     for e in &s.errors {
         crate::tell!("  {e}");

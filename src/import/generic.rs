@@ -1,6 +1,7 @@
 //! Any other JSON-lines or CSV log, with a field mapping from the config
 //! (`[import.mapping.NAME]`) and guesses for the usual field names.
 
+use super::fieldmap::Field;
 use super::fields::{parse_outcome, parse_time, Fields};
 use super::{Loc, Mapper};
 use crate::model::{Event, Outcome};
@@ -100,6 +101,8 @@ pub struct GenericMapper {
     pub mapping: Mapping,
     /// Name of the mapping, for messages.
     pub mapping_name: Option<String>,
+    /// `--map` overrides; the time and key id are read from them first.
+    pub overrides: super::fieldmap::FieldMap,
 }
 
 fn pick(v: &Value, configured: &Option<String>, guesses: &[&str]) -> Option<String> {
@@ -115,7 +118,7 @@ impl GenericMapper {
         match &self.mapping_name {
             Some(n) => format!("check `{field}` in [import.mapping.{n}]"),
             None => format!(
-                "set `{field} = \"<field name>\"` in an [import.mapping.NAME] section of the config and pass --mapping NAME"
+                "pass --map {field}=PATH, or set `{field} = \"<field name>\"` in an [import.mapping.NAME] section of the config and pass --mapping NAME"
             ),
         }
     }
@@ -129,29 +132,34 @@ impl GenericMapper {
             ));
         }
         let m = &self.mapping;
-        let t = pick(v, &m.time, TIME).ok_or_else(|| {
-            format!(
-                "no time field (looked for {}); {}",
-                m.time
-                    .as_deref()
-                    .map(|s| vec![s])
-                    .unwrap_or(TIME.to_vec())
-                    .join(", "),
-                self.hint("time")
-            )
-        })?;
+        let over = |f: Field| self.overrides.get(f).and_then(|p| p.text(v));
+        let t = over(Field::Time)
+            .or_else(|| pick(v, &m.time, TIME))
+            .ok_or_else(|| {
+                format!(
+                    "no time field (looked for {}); {}",
+                    m.time
+                        .as_deref()
+                        .map(|s| vec![s])
+                        .unwrap_or(TIME.to_vec())
+                        .join(", "),
+                    self.hint("time")
+                )
+            })?;
         let time = parse_time(&t)?;
-        let key_id = pick(v, &m.key_id, KEY).ok_or_else(|| {
-            format!(
-                "no key id field (looked for {}); {}",
-                m.key_id
-                    .as_deref()
-                    .map(|s| vec![s])
-                    .unwrap_or(KEY.to_vec())
-                    .join(", "),
-                self.hint("key_id")
-            )
-        })?;
+        let key_id = over(Field::KeyId)
+            .or_else(|| pick(v, &m.key_id, KEY))
+            .ok_or_else(|| {
+                format!(
+                    "no key id field (looked for {}); {}",
+                    m.key_id
+                        .as_deref()
+                        .map(|s| vec![s])
+                        .unwrap_or(KEY.to_vec())
+                        .join(", "),
+                    self.hint("key_id")
+                )
+            })?;
         let status_code =
             pick(v, &m.status_code, STATUS).and_then(|s| s.trim().parse::<i64>().ok());
         let outcome = match pick(v, &m.outcome, OUTCOME) {
@@ -230,6 +238,7 @@ mod tests {
         let m = GenericMapper {
             mapping,
             mapping_name: Some("gw".into()),
+            ..Default::default()
         };
         let e = m
             .to_event("gw", &json!({"when": 1709287200, "client": {"key": "k2"}}))

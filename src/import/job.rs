@@ -27,6 +27,8 @@ struct Batcher<'a> {
     /// Cursor after the last unit fully handled.
     cursor: Cursor,
     stop: bool,
+    /// Which expected fields the events carry (the missing-field warning).
+    coverage: coverage::Coverage,
 }
 
 impl Batcher<'_> {
@@ -49,28 +51,46 @@ impl Batcher<'_> {
         }
     }
 
-    /// Handles one parsed record: expands CloudTrail `Records`, redacts, maps.
+    /// Handles one parsed record: expands CloudTrail `Records` (and the containers of
+    /// SIEM answers: Splunk `results`, Datadog `data`, Elasticsearch `hits.hits`),
+    /// redacts, maps.
     fn value(&mut self, loc: Loc, mut v: Value) {
+        if let Some((name, records)) = siem::take_records(self.job.probe.format, &mut v) {
+            for (i, r) in records.into_iter().enumerate() {
+                self.one(loc, r, Some((name, i)));
+            }
+            return;
+        }
         if let Some(Value::Array(records)) = v.get_mut("Records") {
             let records = std::mem::take(records);
             for (i, r) in records.into_iter().enumerate() {
-                self.one(loc, r, Some(i));
+                self.one(loc, r, Some(("Records", i)));
             }
             return;
         }
         self.one(loc, v, None);
     }
 
-    fn one(&mut self, loc: Loc, mut v: Value, index: Option<usize>) {
+    fn one(&mut self, loc: Loc, mut v: Value, index: Option<(&str, usize)>) {
         self.stats.records += 1;
         self.stats.redacted += redact::redact_value(&mut v) as u64;
+        self.coverage.sample(&v);
         let before = self.events.len();
-        let mapped = self.mapper.map(&self.job.source, &v, loc, &mut self.events);
+        let job = self.job;
+        let overrides = &job.opts.overrides;
+        let mapped = self
+            .mapper
+            .map(&self.job.source, &v, loc, &mut self.events)
+            .and_then(|()| {
+                self.events[before..]
+                    .iter_mut()
+                    .try_for_each(|e| overrides.apply(&v, e))
+            });
         if let Err(e) = mapped {
             self.events.truncate(before);
             let e = crate::output::sanitize(&e);
             let msg = match index {
-                Some(i) => format!("Records[{i}]: {e}"),
+                Some((name, i)) => format!("{name}[{i}]: {e}"),
                 None => e,
             };
             self.error(loc, msg);
@@ -115,6 +135,7 @@ impl Batcher<'_> {
         if self.job.opts.keep_raw {
             e.raw = Some(text.to_string());
         }
+        self.coverage.sample_text(text);
         self.stats.records += 1;
         self.events.push(e);
         true
@@ -129,6 +150,7 @@ impl Batcher<'_> {
     }
 
     fn flush(&mut self) {
+        self.coverage.observe(&self.events);
         if self.job.dry {
             self.events.clear();
             return;
@@ -171,15 +193,30 @@ impl Job {
         self.opts.batch.clamp(1, HANDOFF)
     }
 
+    /// The generic mapper: the config's mapping, and `--map` for the fields a
+    /// record cannot go without.
+    fn generic(&self) -> generic::GenericMapper {
+        generic::GenericMapper {
+            mapping: self.opts.mapping.clone().map(|m| m.1).unwrap_or_default(),
+            mapping_name: self.opts.mapping.clone().map(|m| m.0),
+            overrides: self.opts.overrides.clone(),
+        }
+    }
+
     pub(super) fn run(self, tx: SyncSender<Msg>) {
         let mapper: Box<dyn Mapper> = match self.probe.format {
             LogFormat::Cloudtrail => Box::new(CloudtrailMapper),
             LogFormat::Vault => Box::new(vault::VaultMapper::new(self.opts.keep_raw)),
             LogFormat::Github => Box::new(github::GithubMapper),
             LogFormat::Gitlab => Box::new(gitlab::GitlabMapper),
-            LogFormat::Jsonl | LogFormat::Csv => Box::new(generic::GenericMapper {
-                mapping: self.opts.mapping.clone().map(|m| m.1).unwrap_or_default(),
-                mapping_name: self.opts.mapping.clone().map(|m| m.0),
+            LogFormat::Jsonl | LogFormat::Csv => Box::new(self.generic()),
+            LogFormat::Ecs => Box::new(siem::EcsMapper {
+                keep_raw: self.opts.keep_raw,
+            }),
+            LogFormat::Datadog => Box::new(siem::DatadogMapper),
+            LogFormat::Splunk => Box::new(siem::SplunkMapper {
+                keep_raw: self.opts.keep_raw,
+                generic: self.generic(),
             }),
         };
         let name = display(self.path.file_name().map(Path::new).unwrap_or(&self.path));
@@ -196,6 +233,7 @@ impl Job {
             },
             cursor: self.resume,
             stop: false,
+            coverage: coverage::Coverage::new(self.probe.format),
         };
         let result = self.read(&mut b);
         let mut stats = std::mem::take(&mut b.stats);
@@ -216,6 +254,7 @@ impl Job {
                     if stats.records == 0 && stats.skipped == 0 && self.resume.seq == 0 {
                         stats.note = Some("no records found".into());
                     }
+                    stats.warnings = b.coverage.warnings(stats.records, &b.name);
                     let _ = tx.send(Msg::Done {
                         stats,
                         cursor: final_cursor,
@@ -251,7 +290,8 @@ impl Job {
                 let mut lines = LineReader::new(input.reader, self.opts.max_record, start_offset);
                 let mut buf = Vec::with_capacity(4096);
                 let mut seq = if seeked { skip } else { 0 };
-                let fast = self.probe.format == LogFormat::Cloudtrail;
+                let fast =
+                    self.probe.format == LogFormat::Cloudtrail && self.opts.overrides.is_empty();
                 loop {
                     if b.stop {
                         return Ok(());

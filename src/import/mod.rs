@@ -11,12 +11,15 @@
 //! import resume where its last batch was committed.
 
 pub mod cloudtrail;
+pub mod coverage;
+pub mod fieldmap;
 pub mod fields;
 pub mod generic;
 pub mod github;
 pub mod gitlab;
 mod reader;
 pub mod redact;
+pub mod siem;
 pub mod vault;
 
 pub use cloudtrail::cloudtrail_record_to_event;
@@ -61,6 +64,12 @@ pub enum FormatChoice {
     Github,
     /// GitLab audit events (API JSON or streamed JSON lines).
     Gitlab,
+    /// Elastic Common Schema documents (Elastic's AWS CloudTrail integration, any ECS export).
+    Ecs,
+    /// Datadog logs of CloudTrail records (Forwarder, archives, Logs API answers).
+    Datadog,
+    /// Splunk search results exported as JSON (`result` / `_raw`).
+    Splunk,
 }
 
 /// A concrete log format.
@@ -78,6 +87,12 @@ pub enum LogFormat {
     Jsonl,
     /// Generic CSV.
     Csv,
+    /// Elastic Common Schema.
+    Ecs,
+    /// Datadog logs.
+    Datadog,
+    /// Splunk search results.
+    Splunk,
 }
 
 impl LogFormat {
@@ -90,6 +105,9 @@ impl LogFormat {
             LogFormat::Gitlab => "gitlab",
             LogFormat::Jsonl => "jsonl",
             LogFormat::Csv => "csv",
+            LogFormat::Ecs => "ecs",
+            LogFormat::Datadog => "datadog",
+            LogFormat::Splunk => "splunk",
         }
     }
 
@@ -102,6 +120,9 @@ impl LogFormat {
             FormatChoice::Vault => LogFormat::Vault,
             FormatChoice::Github => LogFormat::Github,
             FormatChoice::Gitlab => LogFormat::Gitlab,
+            FormatChoice::Ecs => LogFormat::Ecs,
+            FormatChoice::Datadog => LogFormat::Datadog,
+            FormatChoice::Splunk => LogFormat::Splunk,
         })
     }
 }
@@ -192,6 +213,8 @@ pub struct ImportOptions {
     pub max_document: usize,
     /// Draw a progress line on stderr.
     pub progress: bool,
+    /// `--map FIELD=PATH`: where event fields come from, over the format's mapping.
+    pub overrides: fieldmap::FieldMap,
 }
 
 impl Default for ImportOptions {
@@ -206,6 +229,7 @@ impl Default for ImportOptions {
             max_record: 8 << 20,
             max_document: 512 << 20,
             progress: false,
+            overrides: fieldmap::FieldMap::default(),
         }
     }
 }
@@ -256,6 +280,8 @@ pub struct FileSummary {
     pub failed: Option<String>,
     /// A note that is not a failure (empty file, already imported).
     pub note: Option<String>,
+    /// Fields the format should carry that no record of the file gave.
+    pub warnings: Vec<String>,
     /// Record units skipped because an earlier, interrupted run committed them.
     pub resumed_after: u64,
     pub elapsed: Duration,
@@ -373,6 +399,7 @@ struct ReadStats {
     redacted: u64,
     errors: Vec<String>,
     note: Option<String>,
+    warnings: Vec<String>,
 }
 
 /// Progress of the file being imported, for a progress line.
@@ -451,7 +478,7 @@ pub fn import_file(
     let source = opts
         .source
         .clone()
-        .unwrap_or_else(|| probe.format.as_str().to_string());
+        .unwrap_or_else(|| probe.source.to_string());
     sum.source = source.clone();
     sum.format = Some(probe.format);
     sum.chosen = probe.chosen.clone();
@@ -617,6 +644,7 @@ fn apply(sum: &mut FileSummary, stats: ReadStats) {
     sum.skipped = stats.skipped;
     sum.redacted = stats.redacted;
     sum.errors = stats.errors;
+    sum.warnings = stats.warnings;
     if stats.note.is_some() {
         sum.note = stats.note;
     }

@@ -9,6 +9,9 @@ pub(super) struct Probed {
     pub(super) shape: Shape,
     pub(super) format: LogFormat,
     pub(super) chosen: String,
+    /// The default source (`--source` overrides it): the format's name, or
+    /// `cloudtrail` for SIEM exports of CloudTrail records.
+    pub(super) source: &'static str,
 }
 
 pub(super) enum Probe {
@@ -87,13 +90,21 @@ pub(super) fn probe(path: &Path, opts: &ImportOptions) -> Result<Probed, Probe> 
         Shape::Lines
     };
     if let Some(f) = forced {
+        let source = match f {
+            LogFormat::Ecs | LogFormat::Datadog | LogFormat::Splunk => {
+                siem::default_source(f, first_record(&head[start..], shape).as_ref())
+            }
+            _ => f.as_str(),
+        };
         return Ok(Probed {
             shape,
             format: f,
             chosen: format!("--format {f}"),
+            source,
         });
     }
     // Auto: look at the first record.
+    let mut source = None;
     let (format, why) = match shape {
         Shape::Csv => {
             let line = String::from_utf8_lossy(&head[start..first_line_end.unwrap_or(head.len())]);
@@ -102,7 +113,15 @@ pub(super) fn probe(path: &Path, opts: &ImportOptions) -> Result<Probed, Probe> 
                 .map(|c| c.trim().trim_matches('"').to_string())
                 .collect();
             let has = |n: &str| cols.iter().any(|c| c == n);
-            if has("action")
+            if siem::csv_is_ecs(&cols) {
+                if cols.iter().any(|c| c.starts_with("aws.cloudtrail.")) {
+                    source = Some("cloudtrail");
+                }
+                (
+                    LogFormat::Ecs,
+                    "CSV with Elastic Common Schema columns (@timestamp, event.action, source.ip)",
+                )
+            } else if has("action")
                 && (has("@timestamp")
                     || has("actor_ip")
                     || has("hashed_token")
@@ -115,6 +134,14 @@ pub(super) fn probe(path: &Path, opts: &ImportOptions) -> Result<Probed, Probe> 
         }
         _ => {
             let first_value = first_record(&head[start..], shape);
+            if let Some((f, why, src)) = first_value.as_ref().and_then(siem::detect) {
+                return Ok(Probed {
+                    shape,
+                    format: f,
+                    chosen: format!("auto-detected: {why}"),
+                    source: src,
+                });
+            }
             match first_value {
                 Some(v) if cloudtrail::looks_like(&v) => (
                     LogFormat::Cloudtrail,
@@ -146,6 +173,7 @@ pub(super) fn probe(path: &Path, opts: &ImportOptions) -> Result<Probed, Probe> 
         shape,
         format,
         chosen: format!("auto-detected: {why}"),
+        source: source.unwrap_or(format.as_str()),
     })
 }
 
