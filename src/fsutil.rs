@@ -21,16 +21,83 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Creates `path` if missing with mode 0600, and tightens an existing file to 0600.
+///
+/// An existing file is not opened: a cache may be open in this process already, and
+/// closing any descriptor of a file drops every POSIX lock the process holds on it
+/// (see [`read_head`]). A file it creates stays open for the life of the process.
 pub fn touch_private_file(path: &Path) -> io::Result<()> {
+    if path.exists() {
+        return restrict_file(path);
+    }
     let mut o = OpenOptions::new();
-    o.create(true).append(true);
+    // Readable too: `read_head` reads through the held descriptor.
+    o.create(true).read(true).append(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    o.open(path)?;
+    hold(o.open(path)?);
     restrict_file(path)
+}
+
+/// Descriptors of cache files this process opened itself, kept open until it exits.
+static HELD: std::sync::Mutex<Vec<fs::File>> = std::sync::Mutex::new(Vec::new());
+
+fn hold(f: fs::File) {
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+}
+
+/// Reads the first bytes of `path` into `buf` (fewer at the end of the file); returns
+/// how many. The descriptor is never closed: SQLite's locks are POSIX advisory locks,
+/// which the kernel drops, for the whole process, when any descriptor of the file is
+/// closed. A reader of a cache whose lock vanished that way lets another process take
+/// the file, checkpoint and remove the write-ahead log under it ("file is not a
+/// database"). One descriptor per file (by device and inode) is kept.
+pub fn read_head(path: &Path, buf: &mut [u8]) -> io::Result<usize> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let meta = fs::metadata(path)?;
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        let found = held.iter().position(|f| {
+            f.metadata()
+                .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+        });
+        let i = match found {
+            Some(i) => i,
+            None => {
+                held.push(fs::File::open(path)?);
+                held.len() - 1
+            }
+        };
+        let f = &held[i];
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read_at(&mut buf[n..], n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::Read;
+        let mut f = fs::File::open(path)?;
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// Sets mode 0600 on an existing file (no-op where it does not exist).

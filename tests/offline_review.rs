@@ -99,14 +99,40 @@ impl Tmux {
     }
 
     fn wait_for(&self, what: &str, session: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.wait_long(what, session, Duration::from_secs(60), pred)
+    }
+
+    fn wait_long(
+        &self,
+        what: &str,
+        session: &str,
+        limit: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let start = Instant::now();
         loop {
             let s = self.screen(session);
             if pred(&s) {
                 return s;
             }
-            if start.elapsed() > Duration::from_secs(60) {
+            if start.elapsed() > limit {
                 panic!("timed out waiting for {what} in {session}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// True once the program in the session has exited.
+    fn exited(&self, session: &str) -> bool {
+        let o = self.cmd(&["display-message", "-p", "-t", session, "#{pane_dead}"]);
+        String::from_utf8_lossy(&o.stdout).trim() == "1"
+    }
+
+    fn wait_exit(&self, session: &str) {
+        let start = Instant::now();
+        while !self.exited(session) {
+            if start.elapsed() > Duration::from_secs(60) {
+                panic!("{session} did not exit:\n{}", self.screen(session));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -246,6 +272,15 @@ async fn demo_sessions_and_a_db_session_work_beside_cli_sync_and_detect() {
     )
     .unwrap();
     let db = d.join("shared.db");
+    // The demo sessions sync every 2 seconds too (a configuration without providers
+    // keeps the demo).
+    let demo_config = d.join("xdg-config/keyaudit/config.toml");
+    std::fs::create_dir_all(demo_config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &demo_config,
+        "[tui]\nmouse = false\nsync_interval_secs = 2\n",
+    )
+    .unwrap();
     let tmux = Tmux::new("side");
     tmux.start("demo1", &tui_command(d, ""));
     tmux.start("demo2", &tui_command(d, ""));
@@ -283,7 +318,11 @@ async fn demo_sessions_and_a_db_session_work_beside_cli_sync_and_detect() {
             .output()
             .expect("keyaudit runs")
     };
-    for round in 0..4 {
+    // A full minute of live syncing in all three sessions, with the CLI's `sync` and
+    // `detect` running one after the other beside them the whole time.
+    let minute = Instant::now();
+    let mut round = 0;
+    while minute.elapsed() < Duration::from_secs(60) {
         for args in [&["sync"][..], &["detect"][..]] {
             let o = cli(args);
             assert_eq!(
@@ -299,6 +338,13 @@ async fn demo_sessions_and_a_db_session_work_beside_cli_sync_and_detect() {
                 panic!("round {round}: {s} shows an error line `{line}`:\n{screen}");
             }
         }
+        round += 1;
+    }
+    assert!(round >= 2, "only {round} CLI rounds ran");
+    // Every session synced during the minute: its status line names its last sync.
+    for s in ["demo1", "demo2", "shared"] {
+        let screen = tmux.wait_for("a finished live sync", s, |s| s.contains("new events in"));
+        assert!(error_line(&screen).is_none(), "{s}:\n{screen}");
     }
     // Both demo sessions still read their own caches: switching views reloads them.
     for s in ["demo1", "demo2"] {
@@ -343,6 +389,8 @@ fn open_shows_the_case_and_reopening_adds_nothing() {
         assert!(s.contains("CASE cloudtrail-events"), "{s}");
         assert!(!s.contains("DEMO"), "{s}");
         tmux.send(round, &["q"]);
+        // The import's summary is printed once the terminal is restored.
+        tmux.wait_exit(round);
     }
     let again = std::fs::read_to_string(dir.path().join("again.err")).unwrap();
     assert!(again.contains("already imported"), "{again}");
@@ -350,4 +398,108 @@ fn open_shows_the_case_and_reopening_adds_nothing() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v[0]["name"], "cloudtrail-events");
     assert_eq!(v[0]["events"], 3);
+}
+
+#[path = "support/open_export.rs"]
+mod open_export;
+
+/// Events of the case `name`, as `keyaudit cases` counts them.
+fn case_events(dir: &Path, name: &str) -> u64 {
+    let o = keyaudit(dir, &["cases", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["events"].as_u64())
+        .unwrap_or_else(|| panic!("no case {name}: {v}"))
+}
+
+#[test]
+fn open_shows_events_while_it_imports_then_findings_and_a_stop_resumes() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Large enough that the import takes several seconds in either build.
+    let n: u64 = if cfg!(debug_assertions) {
+        60_000
+    } else {
+        400_000
+    };
+    let export = d.join("big-export.jsonl.gz");
+    open_export::write_export(&export, n, 40);
+    let tmux = Tmux::new("live-open");
+    let open = |session: &str| {
+        tmux.start(
+            session,
+            &tui_command(
+                d,
+                &format!(
+                    "open {} --case big 2>{}/{session}.err",
+                    export.display(),
+                    d.display()
+                ),
+            ),
+        );
+    };
+    open("first");
+    // The gauge and imported keys on one screen: events show before the import ends.
+    let s = tmux.wait_for("the gauge beside imported keys", "first", |s| {
+        s.contains("import 1/1 files") && s.contains("AKIAOPEN")
+    });
+    assert!(s.contains("CASE big") && s.contains("stop import"), "{s}");
+    assert!(error_line(&s).is_none(), "{s}");
+    // Their events too.
+    tmux.send("first", &["3"]);
+    let s = tmux.wait_for("imported events", "first", |s| {
+        s.contains("[events]") && s.contains("AKIAOPEN") && s.contains("198.51.")
+    });
+    assert!(error_line(&s).is_none(), "{s}");
+    // Stop it: what was committed stays on screen.
+    tmux.send("first", &["X"]);
+    let s = tmux.wait_long(
+        "the import stopped",
+        "first",
+        Duration::from_secs(120),
+        |s| s.contains("Import stopped"),
+    );
+    assert!(s.contains("--case big"), "{s}");
+    assert!(!s.contains("import 1/1 files"), "the gauge stayed:\n{s}");
+    tmux.send("first", &["1"]);
+    let s = tmux.wait_for("the committed keys", "first", |s| s.contains("AKIAOPEN"));
+    assert!(error_line(&s).is_none(), "{s}");
+    tmux.send("first", &["q"]);
+    tmux.wait_exit("first");
+    let err = std::fs::read_to_string(d.join("first.err")).unwrap();
+    assert!(
+        err.contains("stopped after") && err.contains("resumes it"),
+        "{err}"
+    );
+    let kept = case_events(d, "big");
+    assert!(kept > 0 && kept < n, "{kept} of {n} events kept");
+
+    // Opening the case again resumes, ends the import and runs detection.
+    open("again");
+    let s = tmux.wait_long(
+        "detection after the import",
+        "again",
+        Duration::from_secs(600),
+        |s| s.contains("Detection over"),
+    );
+    assert!(error_line(&s).is_none(), "{s}");
+    assert!(!s.contains("import 1/1 files"), "{s}");
+    // The findings are on screen without a restart.
+    tmux.send("again", &["4"]);
+    let s = tmux.wait_for("findings", "again", |s| {
+        s.contains("[findings]") && s.contains("AKIAOPEN")
+    });
+    assert!(error_line(&s).is_none(), "{s}");
+    tmux.send("again", &["q"]);
+    tmux.wait_exit("again");
+    let err = std::fs::read_to_string(d.join("again.err")).unwrap();
+    assert!(err.contains("resumed after record"), "{err}");
+    // Every event once: the resumed import neither lost nor duplicated any.
+    assert_eq!(case_events(d, "big"), n);
 }

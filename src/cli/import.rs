@@ -229,8 +229,10 @@ pub fn import(ctx: &Ctx, a: &ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_of(&summaries))
 }
 
-/// `keyaudit open FILE... [--case NAME]`: import into the named case (files it already
-/// holds add nothing), then open the TUI on it.
+/// `keyaudit open FILE... [--case NAME]`: opens the TUI on the named case at once and
+/// imports the files it lacks beside it (files it already holds add nothing); events
+/// show as they are committed, detection runs when the import ends, and `X` stops it
+/// (the next `open` resumes). Without a terminal, imports first, as `import` does.
 pub fn open(
     ctx: &Ctx,
     a: &OpenArgs,
@@ -255,19 +257,55 @@ pub fn open(
         read_only: ctx.read_only,
         write: ctx.write,
     };
-    let summaries = run_import(&case, &a.import)?;
-    crate::say!("{}", db.display());
-    if summaries.iter().all(|s| s.failed.is_some()) {
-        return Err(anyhow::anyhow!(
-            "nothing could be imported; the case database {} was left for inspection",
-            name_of(&db)
-        ));
+    let at_terminal = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    if !at_terminal {
+        let summaries = run_import(&case, &a.import)?;
+        crate::say!("{}", db.display());
+        if summaries.iter().all(|s| s.failed.is_some()) {
+            return Err(anyhow::anyhow!(
+                "nothing could be imported; the case database {} was left for inspection",
+                name_of(&db)
+            ));
+        }
+        mark_opened(&db)?;
+        return runtime.block_on(crate::tui::launch_case(&case, &name, None));
     }
-    Store::open(&db)?.set_meta(
-        case::LAST_OPENED,
+    let opts = options(&case, &a.import)?;
+    let files = crate::import::collect_files(&a.import.paths)?;
+    if files.is_empty() {
+        return Err(UsageError("no files to import in the given directories".into()).into());
+    }
+    mark_opened(&db)?;
+    let plan = crate::tui::import::ImportPlan::new(files, opts);
+    let summaries = plan.summaries.clone();
+    let result = runtime.block_on(crate::tui::launch_case(&case, &name, Some(plan)));
+    // What the import did, now that the terminal is restored.
+    let summaries = std::mem::take(&mut *summaries.lock().unwrap_or_else(|e| e.into_inner()));
+    for s in &summaries {
+        print_summary(s, false);
+    }
+    if summaries.iter().any(|s| s.cancelled) {
+        crate::tell!(
+            "the import was stopped; `keyaudit open {} --case {name}` resumes it",
+            a.import
+                .paths
+                .iter()
+                .map(|p| name_of(p))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    crate::say!("{}", db.display());
+    result
+}
+
+/// Records when the case at `db` was opened (creating it).
+fn mark_opened(db: &Path) -> anyhow::Result<()> {
+    Store::open(db)?.set_meta(
+        super::case::LAST_OPENED,
         &crate::model::to_millis(chrono::Utc::now()).to_string(),
     )?;
-    runtime.block_on(crate::tui::launch_case(&case, &name))
+    Ok(())
 }
 
 /// Copies the journal's signed checkpoints beside an exported journal (`FILE.anchors`),

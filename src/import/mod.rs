@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -211,10 +211,27 @@ pub struct ImportOptions {
     pub max_record: usize,
     /// Largest JSON document read whole (a CloudTrail `Records` file), in bytes.
     pub max_document: usize,
-    /// Draw a progress line on stderr.
+    /// Call the progress callback (every 200 ms, and after every commit when
+    /// `commit_every` is set).
     pub progress: bool,
     /// `--map FIELD=PATH`: where event fields come from, over the format's mapping.
     pub overrides: fieldmap::FieldMap,
+    /// Also commit whenever this long has passed since the last commit (and at once
+    /// after the first chunk), so a reader of the cache (the TUI of `keyaudit open`)
+    /// sees events as they arrive. `None`: commit every `batch` events only.
+    pub commit_every: Option<Duration>,
+    /// Set to stop: what was read is committed with its cursor (so the next run
+    /// resumes after it) and no further file is started.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl ImportOptions {
+    /// True once the import was asked to stop.
+    pub fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 impl Default for ImportOptions {
@@ -230,6 +247,8 @@ impl Default for ImportOptions {
             max_document: 512 << 20,
             progress: false,
             overrides: fieldmap::FieldMap::default(),
+            commit_every: None,
+            cancel: None,
         }
     }
 }
@@ -284,6 +303,9 @@ pub struct FileSummary {
     pub warnings: Vec<String>,
     /// Record units skipped because an earlier, interrupted run committed them.
     pub resumed_after: u64,
+    /// Stopped on request ([`ImportOptions::cancel`]) before the end of the file; what
+    /// was read is committed and the next import of the file resumes after it.
+    pub cancelled: bool,
     pub elapsed: Duration,
 }
 
@@ -410,6 +432,11 @@ pub struct Progress<'a> {
     pub bytes: u64,
     pub size: u64,
     pub records: u64,
+    /// Events new to the cache so far (committed or about to be).
+    pub imported: u64,
+    /// Transactions committed so far in this file: a reader sees new events when it
+    /// grows.
+    pub commits: u64,
     pub elapsed: Duration,
 }
 
@@ -429,6 +456,9 @@ pub fn import_files(
     let mut out = Vec::new();
     let mut run = || {
         for f in files {
+            if opts.cancelled() {
+                break;
+            }
             let s = import_file(store, f, opts, progress)?;
             done(&s);
             out.push(s);
@@ -551,9 +581,10 @@ pub fn import_file(
         counter: counter.clone(),
         dry: false,
     };
-    let records = Arc::new(AtomicU64::new(0));
     let handle = std::thread::spawn(move || job.run(tx));
     let mut last_progress = Instant::now();
+    let mut last_commit = Instant::now();
+    let mut commits = 0u64;
     let mut result = Ok(());
     let mut inserted_records = 0u64;
     let mut last_cursor: Option<String> = None;
@@ -572,11 +603,19 @@ pub fn import_file(
                     span = Some(span.map_or((t, t), |(a, b): (i64, i64)| (a.min(t), b.max(t))));
                 }
                 let cursor = last_cursor.insert(cursor.to_string());
+                let cancelled = opts.cancelled();
+                let mut committed = false;
                 let step = writer.insert_packed(&events, &raw).and_then(|ins| {
                     sum.imported += ins.events as u64;
                     sum.duplicates += ins.duplicates as u64;
                     sum.new_keys += ins.new_keys as u64;
-                    if writer.uncommitted() >= opts.batch {
+                    let due = writer.uncommitted() >= opts.batch
+                        || cancelled
+                        || opts
+                            .commit_every
+                            .is_some_and(|d| commits == 0 || last_commit.elapsed() >= d);
+                    if due {
+                        committed = true;
                         writer.commit(Some((&stream, cursor)))
                     } else {
                         Ok(())
@@ -587,16 +626,33 @@ pub fn import_file(
                     break;
                 }
                 inserted_records += n;
-                records.store(inserted_records, Ordering::Relaxed);
-                if opts.progress && last_progress.elapsed() > Duration::from_millis(200) {
+                if committed {
+                    commits += 1;
+                    last_commit = Instant::now();
+                }
+                let live = committed && opts.commit_every.is_some();
+                if opts.progress && (live || last_progress.elapsed() > Duration::from_millis(200)) {
                     last_progress = Instant::now();
                     progress(&Progress {
                         path,
                         bytes: counter.load(Ordering::Relaxed),
                         size,
                         records: inserted_records,
+                        imported: sum.imported,
+                        commits,
                         elapsed: started.elapsed(),
                     });
+                }
+                if cancelled {
+                    // Everything inserted is committed with its cursor: the next run
+                    // resumes after it. Dropping the receiver stops the reader thread.
+                    sum.cancelled = true;
+                    sum.records = inserted_records;
+                    sum.note = Some(format!(
+                        "stopped after {inserted_records} records ({} new events committed); import it again to resume",
+                        sum.imported
+                    ));
+                    break;
                 }
             }
             Msg::Done { stats, cursor } => {

@@ -241,9 +241,11 @@ pub enum FileState {
 
 /// Reads the first 16 bytes of `path`.
 pub fn file_state(path: &Path) -> Result<FileState, CryptError> {
-    use std::io::Read;
-    let mut f = match std::fs::File::open(path) {
-        Ok(f) => f,
+    // Read without closing a descriptor of the file: that would drop the SQLite locks
+    // of this process's open connections on it (see `fsutil::read_head`).
+    let mut head = [0u8; 16];
+    let n = match crate::fsutil::read_head(path, &mut head) {
+        Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileState::New),
         Err(source) => {
             return Err(CryptError::Io {
@@ -252,21 +254,6 @@ pub fn file_state(path: &Path) -> Result<FileState, CryptError> {
             })
         }
     };
-    let mut head = [0u8; 16];
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(CryptError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        }
-    }
     Ok(match n {
         0 => FileState::New,
         16 if &head == b"SQLite format 3\0" => FileState::Plain,

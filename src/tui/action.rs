@@ -7,6 +7,7 @@ use crate::model::{Finding, FindingStatus, JournalEntry, Key, KeyStatus, Provide
 use crate::secret::Secret;
 use crate::store::{EventPage, EventQuery, EventRow, KeyActivity, KeyRow};
 use crate::sync::SyncProgress;
+use crate::tui::import::{ImportProgress, ImportReport};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -258,6 +259,8 @@ pub enum Action {
     ScrollUp,
     /// The clock moved (injected, so renders never read the clock).
     Clock(DateTime<Utc>),
+    /// Stop the running import; what was committed stays.
+    StopImport,
 
     /// The first keys of the list, in list order, and how many keys there are in all:
     /// shown while the whole list loads.
@@ -301,6 +304,12 @@ pub enum Action {
     FindingUpdated(String, FindingStatus),
     /// An export finished: the file written or the error.
     ExportFinished(Result<PathBuf, String>),
+    /// The import reported progress (after every commit, and every 200 ms).
+    ImportProgressed(ImportProgress),
+    /// The import ended (finished, stopped, or the cache failed).
+    ImportFinished(Box<ImportReport>),
+    /// Detection after the import ended: the status line, or the error.
+    DetectionFinished(Result<String, String>),
 }
 
 /// IO that `update` asks for; the runner performs it and answers with actions.
@@ -344,6 +353,12 @@ pub enum Effect {
     },
     /// Write keys to a private file in the current directory.
     Export(ExportFormat, Vec<KeyRow>),
+    /// Run the import of `keyaudit open` into the cache.
+    Import,
+    /// Stop the running import after the batch it is on.
+    StopImport,
+    /// Run detection over what the import added.
+    Detect,
 }
 
 /// A finished rotation, for the secret dialog. `Debug` shows only the display prefix of

@@ -34,12 +34,15 @@ pub enum Context {
     Secret,
     /// The help overlay.
     Help,
+    /// While an import runs (`keyaudit open`), in every view.
+    Import,
 }
 
 impl Context {
     /// Every context, in help order.
-    pub const ALL: [Context; 9] = [
+    pub const ALL: [Context; 10] = [
         Context::Global,
+        Context::Import,
         Context::Keys,
         Context::Detail,
         Context::Events,
@@ -62,6 +65,7 @@ impl Context {
             Context::Confirm => "confirm",
             Context::Secret => "secret",
             Context::Help => "help",
+            Context::Import => "import",
         }
     }
 
@@ -77,6 +81,7 @@ impl Context {
             Context::Confirm => "Confirm dialog",
             Context::Secret => "New secret dialog",
             Context::Help => "Help",
+            Context::Import => "While an import runs",
         }
     }
 }
@@ -133,6 +138,7 @@ commands! {
     ReadOnly = "ro", Global;
     ExportCsv = "export", Global;
     ExportJson = "export-json", Global;
+    StopImport = "stop-import", Import;
     Mark = "mark", Keys;
     Unmark = "unmark-all", Keys;
     Sort = "sort", Keys;
@@ -202,6 +208,7 @@ impl Command {
             C::ReadOnly => Action::SetReadOnly,
             C::ExportCsv => Action::Export(ExportFormat::Csv),
             C::ExportJson => Action::Export(ExportFormat::Json),
+            C::StopImport => Action::StopImport,
             C::Mark => Action::ToggleMark,
             C::Unmark => Action::ClearMarks,
             C::Sort => Action::CycleSort,
@@ -250,7 +257,12 @@ impl Command {
     pub fn in_palette(self) -> bool {
         matches!(
             self.context(),
-            Context::Global | Context::Keys | Context::Detail | Context::Events | Context::Findings
+            Context::Global
+                | Context::Import
+                | Context::Keys
+                | Context::Detail
+                | Context::Events
+                | Context::Findings
         )
     }
 

@@ -9,6 +9,7 @@
 
 pub mod action;
 pub mod dialog;
+pub mod import;
 pub mod keymap;
 pub mod runner;
 pub mod search;
@@ -50,19 +51,30 @@ pub struct LaunchOptions {
     pub tui: TuiConfig,
     /// `[detect]` settings: the detection after a sync and the detail's baseline status.
     pub detect: crate::detect::DetectConfig,
+    /// An import to run while the workstation shows the cache (`keyaudit open`).
+    pub import: Option<import::ImportPlan>,
 }
 
 /// Opens the workstation on the configured providers and the cache.
 pub async fn launch(ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    launch_as(ctx, None).await
+    launch_as(ctx, None, None).await
 }
 
-/// Opens the workstation on a case (`keyaudit open`), its name in the title.
-pub async fn launch_case(ctx: &Ctx, case: &str) -> anyhow::Result<ExitCode> {
-    launch_as(ctx, Some(case.to_string())).await
+/// Opens the workstation on a case (`keyaudit open`), its name in the title, with the
+/// case's import (if any) running beside it.
+pub async fn launch_case(
+    ctx: &Ctx,
+    case: &str,
+    import: Option<import::ImportPlan>,
+) -> anyhow::Result<ExitCode> {
+    launch_as(ctx, Some(case.to_string()), import).await
 }
 
-async fn launch_as(ctx: &Ctx, case: Option<String>) -> anyhow::Result<ExitCode> {
+async fn launch_as(
+    ctx: &Ctx,
+    case: Option<String>,
+    import: Option<import::ImportPlan>,
+) -> anyhow::Result<ExitCode> {
     // No provider is fine here: an offline case file (`keyaudit open`) is browsed as is.
     let configs: Vec<_> = ctx.config.providers().collect();
     let mut providers = Vec::new();
@@ -81,6 +93,7 @@ async fn launch_as(ctx: &Ctx, case: Option<String>) -> anyhow::Result<ExitCode> 
         read_only: ctx.read_only,
         tui: ctx.config.tui.clone(),
         detect: detect_config(ctx)?,
+        import,
     })
     .await?;
     Ok(ExitCode::SUCCESS)
@@ -159,10 +172,17 @@ async fn event_loop(
         Some(key) => crate::store::Cache::anchored(opts.db.clone(), key)?,
         None => crate::store::Cache::new(opts.db.clone()),
     };
-    let runner =
+    let mut runner =
         runner::Runner::new(cache, opts.providers.clone(), tx).with_detect(opts.detect.clone());
     let mut state = State::new(setup);
     state.case = opts.case.clone();
+    if let Some(plan) = &opts.import {
+        state.import = Some(import::ImportGauge::new(
+            plan.files.len(),
+            plan.total_bytes(),
+        ));
+        runner = runner.with_import(plan.clone());
+    }
     runner.run_all(state.start());
     let mut input = EventStream::new();
     let every = opts.tui.sync_interval_secs;
@@ -200,6 +220,8 @@ async fn event_loop(
             break;
         }
     }
+    // An import still running stops at its next batch, with what it read committed.
+    runner.stop_import();
     Ok(())
 }
 
@@ -219,6 +241,7 @@ pub async fn run_demo(
         read_only: ctx.read_only,
         tui: ctx.config.tui.clone(),
         detect: detect_config(ctx)?,
+        import: None,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@
 
 use super::action::{Action, Effect};
 use super::dialog::secret::{osc52, rotate_to_screen};
+use super::import::{run_detection, run_import, ImportPlan};
 use super::view::detail::load_detail;
 use super::view::events::load_events_page;
 use super::view::findings::set_finding_status;
@@ -37,6 +38,8 @@ pub struct Runner {
     head_first: Arc<AtomicBool>,
     /// `[detect]` settings: the detection after a sync and the detail's baseline status.
     detect: Arc<DetectConfig>,
+    /// The import of `keyaudit open`, run by `Effect::Import`.
+    import: Option<Arc<ImportPlan>>,
 }
 
 impl Runner {
@@ -57,6 +60,20 @@ impl Runner {
             latest_events: Arc::new(AtomicU64::new(0)),
             reader: Arc::new(Mutex::new(None)),
             detect: Arc::default(),
+            import: None,
+        }
+    }
+
+    /// The same runner with the import `Effect::Import` runs.
+    pub fn with_import(mut self, plan: ImportPlan) -> Runner {
+        self.import = Some(Arc::new(plan));
+        self
+    }
+
+    /// Asks the import (if one runs) to stop: what it read is committed.
+    pub fn stop_import(&self) {
+        if let Some(plan) = &self.import {
+            plan.cancel.store(true, Ordering::Relaxed);
         }
     }
 
@@ -278,6 +295,23 @@ impl Runner {
                         Ok(false) => Action::LoadFailed(format!("no finding {id}")),
                         Err(e) => Action::LoadFailed(format!("cannot update finding {id}: {e}")),
                     });
+                });
+            }
+            Effect::Import => {
+                let Some(plan) = self.import.clone() else {
+                    return;
+                };
+                let (db, tx) = (self.db.clone(), self.tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    let report = run_import(&db, &plan, &tx);
+                    let _ = tx.send(Action::ImportFinished(Box::new(report)));
+                });
+            }
+            Effect::StopImport => self.stop_import(),
+            Effect::Detect => {
+                let (db, tx, detect) = (self.db.clone(), self.tx.clone(), self.detect.clone());
+                tokio::task::spawn_blocking(move || {
+                    let _ = tx.send(Action::DetectionFinished(run_detection(&db, &detect)));
                 });
             }
             Effect::Export(fmt, rows) => {

@@ -87,6 +87,8 @@ pub struct State {
 
     /// Progress of the running sync.
     pub sync: Option<SyncProgress>,
+    /// The import of `keyaudit open` and the detection after it, while they run.
+    pub import: Option<crate::tui::import::ImportGauge>,
     pub syncs_done: usize,
     pub syncs_total: usize,
     pub frozen: bool,
@@ -142,6 +144,7 @@ impl State {
             providers: ProvidersView::default(),
             capabilities: setup.capabilities,
             sync: None,
+            import: None,
             syncs_done: 0,
             syncs_total: 0,
             frozen: false,
@@ -155,9 +158,12 @@ impl State {
         }
     }
 
-    /// The effects of opening: load the cache, then sync.
+    /// The effects of opening: load the cache, then sync (and import, for a case).
     pub fn start(&mut self) -> Vec<Effect> {
         let mut fx = vec![Effect::LoadKeys, Effect::LoadProviders];
+        if self.import.is_some() {
+            fx.push(Effect::Import);
+        }
         fx.extend(self.update(Action::StartSync));
         fx
     }
@@ -181,7 +187,16 @@ impl State {
                     View::Findings => Some(Context::Findings),
                     View::Journal | View::Providers => None,
                 };
-                v.into_iter().chain([Context::Global]).collect()
+                let importing = self
+                    .import
+                    .as_ref()
+                    .is_some_and(|g| g.running())
+                    .then_some(Context::Import);
+                importing
+                    .into_iter()
+                    .chain(v)
+                    .chain([Context::Global])
+                    .collect()
             }
         }
     }
@@ -328,6 +343,10 @@ impl State {
             | A::SyncFinished(..)
             | A::SyncAllFinished
             | A::LoadFailed(_) => self.update_sync(action),
+            A::StopImport
+            | A::ImportProgressed(_)
+            | A::ImportFinished(_)
+            | A::DetectionFinished(_) => crate::tui::import::update(self, action),
             // Keys of closed dialogs.
             A::ToggleFocus
             | A::RevealSecret

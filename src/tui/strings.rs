@@ -259,3 +259,127 @@ pub const FINDING_GROUP_KEY: &str = "(several keys)";
 pub fn finding_group_help(rule: &str, keys: usize) -> String {
     format!("{rule} on {keys} keys. Enter expands the group to act on one finding.")
 }
+
+/// Keys view while an import runs and nothing is committed yet.
+pub const NO_KEYS_IMPORTING: &str =
+    "No keys yet: importing… keys and events appear as the import commits them.";
+/// Status after `stop-import`, until the import has committed what it read.
+pub const IMPORT_STOPPING: &str = "Stopping the import: committing what was read…";
+/// `stop-import` with no import running.
+pub const NO_IMPORT: &str = "No import is running.";
+
+fn megabytes(bytes: u64) -> String {
+    let mb = bytes as f64 / 1e6;
+    if mb >= 100.0 {
+        format!("{mb:.0}")
+    } else {
+        format!("{mb:.1}")
+    }
+}
+
+fn seconds(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The gauge's label while an import reads: files, records, bytes, rate and ETA (the
+/// file's name too when `wide`).
+pub fn gauge_importing(
+    p: &super::import::ImportProgress,
+    ratio: f64,
+    wide: bool,
+    stopping: bool,
+) -> String {
+    let th = |n: u64| super::view::thousands(n as usize);
+    let secs = p.elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        p.records as f64 / secs
+    } else {
+        0.0
+    };
+    let eta = if stopping {
+        "stopping".to_string()
+    } else if ratio > 0.0 && secs > 0.5 {
+        format!("ETA {}", seconds(secs * (1.0 - ratio) / ratio))
+    } else {
+        "ETA …".to_string()
+    };
+    let file = if wide && !p.file.is_empty() {
+        format!(" {}", p.file)
+    } else {
+        String::new()
+    };
+    format!(
+        "import {}/{} files{file} · {} records · {}/{} MB · {}/s · {eta} ",
+        (p.files_done + 1).min(p.files_total.max(1)),
+        p.files_total,
+        th(p.records),
+        megabytes(p.bytes),
+        megabytes(p.bytes_total),
+        th(rate as u64),
+    )
+}
+
+/// The gauge's label while detection runs after an import.
+pub fn gauge_detecting(p: &super::import::ImportProgress) -> String {
+    format!(
+        "import done ({} new events); detecting… ",
+        super::view::thousands(p.imported as usize)
+    )
+}
+
+/// Status when an import ended (detection follows).
+pub fn import_done(r: &super::import::ImportReport) -> String {
+    let th = |n: u64| super::view::thousands(n as usize);
+    let mut out = format!(
+        "Imported {} file{}: {} records, {} new events, {} duplicates, {} skipped in {}",
+        r.files,
+        if r.files == 1 { "" } else { "s" },
+        th(r.records),
+        th(r.imported),
+        th(r.duplicates),
+        th(r.skipped),
+        seconds(r.elapsed.as_secs_f64()),
+    );
+    if let Some(first) = r.failed.first() {
+        out.push_str(&format!("; {} failed: {first}", r.failed.len()));
+    }
+    out.push_str("; detecting…");
+    out
+}
+
+/// Status when the operator stopped an import.
+pub fn import_stopped(r: &super::import::ImportReport, case: Option<&str>) -> String {
+    let again = match case {
+        Some(c) => format!("`keyaudit open … --case {}`", crate::output::sanitize(c)),
+        None => "importing the files again".to_string(),
+    };
+    format!(
+        "Import stopped: {} new events committed and kept; {again} resumes it.",
+        super::view::thousands(r.imported as usize)
+    )
+}
+
+/// Status when the cache failed during an import.
+pub fn import_failed(e: &str) -> String {
+    format!("Import failed: {e}. What was committed before stays; open the case again to resume.")
+}
+
+/// Status when detection after an import ended.
+pub fn detection_done(opened: usize, resolved: usize, open: usize, events: u64) -> String {
+    format!(
+        "Detection over {} events: {opened} new findings, {resolved} resolved; {open} open (4: findings)",
+        super::view::thousands(events as usize)
+    )
+}
+
+/// Status when detection after an import failed.
+pub fn detection_failed(e: &str) -> String {
+    format!("Detection failed: {e}; run `keyaudit detect` on the case.")
+}

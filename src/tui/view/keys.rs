@@ -321,6 +321,8 @@ pub(super) fn render(state: &State, f: &mut Frame, area: Rect) {
     if state.keys.rows.is_empty() || state.keys.visible.is_empty() {
         let msg = if state.keys.rows.is_empty() && !state.keys.loaded {
             s::LOADING
+        } else if state.keys.rows.is_empty() && state.import.is_some() {
+            s::NO_KEYS_IMPORTING
         } else if state.keys.rows.is_empty() {
             s::NO_KEYS
         } else if state.keys.filter_pending {

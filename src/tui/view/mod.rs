@@ -280,15 +280,20 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
 pub struct Areas {
     pub header: Rect,
     pub body: Rect,
+    /// The import's gauge (no height unless an import runs).
+    pub gauge: Rect,
     pub status: Rect,
     pub hints: Rect,
 }
 
-/// Splits the screen: header, body, status line, hint bar.
-pub fn layout(area: Rect) -> Areas {
-    let [header, body, status, hints] = Layout::vertical([
+/// Splits the screen: header, body, the import's gauge while one runs, status line,
+/// hint bar.
+pub fn layout(state: &State, area: Rect) -> Areas {
+    let gauge = u16::from(state.import.is_some());
+    let [header, body, gauge, status, hints] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Fill(1),
+        Constraint::Length(gauge),
         Constraint::Length(1),
         Constraint::Length(1),
     ])
@@ -296,6 +301,7 @@ pub fn layout(area: Rect) -> Areas {
     Areas {
         header,
         body,
+        gauge,
         status,
         hints,
     }
@@ -307,7 +313,7 @@ const FINDING_PANEL_HEIGHT: u16 = 8;
 
 /// The bordered block of the current view's list (for rendering and mouse clicks).
 pub fn list_area(state: &State) -> Option<Rect> {
-    let body = layout(Rect::new(0, 0, state.size.0, state.size.1)).body;
+    let body = layout(state, Rect::new(0, 0, state.size.0, state.size.1)).body;
     match state.view {
         View::Keys | View::Journal | View::Providers => Some(body),
         View::Events => {
@@ -388,7 +394,7 @@ pub(crate) fn block<'a>(state: &State, title: impl Into<Line<'a>>) -> Block<'a> 
 
 /// Draws the whole screen.
 pub fn render(state: &State, f: &mut Frame) {
-    let areas = layout(f.area());
+    let areas = layout(state, f.area());
     render_header(state, f, areas.header);
     match state.view {
         View::Keys => keys::render(state, f, areas.body),
@@ -397,6 +403,9 @@ pub fn render(state: &State, f: &mut Frame) {
         View::Findings => findings::render(state, f, areas.body),
         View::Journal => journal::render(state, f, areas.body),
         View::Providers => providers::render(state, f, areas.body),
+    }
+    if let Some(g) = &state.import {
+        crate::tui::import::render(state, g, f, areas.gauge);
     }
     render_status(state, f, areas.status);
     render_hints(state, f, areas.hints);
