@@ -20,3 +20,9 @@ scripts/openbao.sh >/dev/null
 
 # moto (AWS stand-in, pinned by constraints/moto.txt) for the aws provider tests.
 scripts/install-moto.sh
+
+# Prism (npm, pinned), the validating proxy in front of the SaaS provider fakes.
+scripts/install-prism.sh
+
+# The vendors' Python clients (python-gitlab; PyPI, pinned) that drive those fakes.
+scripts/install-pyclients.sh

@@ -16,7 +16,7 @@ use toml::Spanned;
 /// them: it generates new keys, tokens and history at every start, so it only runs with
 /// its own throw-away cache (`keyaudit demo`, or `keyaudit` with no provider configured);
 /// configured, it would fill the operator's cache with keys the next start never gave out.
-pub const KINDS: &[&str] = &["http", "aws", "vault"];
+pub const KINDS: &[&str] = &["http", "aws", "vault", "gitlab"];
 
 /// A configuration error, one line: `FILE:LINE: what is wrong; what to do`.
 #[derive(Debug, Error)]
@@ -47,7 +47,7 @@ pub enum Mode {
 pub struct ProviderConfig {
     /// The user's label, unique.
     pub name: String,
-    /// `http`, `aws` or `vault` (`demo` only for the embedded demo, never from a file).
+    /// `http`, `aws`, `vault` or `gitlab` (`demo` only for the embedded demo, never from a file).
     pub kind: String,
     /// Base URL (http, vault).
     pub url: Option<String>,
@@ -80,6 +80,19 @@ pub struct ProviderConfig {
     pub namespace: Option<String>,
     pub audit_log: Option<PathBuf>,
     pub audit_device: Option<String>,
+    // GitLab
+    /// Projects (numeric ids or full paths) whose project access tokens and audit events
+    /// are read (kind `gitlab`).
+    #[serde(default)]
+    pub projects: Vec<String>,
+    /// Groups (numeric ids or full paths) whose group access tokens and audit events are
+    /// read (kind `gitlab`).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Read the instance audit events too (`GET /audit_events`; administrators of a
+    /// self-managed instance only). Default false.
+    #[serde(default)]
+    pub instance_audit: bool,
     /// A credential handed over in memory (the embedded demo); never read from a file.
     /// A [`Secret`]: zeroized on drop, and `Debug` of this entry does not show it.
     #[serde(skip)]
@@ -686,7 +699,7 @@ mod tests {
             .to_string();
         assert!(e.starts_with("config.toml:2:"), "{e}");
         assert!(
-            e.contains("unknown kind `ldap`; expected one of: http, aws, vault"),
+            e.contains("unknown kind `ldap`; expected one of: http, aws, vault, gitlab"),
             "{e}"
         );
     }

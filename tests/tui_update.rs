@@ -502,6 +502,35 @@ fn rotate_is_gated_by_the_confirm_dialog_with_a_grace_period() {
 }
 
 #[test]
+fn a_rotation_without_overlap_says_so_and_offers_no_grace() {
+    let mut s = writable();
+    select(&mut s, "acme-payroll-sandbox");
+    let p = s.selected_key().unwrap().key.provider.clone();
+    let c = s.capabilities.get_mut(&p).unwrap();
+    c.rotate_overlap = false;
+    c.rotate_atomic = true;
+    assert!(press(&mut s, 'r').is_empty());
+    assert_eq!(
+        s.confirm.as_ref().unwrap().kind,
+        ConfirmKind::Rotate { grace_secs: 0 }
+    );
+    code(&mut s, KeyCode::Up);
+    assert_eq!(
+        s.confirm.as_ref().unwrap().kind,
+        ConfirmKind::Rotate { grace_secs: 0 },
+        "no grace period can be chosen"
+    );
+    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+    t.draw(|f| keyaudit::tui::view::render(&s, f)).unwrap();
+    let screen = t.backend().to_string();
+    assert!(
+        screen.contains("No overlap: this provider rotates atomically"),
+        "{screen}"
+    );
+    assert!(!screen.contains("change the grace period"), "{screen}");
+}
+
+#[test]
 fn rotating_a_production_key_needs_its_name_typed() {
     let mut s = writable();
     select(&mut s, "acme-payroll-sync");

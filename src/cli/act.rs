@@ -69,6 +69,10 @@ pub struct RotateArgs {
     /// Print the secret to a stdout that is not a terminal; overwrite a file sink.
     #[arg(long)]
     pub force: bool,
+    /// Accept a rotation without overlap: where the provider revokes the old key in the
+    /// same call (GitLab), the old key stops working at once.
+    #[arg(long)]
+    pub no_overlap: bool,
 }
 
 /// Arguments of `workflows`.
@@ -428,6 +432,16 @@ pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCod
         let prov = provider(ctx, &key.provider)?;
         sink.use_provider(provider_entry(ctx, &key.provider)?);
         let caps = prov.capabilities();
+        if caps.rotation_without_overlap() && !a.no_overlap && !a.dry_run {
+            return Err(UsageError(format!(
+                "{} rotates without overlap: the old key {} stops working the moment the new one is issued, \
+                 so everything still using it fails until it has the new secret. Run again with --no-overlap to accept that \
+                 (or --dry-run to see the plan)",
+                prov.name(),
+                target(&key)
+            ))
+            .into());
+        }
         if a.dry_run {
             let how = if caps.rotate_overlap {
                 format!(
@@ -437,7 +451,11 @@ pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCod
                     a.grace
                 )
             } else if caps.rotate_atomic {
-                format!("atomically: the old key stops at once; the secret goes to {}", sink.spec())
+                format!(
+                    "atomically, with no overlap: the old key stops at once; the secret goes to {}{}",
+                    sink.spec(),
+                    if a.no_overlap { "" } else { " (needs --no-overlap)" }
+                )
             } else {
                 format!("not possible: {} cannot rotate keys", prov.name())
             };

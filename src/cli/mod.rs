@@ -457,6 +457,15 @@ fn info(ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 pr.kind,
                 pr.url.as_deref().or(pr.region.as_deref()).unwrap_or("")
             );
+            // Built without network: only the credential is resolved.
+            match crate::provider::from_config(pr) {
+                Ok(p) => crate::say!("  {:<20} can: {}", "", p.capabilities().describe()),
+                Err(e) => crate::say!(
+                    "  {:<20} can: unknown ({})",
+                    "",
+                    crate::output::sanitize(&e.to_string())
+                ),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod gitlab;
 pub mod http;
 pub mod retry;
 pub mod vault;
@@ -37,6 +38,48 @@ pub struct Capabilities {
     /// but not answered ([`ProviderError::Ambiguous`]) is settled by reading the
     /// provider's state, never by sending it again.
     pub retry_changes: bool,
+}
+
+impl Capabilities {
+    /// True when a rotation stops the old key at once (no grace period can be had): the
+    /// operator must accept that (`rotate --no-overlap`, the confirm dialog's warning).
+    pub fn rotation_without_overlap(&self) -> bool {
+        self.rotate_atomic && !self.rotate_overlap
+    }
+
+    /// The capabilities in words, for `keyaudit info`: `events, revoke, rotate (no
+    /// overlap), verify`.
+    pub fn describe(&self) -> String {
+        let mut v: Vec<&str> = Vec::new();
+        if self.list_events {
+            v.push("events");
+        }
+        if self.disable {
+            v.push("disable/enable");
+        }
+        if self.revoke {
+            v.push("revoke");
+        }
+        if self.create {
+            v.push("create");
+        }
+        if self.rotate_overlap {
+            v.push("rotate (with overlap)");
+        } else if self.rotate_atomic {
+            v.push("rotate (no overlap: the old key stops at once)");
+        }
+        if self.verify_secret {
+            v.push("verify");
+        }
+        if self.retry_changes {
+            v.push("idempotent changes");
+        }
+        if v.is_empty() {
+            "read keys only".into()
+        } else {
+            v.join(", ")
+        }
+    }
 }
 
 /// The idempotency key of one logical change: every retry of the change, and a resume
@@ -267,6 +310,7 @@ pub fn from_config(
             ),
         }),
         "vault" => Ok(std::sync::Arc::new(vault::VaultProvider::from_config(cfg)?)),
+        "gitlab" => Ok(std::sync::Arc::new(gitlab::GitlabProvider::from_config(cfg)?)),
 
         other => Err(ProviderError::Config {
             provider: cfg.name.clone(),

@@ -4,6 +4,7 @@
 //! own answers ([`Verdict`]): which statuses are transient is the provider's call, the
 //! loop only sends, waits and counts.
 
+use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use std::time::Duration;
 
@@ -82,9 +83,35 @@ impl Retry {
         path: &str,
         what: &str,
         request: impl Fn() -> reqwest::RequestBuilder,
-        judge: impl FnMut(StatusCode, Option<Duration>, bytes::Bytes) -> Verdict<T, E>,
+        mut judge: impl FnMut(StatusCode, Option<Duration>, bytes::Bytes) -> Verdict<T, E>,
+    ) -> Result<T, Gave<E>> {
+        let judge = |s, ra, _: &HeaderMap, b| judge(s, ra, b);
+        self.run(provider, path, what, request, judge, false).await
+    }
+
+    /// [`Retry::send`] for a judge that also reads the answer's headers (pagination
+    /// links, rate-limit counters).
+    pub async fn send_headed<T, E>(
+        &self,
+        provider: &str,
+        path: &str,
+        what: &str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+        judge: impl FnMut(StatusCode, Option<Duration>, &HeaderMap, bytes::Bytes) -> Verdict<T, E>,
     ) -> Result<T, Gave<E>> {
         self.run(provider, path, what, request, judge, false).await
+    }
+
+    /// [`Retry::send_change`] for a judge that also reads the answer's headers.
+    pub async fn send_change_headed<T, E>(
+        &self,
+        provider: &str,
+        path: &str,
+        what: &str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+        judge: impl FnMut(StatusCode, Option<Duration>, &HeaderMap, bytes::Bytes) -> Verdict<T, E>,
+    ) -> Result<T, Gave<E>> {
+        self.run(provider, path, what, request, judge, true).await
     }
 
     /// Like [`Retry::send`], for a change the provider does not make idempotent: sent
@@ -98,8 +125,9 @@ impl Retry {
         path: &str,
         what: &str,
         request: impl Fn() -> reqwest::RequestBuilder,
-        judge: impl FnMut(StatusCode, Option<Duration>, bytes::Bytes) -> Verdict<T, E>,
+        mut judge: impl FnMut(StatusCode, Option<Duration>, bytes::Bytes) -> Verdict<T, E>,
     ) -> Result<T, Gave<E>> {
+        let judge = |s, ra, _: &HeaderMap, b| judge(s, ra, b);
         self.run(provider, path, what, request, judge, true).await
     }
 
@@ -109,7 +137,7 @@ impl Retry {
         path: &str,
         what: &str,
         request: impl Fn() -> reqwest::RequestBuilder,
-        mut judge: impl FnMut(StatusCode, Option<Duration>, bytes::Bytes) -> Verdict<T, E>,
+        mut judge: impl FnMut(StatusCode, Option<Duration>, &HeaderMap, bytes::Bytes) -> Verdict<T, E>,
         change: bool,
     ) -> Result<T, Gave<E>> {
         let mut last = String::new();
@@ -125,19 +153,21 @@ impl Retry {
                     }
                     None
                 }
-                Ok((status, retry_after, bytes)) => match judge(status, retry_after, bytes) {
-                    Verdict::Done(v) => return Ok(v),
-                    Verdict::Fail(e) => return Err(Gave::Failed(e)),
-                    Verdict::Again { why, retry_after } => {
-                        last = why;
-                        let refused = status == StatusCode::TOO_MANY_REQUESTS
-                            || status == StatusCode::SERVICE_UNAVAILABLE;
-                        if change && !refused {
-                            return Err(Gave::Ambiguous { last });
+                Ok((status, retry_after, headers, bytes)) => {
+                    match judge(status, retry_after, &headers, bytes) {
+                        Verdict::Done(v) => return Ok(v),
+                        Verdict::Fail(e) => return Err(Gave::Failed(e)),
+                        Verdict::Again { why, retry_after } => {
+                            last = why;
+                            let refused = status == StatusCode::TOO_MANY_REQUESTS
+                                || status == StatusCode::SERVICE_UNAVAILABLE;
+                            if change && !refused {
+                                return Err(Gave::Ambiguous { last });
+                            }
+                            retry_after
                         }
-                        retry_after
                     }
-                },
+                }
             };
             tokio::time::sleep(self.delay(attempt, retry_after)).await;
         }
@@ -180,7 +210,7 @@ impl SendFailure {
 /// (seconds) and body.
 async fn send_once(
     req: reqwest::RequestBuilder,
-) -> std::result::Result<(StatusCode, Option<Duration>, bytes::Bytes), SendFailure> {
+) -> std::result::Result<(StatusCode, Option<Duration>, HeaderMap, bytes::Bytes), SendFailure> {
     let resp = req.send().await.map_err(|e| {
         if e.is_connect() {
             SendFailure::Connect(describe_transport(&e))
@@ -195,11 +225,12 @@ async fn send_once(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
+    let headers = resp.headers().clone();
     let bytes = resp
         .bytes()
         .await
         .map_err(|e| SendFailure::Read(describe_transport(&e)))?;
-    Ok((status, retry_after, bytes))
+    Ok((status, retry_after, headers, bytes))
 }
 
 fn describe_transport(e: &reqwest::Error) -> String {

@@ -157,7 +157,7 @@ pub const ROTATE_NO_GRACE: &str =
 pub const ROTATE_GRACE_KEYS: &str = "↑/↓ change the grace period";
 /// The rotate confirm dialog for a provider that rotates atomically.
 pub const ROTATE_ATOMIC: &str =
-    "No grace period: this provider rotates atomically, the old key stops working at once.";
+    "No overlap: this provider rotates atomically, the old key stops working at once.";
 /// Title of the secret dialog.
 pub const SECRET_TITLE: &str = " New secret: shown once ";
 /// What the operator must do with the secret.
