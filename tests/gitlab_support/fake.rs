@@ -288,7 +288,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let mut st = state.lock().unwrap();
-    let query: BTreeMap<String, String> = uri.query().map(|q| url_pairs(q)).unwrap_or_default();
+    let query: BTreeMap<String, String> = uri.query().map(url_pairs).unwrap_or_default();
     st.seen.push(format!("{method} {}", uri));
     if st.throttle_next > 0 {
         st.throttle_next -= 1;
