@@ -58,7 +58,8 @@ pub struct ProviderConfig {
     /// Seconds `token_command` may run before it is stopped (default 10).
     pub token_command_timeout: Option<u64>,
     /// A PEM file of CA certificates to trust besides the public roots (an internal
-    /// PKI). Without it, `SSL_CERT_FILE` (and, for kind `vault`, `VAULT_CACERT`) is used.
+    /// PKI). Without it, `SSL_CERT_FILE` (and, for kind `vault`, `VAULT_CACERT`; for
+    /// kind `aws`, `AWS_CA_BUNDLE` first) is used.
     pub ca_file: Option<PathBuf>,
     /// Allow a plain `http://` URL to a host other than loopback (the token then
     /// crosses the network unencrypted). Default false.

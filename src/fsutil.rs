@@ -1,11 +1,19 @@
 //! Private files and directories: everything keyaudit creates is 0600 (files) or 0700
 //! (directories), and files that matter are replaced atomically.
+//!
+//! Files are never opened through a symbolic link: a file keyaudit creates or appends to
+//! is opened with `O_NOFOLLOW` (or created with `O_EXCL`, which does not follow one
+//! either), its mode is set on the open descriptor (`fchmod`), and an atomic write moves
+//! a temporary file it created itself over the target (the move replaces a link, never
+//! writes through it). keyaudit's own directories are checked at start ([`secure_dir`]):
+//! tightened to 0700 when they are the user's, refused when another account owns them.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Creates `dir` and its missing parents with mode 0700 (existing ones are left alone).
+/// Creates `dir` and its missing parents with mode 0700 (existing ones are left alone:
+/// a directory the user named, such as the one of `--db`, is theirs to set).
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
@@ -20,13 +28,181 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     b.create(dir)
 }
 
-/// Creates `path` if missing with mode 0600, and tightens an existing file to 0600.
+/// Why one of keyaudit's own directories cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    /// Another account owns it: it could read or replace what keyaudit keeps there.
+    #[error(
+        "{} belongs to {owner} (uid {owner_uid}), not to you ({me}, uid {me_uid}); keyaudit \
+         keeps caches, logs and keys there and does not use a directory another account \
+         controls. Fix: have {owner} (or root) move it away, e.g. `mv {} {}.old`, and \
+         keyaudit creates its own (0700); or point XDG_DATA_HOME / XDG_STATE_HOME / \
+         XDG_CONFIG_HOME (and --db) at directories of yours",
+        path.display(),
+        path.display(),
+        path.display()
+    )]
+    Foreign {
+        path: PathBuf,
+        owner: String,
+        owner_uid: u32,
+        me: String,
+        me_uid: u32,
+    },
+    /// Something that is not a directory is in the way.
+    #[error("{} is not a directory; keyaudit keeps its files there. Fix: move it away", path.display())]
+    NotDir { path: PathBuf },
+    /// It could not be inspected or tightened.
+    #[error("cannot secure {}: {source}. Fix: chmod 700 {}", path.display(), path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Checks one of keyaudit's own directories (data, cases, demo sessions, log, config)
+/// when it exists: one the user owns with a mode wider than 0700 is tightened to 0700
+/// (returns the old mode); one another account owns is refused. A missing directory is
+/// left for the code that creates it (0700).
+pub fn secure_dir(dir: &Path) -> Result<Option<u32>, DirError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = match fs::metadata(dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(DirError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        if !meta.is_dir() {
+            return Err(DirError::NotDir {
+                path: dir.to_path_buf(),
+            });
+        }
+        let me = nix::unistd::getuid().as_raw();
+        if meta.uid() != me {
+            return Err(DirError::Foreign {
+                path: dir.to_path_buf(),
+                owner: user_name(meta.uid()),
+                owner_uid: meta.uid(),
+                me: user_name(me),
+                me_uid: me,
+            });
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o077 == 0 {
+            return Ok(None);
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
+            DirError::Io {
+                path: dir.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(Some(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(None)
+    }
+}
+
+#[cfg(unix)]
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// Opens `path` with `o`, never through a symbolic link (`O_NOFOLLOW`); a link is
+/// refused with an error that says so.
+/// `nonblock`: also `O_NONBLOCK` (a FIFO put in the file's place does not block).
+fn open_no_follow(o: &mut OpenOptions, path: &Path, nonblock: bool) -> io::Result<fs::File> {
+    #[cfg(unix)]
+    {
+        use nix::fcntl::OFlag;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut flags = OFlag::O_NOFOLLOW;
+        if nonblock {
+            flags |= OFlag::O_NONBLOCK;
+        }
+        o.custom_flags(flags.bits());
+    }
+    #[cfg(not(unix))]
+    let _ = nonblock;
+    o.open(path).map_err(|e| {
+        if !is_link_refusal(&e) {
+            return e;
+        }
+        link_refusal(path)
+    })
+}
+
+/// The error for a symbolic link where keyaudit writes a file of its own.
+fn link_refusal(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is a symbolic link; keyaudit does not write through links (one in a \
+             shared directory could send its writes to another file). Name the real \
+             file instead",
+            path.display()
+        ),
+    )
+}
+
+/// True for the error `O_NOFOLLOW` gives on a symbolic link (`ELOOP`).
+fn is_link_refusal(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
+}
+
+/// Sets mode 0600 on an open file (`fchmod`: no path, so no link to follow).
+fn restrict_open(f: &fs::File) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = f;
+    Ok(())
+}
+
+/// Opens `path` for appending, creating it 0600 if missing and tightening an existing
+/// file to 0600; never through a symbolic link.
+pub fn open_private_append(path: &Path) -> io::Result<fs::File> {
+    let mut o = OpenOptions::new();
+    o.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let f = open_no_follow(&mut o, path, false)?;
+    restrict_open(&f)?;
+    Ok(f)
+}
+
+/// Creates `path` if missing with mode 0600, and tightens an existing file to 0600;
+/// never through a symbolic link.
 ///
 /// An existing file is not opened: a cache may be open in this process already, and
 /// closing any descriptor of a file drops every POSIX lock the process holds on it
 /// (see [`read_head`]). A file it creates stays open for the life of the process.
 pub fn touch_private_file(path: &Path) -> io::Result<()> {
-    if path.exists() {
+    if path.symlink_metadata().is_ok() {
         return restrict_file(path);
     }
     let mut o = OpenOptions::new();
@@ -37,8 +213,10 @@ pub fn touch_private_file(path: &Path) -> io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    hold(o.open(path)?);
-    restrict_file(path)
+    let f = open_no_follow(&mut o, path, false)?;
+    restrict_open(&f)?;
+    hold(f);
+    Ok(())
 }
 
 /// Descriptors of cache files this process opened itself, kept open until it exits.
@@ -100,12 +278,29 @@ pub fn read_head(path: &Path, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Sets mode 0600 on an existing file (no-op where it does not exist).
+/// Sets mode 0600 on an existing regular file (no-op where it does not exist); a
+/// symbolic link is not followed (an error), and its target is left alone.
 pub fn restrict_file(path: &Path) -> io::Result<()> {
+    // Not opened (see `touch_private_file`: closing a descriptor of a cache would drop
+    // this process's SQLite locks on it); the link check and the chmod are by path.
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(link_refusal(path));
+    }
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if path.exists() {
+        if meta.permissions().mode() & 0o7777 != 0o600 {
             fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
         }
     }
@@ -113,7 +308,7 @@ pub fn restrict_file(path: &Path) -> io::Result<()> {
 }
 
 /// Opens a new private file for writing; refuses to replace an existing one unless
-/// `overwrite`.
+/// `overwrite`. Never through a symbolic link.
 pub fn create_private_file(path: &Path, overwrite: bool) -> io::Result<fs::File> {
     let mut o = OpenOptions::new();
     o.write(true);
@@ -127,8 +322,8 @@ pub fn create_private_file(path: &Path, overwrite: bool) -> io::Result<fs::File>
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
-    let f = o.open(path)?;
-    restrict_file(path)?;
+    let f = open_no_follow(&mut o, path, false)?;
+    restrict_open(&f)?;
     Ok(f)
 }
 
@@ -156,6 +351,21 @@ pub fn write_atomic_with<T, E>(
     existing: Existing,
     write: impl FnOnce(&mut dyn Write) -> Result<T, E>,
 ) -> io::Result<Result<T, E>> {
+    write_atomic_mode(path, existing, 0o600, write)
+}
+
+/// Writes `bytes` to `path` atomically with mode 0644: for output meant to be read by
+/// others (man pages), never for anything keyaudit keeps.
+pub fn write_public_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, Existing::Replace, 0o644, |f| f.write_all(bytes))?
+}
+
+fn write_atomic_mode<T, E>(
+    path: &Path,
+    existing: Existing,
+    mode: u32,
+    write: impl FnOnce(&mut dyn Write) -> Result<T, E>,
+) -> io::Result<Result<T, E>> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -170,8 +380,16 @@ pub fn write_atomic_with<T, E>(
         .prefix(&prefix)
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    // tempfile creates it 0600; this also holds under an unusual umask.
-    restrict_file(tmp.path())?;
+    // tempfile creates it 0600 (O_EXCL, so never through a link); this also holds under
+    // an unusual umask.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
     let value = match write(tmp.as_file_mut()) {
         Ok(v) => v,
         // Dropping `tmp` removes the temporary file.
@@ -250,6 +468,54 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(fs::read(&p).unwrap(), b"old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn no_private_file_is_written_through_a_symbolic_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        fs::write(&victim, b"precious").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        for (what, r) in [
+            ("touch", touch_private_file(&link)),
+            ("append", open_private_append(&link).map(drop)),
+            ("overwrite", create_private_file(&link, true).map(drop)),
+            ("restrict", restrict_file(&link)),
+        ] {
+            let e = r.expect_err(what);
+            assert!(e.to_string().contains("is a symbolic link"), "{what}: {e}");
+        }
+        let e = create_private_file(&link, false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        // An atomic write replaces the link itself.
+        write_atomic(&link, b"new").unwrap();
+        assert!(!fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(
+            fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+            0o644,
+            "the link's target is untouched"
+        );
+    }
+
+    #[test]
+    fn own_directories_are_tightened() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("data");
+        assert_eq!(secure_dir(&d).unwrap(), None, "missing: left alone");
+        fs::create_dir(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(secure_dir(&d).unwrap(), Some(0o755));
+        assert_eq!(
+            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(secure_dir(&d).unwrap(), None, "already private");
+        let f = dir.path().join("file");
+        fs::write(&f, b"").unwrap();
+        assert!(matches!(secure_dir(&f), Err(DirError::NotDir { .. })));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod bulk;
 pub mod confirm;
+pub mod crash;
 pub mod rotate;
 pub mod settle;
 pub mod sink;

@@ -15,9 +15,8 @@
 //! whose secret was never delivered is always revoked, and the journal says so; a sink
 //! that can take a delivery back (Secrets Manager) is restored on a rollback.
 //!
-//! Test hook: `KEYAUDIT_CRASH_AT=<step>` aborts the process right after that step is
-//! saved (`after:rotating` and `after:delivering` abort after the action, before its
-//! result is saved).
+//! Test hooks at each step ([`super::crash`]): `KEYAUDIT_CRASH_AT=<step>` aborts the
+//! process there, `KEYAUDIT_TEST_PAUSE_AT=<step>` stops it there to be killed.
 
 use super::settle::{settle_by_listing, settle_orphans};
 use super::sink::{Sink, SinkError};
@@ -34,28 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
-/// Every point `KEYAUDIT_CRASH_AT` can name, in the order a rotation passes them.
-pub const CRASH_POINTS: &[&str] = &[
-    "planned",
-    "rotating",
-    "after:rotating",
-    "rotated",
-    "delivering",
-    "after:delivering",
-    "delivered",
-    "verifying",
-    "verified",
-    "finishing",
-    "rolling_back",
-];
-
-/// Aborts the process when `KEYAUDIT_CRASH_AT` names `point` (crash-safety tests).
-pub fn crash_point(point: &str) {
-    if std::env::var("KEYAUDIT_CRASH_AT").is_ok_and(|v| v == point) {
-        eprintln!("keyaudit: KEYAUDIT_CRASH_AT={point}: aborting");
-        std::process::abort();
-    }
-}
+pub use super::crash::{crash_point, CRASH_POINTS};
 
 /// Why a rotation could not start or continue.
 #[derive(Debug, Error)]
@@ -374,7 +352,9 @@ async fn drive(
                     // No idempotency: find the keys created since the call and adopt
                     // the one the sink holds; the others are orphans.
                     let base = op_key(&mut wf);
-                    match settle_by_listing(db, &provider, &wf, &base, sink, &old).await? {
+                    let (adopted, orphans) =
+                        settle_by_listing(db, &provider, &wf, &base, sink, &old).await?;
+                    match adopted {
                         Some((new, s)) => {
                             wf.new_key_id = Some(new.id.clone());
                             wf.new_fingerprint = Some(new.fingerprint.clone());
@@ -402,9 +382,10 @@ async fn drive(
                             let why = wf.error.take().unwrap_or_else(|| {
                                 "interrupted before the provider rotated".to_string()
                             });
-                            wf.error = Some(format!(
-                                "{why}; keys created since the call were revoked (journaled as orphan-revoked)"
-                            ));
+                            wf.error = Some(match orphans.as_slice() {
+                                [] => format!("{why}; the provider holds no key created since the call"),
+                                ids => format!("{why}; the provider had created {}, now revoked (journaled as orphan-revoked)", ids.join(", ")),
+                            });
                             finish_rolled_back(db, &mut wf).await?;
                             return Ok(wf);
                         }

@@ -23,7 +23,8 @@ const CLOCK_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
 /// lists the old key's owner's keys, takes the active ones created since the workflow
 /// started (less [`CLOCK_MARGIN`]) that are not the old key or an earlier successor,
 /// adopts the one whose secret the sink holds (the workflow can prove it has it) and
-/// revokes the others as orphans. Returns the adopted key and its secret.
+/// revokes the others as orphans. Returns the adopted key and its secret, and the ids of
+/// the orphans revoked.
 pub(super) async fn settle_by_listing(
     db: &Cache,
     provider: &Arc<dyn Provider>,
@@ -31,7 +32,7 @@ pub(super) async fn settle_by_listing(
     base: &OpKey,
     sink: &Sink,
     old: &Key,
-) -> Result<Option<(Key, Secret)>, RotateError> {
+) -> Result<(Option<(Key, Secret)>, Vec<String>), RotateError> {
     let since = wf.created - CLOCK_MARGIN;
     let mut created = Vec::new();
     let mut page = None;
@@ -61,7 +62,7 @@ pub(super) async fn settle_by_listing(
         orphans.push(k);
     }
     settle_orphans(db, provider, wf, base, &orphans).await?;
-    Ok(adopted)
+    Ok((adopted, orphans.into_iter().map(|k| k.id).collect()))
 }
 
 /// Revokes keys the workflow created but cannot deliver, each journaled as

@@ -18,7 +18,7 @@ use crate::output::Format;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -181,6 +181,33 @@ fn init_logging(paths: &Paths) -> Option<tracing_appender::non_blocking::WorkerG
     Some(guard)
 }
 
+/// keyaudit's own directories (data, cases, demo sessions, log, and the config
+/// directory unless `--config` names a file elsewhere): each that exists is tightened to
+/// 0700 when it is wider (saying so), and refused when another account owns it. A
+/// directory the user named (the one of `--db`) is theirs and left as it is.
+fn secure_dirs(paths: &Paths) -> anyhow::Result<()> {
+    let mut dirs = vec![
+        paths.data_dir.clone(),
+        paths.data_dir.join("cases"),
+        paths.demo_dir.clone(),
+        paths.log_dir.clone(),
+    ];
+    if !paths.config_explicit {
+        dirs.extend(paths.config.parent().map(Path::to_path_buf));
+    }
+    dirs.dedup();
+    for d in dirs {
+        if let Some(old) = crate::fsutil::secure_dir(&d)? {
+            crate::tell!(
+                "keyaudit: note: {} was open to other accounts (mode {old:04o}); tightened to 0700",
+                d.display()
+            );
+            tracing::warn!(dir = %d.display(), "tightened from {old:04o} to 0700");
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Generated from the clap tree alone: no config, cache or log, so a broken config
     // cannot stop them.
@@ -190,6 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let paths = Paths::resolve(cli.config.clone(), cli.db.clone());
+    secure_dirs(&paths)?;
     let _log = init_logging(&paths);
     let mut config = Config::load(&paths.config, paths.config_explicit)?;
     let db_from_config = cli.db.is_none() && config.db.is_some();

@@ -63,10 +63,28 @@ pub fn man(a: &ManArgs) -> anyhow::Result<ExitCode> {
     let fail =
         |e: std::io::Error| anyhow::anyhow!("cannot write man pages to {}: {e}", dir.display());
     std::fs::create_dir_all(dir).map_err(fail)?;
-    clap_mangen::generate_to(Cli::command(), dir).map_err(fail)?;
+    write_man_pages(Cli::command(), dir).map_err(fail)?;
     println!(
         "man pages written to {} (keyaudit.1 and one per command)",
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the page of `cmd` and of each visible subcommand into `dir` (as
+/// `clap_mangen::generate_to` names them), each atomically: a link in its place is
+/// replaced, never written through.
+fn write_man_pages(cmd: clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+    fn each(cmd: clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+            each(sub, dir)?;
+        }
+        let man = clap_mangen::Man::new(cmd);
+        let mut page = Vec::new();
+        man.render(&mut page)?;
+        crate::fsutil::write_public_atomic(&dir.join(man.get_filename()), &page)
+    }
+    let mut cmd = cmd.disable_help_subcommand(true);
+    cmd.build();
+    each(cmd, dir)
 }

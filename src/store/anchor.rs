@@ -141,14 +141,7 @@ impl Anchor {
     pub fn append(&self, cp: &Checkpoint) -> io::Result<()> {
         let mut line = serde_json::to_string(cp).map_err(io::Error::other)?;
         line.push('\n');
-        let mut o = std::fs::OpenOptions::new();
-        o.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            o.mode(0o600);
-        }
-        let mut f = o.open(&self.file)?;
+        let mut f = crate::fsutil::open_private_append(&self.file)?;
         f.write_all(line.as_bytes())?;
         f.sync_data()
     }

@@ -156,7 +156,13 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+        // NOFOLLOW: SQLite refuses a cache path that is a symbolic link (as the touch
+        // above did), so a link planted in a shared directory cannot redirect it.
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )
+        .map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         })?;
@@ -180,7 +186,9 @@ impl Store {
         }
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )
         .map_err(|source| StoreError::Open {
             path: path.to_path_buf(),

@@ -150,6 +150,7 @@ impl Moto {
             endpoint: Some(self.endpoint.clone()),
             profile: None,
             timeout_secs: Some(10),
+            ca_file: None,
         };
         let sdk = keyaudit::provider::aws::load_sdk_config(&settings)
             .await

@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -44,6 +45,9 @@ pub struct AwsSettings {
     pub profile: Option<String>,
     /// Seconds before one request attempt is abandoned.
     pub timeout_secs: Option<u64>,
+    /// A PEM bundle of CA certificates to trust besides the public roots (the provider's
+    /// `ca_file`); `None`: `AWS_CA_BUNDLE`, else `SSL_CERT_FILE`, else none.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl AwsSettings {
@@ -55,6 +59,7 @@ impl AwsSettings {
             endpoint: cfg.endpoint.clone(),
             profile: cfg.profile.clone(),
             timeout_secs: cfg.timeout_secs,
+            ca_file: cfg.ca_file.clone(),
         }
     }
 
@@ -67,16 +72,79 @@ impl AwsSettings {
     }
 }
 
-/// Loads the SDK configuration: the credential chain, region, endpoint, retries, timeouts.
+/// Environment variables naming a CA bundle when the provider has no `ca_file`, in
+/// order: the AWS CLI's own, then the general one.
+pub const CA_BUNDLE_VARS: &[&str] = &["AWS_CA_BUNDLE", "SSL_CERT_FILE"];
+
+/// The CA bundle the AWS client trusts besides the public roots: the settings'
+/// `ca_file`, else the first of [`CA_BUNDLE_VARS`] that is set. Every certificate in it
+/// is checked here (the SDK's TLS layer would panic on one it cannot parse); an error
+/// names the file, where it was named, and what is wrong.
+pub fn ca_bundle(s: &AwsSettings) -> Result<Option<Vec<u8>>> {
+    let named = match &s.ca_file {
+        Some(f) => Some((f.clone(), "`ca_file`".to_string())),
+        None => CA_BUNDLE_VARS.iter().find_map(|v| {
+            std::env::var_os(v)
+                .filter(|f| !f.is_empty())
+                .map(|f| (PathBuf::from(f), format!("${v}")))
+        }),
+    };
+    let Some((file, from)) = named else {
+        return Ok(None);
+    };
+    let fail = |why: String| ProviderError::Config {
+        provider: s.label(),
+        message: format!(
+            "provider `{}`: {from} = \"{}\": {why}",
+            s.label(),
+            file.display()
+        ),
+    };
+    let pem = std::fs::read(&file).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    check_pem_bundle(&pem).map_err(fail)?;
+    Ok(Some(pem))
+}
+
+/// Checks that `pem` holds at least one certificate and that each is one a TLS client
+/// can trust.
+fn check_pem_bundle(pem: &[u8]) -> std::result::Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, der) in CertificateDer::pem_slice_iter(pem).enumerate() {
+        let der = der.map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+        roots
+            .add(der)
+            .map_err(|e| format!("certificate {} is not a usable CA certificate: {e}", i + 1))?;
+    }
+    if roots.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(())
+}
+
+/// Loads the SDK configuration: the credential chain, region, endpoint, retries,
+/// timeouts, and the CA bundle ([`ca_bundle`]).
 pub async fn load_sdk_config(s: &AwsSettings) -> Result<SdkConfig> {
     // hyper 1 + rustls with ring: the stack reqwest already brings (the SDK's default
     // HTTPS client would add aws-lc, a second crypto library and a C build).
     use aws_smithy_http_client::tls;
-    let client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
+    let mut builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::Ring,
+    ));
+    if let Some(pem) = ca_bundle(s)? {
+        // The public roots stay trusted; the bundle adds the internal CA.
+        let store = tls::TrustStore::default().with_pem_certificate(pem);
+        let ctx = tls::TlsContext::builder()
+            .with_trust_store(store)
+            .build()
+            .map_err(|e| ProviderError::Config {
+                provider: s.label(),
+                message: format!("{}: the CA bundle cannot be used: {e}", s.label()),
+            })?;
+        builder = builder.tls_context(ctx);
+    }
+    let client = builder.build_https();
     let attempt = Duration::from_secs(s.timeout_secs.unwrap_or(30));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(client)
@@ -167,8 +235,17 @@ impl AwsProvider {
                 });
             }
         }
+        let settings = AwsSettings::from_config(cfg);
+        // A bad CA bundle is a configuration error now, not at the first request.
+        ca_bundle(&settings).map_err(|e| match e {
+            ProviderError::Config { provider, message } => ProviderError::Config {
+                provider,
+                message: format!("{}: {message}", cfg.origin()),
+            },
+            other => other,
+        })?;
         Ok(AwsProvider {
-            settings: AwsSettings::from_config(cfg),
+            settings,
             bucket: cfg.cloudtrail_bucket.clone().filter(|b| !b.is_empty()),
             prefix: cfg
                 .cloudtrail_prefix
@@ -301,6 +378,18 @@ impl AwsProvider {
                 }
             }
             SdkError::DispatchFailure(d) => {
+                let text = aws_sdk_iam::error::DisplayErrorContext(&err).to_string();
+                if text.contains("certificate") || text.contains("CertificateRequired") {
+                    return ProviderError::Unavailable {
+                        provider,
+                        message: format!(
+                            "{on}: TLS: the server's certificate is not trusted ({text}); for \
+                             an internal CA set the provider's `ca_file` (or AWS_CA_BUNDLE) to \
+                             its PEM bundle"
+                        ),
+                        attempts: MAX_ATTEMPTS,
+                    };
+                }
                 let why = if d.is_io() {
                     "cannot connect (check `endpoint` and the network)"
                 } else if d.is_timeout() {
@@ -310,10 +399,7 @@ impl AwsProvider {
                 };
                 return ProviderError::Unavailable {
                     provider,
-                    message: format!(
-                        "{on}: {why}: {}",
-                        aws_sdk_iam::error::DisplayErrorContext(&err)
-                    ),
+                    message: format!("{on}: {why}: {text}"),
                     attempts: MAX_ATTEMPTS,
                 };
             }
