@@ -50,6 +50,8 @@ pub struct LaunchOptions {
     pub tui: TuiConfig,
     /// `[detect]` settings: the detection after a sync and the detail's baseline status.
     pub detect: crate::detect::DetectConfig,
+    /// The Sigma rules of `[detect] sigma`, run after each sync.
+    pub sigma: Option<crate::sync::SyncSigma>,
 }
 
 /// Opens the workstation on the configured providers and the cache.
@@ -81,9 +83,24 @@ async fn launch_as(ctx: &Ctx, case: Option<String>) -> anyhow::Result<ExitCode> 
         read_only: ctx.read_only,
         tui: ctx.config.tui.clone(),
         detect: detect_config(ctx)?,
+        sigma: sigma_rules(ctx)?,
     })
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Sigma rules of `[detect] sigma` (`None` without any); files that do not parse are
+/// logged and left out.
+fn sigma_rules(ctx: &Ctx) -> anyhow::Result<Option<crate::sync::SyncSigma>> {
+    let cfg = crate::sigma::SigmaConfig::from_table(&ctx.config.detect, &ctx.paths.config)?;
+    if cfg.dirs.is_empty() {
+        return Ok(None);
+    }
+    let rules = crate::sigma::RuleSet::load(&cfg.dirs);
+    for e in &rules.errors {
+        tracing::warn!("sigma: skipped rule file {e}");
+    }
+    Ok(Some(Arc::new((rules, cfg))))
 }
 
 fn detect_config(ctx: &Ctx) -> anyhow::Result<crate::detect::DetectConfig> {
@@ -159,8 +176,9 @@ async fn event_loop(
         Some(key) => crate::store::Cache::anchored(opts.db.clone(), key)?,
         None => crate::store::Cache::new(opts.db.clone()),
     };
-    let runner =
-        runner::Runner::new(cache, opts.providers.clone(), tx).with_detect(opts.detect.clone());
+    let runner = runner::Runner::new(cache, opts.providers.clone(), tx)
+        .with_detect(opts.detect.clone())
+        .with_sigma(opts.sigma.clone());
     let mut state = State::new(setup);
     state.case = opts.case.clone();
     runner.run_all(state.start());
@@ -219,6 +237,7 @@ pub async fn run_demo(
         read_only: ctx.read_only,
         tui: ctx.config.tui.clone(),
         detect: detect_config(ctx)?,
+        sigma: sigma_rules(ctx)?,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

@@ -37,6 +37,8 @@ pub struct Runner {
     head_first: Arc<AtomicBool>,
     /// `[detect]` settings: the detection after a sync and the detail's baseline status.
     detect: Arc<DetectConfig>,
+    /// The Sigma rules run after a sync.
+    sigma: Option<crate::sync::SyncSigma>,
 }
 
 impl Runner {
@@ -57,12 +59,19 @@ impl Runner {
             latest_events: Arc::new(AtomicU64::new(0)),
             reader: Arc::new(Mutex::new(None)),
             detect: Arc::default(),
+            sigma: None,
         }
     }
 
     /// The same runner with these detection settings (the defaults otherwise).
     pub fn with_detect(mut self, detect: DetectConfig) -> Runner {
         self.detect = Arc::new(detect);
+        self
+    }
+
+    /// The same runner running these Sigma rules after each sync.
+    pub fn with_sigma(mut self, sigma: Option<crate::sync::SyncSigma>) -> Runner {
+        self.sigma = sigma;
         self
     }
 
@@ -299,7 +308,14 @@ impl Runner {
                 let progress = move |pr: &crate::sync::SyncProgress| {
                     let _ = tx.send(Action::SyncProgressed(pr.clone()));
                 };
-                let r = crate::sync::sync_provider(&me.db, p.clone(), &me.detect, &progress).await;
+                let r = crate::sync::sync_provider_with(
+                    &me.db,
+                    p.clone(),
+                    &me.detect,
+                    me.sigma.clone(),
+                    &progress,
+                )
+                .await;
                 me.send(Action::SyncFinished(
                     p.name().to_string(),
                     r.map(|r| {
