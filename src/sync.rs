@@ -52,7 +52,12 @@ pub struct SyncReport {
     /// The incremental detection run over what this sync brought in (`None` if it failed;
     /// the failure is logged and the sync still counts as done).
     pub detection: Option<crate::detect::DetectReport>,
+    /// The Sigma rules' run over what came in (`None` without rules, or if it failed).
+    pub sigma: Option<crate::sigma::SigmaReport>,
 }
+
+/// The Sigma rules a sync runs after the built-in rules, with their settings.
+pub type SyncSigma = Arc<(crate::sigma::RuleSet, crate::sigma::SigmaConfig)>;
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
@@ -97,6 +102,19 @@ pub async fn sync_provider(
     detect: &DetectConfig,
     progress: &(dyn Fn(&SyncProgress) + Send + Sync),
 ) -> Result<SyncReport, SyncError> {
+    sync_provider_with(db, provider, detect, None, progress).await
+}
+
+/// [`sync_provider`], then the Sigma rules of `sigma` over the events after their
+/// watermark (the same watermark `keyaudit detect` keeps, so an event is evaluated once
+/// whichever runs first).
+pub async fn sync_provider_with(
+    db: &Path,
+    provider: Arc<dyn Provider>,
+    detect: &DetectConfig,
+    sigma: Option<SyncSigma>,
+    progress: &(dyn Fn(&SyncProgress) + Send + Sync),
+) -> Result<SyncReport, SyncError> {
     let db: PathBuf = db.to_path_buf();
     let name = provider.name().to_string();
     let store = tokio::task::spawn_blocking(move || Store::open(&db))
@@ -119,20 +137,37 @@ pub async fn sync_provider(
             // Detection over what came in.
             let mut store = store;
             let detect = detect.clone();
-            report.detection = match tokio::task::spawn_blocking(move || {
-                crate::detect::detect_incremental(&mut store, &detect, Utc::now())
+            let sigma_name = name.clone();
+            let ran = tokio::task::spawn_blocking(move || {
+                let now = Utc::now();
+                let d = crate::detect::detect_incremental(&mut store, &detect, now);
+                let s = sigma
+                    .filter(|s| !s.0.rules.is_empty())
+                    .map(|s| crate::sigma::run(&mut store, &s.0, &s.1, now));
+                (d, s)
             })
-            .await
-            {
-                Ok(Ok(d)) => Some(d),
-                Ok(Err(e)) => {
+            .await;
+            let (d, s) = match ran {
+                Ok(r) => r,
+                Err(e) => {
                     tracing::warn!("detection after the sync of {name} failed: {e}");
-                    None
+                    return Ok(report);
                 }
+            };
+            report.detection = match d {
+                Ok(d) => Some(d),
                 Err(e) => {
                     tracing::warn!("detection after the sync of {name} failed: {e}");
                     None
                 }
+            };
+            report.sigma = match s {
+                Some(Ok(s)) => Some(s),
+                Some(Err(e)) => {
+                    tracing::warn!("Sigma rules after the sync of {sigma_name} failed: {e}");
+                    None
+                }
+                None => None,
             };
             Ok(report)
         }

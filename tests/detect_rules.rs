@@ -363,3 +363,134 @@ fn exposure_findings_attach_to_a_key() {
     assert_eq!(f.category, keyaudit::model::Category::Exposure);
     assert!(detect::raise_exposure(&store, "p", "nope", "t", "e", &[]).is_err());
 }
+
+/// Day `d` at `h`:00 UTC.
+fn day_at(d: i64, h: i64) -> DateTime<Utc> {
+    day0() + Duration::days(d) + Duration::hours(h)
+}
+
+#[test]
+fn a_young_key_learns_its_second_network_unless_requests_from_it_are_unusual() {
+    // Seven working days: ready, but its networks are not settled (10 active days).
+    let mut store = store_with(&[key("hit", now(), 60), key("miss", now(), 60)]);
+    for k in ["hit", "miss"] {
+        store
+            .insert_events("p", &history(k, 9, 6, false), None)
+            .unwrap();
+    }
+    // `miss` works from home: its usual requests from another network.
+    let home = burst("miss", "h", day_at(9, 10), 20, 120, |e, _| {
+        e.source_ip = Some("192.0.2.17".into())
+    });
+    // `hit` is used from elsewhere for something it never did.
+    let thief = burst("hit", "t", day_at(9, 10), 20, 60, |e, _| {
+        e.source_ip = Some("203.0.113.9".into());
+        e.action = "GET /v1/admin/users".into();
+    });
+    store.insert_events("p", &home, None).unwrap();
+    store.insert_events("p", &thief, None).unwrap();
+    let fs = detect(&mut store);
+    assert_eq!(rules_of(&fs, "hit"), ["new_network"]);
+    assert!(
+        rules_of(&fs, "miss").is_empty(),
+        "{:?}",
+        rules_of(&fs, "miss")
+    );
+}
+
+#[test]
+fn refusals_before_a_known_deactivation_are_not_use_after_it() {
+    let stopped = day_at(9, 17);
+    let mut hit = key("hit", now(), 60);
+    hit.status = KeyStatus::Inactive;
+    let mut miss = key("miss", now(), 60);
+    miss.status = KeyStatus::Inactive;
+    let mut store = store_with(&[hit, miss]);
+    for k in ["hit", "miss"] {
+        store
+            .insert_events("p", &history(k, 10, 6, false), None)
+            .unwrap();
+        assert!(store.set_key_stopped_at("p", k, Some(stopped)).unwrap());
+    }
+    // Refusals without an HTTP status (as in CloudTrail), as the last requests.
+    let no_status = |e: &mut Event, _| {
+        e.outcome = Outcome::Denied;
+        e.status_code = None;
+        e.records = None;
+    };
+    // `miss`: one just before the deactivation, one within the clock skew after it.
+    let mut before = burst("miss", "b", stopped - Duration::minutes(3), 1, 1, no_status);
+    before.extend(burst(
+        "miss",
+        "s",
+        stopped + Duration::minutes(2),
+        1,
+        1,
+        no_status,
+    ));
+    // `hit`: attempts two days later.
+    let after = burst("hit", "a", day_at(11, 10), 4, 30, no_status);
+    store.insert_events("p", &before, None).unwrap();
+    store.insert_events("p", &after, None).unwrap();
+    let fs = detect(&mut store);
+    assert_eq!(rules_of(&fs, "hit"), ["revoked_use"]);
+    assert!(
+        rules_of(&fs, "miss").is_empty(),
+        "{:?}",
+        rules_of(&fs, "miss")
+    );
+    let f = fs.iter().find(|f| f.rule == "revoked_use").unwrap();
+    assert_eq!(f.evidence.len(), 4);
+}
+
+#[test]
+fn a_bursty_key_is_judged_against_its_own_bursts() {
+    let mut store = store_with(&[key("hit", now(), 60), key("miss", now(), 60)]);
+    for k in ["hit", "miss"] {
+        store
+            .insert_events("p", &history(k, 22, 6, false), None)
+            .unwrap();
+        // A build-like burst of 60 requests every working day at 12:00.
+        for d in 0..22 {
+            if matches!(d % 7, 5 | 6) {
+                continue;
+            }
+            let b = burst(k, &format!("b{d}-"), day_at(d, 12), 60, 20, |_, _| {});
+            store.insert_events("p", &b, None).unwrap();
+        }
+    }
+    // Two builds overlap: 110 requests in an hour. Not a spike for this key; 400 is.
+    let overlap = burst("miss", "o", at(13), 110, 50, |_, _| {});
+    let spike = burst("hit", "s", at(13), 400, 50, |_, _| {});
+    store.insert_events("p", &overlap, None).unwrap();
+    store.insert_events("p", &spike, None).unwrap();
+    let fs = detect(&mut store);
+    assert_eq!(rules_of(&fs, "hit"), ["volume_spike"]);
+    assert!(
+        rules_of(&fs, "miss").is_empty(),
+        "{:?}",
+        rules_of(&fs, "miss")
+    );
+}
+
+#[test]
+fn bulk_export_fires_on_an_hour_of_object_reads_in_logs_without_record_counts() {
+    let s3 = |name: &'static str| {
+        move |e: &mut Event, _| {
+            e.action = format!("s3.amazonaws.com:{name}");
+            e.scope = Some(format!("s3:{name}"));
+            e.status_code = None;
+            e.records = None;
+        }
+    };
+    // The same volume: object reads are a copy, listings are only a volume spike.
+    let (h, m, fs) = pair(
+        burst("hit", "x", at(13), 300, 50, s3("GetObject")),
+        burst("miss", "x", at(13), 300, 50, s3("ListObjects")),
+    );
+    assert_eq!(h, ["bulk_export"]);
+    assert_eq!(m, ["volume_spike"]);
+    let f = fs.iter().find(|f| f.rule == "bulk_export").unwrap();
+    assert!(f.title.contains("300 objects"), "{}", f.title);
+    assert_eq!(f.evidence.len(), 50);
+}

@@ -202,9 +202,17 @@ pub async fn apply_key_op_as(
         (Err(e), _) => format!("failed: {e}"),
     };
     let updated = outcome.as_ref().ok().cloned();
+    let was_active = key.status == KeyStatus::Active;
     with_db(db, move |s| {
         if let Some(k) = &updated {
             s.put_key(k)?;
+            // When it stopped working: detection tells refusals before it (a working
+            // key's) from attempts after it.
+            if k.status == KeyStatus::Active {
+                s.set_key_stopped_at(&k.provider, &k.id, None)?;
+            } else if was_active {
+                s.set_key_stopped_at(&k.provider, &k.id, Some(chrono::Utc::now()))?;
+            }
         }
         s.append_journal(&NewEntry {
             action: op.as_str(),

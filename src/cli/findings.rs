@@ -99,6 +99,25 @@ fn severity_arg(flag: &str, s: &str) -> Result<Severity, UsageError> {
         .map_err(|e| UsageError(format!("{flag}: {e}")))
 }
 
+/// The Sigma rules of `[detect] sigma` plus `extra` directories, for a sync to run after
+/// its built-in detection (`None` when no directory is configured). Rule files that do
+/// not parse are reported on stderr; the others run.
+pub fn sigma_rules(
+    ctx: &Ctx,
+    extra: &[std::path::PathBuf],
+) -> anyhow::Result<Option<crate::sync::SyncSigma>> {
+    let mut cfg = SigmaConfig::from_table(&ctx.config.detect, &ctx.paths.config)?;
+    cfg.dirs.extend(extra.iter().cloned());
+    if cfg.dirs.is_empty() {
+        return Ok(None);
+    }
+    let rules = RuleSet::load(&cfg.dirs);
+    for e in &rules.errors {
+        crate::tell!("sigma: skipped rule file {e}");
+    }
+    Ok(Some(std::sync::Arc::new((rules, cfg))))
+}
+
 /// Local work: allowed in read-only mode, which only keeps providers unchanged.
 pub fn detect(ctx: &Ctx, a: &DetectArgs) -> anyhow::Result<ExitCode> {
     let cfg = detect_config(ctx)?;

@@ -376,6 +376,7 @@ pub fn selected_providers<'a>(
 async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
     let selected = selected_providers(ctx, names)?;
     let detect = findings::detect_config(ctx)?;
+    let sigma = findings::sigma_rules(ctx, &[])?;
     let mut providers = Vec::new();
     for p in selected {
         providers.push(crate::provider::from_config(p).map_err(|e| UsageError(e.to_string()))?);
@@ -395,13 +396,15 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                 );
             }
         };
-        match crate::sync::sync_provider(&ctx.paths.db, p, &detect, &progress).await {
+        match crate::sync::sync_provider_with(&ctx.paths.db, p, &detect, sigma.clone(), &progress)
+            .await
+        {
             Ok(r) => {
                 if tty {
                     eprint!("\r\x1b[2K");
                 }
                 crate::tell!(
-                    "{}: {} keys ({} no longer listed), {} new events ({} already cached) in {:.1}s{}",
+                    "{}: {} keys ({} no longer listed), {} new events ({} already cached) in {:.1}s{}{}",
                     r.provider,
                     r.keys,
                     r.unlisted,
@@ -411,6 +414,10 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                     r.detection
                         .as_ref()
                         .map(|d| format!("; detection: {} new findings, {} resolved", d.opened, d.resolved))
+                        .unwrap_or_default(),
+                    r.sigma
+                        .as_ref()
+                        .map(|s| format!("; sigma: {} matches, {} new findings", s.matches, s.opened))
                         .unwrap_or_default()
                 );
             }

@@ -24,6 +24,10 @@ use hour::close_bucket;
 
 pub(crate) use close::pending;
 
+/// Active days after which a key's set of networks is settled: a new network alone is
+/// then a finding (before, only with unusual requests from it).
+pub(crate) const NET_SETTLED_DAYS: u32 = 10;
+
 /// Outcome codes as stored in the cache.
 pub(crate) const SUCCESS: u8 = 0;
 pub(crate) const DENIED: u8 = 1;
@@ -47,6 +51,8 @@ pub(crate) struct Ev {
     pub status: i32,
     /// Records returned, -1 when absent.
     pub records: i64,
+    /// The action reads stored content (see `reads_content`).
+    pub reads: bool,
 }
 
 impl Ev {
@@ -113,6 +119,8 @@ pub(crate) struct KeyInfo {
     pub replaced_at: Option<Millis>,
     /// Listed by its provider (not only seen in logs).
     pub listed: bool,
+    /// When it stopped working (deactivated, revoked), if known.
+    pub stopped_at: Option<Millis>,
 }
 
 impl KeyInfo {
@@ -184,7 +192,13 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
     }
     st.decay(t, cfg.baseline_half_life_days);
     let ready = st.ready(t, cfg);
-    let active = cx.key.status == KeyStatus::Active;
+    // A key that stopped working at a known time still worked before it, give or take
+    // the provider's clock skew: its refusals then are a working key's.
+    let active = cx.key.status == KeyStatus::Active
+        || cx
+            .key
+            .stopped_at
+            .is_some_and(|s| t <= s + cfg.revocation_skew_seconds as i64 * 1000);
     let authenticated = e.authenticated(active);
     st.rhythm.observe(t, &st.hours);
     let off_schedule = st.rhythm.run_off;
@@ -271,6 +285,20 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
     // Networks.
     let mut novel_net = false;
     if e.net != 0 {
+        // What a request from a new network does that the key never did: a service it
+        // never used successfully, a client family it never sent, or a refusal.
+        let unusual = e.outcome == DENIED
+            || (e.service != u32::MAX
+                && !st
+                    .services
+                    .iter()
+                    .any(|(n, _)| n == cx.strings.get(e.service)))
+            || (e.agent != u32::MAX
+                && !st.agents.iter().any(|s| s.value == cx.strings.get(e.agent)));
+        // Until the key has NET_SETTLED_DAYS active days, its set of networks may be
+        // incomplete (a person's office and home): a new network is reported only when
+        // its requests also do something unusual.
+        let settled = st.rhythm.active_days >= NET_SETTLED_DAYS;
         let known_before = st.nets.len();
         match st.nets.iter_mut().find(|s| s.value == e.net) {
             Some(s) if t - s.last <= memory => {
@@ -318,19 +346,30 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
                             others.join(", ")
                         ),
                         severity: cx.key.sev(1),
-                        peak: 0,
+                        // 1 once confirmed (see `settled`); unconfirmed ones are dropped.
+                        peak: u64::from(settled),
                         sum: 0,
                     });
                 }
             }
         }
         if novel_net && !claimed {
+            let mut confirmed = true;
             if let Some(inc) = open_mut(st, "new_network", &net_text(e.net)) {
                 inc.events += 1;
                 inc.last = t;
                 push_cap(&mut inc.rows, e.row, cap);
+                if unusual {
+                    inc.peak = 1;
+                }
+                confirmed = inc.peak == 1;
             }
-            claimed = true;
+            // Until confirmed, its requests are the key's own for the other rules.
+            if confirmed {
+                claimed = true;
+            } else {
+                novel_net = false;
+            }
         }
     }
 
@@ -490,6 +529,10 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
         }
     }
 
+    if !claimed && e.reads && e.outcome == SUCCESS {
+        st.bucket.reads += 1;
+        push_cap(&mut st.bucket.rows_reads, e.row, cap);
+    }
     if !claimed && e.outcome != DENIED {
         st.bucket.requests += 1;
         push_cap(&mut st.bucket.rows_requests, e.row, cap);

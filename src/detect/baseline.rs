@@ -172,6 +172,9 @@ pub struct Bucket {
     pub denied: u32,
     /// ... of them, on a service the key never used successfully.
     pub denied_novel: u32,
+    /// Served content reads (see [`reads_content`]) not explained by another rule.
+    pub reads: u32,
+    pub rows_reads: Vec<i64>,
     /// Requests of runs off the key's schedule.
     pub sched: u32,
     pub rows_sched: Vec<i64>,
@@ -209,6 +212,8 @@ pub struct KeyState {
     pub denied: LogHist,
     /// Records returned per request.
     pub records: LogHist,
+    /// Content reads (see [`reads_content`]) per active hour.
+    pub reads: LogHist,
     pub nets: Vec<Seen<u64>>,
     pub agents: Vec<Seen<String>>,
     /// Scope → last successful use.
@@ -254,6 +259,7 @@ impl Default for KeyState {
             volume: LogHist::default(),
             denied: LogHist::default(),
             records: LogHist::default(),
+            reads: LogHist::default(),
             nets: Vec::new(),
             agents: Vec::new(),
             scopes: Vec::new(),
@@ -389,6 +395,7 @@ impl KeyState {
         self.volume.scale(f);
         self.denied.scale(f);
         self.records.scale(f);
+        self.reads.scale(f);
         for h in &mut self.hours {
             *h *= f;
         }
@@ -517,6 +524,34 @@ pub fn service_of(action: &str) -> &str {
     match a.split_once('.') {
         Some((ns, _)) => ns,
         None => a,
+    }
+}
+
+/// True for an action that reads stored content itself, one object, secret or item set
+/// per call, in logs that carry no record counts: CloudTrail's S3 `GetObject`, Secrets
+/// Manager `GetSecretValue` / `BatchGetSecretValue`, SSM `GetParameter(s)` /
+/// `GetParametersByPath`, DynamoDB `Scan` / `BatchGetItem` /
+/// `ExportTableToPointInTime`. Listings and descriptions (`List*`, `Describe*`) read
+/// metadata and are not content.
+pub fn reads_content(action: &str) -> bool {
+    let Some((source, name)) = action.trim().split_once(':') else {
+        return false;
+    };
+    match source {
+        "s3.amazonaws.com" => name == "GetObject",
+        "secretsmanager.amazonaws.com" => {
+            matches!(name, "GetSecretValue" | "BatchGetSecretValue")
+        }
+        "ssm.amazonaws.com" => {
+            matches!(
+                name,
+                "GetParameter" | "GetParameters" | "GetParametersByPath"
+            )
+        }
+        "dynamodb.amazonaws.com" => {
+            matches!(name, "Scan" | "BatchGetItem" | "ExportTableToPointInTime")
+        }
+        _ => false,
     }
 }
 

@@ -57,6 +57,14 @@ pub struct DetectConfig {
     pub bulk_min_records: u32,
     /// ... and it must exceed this multiple of the key's usual largest response (p99).
     pub bulk_ratio: f64,
+    /// Object and secret reads in one hour (logs without record counts, e.g. S3
+    /// `GetObject`) below this are never a bulk export.
+    pub bulk_min_reads: u32,
+    /// A bursty key's spike must exceed this multiple of its busiest usual hours (p99).
+    pub volume_burst_ratio: f64,
+    /// Clock skew (seconds) between the provider's log and the time a key was
+    /// deactivated: refusals up to this long after it are not use after revocation.
+    pub revocation_skew_seconds: u32,
     /// Two networks alternating within this many minutes are used at the same time.
     pub concurrent_window_minutes: u32,
     /// Alternations in one hour needed to report concurrent use.
@@ -91,6 +99,9 @@ impl Default for DetectConfig {
             dormant_min_history: 10,
             bulk_min_records: 1000,
             bulk_ratio: 10.0,
+            bulk_min_reads: 100,
+            volume_burst_ratio: 2.0,
+            revocation_skew_seconds: 300,
             concurrent_window_minutes: 10,
             concurrent_min_switches: 3,
             rotation_grace_hours: 24,
@@ -122,6 +133,9 @@ const KNOWN: &[&str] = &[
     "dormant_min_history",
     "bulk_min_records",
     "bulk_ratio",
+    "bulk_min_reads",
+    "volume_burst_ratio",
+    "revocation_skew_seconds",
     "concurrent_window_minutes",
     "concurrent_min_switches",
     "rotation_grace_hours",
@@ -189,6 +203,9 @@ impl DetectConfig {
                 "dormant_min_history" => c.dormant_min_history = pos_int()?,
                 "bulk_min_records" => c.bulk_min_records = pos_int()?,
                 "bulk_ratio" => c.bulk_ratio = pos_num()?,
+                "bulk_min_reads" => c.bulk_min_reads = pos_int()?,
+                "volume_burst_ratio" => c.volume_burst_ratio = pos_num()?,
+                "revocation_skew_seconds" => c.revocation_skew_seconds = pos_int()?,
                 "concurrent_window_minutes" => c.concurrent_window_minutes = pos_int()?,
                 "concurrent_min_switches" => c.concurrent_min_switches = pos_int()?,
                 "rotation_grace_hours" => c.rotation_grace_hours = pos_int()?,

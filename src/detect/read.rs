@@ -85,6 +85,7 @@ impl Reader {
             outcome: e.outcome,
             status: e.status_code.map_or(-1, |s| s as i32),
             records: e.records.unwrap_or(-1),
+            reads: baseline::reads_content(e.action),
         }
     }
 }
@@ -106,6 +107,7 @@ impl From<DetectKey> for KeyInfo {
             rotated_to: k.rotated_to,
             replaced_at: None,
             listed: k.listed,
+            stopped_at: k.stopped_at,
         }
     }
 }

@@ -111,6 +111,7 @@ fn unknown_key(key_ref: i64) -> KeyInfo {
         rotated_to: None,
         replaced_at: None,
         listed: false,
+        stopped_at: None,
     }
 }
 

@@ -32,6 +32,8 @@ pub struct DetectKey {
     pub rotated_to: Option<String>,
     /// Listed by its provider (not only seen in logs).
     pub listed: bool,
+    /// When it stopped working (deactivated, revoked), if known.
+    pub stopped_at: Option<Millis>,
 }
 
 /// One event as the detection rules read it, borrowed from the row being read.
@@ -184,7 +186,8 @@ impl Store {
     pub fn detect_keys(&self) -> Result<Vec<DetectKey>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT k.id, p.name, k.ext_id, k.name, k.owner, k.environment, k.purpose, k.scopes,
-                    k.status, k.created, k.expires, k.last_used, k.rotated_to, k.source
+                    k.status, k.created, k.expires, k.last_used, k.rotated_to, k.source,
+                    k.stopped_at
              FROM keys k JOIN providers p ON p.id = k.provider_id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -205,6 +208,7 @@ impl Store {
                 last_used: r.get(11)?,
                 rotated_to: r.get(12)?,
                 listed: source == "provider",
+                stopped_at: r.get(14)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

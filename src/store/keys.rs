@@ -175,6 +175,23 @@ impl Store {
         })
     }
 
+    /// Records when a key stopped working (was deactivated, disabled or revoked), as its
+    /// provider or keyaudit's own action says; `None` forgets it. Detection reads a
+    /// refusal up to the provider's clock skew after this time as a refusal of a working
+    /// key, not as use after revocation. Returns false when the key is not cached.
+    pub fn set_key_stopped_at(
+        &self,
+        provider: &str,
+        id: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE keys SET stopped_at = ?3
+             WHERE provider_id = (SELECT id FROM providers WHERE name = ?1) AND ext_id = ?2",
+            params![provider, id, at.map(to_millis)],
+        )? > 0)
+    }
+
     /// After a complete key listing that started at `sync_started`: keys the provider
     /// listed before but no longer lists are gone at the provider, so they are marked
     /// revoked. Returns how many.

@@ -209,6 +209,11 @@ pub const MIGRATIONS: &[&str] = &[
         value  TEXT NOT NULL
     );
     "#,
+    // 10: when a key stopped working (deactivated, revoked), when known: the provider's
+    // own time of the change or keyaudit's action. Detection compares refusals with it.
+    r#"
+    ALTER TABLE keys ADD COLUMN stopped_at INTEGER;
+    "#,
 ];
 
 /// Applies every migration newer than the cache's `user_version`.

@@ -19,7 +19,10 @@ pub struct RawEvent<'a> {
     /// The event's provider id (what evidence lists name).
     pub event_id: &'a str,
     pub time: Millis,
-    /// The original record ("" when the event has none).
+    /// The original record; for an event synced without one (the provider API's and
+    /// Vault's events), its own fields under the provider API's names (`id`, `time`,
+    /// `key_id`, `principal`, `action`, `scope`, `source_ip`, `user_agent`, `outcome`,
+    /// `status_code`, `request_id`, `records`).
     pub raw: &'a str,
 }
 
@@ -69,7 +72,8 @@ impl Store {
     pub fn sigma_events(&self, after: i64, visit: &mut dyn FnMut(RawEvent<'_>)) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT e.id, e.key_ref, p.name, k.ext_id, e.ext_id, e.time, e.raw, e.raw_block,
-                    e.raw_at
+                    e.raw_at, e.principal, e.action, e.scope, e.source_ip, e.user_agent,
+                    e.outcome, e.status_code, e.request_id, e.records
              FROM events e JOIN keys k ON k.id = e.key_ref
              JOIN providers p ON p.id = e.provider_id
              WHERE e.id > ?1 ORDER BY e.id",
@@ -83,12 +87,43 @@ impl Store {
             let block: Option<i64> = r.get(7)?;
             let at: Option<u32> = r.get(8)?;
             let from_block;
+            let own;
             let raw = match block.zip(at) {
                 Some((b, at)) => {
                     from_block = reader.record(&self.conn, b, at)?;
                     from_block.as_str()
                 }
                 None => text(6)?,
+            };
+            let raw = if raw.is_empty() {
+                let opt = |i: usize| -> rusqlite::Result<Option<&str>> {
+                    Ok(r.get_ref(i)?.as_str_or_null()?)
+                };
+                let time: Millis = r.get(5)?;
+                let outcome: i64 = r.get(14)?;
+                own = serde_json::json!({
+                    "id": text(4)?,
+                    "time": crate::model::from_millis(time)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "key_id": text(3)?,
+                    "principal": opt(9)?,
+                    "action": text(10)?,
+                    "scope": opt(11)?,
+                    "source_ip": opt(12)?,
+                    "user_agent": opt(13)?,
+                    "outcome": match outcome {
+                        0 => "success",
+                        1 => "denied",
+                        _ => "error",
+                    },
+                    "status_code": r.get::<_, Option<i64>>(15)?,
+                    "request_id": opt(16)?,
+                    "records": r.get::<_, Option<i64>>(17)?,
+                })
+                .to_string();
+                own.as_str()
+            } else {
+                raw
             };
             visit(RawEvent {
                 row: r.get(0)?,

@@ -53,6 +53,8 @@ pub struct LaunchOptions {
     pub detect: crate::detect::DetectConfig,
     /// An import to run while the workstation shows the cache (`keyaudit open`).
     pub import: Option<import::ImportPlan>,
+    /// The Sigma rules of `[detect] sigma`, run after each sync.
+    pub sigma: Option<crate::sync::SyncSigma>,
 }
 
 /// Opens the workstation on the configured providers and the cache.
@@ -94,9 +96,24 @@ async fn launch_as(
         tui: ctx.config.tui.clone(),
         detect: detect_config(ctx)?,
         import,
+        sigma: sigma_rules(ctx)?,
     })
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Sigma rules of `[detect] sigma` (`None` without any); files that do not parse are
+/// logged and left out.
+fn sigma_rules(ctx: &Ctx) -> anyhow::Result<Option<crate::sync::SyncSigma>> {
+    let cfg = crate::sigma::SigmaConfig::from_table(&ctx.config.detect, &ctx.paths.config)?;
+    if cfg.dirs.is_empty() {
+        return Ok(None);
+    }
+    let rules = crate::sigma::RuleSet::load(&cfg.dirs);
+    for e in &rules.errors {
+        tracing::warn!("sigma: skipped rule file {e}");
+    }
+    Ok(Some(Arc::new((rules, cfg))))
 }
 
 fn detect_config(ctx: &Ctx) -> anyhow::Result<crate::detect::DetectConfig> {
@@ -172,8 +189,9 @@ async fn event_loop(
         Some(key) => crate::store::Cache::anchored(opts.db.clone(), key)?,
         None => crate::store::Cache::new(opts.db.clone()),
     };
-    let mut runner =
-        runner::Runner::new(cache, opts.providers.clone(), tx).with_detect(opts.detect.clone());
+    let mut runner = runner::Runner::new(cache, opts.providers.clone(), tx)
+        .with_detect(opts.detect.clone())
+        .with_sigma(opts.sigma.clone());
     let mut state = State::new(setup);
     state.case = opts.case.clone();
     if let Some(plan) = &opts.import {
@@ -242,6 +260,7 @@ pub async fn run_demo(
         tui: ctx.config.tui.clone(),
         detect: detect_config(ctx)?,
         import: None,
+        sigma: sigma_rules(ctx)?,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

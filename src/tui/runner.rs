@@ -40,6 +40,8 @@ pub struct Runner {
     detect: Arc<DetectConfig>,
     /// The import of `keyaudit open`, run by `Effect::Import`.
     import: Option<Arc<ImportPlan>>,
+    /// The Sigma rules run after a sync.
+    sigma: Option<crate::sync::SyncSigma>,
 }
 
 impl Runner {
@@ -61,6 +63,7 @@ impl Runner {
             reader: Arc::new(Mutex::new(None)),
             detect: Arc::default(),
             import: None,
+            sigma: None,
         }
     }
 
@@ -80,6 +83,12 @@ impl Runner {
     /// The same runner with these detection settings (the defaults otherwise).
     pub fn with_detect(mut self, detect: DetectConfig) -> Runner {
         self.detect = Arc::new(detect);
+        self
+    }
+
+    /// The same runner running these Sigma rules after each sync.
+    pub fn with_sigma(mut self, sigma: Option<crate::sync::SyncSigma>) -> Runner {
+        self.sigma = sigma;
         self
     }
 
@@ -333,7 +342,14 @@ impl Runner {
                 let progress = move |pr: &crate::sync::SyncProgress| {
                     let _ = tx.send(Action::SyncProgressed(pr.clone()));
                 };
-                let r = crate::sync::sync_provider(&me.db, p.clone(), &me.detect, &progress).await;
+                let r = crate::sync::sync_provider_with(
+                    &me.db,
+                    p.clone(),
+                    &me.detect,
+                    me.sigma.clone(),
+                    &progress,
+                )
+                .await;
                 me.send(Action::SyncFinished(
                     p.name().to_string(),
                     r.map(|r| {

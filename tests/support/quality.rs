@@ -240,6 +240,10 @@ pub fn run_cloudtrail(
         })
         .collect();
     store.upsert_keys("aws-prod", &listed, fixed_now()).unwrap();
+    // When each was deactivated (the time of its `UpdateAccessKey` call).
+    for (id, at) in &sc.inactive {
+        assert!(store.set_key_stopped_at("aws-prod", id, Some(*at)).unwrap());
+    }
     detect::detect_full(&mut store, cfg, fixed_now()).unwrap();
     let findings: Vec<Finding> = store
         .findings(&FindingQuery::default())

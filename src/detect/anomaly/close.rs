@@ -12,11 +12,15 @@ pub(super) fn close_stale(st: &mut KeyState, t: Millis, cx: &Cx<'_>, closed: &mu
         let inc = &st.open[i];
         let done = match inc.rule.as_str() {
             "new_network" | "new_user_agent" | "dormant_wakeup" => t > inc.start + window,
-            "bulk_export" => t - inc.last > HOUR,
+            // Per response (last = its time) or per hour (last = the hour's start).
+            "bulk_export" => t - inc.last > HOUR && inc.last < (h - 1) * HOUR,
             _ => inc.last < (h - 1) * HOUR,
         };
         if done {
             let inc = st.open.remove(i);
+            if unconfirmed(&inc) {
+                continue;
+            }
             if inc.rule == "off_hours" {
                 for (hod, n) in std::mem::take(&mut st.pending_hours) {
                     st.hours[hod as usize] += n as f32;
@@ -27,6 +31,12 @@ pub(super) fn close_stale(st: &mut KeyState, t: Millis, cx: &Cx<'_>, closed: &mu
             i += 1;
         }
     }
+}
+
+/// A new network on a key whose networks are not settled, with nothing unusual from it:
+/// a network the key adopts (a person's second network), not a finding.
+fn unconfirmed(inc: &Incident) -> bool {
+    inc.rule == "new_network" && inc.peak == 0
 }
 
 /// Fills in the final wording of an incident.
@@ -87,7 +97,9 @@ pub(crate) fn pending(st: &KeyState, cx: &Cx<'_>, now: Millis) -> Vec<Incident> 
         close_bucket(&mut probe, cx, &mut out);
     }
     for inc in probe.open.drain(..) {
-        out.push(finish(inc, st, cx));
+        if !unconfirmed(&inc) {
+            out.push(finish(inc, st, cx));
+        }
     }
     let k = cx.key;
     let stopped = match k.status {

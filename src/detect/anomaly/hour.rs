@@ -110,11 +110,42 @@ pub(super) fn close_bucket(st: &mut KeyState, cx: &Cx<'_>, closed: &mut Vec<Inci
         }
     }
 
-    // Volume.
-    if ready && !concurrent && b.requests >= cfg.volume_min_requests {
+    // Bulk reads in logs without record counts: an hour of content reads (objects,
+    // secrets) that are most of its requests and far above the key's usual reads.
+    let mut bulk = false;
+    if ready && b.reads >= cfg.bulk_min_reads && 2 * b.reads >= b.requests {
+        let usual = st.reads.quantile(0.99);
+        if b.reads as f64 > cfg.bulk_ratio * usual.max(1.0) {
+            bulk = true;
+            let i = hourly(
+                st,
+                "bulk_export",
+                h,
+                b.reads,
+                &b.rows_reads,
+                cap,
+                cx.key.sev(2),
+            );
+            let inc = &mut st.open[i];
+            inc.title = format!("Bulk read of {} objects", inc.events);
+            inc.explanation = format!(
+                "{} reads of stored objects or secrets {} ({} of the hour's {} requests);                  this key's {days}-day baseline is at most {usual:.0} such reads in an hour.                  Check what was copied with {} and rotate the key if it was not them.",
+                inc.events,
+                hours_text(inc),
+                b.reads,
+                b.requests,
+                owner_or(cx.key)
+            );
+        }
+    }
+
+    // Volume. A bursty key's limit also stays above its own busiest hours (p99).
+    if ready && !concurrent && !bulk && b.requests >= cfg.volume_min_requests {
         let (m, s) = st.volume.median_sigma();
         let sigma = s.max(m.sqrt()).max(1.0);
-        let limit = (m + cfg.volume_sigmas * sigma).max(cfg.volume_ratio * m);
+        let limit = (m + cfg.volume_sigmas * sigma)
+            .max(cfg.volume_ratio * m)
+            .max(cfg.volume_burst_ratio * st.volume.quantile(0.99));
         if b.requests as f64 > limit {
             let n = b.requests;
             let i = hourly(
@@ -248,6 +279,9 @@ pub(super) fn close_bucket(st: &mut KeyState, cx: &Cx<'_>, closed: &mut Vec<Inci
     if b.requests + b.denied > 0 {
         st.volume.add(b.requests as u64);
         st.denied.add(b.denied as u64);
+        if !bulk {
+            st.reads.add(b.reads as u64);
+        }
     }
     st.hours[hod] += b.all as f32;
 }

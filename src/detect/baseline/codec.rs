@@ -13,7 +13,7 @@
 use super::{Bucket, Incident, KeyState, LogHist, Rhythm, Seen};
 
 /// Version of the encoding, the first byte of every saved state.
-pub const FORMAT: u8 = 2;
+pub const FORMAT: u8 = 3;
 
 struct Out(Vec<u8>);
 
@@ -159,7 +159,7 @@ impl KeyState {
         o.i(self.last_row);
         o.i(self.decay_time);
         o.floats(&self.hours);
-        for h in [&self.volume, &self.denied, &self.records] {
+        for h in [&self.volume, &self.denied, &self.records, &self.reads] {
             o.floats(&h.bins);
         }
         o.u(self.nets.len() as u64);
@@ -219,6 +219,7 @@ impl KeyState {
             b.off,
             b.switches,
             b.all,
+            b.reads,
         ] {
             o.u(u64::from(n));
         }
@@ -228,6 +229,7 @@ impl KeyState {
             &b.rows_off,
             &b.rows_switch,
             &b.rows_sched,
+            &b.rows_reads,
         ] {
             o.rows(rows);
         }
@@ -275,6 +277,7 @@ impl KeyState {
         let volume = LogHist { bins: r.floats()? };
         let denied = LogHist { bins: r.floats()? };
         let records = LogHist { bins: r.floats()? };
+        let reads = LogHist { bins: r.floats()? };
         let nets = (0..r.len()?)
             .map(|_| {
                 Some(Seen {
@@ -343,11 +346,13 @@ impl KeyState {
             off: r.u32()?,
             switches: r.u32()?,
             all: r.u32()?,
+            reads: r.u32()?,
             rows_requests: r.rows()?,
             rows_denied: r.rows()?,
             rows_off: r.rows()?,
             rows_switch: r.rows()?,
             rows_sched: r.rows()?,
+            rows_reads: r.rows()?,
             switch_nets: (0..r.len()?).map(|_| r.u()).collect::<Option<_>>()?,
             denied_scopes: (0..r.len()?).map(|_| r.str()).collect::<Option<_>>()?,
         };
@@ -367,6 +372,7 @@ impl KeyState {
             volume,
             denied,
             records,
+            reads,
             nets,
             agents,
             scopes,
@@ -471,11 +477,13 @@ mod tests {
             off: 0,
             switches: u32::MAX,
             all: 42,
+            reads: 7,
             rows_requests: vec![1, 2, 3],
             rows_denied: vec![4],
             rows_off: Vec::new(),
             rows_switch: vec![-1],
             rows_sched: vec![7, 8],
+            rows_reads: vec![9],
             switch_nets: vec![1, u64::MAX],
             denied_scopes: vec!["admin:write".into()],
         };
