@@ -435,11 +435,13 @@ fn a_github_token_is_matched_to_its_audit_log_events_by_hashed_token() {
             "repo": "example-hr/payroll-service", "user_agent": "git/2.43.0"
         })
     };
+    let mut stranger = event("stranger", t0 + 7_300_000, &other, "192.0.2.1");
+    stranger["token_id"] = 7.into();
     let log = serde_json::json!([
         event("before-1", t0 - 3_600_000, &hashed, "10.20.0.5"),
         event("after-1", t0 + 3_600_000, &hashed, "10.20.0.6"),
         event("after-2", t0 + 7_200_000, &hashed, "198.51.100.77"),
-        event("stranger", t0 + 7_300_000, &other, "192.0.2.1"),
+        stranger,
     ]);
     let export = dir.path().join("export-example-hr.json");
     std::fs::write(&export, serde_json::to_string_pretty(&log).unwrap()).unwrap();

@@ -205,10 +205,7 @@ async fn verify_asks_the_owning_provider_by_id_and_never_sends_an_unmatched_secr
     want.sort();
     assert_eq!(lines, want, "{seen:#?}");
     for secret in [&live_secret, &gone_secret, stranger.expose(), &github] {
-        assert!(
-            !seen.iter().any(|r| r.contains(secret)),
-            "{seen:#?}"
-        );
+        assert!(!seen.iter().any(|r| r.contains(secret)), "{seen:#?}");
     }
 
     // Without --verify nothing is asked; the other formats carry the mark too.
