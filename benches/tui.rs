@@ -384,6 +384,7 @@ fn main() {
             &store,
             busy.key_ref,
             now,
+            None,
             &keyaudit::detect::DetectConfig::default(),
         )
         .unwrap();
@@ -556,6 +557,7 @@ fn store_reads(db: &Path, now: chrono::DateTime<Utc>) -> [f64; 5] {
             &store,
             busy.key_ref,
             now,
+            None,
             &keyaudit::detect::DetectConfig::default(),
         )
         .unwrap();

@@ -354,6 +354,7 @@ fn exposure_findings_attach_to_a_key() {
         &store,
         "p",
         "k",
+        now() - chrono::Duration::days(2),
         "Key found in a public repository",
         "The secret of k is in github.com/acme/app at config.yml line 4; rotate it now.",
         &["config.yml:4".into()],
@@ -361,7 +362,8 @@ fn exposure_findings_attach_to_a_key() {
     .unwrap();
     assert_eq!(f.severity, keyaudit::model::Severity::Critical);
     assert_eq!(f.category, keyaudit::model::Category::Exposure);
-    assert!(detect::raise_exposure(&store, "p", "nope", "t", "e", &[]).is_err());
+    assert_eq!(f.first_seen, now() - chrono::Duration::days(2));
+    assert!(detect::raise_exposure(&store, "p", "nope", now(), "t", "e", &[]).is_err());
 }
 
 /// Day `d` at `h`:00 UTC.

@@ -411,3 +411,107 @@ fn a_leak_of_a_cached_key_becomes_an_exposure_finding_with_its_use_since_the_com
     );
     assert!(String::from_utf8_lossy(&ro.stderr).contains("1 exposure findings not recorded"));
 }
+
+/// A leaked GitHub token is matched to an imported GitHub audit log through the
+/// `hashed_token` GitHub records on each event the token made (base64 SHA-256 of the
+/// token, computed here independently): the exposure finding's evidence is those events
+/// since the commit.
+#[test]
+fn a_github_token_is_matched_to_its_audit_log_events_by_hashed_token() {
+    use base64::Engine;
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let token = github_token(21);
+    let hashed =
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(token.as_bytes()));
+    let other = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(b"x"));
+    // 2026-11-02T10:00:00Z is 1793613600000 ms.
+    let t0: i64 = 1_793_613_600_000;
+    let event = |doc: &str, at: i64, h: &str, ip: &str| {
+        serde_json::json!({
+            "@timestamp": at, "_document_id": doc, "action": "git.clone", "actor": "ci-bot",
+            "actor_ip": ip, "created_at": at, "hashed_token": h, "org": "example-hr",
+            "programmatic_access_type": "Personal access token (classic)", "token_id": 4242,
+            "repo": "example-hr/payroll-service", "user_agent": "git/2.43.0"
+        })
+    };
+    let mut stranger = event("stranger", t0 + 7_300_000, &other, "192.0.2.1");
+    stranger["token_id"] = 7.into();
+    let log = serde_json::json!([
+        event("before-1", t0 - 3_600_000, &hashed, "10.20.0.5"),
+        event("after-1", t0 + 3_600_000, &hashed, "10.20.0.6"),
+        event("after-2", t0 + 7_200_000, &hashed, "198.51.100.77"),
+        stranger,
+    ]);
+    let export = dir.path().join("export-example-hr.json");
+    std::fs::write(&export, serde_json::to_string_pretty(&log).unwrap()).unwrap();
+    let o = keyaudit(
+        dir.path(),
+        &["import", export.to_str().unwrap(), "--format", "github"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(
+        repo.join("deploy.sh"),
+        format!("GH_TOKEN={token} ./deploy\n"),
+    )
+    .unwrap();
+    git(&repo, &["add", "."]);
+    let o = Command::new("git")
+        .current_dir(&repo)
+        .args([
+            "-c",
+            "user.name=Dana Dev",
+            "-c",
+            "user.email=dana@example.com",
+        ])
+        .args(["commit", "-q", "-m", "deploy"])
+        .env("GIT_AUTHOR_DATE", "2026-11-02T10:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-11-02T10:00:00Z")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+
+    let v = json(&keyaudit(
+        dir.path(),
+        &["scan", "--git", repo.to_str().unwrap(), "--format", "json"],
+    ));
+    assert_eq!(v[0]["kind"], "github-pat");
+    assert_eq!(v[0]["hashed_token"], hashed.as_str());
+    assert_eq!(v[0]["matched_key"], "token:4242", "{v:#}");
+    assert!(
+        v[0]["exposure"]
+            .as_str()
+            .unwrap()
+            .starts_with("used 2 times from 2 networks since it was committed in"),
+        "{v:#}"
+    );
+    let f = json(&keyaudit(
+        dir.path(),
+        &["findings", "--category", "exposure", "--format", "json"],
+    ));
+    let f = &f.as_array().unwrap()[0];
+    assert_eq!(f["key_id"], "token:4242");
+    assert_eq!(f["evidence"], serde_json::json!(["after-1", "after-2"]));
+    assert!(!f.to_string().contains(&token));
+    // A token whose hash no event carries stays unmatched.
+    std::fs::write(
+        dir.path().join("other.env"),
+        format!("T={}\n", github_token(22)),
+    )
+    .unwrap();
+    let v = json(&keyaudit(
+        dir.path(),
+        &[
+            "scan",
+            dir.path().join("other.env").to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(v[0]["matched_key"], serde_json::Value::Null);
+}

@@ -347,3 +347,186 @@ fn the_demo_opens_again_in_a_second_session() {
         }
     }
 }
+
+/// From a leaked line to the key's use since the leak, to revoke: a demo key's secret in
+/// a file, `keyaudit scan` matches it to the cached key and records an exposure finding;
+/// in the findings view Enter opens the key with only its events since the exposure (the
+/// file's modification time), and `D` revokes it there with the finding as the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exposure_finding_opens_the_key_since_the_leak_and_revokes_it() {
+    if !tmux_available() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("tmux is required for the end-to-end test in CI (apt-get install -y tmux)");
+        }
+        eprintln!("skipping: tmux is not installed (apt-get install -y tmux)");
+        return;
+    }
+    let demo = demo::start(DemoOptions {
+        seed: 29,
+        token: "e2e-admin-token".into(),
+        events: 1500,
+        live_rate: 0.0,
+        anomalies: false,
+        ..DemoOptions::default()
+    })
+    .await
+    .expect("demo starts");
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/v1/keys", demo.url))
+        .bearer_auth(&demo.token)
+        .json(&serde_json::json!({
+            "name": "payroll-export-ci",
+            "owner": "Ledgerly Payroll",
+            "environment": "staging",
+            "scopes": ["employees:read"],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["key"]["id"].as_str().unwrap().to_string();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    async fn ping(client: &reqwest::Client, url: &str, secret: &str) {
+        let r = client
+            .get(format!("{url}/v1/partner/ping"))
+            .bearer_auth(secret)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // One use before the leak, the leak (a file written), two uses after it.
+    ping(&client, &demo.url, &secret).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("leak")).unwrap();
+    std::fs::write(
+        d.join("leak/app.env"),
+        format!("PAYROLL_URL=https://payroll.example\nTALENTGRID_API_KEY={secret}\n"),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    ping(&client, &demo.url, &secret).await;
+    ping(&client, &demo.url, &secret).await;
+
+    std::fs::write(
+        d.join("config.toml"),
+        format!(
+            "[[provider]]\nname = \"talentgrid\"\nkind = \"http\"\nurl = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\n\n[tui]\nmouse = false\nsync_interval_secs = 0\n",
+            demo.url
+        ),
+    )
+    .unwrap();
+    let sync = keyaudit(d, &demo.token, &["sync"]);
+    assert!(
+        sync.status.success(),
+        "sync failed: {}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+    let scan = keyaudit(
+        d,
+        &demo.token,
+        &["scan", d.join("leak").to_str().unwrap(), "--format", "json"],
+    );
+    assert!(
+        scan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scan.stderr)
+    );
+    let hits: Value = serde_json::from_slice(&scan.stdout).unwrap();
+    assert_eq!(hits[0]["matched_key"], id.as_str(), "{hits:#}");
+    assert!(
+        hits[0]["exposure"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("used 2 times from 1 network since it was written to")),
+        "{hits:#}"
+    );
+    assert!(!String::from_utf8_lossy(&scan.stdout).contains(&secret));
+
+    let tmux = Tmux {
+        socket: format!("keyaudit-exposure-{}", std::process::id()),
+        session: "ka".into(),
+    };
+    let command = format!(
+        "env {TOKEN_ENV}={} XDG_STATE_HOME={} XDG_DATA_HOME={} {BIN} --write --db {} --config {}",
+        demo.token,
+        d.join("state").display(),
+        d.join("data").display(),
+        d.join("cache.db").display(),
+        d.join("config.toml").display()
+    );
+    tmux.start(&command);
+    tmux.wait_for("the keys view", |s| {
+        s.contains("[keys]") && s.contains(" keys ")
+    });
+    tmux.send(&["4"]);
+    tmux.wait_for("the findings view", |s| s.contains("[findings]"));
+    // Move down to the exposure finding (the panel below the table names its rule).
+    let mut found = false;
+    for _ in 0..100 {
+        let s = tmux.screen();
+        if s.contains("exposed_key · exposure") {
+            found = true;
+            break;
+        }
+        tmux.send(&["j"]);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    assert!(found, "no exposure finding:\n{}", tmux.screen());
+    tmux.send(&["Enter"]);
+    let screen = tmux.wait_for("the key with its events since the exposure", |s| {
+        s.contains("[detail]")
+            && s.contains("payroll-export-ci")
+            && s.contains("events since the exposure on")
+    });
+    assert!(
+        screen.contains("events since the exposure on") && screen.contains("UTC (2)"),
+        "{screen}"
+    );
+
+    tmux.send(&["D"]);
+    let screen = tmux.wait_for("the revoke dialog", |s| s.contains("Revoke 1 key?"));
+    assert!(
+        screen.contains("leaked in"),
+        "reason not prefilled:\n{screen}"
+    );
+    tmux.send(&["Tab"]);
+    tmux.send(&["Enter"]);
+    tmux.wait_for("the revoke result", |s| s.contains("now revoked"));
+    assert_eq!(
+        key_status(&client, &demo.url, &demo.token, &id).await,
+        "revoked"
+    );
+    let screen = tmux.wait_for("the detail reloaded", |s| {
+        s.contains("revoked") && s.contains("events since the exposure on")
+    });
+    assert!(screen.contains("payroll-export-ci"), "{screen}");
+    // E: the key's events in the events view, with the exposure as the filter.
+    tmux.send(&["E"]);
+    tmux.wait_for("the key's events since the exposure", |s| {
+        s.contains("[events]") && s.contains("events of payroll-export-ci") && s.contains("since:")
+    });
+    tmux.send(&["q"]);
+
+    let journal = keyaudit(d, &demo.token, &["journal", "--format", "json"]);
+    let entries: Value = serde_json::from_slice(&journal.stdout).expect("journal JSON");
+    let target = format!("talentgrid/{id}");
+    let revoke = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "revoke" && e["target"] == target.as_str())
+        .expect("the revoke is journaled");
+    assert!(
+        revoke["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("leaked in") && r.contains("app.env")),
+        "{revoke:#}"
+    );
+    drop(tmux);
+    demo.shutdown().await;
+}

@@ -329,7 +329,7 @@ fn views_switch_by_tab_and_by_name() {
     assert_eq!(s.view, View::Keys);
     let fx = code(&mut s, KeyCode::Enter);
     assert_eq!(s.view, View::Detail);
-    assert!(matches!(fx.as_slice(), [Effect::LoadDetail(1, _)]));
+    assert!(matches!(fx.as_slice(), [Effect::LoadDetail(1, _, None)]));
     code(&mut s, KeyCode::Esc);
     assert_eq!(s.view, View::Keys);
 }
@@ -937,11 +937,49 @@ fn a_key_s_events_are_a_new_walk_and_enter_opens_the_key() {
     assert_eq!(s.events.rows.len(), 30);
     let fx = code(&mut s, KeyCode::Enter);
     assert_eq!(s.view, View::Detail);
-    assert!(matches!(fx.as_slice(), [Effect::LoadDetail(1, _)]));
+    assert!(matches!(fx.as_slice(), [Effect::LoadDetail(1, _, None)]));
     // Back in the events view with the selection moved: a sync does not move it.
     code(&mut s, KeyCode::Esc);
     press(&mut s, 'j');
     let fx = apply(&mut s, Action::SyncAllFinished);
     assert!(reads(&fx).is_empty());
     assert_eq!(s.events.cursor.selected, 1);
+}
+
+#[test]
+fn an_exposure_finding_opens_its_key_with_the_events_since_the_exposure() {
+    let mut s = writable();
+    let mut findings = fixture::findings();
+    findings[1].category = keyaudit::model::Category::Exposure;
+    findings[1].rule = "exposed_key".into();
+    let exposed_at = findings[1].first_seen;
+    apply(&mut s, Action::FindingsLoaded(findings));
+    apply(&mut s, Action::ShowView(View::Findings));
+    press(&mut s, 'j');
+    let fx = code(&mut s, KeyCode::Enter);
+    assert_eq!(s.view, View::Detail);
+    assert!(
+        matches!(fx.as_slice(), [Effect::LoadDetail(_, _, Some(t))] if *t == exposed_at),
+        "{fx:?}"
+    );
+    // A detail read without the exposure filter (an older read) is not shown.
+    apply(&mut s, Action::DetailLoaded(Box::new(fixture::detail())));
+    assert!(s.detail.data.is_none());
+    let mut d = fixture::detail();
+    d.since = Some(exposed_at);
+    apply(&mut s, Action::DetailLoaded(Box::new(d)));
+    assert!(s.detail.data.is_some());
+    // The key's events view starts filtered from the exposure.
+    let fx = press(&mut s, 'E');
+    assert_eq!(reads(&fx)[0].query.since, Some(exposed_at));
+    assert!(s.events.query.starts_with("since:"), "{}", s.events.query);
+    // Opened from the keys view, the same key shows all its recent events.
+    code(&mut s, KeyCode::Esc);
+    press(&mut s, '1');
+    select(&mut s, "acme-payroll-sync");
+    let fx = code(&mut s, KeyCode::Enter);
+    assert!(
+        matches!(fx.as_slice(), [Effect::LoadDetail(_, _, None)]),
+        "{fx:?}"
+    );
 }

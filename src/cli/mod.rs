@@ -270,7 +270,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listing::events(&ctx, &a)
         }
         Command::Keygen { prefix, count } => keygen(&prefix, count),
-        Command::Scan(a) => scan::scan(&ctx, &a),
+        Command::Scan(a) => scan::scan(&ctx, &a, &runtime),
         Command::Info => info(&ctx),
         Command::Journal { command, format } => {
             // An exported journal is verified without any cache.

@@ -4,6 +4,7 @@
 use crate::app::{Ctx, UsageError};
 use crate::model::Severity;
 use crate::output::{Format, Listing};
+use crate::provider::Liveness;
 use crate::scan::report::{self, Baseline, SarifResult};
 use crate::scan::source::{scan_paths, Report, WalkOptions};
 use crate::scan::{git, Hit, Options, Scanner};
@@ -54,6 +55,11 @@ pub struct ScanArgs {
     /// Write the fingerprints of every leak found to FILE (0600), for --baseline.
     #[arg(long, value_name = "FILE")]
     pub write_baseline: Option<PathBuf>,
+    /// Ask the configured provider that owns each matched key whether the key is live
+    /// (by its id: the secret is never sent); each leak is marked live, revoked or
+    /// unknown. A secret that matches no cached key is never sent anywhere.
+    #[arg(long)]
+    pub verify: bool,
     /// Exit with code 3 when a leak at or above this severity is reported
     /// (low, medium, high, critical).
     #[arg(long, value_name = "LEVEL")]
@@ -75,6 +81,9 @@ struct Match<'a> {
     /// The matched key's use since the exposure ("used 214 times from 3 networks …").
     #[serde(skip_serializing_if = "Option::is_none")]
     exposure: Option<String>,
+    /// With `--verify`: what the owning provider says of the key now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    liveness: Option<Liveness>,
 }
 
 /// When a hit's material was exposed, and how to say it: the commit time in history,
@@ -122,7 +131,80 @@ fn matched<'k>(
     fits.next().is_none().then_some(first)
 }
 
-pub fn scan(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<ExitCode> {
+/// GitHub tokens that no fingerprint or id explained, matched by the `hashed_token`
+/// that GitHub's audit log records on each event a token made (an imported audit log:
+/// `keyaudit import --format github`).
+fn by_hashed_token<'k>(
+    store: &Store,
+    keys: &'k [KeyRow],
+    hits: &[Hit],
+    owners: &mut [Option<&'k KeyRow>],
+) -> anyhow::Result<()> {
+    let wanted: std::collections::BTreeSet<&String> = hits
+        .iter()
+        .zip(owners.iter())
+        .filter(|(_, o)| o.is_none())
+        .filter_map(|(h, _)| h.hashed_token.as_ref())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let wanted: Vec<String> = wanted.into_iter().cloned().collect();
+    let found = crate::detect::exposure::keys_by_hashed_token(store, &wanted)?;
+    let by_ref: HashMap<i64, &KeyRow> = keys.iter().map(|k| (k.key_ref, k)).collect();
+    for (h, o) in hits.iter().zip(owners.iter_mut()) {
+        if o.is_none() {
+            *o = h
+                .hashed_token
+                .as_ref()
+                .and_then(|t| found.get(t))
+                .and_then(|r| by_ref.get(r).copied());
+        }
+    }
+    Ok(())
+}
+
+/// `--verify`: the liveness of each matched key, asked once per key of the configured
+/// provider that owns it, by the key's id. Keys of no configured provider, and keys whose
+/// provider does not answer, are unknown (the reason goes to standard error).
+fn verify(
+    ctx: &Ctx,
+    rt: &tokio::runtime::Runtime,
+    keys: &[&KeyRow],
+) -> HashMap<(String, String), Liveness> {
+    let mut out = HashMap::new();
+    let mut providers: HashMap<&str, Option<std::sync::Arc<dyn crate::provider::Provider>>> =
+        HashMap::new();
+    for k in keys {
+        let (name, id) = (k.key.provider.as_str(), k.key.id.as_str());
+        if out.contains_key(&(name.to_string(), id.to_string())) {
+            continue;
+        }
+        let p = providers.entry(name).or_insert_with(|| {
+            let Some(cfg) = ctx.config.providers().find(|p| p.name == name) else {
+                crate::tell!(
+                    "keyaudit: scan --verify: provider `{name}` is not configured in {}; its keys stay unknown",
+                    ctx.paths.config.display()
+                );
+                return None;
+            };
+            crate::provider::from_config(cfg)
+                .map_err(|e| crate::tell!("keyaudit: scan --verify: {e}; its keys stay unknown"))
+                .ok()
+        });
+        let l = match p {
+            None => Liveness::Unknown,
+            Some(p) => rt.block_on(p.liveness(id)).unwrap_or_else(|e| {
+                crate::tell!("keyaudit: scan --verify: key {id}: {e}; liveness unknown");
+                Liveness::Unknown
+            }),
+        };
+        out.insert((name.to_string(), id.to_string()), l);
+    }
+    out
+}
+
+pub fn scan(ctx: &Ctx, a: &ScanArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     for p in &a.paths {
         if p.as_os_str() != "-" && !p.exists() {
             return Err(UsageError(format!("{}: no such file or directory", p.display())).into());
@@ -197,12 +279,30 @@ pub fn scan(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<ExitCode> {
     }
     let suppressed = known - report.hits.len();
 
+    let mut owners: Vec<Option<&KeyRow>> = report
+        .hits
+        .iter()
+        .map(|h| matched(h, &keys, &by_fp, &by_id))
+        .collect();
+    by_hashed_token(&store, &keys, &report.hits, &mut owners)?;
+    // Only matched keys are asked about, by id; an unmatched secret goes nowhere.
+    let verified = a.verify.then(|| {
+        let asked: Vec<&KeyRow> = owners.iter().flatten().copied().collect();
+        verify(ctx, rt, &asked)
+    });
     let mut writer = None;
     let mut unrecorded = 0;
     let mut rows: Vec<Match> = Vec::new();
-    for h in &report.hits {
-        let k = matched(h, &keys, &by_fp, &by_id);
-        let live = k.is_some_and(|k| k.key.status == crate::model::KeyStatus::Active);
+    for (h, k) in report.hits.iter().zip(owners) {
+        let liveness = verified.as_ref().map(|v| {
+            k.and_then(|k| v.get(&(k.key.provider.clone(), k.key.id.clone())))
+                .copied()
+                .unwrap_or(Liveness::Unknown)
+        });
+        let live = match liveness {
+            Some(l) => l == Liveness::Live,
+            None => k.is_some_and(|k| k.key.status == crate::model::KeyStatus::Active),
+        };
         let mut exposure = None;
         if let Some(k) = k {
             let (since, how) = exposed_at(h);
@@ -219,6 +319,7 @@ pub fn scan(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<ExitCode> {
                     writer.as_ref().expect("opened above"),
                     &k.key.provider,
                     &k.key.id,
+                    since,
                     &title,
                     &text,
                     &w.evidence,
@@ -234,13 +335,14 @@ pub fn scan(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<ExitCode> {
             owner: k.map(|k| k.key.owner.as_str()),
             status: k.map(|k| k.key.status.to_string()),
             exposure,
+            liveness,
         });
     }
     if unrecorded > 0 {
         crate::tell!("keyaudit: scan: read-only: {unrecorded} exposure findings not recorded");
     }
     let matched_count = rows.iter().filter(|m| m.matched_key.is_some()).count();
-    write_rows(a.format, &rows)?;
+    write_rows(a.format, &rows, a.verify)?;
     crate::tell!(
         "{} secrets found in {} files ({} MiB), {} of them keys in the cache{}{}",
         rows.len(),
@@ -268,7 +370,7 @@ pub fn scan(ctx: &Ctx, a: &ScanArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_rows(format: ScanFormat, rows: &[Match]) -> anyhow::Result<()> {
+fn write_rows(format: ScanFormat, rows: &[Match], verified: bool) -> anyhow::Result<()> {
     let listing = match format {
         ScanFormat::Sarif => {
             let results: Vec<SarifResult> = rows
@@ -279,7 +381,7 @@ fn write_rows(format: ScanFormat, rows: &[Match]) -> anyhow::Result<()> {
                     key: m
                         .matched_key
                         .map(|k| format!("{}/{k}", m.provider.unwrap_or(""))),
-                    liveness: None,
+                    liveness: m.liveness.map(Liveness::as_str),
                 })
                 .collect();
             let mut out = std::io::stdout().lock();
@@ -293,15 +395,18 @@ fn write_rows(format: ScanFormat, rows: &[Match]) -> anyhow::Result<()> {
         ScanFormat::Jsonl => Format::Jsonl,
         ScanFormat::Csv => Format::Csv,
     };
-    let headers = [
+    let mut headers = vec![
         "file", "line", "kind", "severity", "material", "provider", "key", "owner", "status",
         "commit",
     ];
+    if verified {
+        headers.push("live");
+    }
     let mut out = Listing::new(std::io::stdout().lock(), listing, &headers)?;
     for m in rows {
         let h = m.hit;
         out.row(m, || {
-            vec![
+            let mut cells = vec![
                 h.file.clone(),
                 h.line.to_string(),
                 h.kind.to_string(),
@@ -315,7 +420,11 @@ fn write_rows(format: ScanFormat, rows: &[Match]) -> anyhow::Result<()> {
                     .as_ref()
                     .map(|i| i.commit[..12].to_string())
                     .unwrap_or_default(),
-            ]
+            ];
+            if verified {
+                cells.push(m.liveness.unwrap_or(Liveness::Unknown).as_str().to_string());
+            }
+            cells
         })?;
     }
     out.finish()?;

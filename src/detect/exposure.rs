@@ -6,7 +6,7 @@ use super::baseline::net_of;
 use super::Result;
 use crate::store::{EventQuery, Store};
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// The most event ids an exposure finding keeps as evidence (the newest ones).
 pub const MAX_EVIDENCE: usize = 200;
@@ -51,6 +51,45 @@ pub fn window(store: &Store, key_ref: i64, since: DateTime<Utc>) -> Result<Windo
     w.networks = after.len();
     w.new_networks = after.difference(&before).count();
     Ok(w)
+}
+
+/// The cached keys that GitHub audit-log events name by `hashed_token` (the base64
+/// SHA-256 of the token that made the call, [`crate::scan::hashed_token`]): for each of
+/// `hashed` that some event's raw record carries, the key (cache handle) with the most
+/// such events. Imported GitHub events file a token's calls under `token:<token_id>`
+/// when the log names the token's id, so the hash is looked for in the raw records:
+/// one pass over every cached event, made only when a scan found GitHub tokens that no
+/// fingerprint or id explained.
+pub fn keys_by_hashed_token(store: &Store, hashed: &[String]) -> Result<HashMap<String, i64>> {
+    let finders: Vec<memchr::memmem::Finder> = hashed
+        .iter()
+        .map(|h| memchr::memmem::Finder::new(h.as_bytes()))
+        .collect();
+    let mut counts: HashMap<(usize, i64), usize> = HashMap::new();
+    if finders.is_empty() {
+        return Ok(HashMap::new());
+    }
+    store.for_each_event(&EventQuery::default(), |row| {
+        let by_id = hashed.iter().position(|h| *h == row.event.key_id);
+        let raw = row.event.raw.as_deref().unwrap_or("").as_bytes();
+        for (i, f) in finders.iter().enumerate() {
+            if by_id == Some(i) || f.find(raw).is_some() {
+                *counts.entry((i, row.key_ref)).or_default() += 1;
+            }
+        }
+        true
+    })?;
+    let mut best: HashMap<usize, (usize, i64)> = HashMap::new();
+    for ((i, key_ref), n) in counts {
+        let b = best.entry(i).or_insert((n, key_ref));
+        if (n, std::cmp::Reverse(key_ref)) > (b.0, std::cmp::Reverse(b.1)) {
+            *b = (n, key_ref);
+        }
+    }
+    Ok(best
+        .into_iter()
+        .map(|(i, (_, key_ref))| (hashed[i].clone(), key_ref))
+        .collect())
 }
 
 /// The finding's explanation: "used 214 times from 3 networks since it was committed

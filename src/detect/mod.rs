@@ -197,11 +197,14 @@ pub fn finding_id(rule: &str, provider: &str, key_id: &str, subject: &str) -> St
 }
 
 /// Attaches an exposure finding (key material found in a file, a paste, a repository)
-/// to a cached key. Critical, open; the same title on the same key is one finding.
+/// to a cached key. Critical, open; the same title on the same key is one finding. Its
+/// `first_seen` is the exposure time `since` (a commit's time, a file's modification
+/// time): the TUI shows the key's events from then on.
 pub fn raise_exposure(
     store: &Store,
     provider: &str,
     key_id: &str,
+    since: DateTime<Utc>,
     title: &str,
     explanation: &str,
     evidence: &[String],
@@ -223,7 +226,7 @@ pub fn raise_exposure(
         title: title.into(),
         explanation: explanation.into(),
         evidence: evidence.to_vec(),
-        first_seen: now,
+        first_seen: since.min(now),
         last_seen: now,
         status: FindingStatus::Open,
         note: None,

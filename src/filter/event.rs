@@ -8,6 +8,7 @@
 //! | `ip:203.0.113.0/24` / `ip:2001:db8::/48` | from that network |
 //! | `action:employees` | the action contains the text (case-insensitive) |
 //! | `outcome:denied` | the outcome is success, denied or error |
+//! | `since:2026-11-02T10:00:00Z` | at or after that time (RFC 3339, or a date) |
 //! | any other word | occurs in the action, key id, source address or user agent |
 //!
 //! A parsed filter sets the row filters of an [`EventQuery`]; the store applies them
@@ -16,8 +17,9 @@
 use crate::filter::Network;
 use crate::model::Outcome;
 use crate::store::EventQuery;
+use chrono::{DateTime, NaiveDate, Utc};
 
-const FIELDS: &str = "ip, action, outcome";
+const FIELDS: &str = "ip, action, outcome, since";
 
 /// The terms of the grammar with what they keep, for the help and docs/keys.md.
 pub const TERMS: &[(&str, &str)] = &[
@@ -31,6 +33,10 @@ pub const TERMS: &[(&str, &str)] = &[
         "events whose action contains the text (any case)",
     ),
     ("outcome:denied", "success, denied or error (o cycles it)"),
+    (
+        "since:2026-11-02T10:00:00Z",
+        "events at or after that time (RFC 3339 or a date; an exposure finding's key opens its events with it)",
+    ),
     (
         "other words",
         "each occurs in the action, key id, source address or user agent",
@@ -46,6 +52,8 @@ pub struct EventFilter {
     pub action: Option<String>,
     /// Only events with this outcome.
     pub outcome: Option<Outcome>,
+    /// Only events at or after this time.
+    pub since: Option<DateTime<Utc>>,
     /// Words that must each occur in the action, key id, source address or user agent.
     pub text: Vec<String>,
 }
@@ -87,6 +95,14 @@ impl EventFilter {
                     }
                     f.outcome = Some(value.parse().map_err(|e| format!("`{raw}`: {e}"))?);
                 }
+                "since" => {
+                    if f.since.is_some() {
+                        return Err(twice());
+                    }
+                    f.since = Some(parse_time(value).ok_or_else(|| {
+                        format!("`{raw}`: expected an RFC 3339 time (2026-11-02T10:00:00Z) or a date (2026-11-02)")
+                    })?);
+                }
                 other => {
                     return Err(format!(
                         "unknown field `{other}` in `{raw}`; fields: {FIELDS}"
@@ -107,8 +123,29 @@ impl EventFilter {
         q.source_ip = self.ip;
         q.action = self.action.clone();
         q.outcome = self.outcome;
+        q.since = self.since;
         q.text = self.text.clone();
     }
+}
+
+/// An absolute time: RFC 3339, or a date (its midnight, UTC). Relative times (`7d`)
+/// are not taken: the filter would mean something else a minute later.
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
+/// The `since:` term of a time, as the filter writes it.
+pub fn since_term(t: DateTime<Utc>) -> String {
+    format!(
+        "since:{}",
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
 }
 
 /// The query text with its `outcome:` term replaced by `outcome` (`None` removes it); the
@@ -160,6 +197,16 @@ mod tests {
             vec!["/v1/x:y".to_string()]
         );
         assert!(EventFilter::parse("  ").unwrap().is_empty());
+        let t: DateTime<Utc> = "2026-11-02T10:00:00Z".parse().unwrap();
+        let f = EventFilter::parse(&since_term(t)).unwrap();
+        assert_eq!(f.since, Some(t));
+        let mut q = EventQuery::default();
+        f.apply(&mut q);
+        assert_eq!(q.since, Some(t));
+        assert_eq!(
+            EventFilter::parse("since:2026-11-02").unwrap().since,
+            Some("2026-11-02T00:00:00Z".parse().unwrap())
+        );
     }
 
     #[test]
@@ -169,7 +216,9 @@ mod tests {
         let e = EventFilter::parse("outcome:den").unwrap_err();
         assert!(e.contains("success, denied, error"), "{e}");
         let e = EventFilter::parse("scope:ssn:read").unwrap_err();
-        assert!(e.contains("fields: ip, action, outcome"), "{e}");
+        assert!(e.contains("fields: ip, action, outcome, since"), "{e}");
+        let e = EventFilter::parse("since:7d").unwrap_err();
+        assert!(e.contains("RFC 3339"), "{e}");
         let e = EventFilter::parse("ip:").unwrap_err();
         assert!(e.contains("missing value"), "{e}");
         let e = EventFilter::parse("outcome:denied outcome:error").unwrap_err();

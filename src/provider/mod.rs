@@ -9,7 +9,7 @@ pub mod retry;
 pub mod vault;
 
 use crate::config::ProviderConfig;
-use crate::model::{Event, Finding, Key};
+use crate::model::{Event, Finding, Key, KeyStatus};
 use crate::secret::Secret;
 use async_trait::async_trait;
 use std::time::Duration;
@@ -127,6 +127,36 @@ pub enum Issue<'a> {
         id: &'a str,
         grace: Duration,
     },
+}
+
+/// Whether a key still authenticates, as its provider says now (`scan --verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    /// The provider holds the key as active and unexpired.
+    Live,
+    /// Revoked, disabled, expired or gone: the provider would refuse it.
+    Revoked,
+    /// Not asked (no configured provider owns it) or no answer.
+    Unknown,
+}
+
+impl Liveness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liveness::Live => "live",
+            Liveness::Revoked => "revoked",
+            Liveness::Unknown => "unknown",
+        }
+    }
+
+    /// What a key's state at its provider says.
+    pub fn of(key: &Key, now: chrono::DateTime<chrono::Utc>) -> Liveness {
+        match key.status {
+            KeyStatus::Active if key.expires.is_none_or(|e| e > now) => Liveness::Live,
+            _ => Liveness::Revoked,
+        }
+    }
 }
 
 /// One page of a key listing.
@@ -268,6 +298,19 @@ pub trait Provider: Send + Sync {
         match what {
             Issue::Create(spec) => self.create(spec).await,
             Issue::Rotate { id, grace } => self.rotate(id, grace).await,
+        }
+    }
+
+    /// Whether key `id` would authenticate now: the provider's own state of the key, asked
+    /// by its id (the secret is never sent). A key the provider no longer knows is
+    /// revoked. Providers answer through [`Provider::get_key`] (the demo and `http`
+    /// provider's `GET /v1/keys/{id}`, Vault's `lookup-accessor`, AWS's `ListAccessKeys`
+    /// status) unless they have a cheaper call.
+    async fn liveness(&self, id: &str) -> Result<Liveness> {
+        match self.get_key(id).await {
+            Ok(k) => Ok(Liveness::of(&k, chrono::Utc::now())),
+            Err(ProviderError::NotFound { .. }) => Ok(Liveness::Revoked),
+            Err(e) => Err(e),
         }
     }
 

@@ -61,6 +61,11 @@ pub struct Hit {
     /// account name, a service account's key id).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// A GitHub token's `hashed_token`: the base64 SHA-256 of the token, as GitHub's
+    /// audit log records it on every event the token made (search the audit log for
+    /// `hashed_token:"…"`). Imported audit-log events are matched by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashed_token: Option<String>,
     /// The commit that introduced it (`--git`, `--staged` leaves it empty).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub introduced: Option<Introduced>,
@@ -196,9 +201,17 @@ fn hit(
         shown,
         fingerprint: secret::fingerprint(material),
         key_id,
+        hashed_token: (d.vendor == "github").then(|| hashed_token(material)),
         introduced: None,
         last4: chars[chars.len().saturating_sub(4)..].iter().collect(),
     }
+}
+
+/// GitHub's `hashed_token` of a token: base64 (standard, padded) of its SHA-256.
+pub fn hashed_token(token: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 /// A token that starts with `prefix` (compared exactly) at `at`, not inside a word,

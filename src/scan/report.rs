@@ -161,6 +161,9 @@ pub fn sarif(results: &[SarifResult]) -> serde_json::Value {
                 "partialFingerprints": { "keyaudit/fingerprint": h.fingerprint },
                 "properties": { "score": h.score, "severity": r.severity.to_string() }
             });
+            if let Some(l) = r.liveness {
+                result["properties"]["liveness"] = json!(l);
+            }
             if let Some(m) = inner {
                 result["properties"]["archiveMember"] = json!(m);
             }

@@ -121,6 +121,9 @@ pub struct Detail {
     pub journal: Vec<JournalEntry>,
     /// Whether detection has learned the key's normal use yet (or why it is unknown).
     pub baseline: Result<BaselineStatus, String>,
+    /// The exposure time the events were read from (the key was opened from an exposure
+    /// finding): `events` holds only events at or after it.
+    pub since: Option<DateTime<Utc>>,
 }
 
 /// Which part of the events view's walk through the cache a read brings.
@@ -319,8 +322,9 @@ pub enum Effect {
     LoadKeys,
     /// Filter and sort the keys off the UI thread.
     Filter(FilterJob),
-    /// Read the detail of a key (cache handle) as of a time.
-    LoadDetail(i64, DateTime<Utc>),
+    /// Read the detail of a key (cache handle) as of a time; its events only from the
+    /// third field on (the exposure time of the finding it was opened from).
+    LoadDetail(i64, DateTime<Utc>, Option<DateTime<Utc>>),
     /// Read one page of the events view's filtered walk.
     LoadEvents(EventsRequest),
     /// Read the findings.

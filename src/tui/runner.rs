@@ -185,10 +185,10 @@ impl Runner {
                     }
                 });
             }
-            Effect::LoadDetail(key_ref, now) => {
+            Effect::LoadDetail(key_ref, now, since) => {
                 let detect = self.detect.clone();
                 self.read(
-                    move |s| load_detail(s, key_ref, now, &detect),
+                    move |s| load_detail(s, key_ref, now, since, &detect),
                     |d| match d {
                         Some(d) => Action::DetailLoaded(Box::new(d)),
                         None => Action::LoadFailed("the key is no longer in the cache".into()),

@@ -103,6 +103,14 @@ pub fn baseline(b: &crate::detect::BaselineStatus, wide: bool) -> String {
 pub fn baseline_unknown(why: &str) -> String {
     format!("unknown ({why})")
 }
+/// The heading of the detail's events when the key was opened from an exposure finding.
+pub fn events_since_exposure(since: &str, shown: usize, newest: bool) -> String {
+    match shown {
+        0 => format!("events since the exposure on {since}: none"),
+        n if newest => format!("events since the exposure on {since} (the newest {n})"),
+        n => format!("events since the exposure on {since} ({n})"),
+    }
+}
 /// Findings view without findings.
 pub const NO_FINDINGS: &str = "No findings. Run `keyaudit detect` to evaluate the rules.";
 /// Journal view without entries.

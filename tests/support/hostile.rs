@@ -323,11 +323,12 @@ impl<'a> Workstation<'a> {
                             .unwrap();
                     Action::EventsLoaded(req.generation, req.walk, Box::new(page))
                 }
-                Effect::LoadDetail(key_ref, now) => {
+                Effect::LoadDetail(key_ref, now, since) => {
                     let d = keyaudit::tui::view::detail::load_detail(
                         self.store,
                         key_ref,
                         now,
+                        since,
                         &Default::default(),
                     )
                     .unwrap()

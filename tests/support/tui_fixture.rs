@@ -424,6 +424,7 @@ pub fn detail() -> Detail {
             agents: 2,
             rhythm: "weekdays 08–18 UTC".into(),
         }),
+        since: None,
     }
 }
 

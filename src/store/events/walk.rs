@@ -115,7 +115,12 @@ impl Store {
         hours: usize,
         keep_going: &dyn Fn() -> bool,
     ) -> Result<Option<Vec<u64>>> {
-        if !q.filters_rows() && q.outcome.is_none() && q.provider.is_none() && q.key_id.is_none() {
+        if !q.filters_rows()
+            && q.outcome.is_none()
+            && q.provider.is_none()
+            && q.key_id.is_none()
+            && q.since.is_none()
+        {
             return self.events_per_hour(q.key_ref, until, hours).map(Some);
         }
         let end = to_millis(until);

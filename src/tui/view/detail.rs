@@ -14,6 +14,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Sparkline};
 use ratatui::Frame;
 
+/// The newest events of the key the detail view reads.
+pub const DETAIL_EVENTS: usize = 50;
+
 /// The key detail view: which key, what was read about it, how far it is scrolled.
 #[derive(Debug, Default)]
 pub struct DetailView {
@@ -25,13 +28,16 @@ pub struct DetailView {
     /// The finding the operator opened the key from (its id): it suggests the reason of
     /// an action taken here.
     pub from_finding: Option<String>,
+    /// The exposure time of the exposure finding the key was opened from: the events
+    /// shown are those since then.
+    pub since: Option<DateTime<Utc>>,
 }
 
 /// Applies the actions of the detail view: the detail arrived.
 pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
     match action {
         Action::DetailLoaded(d) => {
-            if Some(d.key.key_ref) == st.detail.key_ref {
+            if Some(d.key.key_ref) == st.detail.key_ref && d.since == st.detail.since {
                 st.detail.data = Some(d);
             }
             Vec::new()
@@ -246,7 +252,17 @@ pub(super) fn render(state: &State, f: &mut Frame, area: Rect) {
             clean(&j.os_user)
         )));
     }
-    lines.push(Line::styled("recent events", t.header));
+    lines.push(match d.since {
+        Some(since) => Line::styled(
+            s::events_since_exposure(
+                &since.format("%Y-%m-%d %H:%M UTC").to_string(),
+                d.events.len(),
+                d.events.len() >= DETAIL_EVENTS,
+            ),
+            t.bad,
+        ),
+        None => Line::styled("recent events", t.header),
+    });
     for e in &d.events {
         let ev = &e.event;
         lines.push(Line::from(vec![
@@ -280,6 +296,7 @@ pub fn load_detail(
     s: &Store,
     key_ref: i64,
     now: DateTime<Utc>,
+    since: Option<DateTime<Utc>>,
     detect: &crate::detect::DetectConfig,
 ) -> Result<Option<Detail>, StoreError> {
     let Some(key) = s.key_by_ref(key_ref)? else {
@@ -288,8 +305,9 @@ pub fn load_detail(
     let activity = s.key_activity(key_ref, now, 30, 8)?;
     let events = s.events(&EventQuery {
         key_ref: Some(key_ref),
+        since,
         newest_first: true,
-        limit: Some(50),
+        limit: Some(DETAIL_EVENTS),
         ..Default::default()
     })?;
     let findings = s.findings(&FindingQuery {
@@ -306,5 +324,6 @@ pub fn load_detail(
         findings,
         journal,
         baseline,
+        since,
     }))
 }

@@ -201,8 +201,19 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
                 View::Detail => st.detail.data.as_ref().map(|d| d.key.clone()),
                 _ => None,
             };
+            // A key opened from an exposure finding shows its events since the exposure.
+            let since = (st.view == View::Detail)
+                .then_some(st.detail.since)
+                .flatten();
             st.events.key_ref = key.as_ref().map(|k| k.key_ref);
             st.events.key_label = key.map(|k| k.key.name);
+            if let Some(t) = since {
+                st.events.query = crate::filter::event::since_term(t);
+                if let Ok(f) = EventFilter::parse(&st.events.query) {
+                    st.events.filter = f;
+                    st.events.filter_error = None;
+                }
+            }
             if st.view != View::Events {
                 st.previous_view = st.view;
             }

@@ -69,7 +69,7 @@ impl State {
             View::Detail => self
                 .detail
                 .key_ref
-                .map(|k| vec![Effect::LoadDetail(k, self.now)])
+                .map(|k| vec![Effect::LoadDetail(k, self.now, self.detail.since)])
                 .unwrap_or_default(),
             View::Events => self.events_reload(),
             View::Findings => vec![Effect::LoadFindings],
@@ -131,7 +131,13 @@ impl State {
             self.fail(s::NOTHING_SELECTED);
             return Vec::new();
         };
-        if self.detail.key_ref != Some(k) {
+        if self.detail.key_ref != Some(k)
+            || self
+                .detail
+                .data
+                .as_ref()
+                .is_some_and(|d| d.since != self.detail.since)
+        {
             self.detail.data = None;
             self.detail.scroll = 0;
         }
@@ -197,11 +203,13 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
             View::Keys => {
                 let k = st.selected_key().map(|k| k.key_ref);
                 st.detail.from_finding = None;
+                st.detail.since = None;
                 st.open_detail(k)
             }
             View::Events => {
                 let k = st.selected_event().map(|r| r.key_ref);
                 st.detail.from_finding = None;
+                st.detail.since = None;
                 st.open_detail(k)
             }
             View::Findings => {
@@ -213,6 +221,10 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
                 let f = st.findings.selected();
                 let k = f.and_then(|f| st.key_ref_of(&f.provider, &f.key_id));
                 st.detail.from_finding = f.map(|f| f.id.clone());
+                // An exposure finding opens the key with its use since the exposure.
+                st.detail.since = f
+                    .filter(|f| f.category == crate::model::Category::Exposure)
+                    .map(|f| f.first_seen);
                 st.open_detail(k)
             }
             _ => Vec::new(),
