@@ -166,11 +166,12 @@ fn a_cache_with_json_states_is_migrated_and_rebuilt_by_a_full_run() {
         detect::detect_full(&mut store, &cfg, now()).unwrap();
         drop(store);
         // Back to schema version 3: the JSON state table of that version, and none of
-        // the raw record blocks of version 6 or the tables after it.
+        // the raw record blocks of version 6 or the tables and columns after it.
         rusqlite::Connection::open(&path)
             .unwrap()
             .execute_batch(
                 "DROP TABLE raw_blocks;
+                 ALTER TABLE keys DROP COLUMN stopped_at;
                  ALTER TABLE workflows DROP COLUMN op_key;
                  DROP TABLE sigma_checkpoint;
                  DROP TABLE import_files;

@@ -331,8 +331,10 @@ fn the_demo_opens_again_in_a_second_session() {
     );
     for session in 1..=2 {
         tmux.start(&command);
-        let s = tmux.wait_for("the end of the session's first sync", |s| {
-            s.contains("new events in") || s.to_lowercase().contains("failed")
+        // The sync's summary can be drawn a frame before the reloaded keys.
+        let s = tmux.wait_for("the end of the session's first sync, keys shown", |s| {
+            (s.contains("new events in") && s.contains("keys 75 of 75"))
+                || s.to_lowercase().contains("failed")
         });
         assert!(s.contains("DEMO") && s.contains("keys 75 of 75"), "{s}");
         assert!(
