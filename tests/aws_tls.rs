@@ -46,22 +46,7 @@ fn sync(moto: &Moto, dir: &Path, bundle: Option<&Path>) -> (i32, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_through_an_internal_ca_needs_aws_ca_bundle_or_ca_file() {
     let moto = Moto::start().await;
-    let iam = aws_sdk_iam::Client::new(&moto.sdk().await);
-    iam.create_user()
-        .user_name("tls-user")
-        .send()
-        .await
-        .unwrap();
-    let key = iam
-        .create_access_key()
-        .user_name("tls-user")
-        .send()
-        .await
-        .unwrap()
-        .access_key()
-        .unwrap()
-        .access_key_id()
-        .to_string();
+    let key = moto.user_with_key("tls-user").await;
     let (ca_pem, server) = pki();
     let port = tls_front(server, format!("127.0.0.1:{}", moto.port)).await;
     let endpoint = format!("https://localhost:{port}");

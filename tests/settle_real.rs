@@ -168,21 +168,7 @@ async fn aws_create_access_key_whose_answer_is_lost_leaves_no_live_orphan() {
     use aws_sdk_iam::types::StatusType;
     let moto = aws_support::Moto::start().await;
     let iam = aws_sdk_iam::Client::new(&moto.sdk().await);
-    iam.create_user()
-        .user_name("payroll-sync")
-        .send()
-        .await
-        .unwrap();
-    let old = iam
-        .create_access_key()
-        .user_name("payroll-sync")
-        .send()
-        .await
-        .unwrap()
-        .access_key()
-        .unwrap()
-        .access_key_id()
-        .to_string();
+    let old = moto.user_with_key("payroll-sync").await;
     let proxy = LossyProxy::start(
         &format!("127.0.0.1:{}", moto.port),
         |_, body| String::from_utf8_lossy(body).contains("Action=CreateAccessKey"),

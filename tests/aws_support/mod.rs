@@ -161,6 +161,21 @@ impl Moto {
             .build()
     }
 
+    /// Creates IAM user `user` with one access key; returns the key's id.
+    pub async fn user_with_key(&self, user: &str) -> String {
+        let iam = aws_sdk_iam::Client::new(&self.sdk().await);
+        iam.create_user().user_name(user).send().await.unwrap();
+        iam.create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap()
+            .access_key()
+            .unwrap()
+            .access_key_id()
+            .to_string()
+    }
+
     pub async fn s3(&self) -> aws_sdk_s3::Client {
         let sdk = self.sdk().await;
         aws_sdk_s3::Client::from_conf(
