@@ -420,6 +420,14 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                         .map(|s| format!("; sigma: {} matches, {} new findings", s.matches, s.opened))
                         .unwrap_or_default()
                 );
+                if let Some(why) = &r.events_skipped {
+                    crate::tell!("{}: events skipped: {why}", r.provider);
+                }
+                // Guided rotations of this provider watch each sync.
+                let mut store = ctx.open_store()?;
+                for line in crate::action::guided::watch(&mut store, &r.provider)? {
+                    crate::tell!("{line}");
+                }
             }
             Err(e) => {
                 if tty {
