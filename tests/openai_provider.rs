@@ -269,3 +269,164 @@ fn openai_scan_matches_a_found_key_by_its_redacted_value() {
     assert!(said.contains(&format!("\"{}\"", s.payroll_bo)), "{said}");
     assert!(!said.contains(&value), "the secret is never printed");
 }
+
+/// The open workflows as `keyaudit workflows --format json` lists them.
+fn workflows(w: &World) -> Vec<Value> {
+    let out = w.ok(&["workflows", "--all", "--format", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn openai_rotation_is_guided_and_waits_while_the_old_key_is_in_use() {
+    let w = World::start();
+    let s = w.seed();
+    w.ok(&["sync"]);
+    let old = s.payroll_user.clone();
+    let out = w.ok(&[
+        "rotate",
+        &format!("oa/{old}"),
+        "--quiet",
+        "1h",
+        "--reason",
+        "yearly",
+    ]);
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(said.contains("guided rotation"), "{said}");
+    assert!(
+        said.contains("https://platform.openai.com/settings/proj_payroll/api-keys"),
+        "{said}"
+    );
+    assert!(said.contains("user ana@acme.example"), "{said}");
+    assert!(w.seen("DELETE").is_empty() && w.seen("POST").is_empty());
+    let wf = workflows(&w);
+    assert_eq!(wf.len(), 1, "{wf:#?}");
+    assert_eq!(wf[0]["kind"], "rotate-guided");
+    assert_eq!(wf[0]["key_id"], old.as_str());
+    assert_eq!(wf[0]["step"], "awaiting_new");
+    assert_eq!(wf[0]["state"], "running");
+    assert_eq!(wf[0]["grace_seconds"], 3600);
+    // A second `rotate` of the same key continues the same workflow.
+    w.ok(&["rotate", &format!("oa/{old}"), "--quiet", "1h"]);
+    assert_eq!(workflows(&w).len(), 1);
+
+    // Nothing new yet: a sync leaves it waiting.
+    w.ok(&["sync"]);
+    assert_eq!(workflows(&w)[0]["step"], "awaiting_new");
+
+    // The operator creates the new key (same project, same owner); the old key is still
+    // in use a minute ago.
+    let new = w.fake.with(|st| {
+        st.now = chrono::Utc::now().timestamp() - 120;
+        st.use_key(&old);
+        st.add_key(
+            "payroll-sync-2026",
+            Some("proj_payroll"),
+            openai_support::fake::ana(),
+        )
+    });
+    let out = w.ok(&["sync"]);
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        said.contains(&format!(
+            "new key {new} found; waiting for the old key to go quiet"
+        )),
+        "{said}"
+    );
+    let wf = workflows(&w);
+    assert_eq!(wf[0]["step"], "awaiting_quiet");
+    assert_eq!(wf[0]["new_key_id"], new.as_str());
+    // Resume does not offer the revoke while the old key is in use.
+    let out = w.ok(&["resume", &wf[0]["id"].to_string(), "--yes"]);
+    assert!(
+        text(&out.stdout).contains("waiting for the old key to go quiet"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(w.seen("DELETE").is_empty());
+    assert!(w.fake.with(|st| st.key(&old).is_some()));
+}
+
+#[test]
+fn openai_guided_rotation_revokes_the_quiet_old_key_after_confirmation() {
+    let w = World::start();
+    let s = w.seed();
+    let old = s.ats_user.clone();
+    // The old key was last used two hours ago.
+    w.fake.with(|st| {
+        st.now = chrono::Utc::now().timestamp() - 7260;
+        st.use_key(&old);
+    });
+    w.ok(&["sync"]);
+    w.ok(&["rotate", &format!("oa/{old}"), "--quiet", "1h"]);
+    let id = workflows(&w)[0]["id"].to_string();
+    // A key of another owner in the same project is not the replacement.
+    let (other, new) = w.fake.with(|st| {
+        st.now = chrono::Utc::now().timestamp() - 60;
+        let bo = openai_support::fake::Owner::User(
+            "user-bo".into(),
+            "bo@acme.example".into(),
+            "Bo Chen".into(),
+        );
+        let other = st.add_key("bo-test", Some("proj_ats"), bo);
+        let new = st.add_key(
+            "ats-webhook-2",
+            Some("proj_ats"),
+            openai_support::fake::ana(),
+        );
+        (other, new)
+    });
+    let out = w.ok(&["sync"]);
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        said.contains(&format!("run `keyaudit resume {id}`")),
+        "{said}"
+    );
+    let wf = workflows(&w);
+    assert_eq!(wf[0]["step"], "ready_to_revoke");
+    assert_eq!(wf[0]["new_key_id"], new.as_str());
+    assert_ne!(wf[0]["new_key_id"], other.as_str());
+
+    // Without a terminal and without --yes, nothing is revoked.
+    let out = w.ok(&["resume", &id]);
+    assert!(
+        text(&out.stderr).contains("not revoked without confirmation"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(w.seen("DELETE").is_empty());
+
+    let out = w.ok(&["resume", &id, "--yes"]);
+    assert!(
+        text(&out.stdout).contains("done: the old key is revoked"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        w.seen(&format!(
+            "DELETE /organization/projects/proj_ats/api_keys/{old}"
+        ))
+        .len(),
+        1
+    );
+    assert_eq!(w.seen("DELETE").len(), 1);
+    assert!(w
+        .fake
+        .with(|st| st.key(&old).is_none() && st.key(&new).is_some()));
+    let wf = workflows(&w);
+    assert_eq!(wf[0]["state"], "done");
+    let keys = w.keys();
+    assert_eq!(key(&keys, &old)["status"], "revoked");
+    assert_eq!(key(&keys, &new)["status"], "active");
+    // The journal holds the workflow's steps and the revoke, before and after the call.
+    let out = w.ok(&["journal", "--format", "json"]);
+    let j = text(&out.stdout);
+    for needle in [
+        "started: guided rotation",
+        "appeared; waiting for the old key",
+        "the old key is quiet",
+        "done: the old key is revoked",
+        &format!("guided rotation #{id}: replaced by {new}"),
+    ] {
+        assert!(j.contains(needle), "journal lacks `{needle}`: {j}");
+    }
+}

@@ -63,15 +63,16 @@ fn journal(store: &mut Store, wf: &Workflow, result: &str) -> Result<(), StoreEr
 }
 
 /// Starts a guided rotation of `key`: checks that the provider guides rotations and that
-/// the key is live, saves the workflow and journals its start. Returns the workflow and
-/// the instructions for the operator.
+/// the key is live, saves the workflow and journals its start. Returns the workflow, the
+/// instructions for the operator, and whether it is new (false: an open guided rotation
+/// of the key already existed, and is returned as it is).
 pub async fn start(
     db: &Cache,
     provider: Arc<dyn Provider>,
     key: &Key,
     quiet: Duration,
     reason: Option<String>,
-) -> Result<(Workflow, String), RotateError> {
+) -> Result<(Workflow, String, bool), RotateError> {
     let Some(guide) = provider.rotation_guide(key) else {
         return Err(RotateError::Unsupported {
             provider: provider.name().to_string(),
@@ -96,7 +97,7 @@ pub async fn start(
     wf.step = Step::AwaitingNew;
     wf.old_status = Some(current.status.to_string());
     let guide = crate::output::sanitize(&guide);
-    let (wf, _) = with_db(db, move |s| {
+    let (wf, fresh) = with_db(db, move |s| {
         if let Some(open) = workflow::list(s, false)?
             .into_iter()
             .find(|w| w.kind == KIND && w.provider == wf.provider && w.key_id == wf.key_id)
@@ -110,7 +111,7 @@ pub async fn start(
         Ok((wf, true))
     })
     .await?;
-    Ok((wf, guide))
+    Ok((wf, guide, fresh))
 }
 
 /// The open guided rotation's new key, if one has appeared in the cache: active, of the
@@ -324,4 +325,71 @@ pub async fn resume(
     })
     .await?;
     Ok(wf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Key, KeySource};
+
+    fn key(id: &str, owner: &str, created: DateTime<Utc>, last_used: Option<DateTime<Utc>>) -> Key {
+        let mut k = Key::seen_in_logs("oa", id);
+        k.source = KeySource::Provider;
+        k.owner = owner.into();
+        k.scopes = vec!["project:proj_a".into()];
+        k.created = Some(created);
+        k.last_used = last_used;
+        k
+    }
+
+    fn guided(store: &mut Store, quiet_secs: i64) -> Workflow {
+        let mut wf = Workflow::new_rotation("oa", "key_old", BY_OPERATOR, quiet_secs, None);
+        wf.kind = KIND.into();
+        wf.step = Step::AwaitingNew;
+        wf.id = workflow::insert(store, &wf).unwrap();
+        wf
+    }
+
+    #[test]
+    fn the_revoke_is_offered_only_for_the_same_owner_and_a_quiet_old_key() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.ensure_provider("oa", "openai", None).unwrap();
+        let now = Utc::now();
+        let hour = chrono::Duration::hours(1);
+        store
+            .put_key(&key(
+                "key_old",
+                "user ana",
+                now - hour * 100,
+                Some(now - hour / 2),
+            ))
+            .unwrap();
+        let mut wf = guided(&mut store, 3600);
+        // Nothing yet; then a key of another owner, which is not the replacement.
+        assert!(!advance(&mut store, &mut wf, now).unwrap());
+        store.put_key(&key("key_bo", "user bo", now, None)).unwrap();
+        assert!(!advance(&mut store, &mut wf, now).unwrap());
+        assert_eq!(wf.step, Step::AwaitingNew);
+        // The operator's key appears: the old key was used half an hour ago, so it waits.
+        store
+            .put_key(&key("key_new", "user ana", now, None))
+            .unwrap();
+        assert!(advance(&mut store, &mut wf, now).unwrap());
+        assert_eq!(wf.step, Step::AwaitingQuiet);
+        assert_eq!(wf.new_key_id.as_deref(), Some("key_new"));
+        assert_eq!(wf.grace_until, Some(now - hour / 2 + hour));
+        // An hour after its last use, the old key is quiet.
+        assert!(advance(&mut store, &mut wf, now + hour).unwrap());
+        assert_eq!(wf.step, Step::ReadyToRevoke);
+        assert_eq!(
+            workflow::get(&store, wf.id).unwrap().unwrap().step,
+            Step::ReadyToRevoke
+        );
+        // Revoked by other means: done.
+        let mut old = store.key("oa", "key_old").unwrap().unwrap().key;
+        old.status = KeyStatus::Revoked;
+        store.put_key(&old).unwrap();
+        assert!(advance(&mut store, &mut wf, now + hour).unwrap());
+        assert_eq!(wf.state, State::Done);
+    }
 }

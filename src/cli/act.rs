@@ -577,8 +577,12 @@ async fn guided_rotate(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let (wf, guide) =
+    let (wf, guide, fresh) =
         crate::action::guided::start(&ctx.cache()?, prov, &key, quiet, a.reason.clone()).await?;
+    if !fresh {
+        crate::say!("{}\n{guide}.", crate::action::guided::status(&wf));
+        return Ok(ExitCode::SUCCESS);
+    }
     crate::say!(
         "workflow #{}: guided rotation of {} started.\n{guide}.\n\
          Each `keyaudit sync` then looks for the new key (same owner, same project) and for the old key \
