@@ -354,7 +354,8 @@ mod tests {
     fn the_revoke_is_offered_only_for_the_same_owner_and_a_quiet_old_key() {
         let mut store = Store::open_in_memory().unwrap();
         store.ensure_provider("oa", "openai", None).unwrap();
-        let now = Utc::now();
+        // Whole seconds: the cache keeps milliseconds.
+        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
         let hour = chrono::Duration::hours(1);
         store
             .put_key(&key(

@@ -11,7 +11,7 @@
 //! Revoke is a delete: `DELETE …/admin_api_keys/{id}`, `DELETE …/projects/{p}/api_keys/{id}`
 //! for a user's key, and, since OpenAI refuses to delete a service account's key on its
 //! own, `DELETE …/projects/{p}/service_accounts/{sa}` for a service account's key (the
-//! key's purpose says so, and the confirm dialog shows it). Keys cannot be created
+//! key's owner names the service account, and its purpose says so). Keys cannot be created
 //! through the API, so a rotation is guided ([`Provider::rotation_guide`]): the operator
 //! creates the new key in OpenAI's dashboard, and `crate::action::guided` watches for it
 //! and for the old key to go quiet before it offers the revoke.
@@ -244,25 +244,6 @@ impl OpenaiProvider {
             provider: self.name.clone(),
             key: id.to_string(),
         })
-    }
-
-    /// Every key of `project`, as listed now (a guided rotation's candidates for the new
-    /// key).
-    pub async fn project_keys(&self, project: &str) -> Result<Vec<Key>> {
-        let p = Project {
-            id: project.to_string(),
-            name: None,
-        };
-        let mut keys = Vec::new();
-        let mut after = String::new();
-        loop {
-            let (page, next) = self.key_page(&p, &after).await?;
-            keys.extend(page);
-            match next {
-                Some(n) => after = n,
-                None => return Ok(keys),
-            }
-        }
     }
 
     async fn key_page(&self, p: &Project, after: &str) -> Result<(Vec<Key>, Option<String>)> {
