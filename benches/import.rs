@@ -1,11 +1,15 @@
-//! Import benchmark: N CloudTrail-like events (~600 bytes each, JSON lines), from
+//! Import benchmark: N CloudTrail-like events (~690 bytes each, JSON lines), from
 //! start until the cache is queryable (indexes maintained, dedup guaranteed), against
-//! `sqlite3 .import` of the same rows from CSV and lnav opening the same file.
+//! SQLite's own floor for the same rows (the sqlite3 shell's `INSERT ... SELECT` of
+//! exactly the rows the import stored, from a staging database without indexes, into a
+//! fresh database with keyaudit's schema and indexes, measured right after each import),
+//! `sqlite3 .import` of the same rows from CSV, and lnav opening the same file.
 //!
 //! Run: `cargo bench --bench import` (N from `KEYAUDIT_BENCH_EVENTS`, default
 //! 1,000,000; `KEYAUDIT_BENCH_INPUT=DIR` keeps the generated files in DIR for the next
-//! run; `KEYAUDIT_BENCH_PEERS=0` measures keyaudit alone). Needs `/usr/bin/time`,
-//! `sqlite3` and (optionally) `lnav` on the PATH. Built with `--features encryption`, the
+//! run; `KEYAUDIT_BENCH_PEERS=0` measures keyaudit and its SQLite floor alone). Needs
+//! `/usr/bin/time` and the `sqlite3` shell on the PATH (Debian/Ubuntu: `apt-get install
+//! -y sqlite3 time`), and optionally `lnav`. Built with `--features encryption`, the
 //! keyaudit imports run a second time into an encrypted cache.
 //! Figures are written to stdout; docs/PERFORMANCE.md records a run.
 
@@ -159,6 +163,122 @@ fn remove_db(db: &Path) {
     }
 }
 
+/// Runs an SQL script with the sqlite3 shell (untimed set-up steps); panics on failure.
+fn sqlite3(db: &Path, sql: &str) -> String {
+    let mut child = Command::new("sqlite3")
+        .arg("-bail")
+        .arg(db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sqlite3 runs (apt-get install -y sqlite3)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sql.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "sqlite3 {}: {}",
+        db.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The columns keyaudit's import writes into `events` (the row id is assigned).
+const EVENT_COLUMNS: &str = "provider_id, ext_id, key_ref, time, principal, action, scope, \
+    source_ip, user_agent, outcome, status_code, request_id, records, raw_block, raw_at";
+
+/// Events per transaction of keyaudit's import (`--batch`'s default).
+const TRANSACTION: u64 = 250_000;
+
+/// SQLite's own floor for what a keyaudit import stored in `ka_db`: the sqlite3 shell's
+/// `INSERT ... SELECT` of exactly those rows (events and raw record blocks, byte for
+/// byte, in the order the import wrote them) into a fresh database with keyaudit's
+/// schema, indexes included, in transactions of the import's size, with the import
+/// connection's settings (WAL, `synchronous = NORMAL`, 64 MiB page cache). The rows come
+/// from a staging database without indexes; only the `INSERT ... SELECT`s are timed.
+/// Returns (seconds, peak RSS MB, CPU seconds, rows).
+fn sqlite_floor(dir: &Path, ka_db: &Path, label: &str) -> (f64, f64, f64, String) {
+    let staging = dir.join("floor-staging.db");
+    let floor = dir.join("floor.db");
+    remove_db(&staging);
+    remove_db(&floor);
+    sqlite3(
+        &staging,
+        &format!(
+            "ATTACH '{ka}' AS ka;
+             CREATE TABLE events AS SELECT {EVENT_COLUMNS} FROM ka.events ORDER BY id;
+             CREATE TABLE raw_blocks AS SELECT id, data FROM ka.raw_blocks ORDER BY id;",
+            ka = ka_db.display()
+        ),
+    );
+    let schema = sqlite3(
+        ka_db,
+        "SELECT sql || ';' FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid;",
+    );
+    sqlite3(
+        &floor,
+        &format!(
+            "PRAGMA journal_mode = WAL;\n{schema}\nATTACH '{ka}' AS ka;
+             INSERT INTO providers SELECT * FROM ka.providers;
+             INSERT INTO keys SELECT * FROM ka.keys;",
+            ka = ka_db.display()
+        ),
+    );
+    let rows: u64 = sqlite3(&staging, "SELECT count(*) FROM events;")
+        .trim()
+        .parse()
+        .unwrap();
+    // Each transaction takes its events and the raw blocks they point into.
+    let mut script = format!(
+        "PRAGMA synchronous = NORMAL;\nPRAGMA cache_size = -65536;\nATTACH '{}' AS s;\n",
+        staging.display()
+    );
+    let mut blocks_done: i64 = 0;
+    let mut first = 1;
+    while first <= rows {
+        let last = (first + TRANSACTION - 1).min(rows);
+        let top: i64 = sqlite3(
+            &staging,
+            &format!(
+                "SELECT coalesce(max(raw_block), 0) FROM events WHERE rowid BETWEEN {first} AND {last};"
+            ),
+        )
+        .trim()
+        .parse()
+        .unwrap();
+        let top = top.max(blocks_done);
+        writeln!(
+            script,
+            "BEGIN;
+INSERT INTO raw_blocks (id, data) SELECT id, data FROM s.raw_blocks WHERE id > {blocks_done} AND id <= {top};
+INSERT INTO events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM s.events WHERE rowid BETWEEN {first} AND {last};
+COMMIT;"
+        )
+        .unwrap();
+        blocks_done = top;
+        first = last + 1;
+    }
+    let sql = dir.join("floor.sql");
+    std::fs::write(&sql, script).unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "sqlite3 -bail {} < {}",
+        floor.display(),
+        sql.display()
+    ));
+    let (secs, rss, cpu) = timed(&mut cmd, label);
+    let c = count(&floor, "events");
+    remove_db(&floor);
+    remove_db(&staging);
+    (secs, rss, cpu, c)
+}
+
 fn count(db: &Path, table: &str) -> String {
     let o = Command::new("sqlite3")
         .arg(db)
@@ -214,6 +334,7 @@ fn main() {
 
     let bin = env!("CARGO_BIN_EXE_keyaudit");
     let mut results = Vec::new();
+    let mut floors: Vec<(String, f64)> = Vec::new();
     for (label, extra) in [
         ("keyaudit import --no-raw", Some("--no-raw")),
         ("keyaudit import (raw kept)", None),
@@ -234,8 +355,17 @@ fn main() {
         let (secs, rss, cpu) = timed(&mut cmd, label);
         let c = count(&db, "events");
         let mb = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
-        remove_db(&db);
         println!("{label:<36} {secs:>6.2}s (cpu {cpu:>5.2}s) {:>9.0} events/s  peak RSS {rss:>5.0} MB  cache {mb:.0} MB  events={c}", n as f64 / secs);
+        // SQLite's floor for the same rows, measured right after.
+        let floor_label = format!("sqlite3 INSERT..SELECT, {}", &label[16..]);
+        let (fsecs, frss, fcpu, fc) = sqlite_floor(dir.path(), &db, &floor_label);
+        remove_db(&db);
+        println!(
+            "{floor_label:<36} {fsecs:>6.2}s (cpu {fcpu:>5.2}s) {:>9.0} rows/s    peak RSS {frss:>5.0} MB  rows={fc}",
+            n as f64 / fsecs
+        );
+        println!("{:<36} {:.2}x the floor", format!("{label}:"), secs / fsecs);
+        floors.push((floor_label, fsecs));
         results.push((label.to_string(), secs));
     }
 
@@ -346,6 +476,11 @@ fn main() {
     } else {
         println!("lnav not installed: skipped");
     }
+    println!(
+        "keyaudit (--no-raw) vs its SQLite floor: {:.2}x; keyaudit (raw kept) vs its SQLite floor: {:.2}x (target at most 1.30x)",
+        results[0].1 / floors[0].1,
+        results[1].1 / floors[1].1
+    );
     let ka = results[0].1;
     for (label, secs) in &results[2..] {
         println!("keyaudit (--no-raw) vs {label}: {:.2}x faster", secs / ka);

@@ -27,6 +27,8 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 struct Tmux {
     socket: String,
+    /// The session's stderr (the program's error output).
+    err: PathBuf,
 }
 
 impl Tmux {
@@ -43,10 +45,28 @@ impl Tmux {
             .into_owned()
     }
 
-    /// Polls every `every` until `pred` holds; the time since `t0`, or `None` after
-    /// `limit`.
+    /// The program has exited (its pane is dead, or the server is gone with it).
+    fn exited(&self) -> bool {
+        let o = self.cmd(&["display-message", "-p", "-t", "open", "#{pane_dead}"]);
+        !o.status.success() || String::from_utf8_lossy(&o.stdout).trim() == "1"
+    }
+
+    /// Says why a wait ended without its screen: the last screen and the program's
+    /// error output.
+    fn gave_up(&self, what: &str, why: &str) {
+        let err = std::fs::read_to_string(&self.err).unwrap_or_default();
+        eprintln!(
+            "gave up waiting for {what}: {why}\n--- last screen ---\n{}\n--- stderr ---\n{err}",
+            self.screen()
+        );
+    }
+
+    /// Polls every `every` until `pred` holds; the time since `t0`, or `None` (after
+    /// printing the last screen) once `limit` has passed since `t0` or the program has
+    /// exited.
     fn until(
         &self,
+        what: &str,
         t0: Instant,
         every: Duration,
         limit: Duration,
@@ -57,8 +77,12 @@ impl Tmux {
             if pred(&s) {
                 return Some(t0.elapsed().as_secs_f64());
             }
+            if self.exited() {
+                self.gave_up(what, "the program exited");
+                return None;
+            }
             if t0.elapsed() > limit {
-                eprintln!("gave up; last screen:\n{s}");
+                self.gave_up(what, &format!("no such screen after {limit:?}"));
                 return None;
             }
             std::thread::sleep(every);
@@ -85,18 +109,25 @@ fn vm_hwm_mb(pid: u32) -> Option<f64> {
 }
 
 /// Starts `keyaudit open FILE --case bench` in a fresh tmux server; returns it and the
-/// start time.
+/// start time. The pane stays after the program exits (set in the server's
+/// configuration, so even a program that fails at once leaves its screen).
 fn start(home: &Path, file: &Path) -> (Tmux, Instant) {
+    std::fs::create_dir_all(home).expect("the session's home");
+    let conf = home.join("tmux.conf");
+    std::fs::write(&conf, "set -g remain-on-exit on\n").expect("the tmux configuration");
     let tmux = Tmux {
         socket: format!("keyaudit-open-bench-{}", std::process::id()),
+        err: home.join("open.err"),
     };
     let command = format!(
-        "env -u KEYAUDIT_DB -u KEYAUDIT_CONFIG XDG_CONFIG_HOME={h}/config XDG_DATA_HOME={h}/data XDG_STATE_HOME={h}/state {BIN} open {f} --case bench 2>>{h}/open.err",
+        "exec env -u KEYAUDIT_DB -u KEYAUDIT_CONFIG XDG_CONFIG_HOME={h}/config XDG_DATA_HOME={h}/data XDG_STATE_HOME={h}/state {BIN} open {f} --case bench 2>>{h}/open.err",
         h = home.display(),
         f = file.display()
     );
     let t0 = Instant::now();
     let o = tmux.cmd(&[
+        "-f",
+        &conf.display().to_string(),
         "new-session",
         "-d",
         "-s",
@@ -108,13 +139,7 @@ fn start(home: &Path, file: &Path) -> (Tmux, Instant) {
         &command,
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    tmux.cmd(&["set-option", "-t", "open", "remain-on-exit", "on"]);
     (tmux, t0)
-}
-
-fn exited(tmux: &Tmux) -> bool {
-    let o = tmux.cmd(&["display-message", "-p", "-t", "open", "#{pane_dead}"]);
-    String::from_utf8_lossy(&o.stdout).trim() == "1"
 }
 
 /// The events view lists imported events.
@@ -143,38 +168,47 @@ fn main() {
         );
     }
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-    let limit = Duration::from_secs(600);
+    // Each wait gives up (printing the last screen) after its limit or when the
+    // program exits: the first frame and the first events come in seconds, the end of a
+    // 1M import and its detection in minutes.
+    let soon = Duration::from_secs(60);
+    let limit = Duration::from_secs(900);
     let fast = Duration::from_millis(10);
     let slow = Duration::from_millis(200);
 
     // Run 1: the events view as the first screen, then `q` in the middle of the import.
     let home = tmp.path().join("home1");
     let (tmux, t0) = start(&home, &file);
-    let frame = tmux.until(t0, fast, limit, |s| s.contains("[keys]"));
+    let frame = tmux.until("the first frame", t0, fast, soon, |s| s.contains("[keys]"));
     tmux.cmd(&["send-keys", "-t", "open", "3"]);
-    let events = tmux.until(t0, fast, limit, shows_events);
+    let events = tmux.until("imported events", t0, fast, soon, shows_events);
     let gauge_with_events = shows_events(&tmux.screen()) && tmux.screen().contains("import ");
     let q_at = Instant::now();
     tmux.cmd(&["send-keys", "-t", "open", "q"]);
     let mut quit = None;
     while q_at.elapsed() < Duration::from_secs(60) {
-        if exited(&tmux) {
+        if tmux.exited() {
             quit = Some(q_at.elapsed().as_secs_f64());
             break;
         }
         std::thread::sleep(fast);
+    }
+    if quit.is_none() {
+        tmux.gave_up("the exit after `q`", "still running after 60 s");
     }
     drop(tmux);
 
     // Run 2: the keys view, to the end of the import and of detection.
     let home = tmp.path().join("home2");
     let (tmux, t0) = start(&home, &file);
-    let keys_shown = tmux.until(t0, fast, limit, |s| s.contains("AKIAOPEN"));
+    let keys_shown = tmux.until("imported keys", t0, fast, soon, |s| s.contains("AKIAOPEN"));
     let pid = tmux.pid();
-    let imported = tmux.until(t0, slow, limit, |s| {
+    let imported = tmux.until("the end of the import", t0, slow, limit, |s| {
         s.contains("Imported 1 file") || s.contains("Detection over")
     });
-    let detected = tmux.until(t0, slow, limit, |s| s.contains("Detection over"));
+    let detected = tmux.until("the end of detection", t0, slow, limit, |s| {
+        s.contains("Detection over")
+    });
     let rss = pid.and_then(vm_hwm_mb);
     let last = tmux.screen();
     tmux.cmd(&["send-keys", "-t", "open", "q"]);

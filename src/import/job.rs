@@ -29,6 +29,8 @@ struct Batcher<'a> {
     stop: bool,
     /// Which expected fields the events carry (the missing-field warning).
     coverage: coverage::Coverage,
+    /// Time spent waiting for the store thread to take a chunk.
+    waited: Duration,
 }
 
 impl Batcher<'_> {
@@ -169,6 +171,7 @@ impl Batcher<'_> {
         for e in &mut events {
             e.raw = None;
         }
+        let sent = Instant::now();
         if self
             .tx
             .send(Msg::Batch {
@@ -180,6 +183,7 @@ impl Batcher<'_> {
         {
             self.stop = true;
         }
+        self.waited += sent.elapsed();
         self.events.reserve(self.job.handoff());
     }
 }
@@ -234,7 +238,9 @@ impl Job {
             cursor: self.resume,
             stop: false,
             coverage: coverage::Coverage::new(self.probe.format),
+            waited: Duration::ZERO,
         };
+        let started = Instant::now();
         let result = self.read(&mut b);
         let mut stats = std::mem::take(&mut b.stats);
         match result {
@@ -255,6 +261,7 @@ impl Job {
                         stats.note = Some("no records found".into());
                     }
                     stats.warnings = b.coverage.warnings(stats.records, &b.name);
+                    stats.parser = (started.elapsed(), b.waited);
                     let _ = tx.send(Msg::Done {
                         stats,
                         cursor: final_cursor,

@@ -422,6 +422,9 @@ struct ReadStats {
     errors: Vec<String>,
     note: Option<String>,
     warnings: Vec<String>,
+    /// The parser thread's time from start to its last chunk, and how much of it was
+    /// spent waiting for the store thread to take a chunk.
+    parser: (Duration, Duration),
 }
 
 /// Progress of the file being imported, for a progress line.
@@ -582,6 +585,9 @@ pub fn import_file(
         dry: false,
     };
     let handle = std::thread::spawn(move || job.run(tx));
+    // Where the store thread's time goes: waiting for chunks, inserting, committing.
+    let mut phases = StorePhases::default();
+    let mut parser = (Duration::ZERO, Duration::ZERO);
     let mut last_progress = Instant::now();
     let mut last_commit = Instant::now();
     let mut commits = 0u64;
@@ -590,7 +596,10 @@ pub fn import_file(
     let mut last_cursor: Option<String> = None;
     let mut span: Option<(i64, i64)> = None;
     let mut writer = store.event_writer(&source)?;
-    for m in rx.iter() {
+    loop {
+        let waiting = Instant::now();
+        let Ok(m) = rx.recv() else { break };
+        phases.waiting += waiting.elapsed();
         match m {
             Msg::Batch {
                 events,
@@ -605,7 +614,9 @@ pub fn import_file(
                 let cursor = last_cursor.insert(cursor.to_string());
                 let cancelled = opts.cancelled();
                 let mut committed = false;
+                let inserting = Instant::now();
                 let step = writer.insert_packed(&events, &raw).and_then(|ins| {
+                    phases.inserting += inserting.elapsed();
                     sum.imported += ins.events as u64;
                     sum.duplicates += ins.duplicates as u64;
                     sum.new_keys += ins.new_keys as u64;
@@ -616,7 +627,10 @@ pub fn import_file(
                             .is_some_and(|d| commits == 0 || last_commit.elapsed() >= d);
                     if due {
                         committed = true;
-                        writer.commit(Some((&stream, cursor)))
+                        let committing = Instant::now();
+                        let done = writer.commit(Some((&stream, cursor)));
+                        phases.committing += committing.elapsed();
+                        done
                     } else {
                         Ok(())
                     }
@@ -656,10 +670,13 @@ pub fn import_file(
                 }
             }
             Msg::Done { stats, cursor } => {
+                parser = stats.parser;
                 apply(&mut sum, stats);
+                let committing = Instant::now();
                 if let Err(e) = writer.commit(Some((&stream, &cursor.to_string()))) {
                     result = Err(e);
                 }
+                phases.committing += committing.elapsed();
             }
             Msg::Failed { stats, reason } => {
                 apply(&mut sum, stats);
@@ -692,7 +709,31 @@ pub fn import_file(
         })?;
     }
     sum.elapsed = started.elapsed();
+    let file = display(path);
+    tracing::info!(
+        file = %file,
+        records = sum.records,
+        imported = sum.imported,
+        elapsed_s = sum.elapsed.as_secs_f64(),
+        parser_s = parser.0.as_secs_f64(),
+        parser_waiting_s = parser.1.as_secs_f64(),
+        store_inserting_s = phases.inserting.as_secs_f64(),
+        store_committing_s = phases.committing.as_secs_f64(),
+        store_waiting_s = phases.waiting.as_secs_f64(),
+        "import phases"
+    );
     Ok(sum)
+}
+
+/// The store thread's time in one file's import.
+#[derive(Debug, Default)]
+struct StorePhases {
+    /// Waiting for the parser's next chunk.
+    waiting: Duration,
+    /// Inserting chunks (inside the open transaction).
+    inserting: Duration,
+    /// Committing (WAL writes and checkpoints).
+    committing: Duration,
 }
 
 fn apply(sum: &mut FileSummary, stats: ReadStats) {
