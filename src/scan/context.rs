@@ -5,7 +5,7 @@
 //! Each takes the chunk and the keyword's range and returns at most one candidate.
 
 use super::rules::Cand;
-use super::shape::{alnum, b64std, b64url, hex_lower, mixed};
+use super::shape::{alnum, b64std, b64url, hex_lower, random_like};
 use std::ops::Range;
 
 /// How many lines either side of a keyword a pair (key id and secret) may be apart.
@@ -101,12 +101,12 @@ fn aws_key_id(text: &[u8], r: Range<usize>) -> Option<String> {
         })
 }
 
-/// An AWS secret access key: 40 base64 characters (mixed case and digits) after a
+/// An AWS secret access key: 40 random-looking base64 characters after a
 /// secret-key keyword or after an access key id on the same line (the CSV that the
 /// console hands out); linked to the access key id found within a few lines.
 pub fn aws_secret(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     let line = line_of(text, kw.start);
-    let run = first_run(text, kw.end..line.end, b64std, 40..41, mixed)?;
+    let run = first_run(text, kw.end..line.end, b64std, 40..41, random_like)?;
     let id = aws_key_id(text, window(text, kw.start, PAIR_LINES));
     Some(cand(run, id))
 }
@@ -129,7 +129,7 @@ pub fn datadog_app(text: &[u8], kw: Range<usize>) -> Option<Cand> {
 /// line naming Cloudflare.
 pub fn cloudflare_token(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     let line = line_of(text, kw.start);
-    let run = first_run(text, kw.end..line.end, b64url, 40..41, mixed)?;
+    let run = first_run(text, kw.end..line.end, b64url, 40..41, random_like)?;
     Some(cand(run, None))
 }
 
@@ -187,7 +187,7 @@ fn named_run(
 pub fn twilio_api_key(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     let w = window(text, kw.start, PAIR_LINES);
     let sid = twilio_sid(text, w.clone(), "SK")?;
-    let run = named_run(text, w, alnum, 32, mixed)?;
+    let run = named_run(text, w, alnum, 32, random_like)?;
     Some(cand(run, Some(sid)))
 }
 
@@ -509,7 +509,7 @@ pub fn vault_legacy(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     let line = line_of(text, kw.start);
     let dotted = |b: u8| alnum(b) || b == b'.';
     let run = first_run(text, kw.end..line.end, dotted, 26..27, |s| {
-        s.starts_with("s.") && mixed(&s[2..])
+        s.starts_with("s.") && random_like(&s[2..])
     })?;
     Some(cand(run, None))
 }

@@ -298,7 +298,8 @@ pub fn cases() -> Vec<(&'static str, String, Vec<String>)> {
         format!("aws_access_key_id = {id}"),
         vec![format!("x{id}"), format!("AKIA{}", rnd(b"abcdefgh", 16))],
     ));
-    let sk = format!("{}/{}", rnd(B62, 20), rnd(B62, 19));
+    // 30 random bytes in base64, as AWS makes them (a digit or `/` is not promised).
+    let sk = b64(30);
     v.push((
         "aws-secret-access-key",
         format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {sk}\n"),
@@ -310,7 +311,7 @@ pub fn cases() -> Vec<(&'static str, String, Vec<String>)> {
     // Azure, Twilio, SendGrid
     let acct = format!("{}==", rnd(B62, 86));
     v.push(("azure-storage-key", format!("DefaultEndpointsProtocol=https;AccountName=acme;AccountKey={acct};EndpointSuffix=core.windows.net"), vec![format!("AccountKey={}==", rnd(B62, 40)), "AccountKey=<your key>".into()]));
-    let secret32 = format!("{}a1", rnd(B62, 30));
+    let secret32 = rnd(B62, 32);
     v.push((
         "twilio-api-key",
         format!(
@@ -322,9 +323,9 @@ pub fn cases() -> Vec<(&'static str, String, Vec<String>)> {
     v.push((
         "twilio-auth-token",
         format!(
-            "twilio:\n  account_sid: AC{}\n  auth_token: {}a\n",
+            "twilio:\n  account_sid: AC{}\n  auth_token: {}\n",
             rnd(HEX, 32),
-            rnd(HEX, 31)
+            rnd(HEX, 32)
         ),
         vec![
             format!("twilio:\n  auth_token: {}a\n", rnd(HEX, 31)),
@@ -389,15 +390,15 @@ pub fn cases() -> Vec<(&'static str, String, Vec<String>)> {
     }
     v.push((
         "cloudflare-api-token",
-        format!("CLOUDFLARE_API_TOKEN={}", rnd(B62, 38) + "a1"),
+        format!("CLOUDFLARE_API_TOKEN={}", rnd(URL, 40)),
         vec![
             format!("CLOUDFLARE_API_TOKEN={}", rnd(b"abcdef", 40)),
-            format!("token = {}", rnd(B62, 38) + "a1"),
+            format!("token = {}", rnd(URL, 40)),
         ],
     ));
     v.push((
         "cloudflare-legacy-global-key",
-        format!("CF_API_KEY={}a", rnd(HEX, 36)),
+        format!("CF_API_KEY={}", rnd(HEX, 37)),
         vec![format!("CF_API_KEY={}", rnd(b"0123456789", 37))],
     ));
     // Vault
@@ -418,10 +419,10 @@ pub fn cases() -> Vec<(&'static str, String, Vec<String>)> {
     ));
     v.push((
         "vault-legacy-token",
-        format!("VAULT_TOKEN=s.{}a1B", rnd(B62, 21)),
+        format!("VAULT_TOKEN=s.{}", rnd(B62, 24)),
         vec![
             format!("VAULT_TOKEN=s.{}", rnd(b"abc", 24)),
-            format!("name=s.{}a1B", rnd(B62, 21)),
+            format!("name=s.{}", rnd(B62, 24)),
         ],
     ));
     // Others
