@@ -218,3 +218,14 @@ fn a_service_account_file_is_read_from_its_own_object_not_a_neighbours() {
         "the example above does not hide the file below"
     );
 }
+
+#[test]
+fn a_twilio_sid_pairs_with_its_own_token_not_a_neighbouring_blocks() {
+    let (other, token) = (rnd(HEX, 31) + "c", rnd(HEX, 31) + "d");
+    let sid = format!("AC{}", rnd(HEX, 32));
+    let text = format!(
+        "twilio:\n  auth_token: {other}\nx = 1\n\ntwilio:\n  account_sid: {sid}\n  auth_token: {token}\n"
+    );
+    // The block without a SID above gives nothing; the SID's own token is found.
+    assert_eq!(kinds_and_lines(&text), [("twilio-auth-token", 7)]);
+}

@@ -12,7 +12,9 @@
 //!
 //! Floors, on the development seed: recall at least 0.99 for every detector; no hit at
 //! all on the near-misses; at most one false positive per 10 MiB of ordinary text.
-//! `KEYAUDIT_SCAN_QUALITY_SEED` and `KEYAUDIT_SCAN_QUALITY_MB` choose another corpus;
+//! `KEYAUDIT_SCAN_QUALITY_SEED`, `KEYAUDIT_SCAN_QUALITY_MB` (of ordinary text, 12) and
+//! `KEYAUDIT_SCAN_QUALITY_SAMPLES` (valid samples and near-misses per detector, 100)
+//! choose another corpus;
 //! the per-detector table is printed in Markdown
 //! (`cargo test --all-features --test scan_quality -- --nocapture`) and is the one in
 //! docs/scan.md.
@@ -67,8 +69,8 @@ fn place_of<'a>(places: &[&'a Place], h: &Hit) -> Option<&'a Place> {
     places.iter().find(|p| p.lines.contains(&h.line)).copied()
 }
 
-fn score(seed: u64, mib: usize) -> Scored {
-    let c = corpus(seed, mib << 20, 256 << 10, 100);
+fn score(seed: u64, mib: usize, per_detector: usize) -> Scored {
+    let c = corpus(seed, mib << 20, 256 << 10, per_detector);
     let scanner = Scanner::new(&Options::default());
     let mut rows: BTreeMap<&'static str, Row> = BTreeMap::new();
     for d in rules::all().filter(|d| d.id != "generic-high-entropy") {
@@ -206,7 +208,8 @@ fn per_10mib(s: &Scored) -> f64 {
 fn every_detector_keeps_its_recall_and_precision_on_a_labelled_corpus() {
     let seed = env_or("KEYAUDIT_SCAN_QUALITY_SEED", DEVELOPMENT_SEED);
     let mib = env_or("KEYAUDIT_SCAN_QUALITY_MB", 12) as usize;
-    let s = score(seed, mib);
+    let per_detector = env_or("KEYAUDIT_SCAN_QUALITY_SAMPLES", 100) as usize;
+    let s = score(seed, mib, per_detector);
     print_table(seed, &s);
     let low: Vec<String> = s
         .rows
@@ -237,7 +240,7 @@ fn every_detector_keeps_its_recall_and_precision_on_a_labelled_corpus() {
 /// once, and the access key id inside an AWS secret's sample is a true hit.
 #[test]
 fn the_scoring_counts_a_sample_with_two_hits_once_and_a_companion_kind_as_true() {
-    let s = score(5, 1);
+    let s = score(5, 1, 100);
     // Every planted sample is counted once, however many hits it gives.
     for (id, r) in &s.rows {
         assert!(

@@ -144,8 +144,8 @@ pub fn cloudflare_global(text: &[u8], kw: Range<usize>) -> Option<Cand> {
 }
 
 /// A Twilio id (`SK` or `AC` + 32 lower-case hex, standing alone: no letter, digit or
-/// `_` on either side) within `w`.
-fn twilio_sid(text: &[u8], w: Range<usize>, prefix: &str) -> Option<String> {
+/// `_` on either side) within `w`: its range.
+fn twilio_sid(text: &[u8], w: Range<usize>, prefix: &str) -> Option<Range<usize>> {
     let p = prefix.as_bytes();
     memchr::memmem::find_iter(&text[w.clone()], p)
         .map(|at| w.start + at)
@@ -156,50 +156,56 @@ fn twilio_sid(text: &[u8], w: Range<usize>, prefix: &str) -> Option<String> {
                 && (end == text.len() || !super::shape::word(text[end]))
                 && text[at + 2..end].iter().all(|&b| hex_lower(b))
         })
-        .map(|at| as_str(text, at..at + 34).to_string())
+        .map(|at| at..at + 34)
 }
 
-/// A run of `class` bytes of `len` in `w` that stands on a line naming what it is (a
-/// `token`, `secret`, `auth` or `password` before it on its line), so that a hash or an
-/// id beside a Twilio SID (`md5 <32 hex>`) is not taken for its secret.
+/// The run of `class` bytes of `len` in `w` nearest to `near` that stands on a line
+/// naming what it is (a `token`, `secret`, `auth` or `password` before it on its line),
+/// so that a hash or an id beside a Twilio SID (`md5 <32 hex>`) is not taken for its
+/// secret, and a SID pairs with its own secret rather than a neighbouring block's.
 fn named_run(
     text: &[u8],
     w: Range<usize>,
+    near: usize,
     class: fn(u8) -> bool,
     len: usize,
     ok: impl Fn(&str) -> bool,
 ) -> Option<Range<usize>> {
-    runs(text, w, class).find(|run| {
-        let before = &text[line_of(text, run.start).start..run.start];
-        run.len() == len
-            && ok(as_str(text, run.clone()))
-            && ["token", "secret", "auth", "password"].iter().any(|n| {
-                before
-                    .windows(n.len())
-                    .any(|x| x.eq_ignore_ascii_case(n.as_bytes()))
-            })
-    })
+    runs(text, w, class)
+        .filter(|run| {
+            let before = &text[line_of(text, run.start).start..run.start];
+            run.len() == len
+                && ok(as_str(text, run.clone()))
+                && ["token", "secret", "auth", "password"].iter().any(|n| {
+                    before
+                        .windows(n.len())
+                        .any(|x| x.eq_ignore_ascii_case(n.as_bytes()))
+                })
+        })
+        .min_by_key(|run| run.start.abs_diff(near))
 }
 
-/// Twilio API keys: the key's SID (`SK…`) and its 32-character secret, named as a
-/// secret on its line, near a line naming Twilio. Both must be there: the SID alone is
-/// not secret.
+/// Twilio API keys: the key's SID (`SK…`) near a line naming Twilio, and the
+/// 32-character secret nearest to it, named as a secret on its line. Both must be
+/// there: the SID alone is not secret.
 pub fn twilio_api_key(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     let w = window(text, kw.start, PAIR_LINES);
-    let sid = twilio_sid(text, w.clone(), "SK")?;
-    let run = named_run(text, w, alnum, 32, random_like)?;
-    Some(cand(run, Some(sid)))
+    let sid = twilio_sid(text, w, "SK")?;
+    let around = window(text, sid.start, PAIR_LINES);
+    let run = named_run(text, around, sid.start, alnum, 32, random_like)?;
+    Some(cand(run, Some(as_str(text, sid).to_string())))
 }
 
-/// Twilio account auth tokens: the account SID (`AC…`) and a 32-hex token, named as a
-/// token on its line, near a line naming Twilio.
+/// Twilio account auth tokens: the account SID (`AC…`) near a line naming Twilio, and
+/// the 32-hex token nearest to it, named as a token on its line.
 pub fn twilio_auth_token(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     let w = window(text, kw.start, PAIR_LINES);
-    let sid = twilio_sid(text, w.clone(), "AC")?;
-    let run = named_run(text, w, alnum, 32, |s| {
+    let sid = twilio_sid(text, w, "AC")?;
+    let around = window(text, sid.start, PAIR_LINES);
+    let run = named_run(text, around, sid.start, alnum, 32, |s| {
         s.bytes().all(hex_lower) && s.bytes().any(|b| b.is_ascii_alphabetic())
     })?;
-    Some(cand(run, Some(sid)))
+    Some(cand(run, Some(as_str(text, sid).to_string())))
 }
 
 /// Azure storage account keys in a connection string: `AccountKey=` + 86 base64
