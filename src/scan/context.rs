@@ -5,7 +5,7 @@
 //! Each takes the chunk and the keyword's range and returns at most one candidate.
 
 use super::rules::Cand;
-use super::shape::{alnum, b64std, b64url, hex_lower, mixed};
+use super::shape::{alnum, b64std, b64url, hex_lower, random_like};
 use std::ops::Range;
 
 /// How many lines either side of a keyword a pair (key id and secret) may be apart.
@@ -101,12 +101,12 @@ fn aws_key_id(text: &[u8], r: Range<usize>) -> Option<String> {
         })
 }
 
-/// An AWS secret access key: 40 base64 characters (mixed case and digits) after a
+/// An AWS secret access key: 40 random-looking base64 characters after a
 /// secret-key keyword or after an access key id on the same line (the CSV that the
 /// console hands out); linked to the access key id found within a few lines.
 pub fn aws_secret(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     let line = line_of(text, kw.start);
-    let run = first_run(text, kw.end..line.end, b64std, 40..41, mixed)?;
+    let run = first_run(text, kw.end..line.end, b64std, 40..41, random_like)?;
     let id = aws_key_id(text, window(text, kw.start, PAIR_LINES));
     Some(cand(run, id))
 }
@@ -129,7 +129,7 @@ pub fn datadog_app(text: &[u8], kw: Range<usize>) -> Option<Cand> {
 /// line naming Cloudflare.
 pub fn cloudflare_token(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     let line = line_of(text, kw.start);
-    let run = first_run(text, kw.end..line.end, b64url, 40..41, mixed)?;
+    let run = first_run(text, kw.end..line.end, b64url, 40..41, random_like)?;
     Some(cand(run, None))
 }
 
@@ -143,33 +143,69 @@ pub fn cloudflare_global(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     Some(cand(run, None))
 }
 
-/// A Twilio id (`SK` or `AC` + 32 lower-case hex) within a few lines of `at`.
-fn twilio_sid(text: &[u8], w: Range<usize>, prefix: &str) -> Option<String> {
-    runs(text, w, alnum)
-        .filter(|r| r.len() == 34)
-        .map(|r| as_str(text, r))
-        .find(|s| s.starts_with(prefix) && s[2..].bytes().all(hex_lower))
-        .map(str::to_string)
+/// A Twilio id (`SK` or `AC` + 32 lower-case hex, standing alone: no letter, digit or
+/// `_` on either side) within `w`: its range.
+fn twilio_sid(text: &[u8], w: Range<usize>, prefix: &str) -> Option<Range<usize>> {
+    let p = prefix.as_bytes();
+    memchr::memmem::find_iter(&text[w.clone()], p)
+        .map(|at| w.start + at)
+        .find(|&at| {
+            let end = at + 34;
+            end <= text.len()
+                && (at == 0 || !super::shape::word(text[at - 1]))
+                && (end == text.len() || !super::shape::word(text[end]))
+                && text[at + 2..end].iter().all(|&b| hex_lower(b))
+        })
+        .map(|at| at..at + 34)
 }
 
-/// Twilio API keys: the key's SID (`SK…`) and its 32-character secret near a line
-/// naming Twilio. Both must be there: the SID alone is not secret.
+/// The run of `class` bytes of `len` in `w` nearest to `near` that stands on a line
+/// naming what it is (a `token`, `secret`, `auth` or `password` before it on its line),
+/// so that a hash or an id beside a Twilio SID (`md5 <32 hex>`) is not taken for its
+/// secret, and a SID pairs with its own secret rather than a neighbouring block's.
+fn named_run(
+    text: &[u8],
+    w: Range<usize>,
+    near: usize,
+    class: fn(u8) -> bool,
+    len: usize,
+    ok: impl Fn(&str) -> bool,
+) -> Option<Range<usize>> {
+    runs(text, w, class)
+        .filter(|run| {
+            let before = &text[line_of(text, run.start).start..run.start];
+            run.len() == len
+                && ok(as_str(text, run.clone()))
+                && ["token", "secret", "auth", "password"].iter().any(|n| {
+                    before
+                        .windows(n.len())
+                        .any(|x| x.eq_ignore_ascii_case(n.as_bytes()))
+                })
+        })
+        .min_by_key(|run| run.start.abs_diff(near))
+}
+
+/// Twilio API keys: the key's SID (`SK…`) near a line naming Twilio, and the
+/// 32-character secret nearest to it, named as a secret on its line. Both must be
+/// there: the SID alone is not secret.
 pub fn twilio_api_key(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     let w = window(text, kw.start, PAIR_LINES);
-    let sid = twilio_sid(text, w.clone(), "SK")?;
-    let run = first_run(text, w, alnum, 32..33, mixed)?;
-    Some(cand(run, Some(sid)))
+    let sid = twilio_sid(text, w, "SK")?;
+    let around = window(text, sid.start, PAIR_LINES);
+    let run = named_run(text, around, sid.start, alnum, 32, random_like)?;
+    Some(cand(run, Some(as_str(text, sid).to_string())))
 }
 
-/// Twilio account auth tokens: the account SID (`AC…`) and a 32-hex token near a line
-/// naming Twilio.
+/// Twilio account auth tokens: the account SID (`AC…`) near a line naming Twilio, and
+/// the 32-hex token nearest to it, named as a token on its line.
 pub fn twilio_auth_token(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     let w = window(text, kw.start, PAIR_LINES);
-    let sid = twilio_sid(text, w.clone(), "AC")?;
-    let run = first_run(text, w, alnum, 32..33, |s| {
+    let sid = twilio_sid(text, w, "AC")?;
+    let around = window(text, sid.start, PAIR_LINES);
+    let run = named_run(text, around, sid.start, alnum, 32, |s| {
         s.bytes().all(hex_lower) && s.bytes().any(|b| b.is_ascii_alphabetic())
     })?;
-    Some(cand(run, Some(sid)))
+    Some(cand(run, Some(as_str(text, sid).to_string())))
 }
 
 /// Azure storage account keys in a connection string: `AccountKey=` + 86 base64
@@ -204,13 +240,15 @@ fn find_in(text: &[u8], r: Range<usize>, needle: &[u8]) -> Option<usize> {
 }
 
 /// Private key material in a canonical form: the base64 body without line breaks (real
-/// or `\n`-escaped, as in JSON), so the same key fingerprints the same in a `.pem` file
-/// and in a service-account file.
+/// or `\n`-escaped, as in JSON) or the BEGIN/END lines, so the same key fingerprints the
+/// same in a `.pem` file, in a service-account file and on one line of an environment
+/// file.
 pub fn pem_body(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for line in text.replace("\\n", "\n").lines() {
-        let l = line.trim().trim_matches('"');
-        if l.starts_with("-----") || l.contains(':') || l.starts_with('=') {
+    for line in text.replace("\\r", "").replace("\\n", "\n").lines() {
+        let l = strip_markers(line);
+        let l = code_trim(&l);
+        if l.contains(':') || l.starts_with('=') {
             continue;
         }
         out.extend(
@@ -221,17 +259,114 @@ pub fn pem_body(text: &str) -> String {
     out
 }
 
-/// PEM private keys: the `-----BEGIN … PRIVATE KEY-----` keyword, an `-----END` line of
-/// the same label within 64 KiB, and at least 64 characters of key between them (a
-/// header with `...` as its body, as in documentation, is no key).
+/// A line of key text without what source code wraps around it: surrounding blanks,
+/// quotes, a `\` line continuation, a `+` concatenation (after a blank or a quote), a
+/// trailing `,` `;` `)`, and a comment leader (`#`, `//`, `//!`, `*` before a blank). The
+/// base64 itself is never trimmed, so a key fingerprints the same however it is quoted.
+fn code_trim(line: &str) -> &str {
+    let mut l = line;
+    loop {
+        let before = l;
+        l = l.trim();
+        // A comment leader (`#`, `//`, `///`, `//!`, `*`, `--`, `;`) before a blank: base64
+        // never has a blank, so this is never part of the key.
+        let lead = l
+            .find(|c: char| !matches!(c, '/' | '#' | '*' | '!' | ';' | '-' | '%'))
+            .unwrap_or(l.len());
+        if lead > 0 && (lead == l.len() || l[lead..].starts_with(char::is_whitespace)) {
+            l = &l[lead..];
+        }
+        l = l.strip_prefix("+ ").unwrap_or(l);
+        l = l.trim_start_matches(['"', '\'', '`', '(']);
+        l = l.trim_end_matches(['\\', '"', '\'', '`', ',', ';', ')']);
+        if let Some(r) = l.strip_suffix('+') {
+            if r.ends_with(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`')) {
+                l = r;
+            }
+        }
+        if l == before {
+            return l;
+        }
+    }
+}
+
+/// `line` without its `-----BEGIN …-----` and `-----END …-----` markers.
+fn strip_markers(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = rest.find("-----") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 5..];
+        match after.find("-----") {
+            Some(close) => rest = &after[close + 5..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The most text a PEM block may span, BEGIN to END (an RSA 16384-bit key is about
+/// 13 KB of PEM).
+const PEM_MAX: usize = 32 * 1024;
+
+/// PEM private keys: the `-----BEGIN … PRIVATE KEY-----` keyword, then nothing but key
+/// lines up to the `-----END` line of the same label, within [`PEM_MAX`] bytes. A key
+/// line is base64 (as in a `.pem` file, or quoted, `\n`-escaped or `\`-continued as in
+/// source code), or an RFC 1421/4880 header (`Proc-Type:`, `Version:`) before the body,
+/// or empty. Any other line, another BEGIN or an END of another label ends the search
+/// without a hit: a truncated header in documentation never runs on to a later key's
+/// END. At least 64 characters of key must stand between them (a header with `...` as
+/// its body is no key).
 pub fn pem(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     let label = &text[kw.start + 11..kw.end - 5];
-    let limit = (kw.end + 65_536).min(text.len());
+    let limit = (kw.start + PEM_MAX).min(text.len());
     let mut end_marker = b"-----END ".to_vec();
     end_marker.extend_from_slice(label);
     end_marker.extend_from_slice(b"-----");
-    let at = memchr::memmem::find(&text[kw.end..limit], &end_marker)?;
-    let end = kw.end + at + end_marker.len();
+    let mut i = kw.end;
+    let mut in_body = false;
+    let end = loop {
+        if i >= limit {
+            return None;
+        }
+        let (seg_end, next) = pem_segment(text, i, limit);
+        let seg = &text[i..seg_end];
+        if let Some(at) = memchr::memmem::find(seg, &end_marker) {
+            // The key may share the END line (a PEM written on one line).
+            if !seg[..at]
+                .split(|b| b.is_ascii_whitespace())
+                .all(|w| pem_line(w, false).is_some())
+            {
+                return None;
+            }
+            break i + at + end_marker.len();
+        }
+        if memchr::memmem::find(seg, b"-----").is_some() {
+            return None;
+        }
+        let is_first = i == kw.end;
+        let ok = if is_first {
+            // The BEGIN line's rest: the start of a key written on one line, or nothing.
+            seg.split(|b| b.is_ascii_whitespace())
+                .all(|w| pem_line(w, false).is_some())
+        } else {
+            match pem_line(seg, !in_body) {
+                Some(PemLine::Body) => {
+                    in_body = true;
+                    true
+                }
+                Some(_) => true,
+                None => false,
+            }
+        };
+        if !ok {
+            return None;
+        }
+        i = next;
+    };
     let body = pem_body(as_str(text, kw.start..end));
     if body.len() < 64 {
         return None;
@@ -241,6 +376,57 @@ pub fn pem(text: &[u8], kw: Range<usize>) -> Option<Cand> {
         material: Some(body),
         key_id: None,
     })
+}
+
+/// The end of the PEM line that starts at `i` (at a line break or a `\n` escape) and
+/// where the next one starts.
+fn pem_segment(text: &[u8], i: usize, limit: usize) -> (usize, usize) {
+    let mut j = i;
+    while j < limit {
+        match text[j] {
+            b'\n' => return (j, j + 1),
+            b'\\' if j + 1 < limit && matches!(text[j + 1], b'n' | b'r') => {
+                let mut k = j + 2;
+                // `\r\n` escapes: one break.
+                if text[j + 1] == b'r' && k + 1 < limit && text[k] == b'\\' && text[k + 1] == b'n' {
+                    k += 2;
+                }
+                return (j, k);
+            }
+            _ => j += 1,
+        }
+    }
+    (limit, limit)
+}
+
+enum PemLine {
+    Empty,
+    Header,
+    Body,
+}
+
+/// What one line between BEGIN and END is, once the quoting and continuation of source
+/// code is trimmed ([`code_trim`]): `None` when it cannot be part of a key.
+fn pem_line(line: &[u8], header_allowed: bool) -> Option<PemLine> {
+    let t = code_trim(std::str::from_utf8(line).ok()?).as_bytes();
+    if t.is_empty() {
+        return Some(PemLine::Empty);
+    }
+    let pad = t.iter().position(|&b| b == b'=').unwrap_or(t.len());
+    if t[..pad].iter().all(|&b| b64std(b)) && t[pad..].iter().all(|&b| b == b'=') {
+        return Some(PemLine::Body);
+    }
+    // The `=` line of a PGP block's CRC24 checksum.
+    if t[0] == b'=' && t.len() <= 8 && t[1..].iter().all(|&b| b64std(b)) {
+        return Some(PemLine::Body);
+    }
+    let colon = t.iter().position(|&b| b == b':')?;
+    (header_allowed
+        && colon > 0
+        && t[..colon]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-'))
+    .then_some(PemLine::Header)
 }
 
 /// The value of the JSON string member `name` within `r`: its range, escapes kept.
@@ -264,11 +450,50 @@ fn json_member(text: &[u8], r: Range<usize>, name: &[u8]) -> Option<Range<usize>
     (j < r.end).then_some(start..j)
 }
 
+/// How far from a keyword the braces of its JSON object are looked for.
+const OBJECT_MAX: usize = 16 * 1024;
+
+/// The range of the innermost `{ … }` around `at`, within [`OBJECT_MAX`] bytes either
+/// side (braces inside strings are not expected in a key file).
+fn enclosing_object(text: &[u8], at: usize) -> Option<Range<usize>> {
+    let mut depth = 0usize;
+    let mut start = None;
+    for i in (at.saturating_sub(OBJECT_MAX)..at).rev() {
+        match text[i] {
+            b'}' => depth += 1,
+            b'{' if depth == 0 => {
+                start = Some(i);
+                break;
+            }
+            b'{' => depth -= 1,
+            _ => {}
+        }
+    }
+    let start = start?;
+    let mut depth = 0usize;
+    for (i, &b) in text
+        .iter()
+        .enumerate()
+        .take((at + OBJECT_MAX).min(text.len()))
+        .skip(at)
+    {
+        match b {
+            b'{' => depth += 1,
+            b'}' if depth == 0 => return Some(start..i + 1),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Google service-account key files: `"type": "service_account"` with a
 /// `private_key` holding a PEM key and a `client_email`; the key id (`private_key_id`)
 /// or the account's e-mail is the public id.
 pub fn google_service_account(text: &[u8], kw: Range<usize>) -> Option<Cand> {
-    let w = window(text, kw.start, 30);
+    // The JSON object holding the keyword: the members of a neighbouring object (a
+    // truncated example just above) are not this file's.
+    let w = enclosing_object(text, kw.start).unwrap_or_else(|| window(text, kw.start, 30));
     let key = json_member(text, w.clone(), b"private_key")?;
     let body = pem_body(as_str(text, key.clone()));
     if !as_str(text, key.clone()).contains("PRIVATE KEY") || body.len() < 64 {
@@ -290,7 +515,7 @@ pub fn vault_legacy(text: &[u8], kw: Range<usize>) -> Option<Cand> {
     let line = line_of(text, kw.start);
     let dotted = |b: u8| alnum(b) || b == b'.';
     let run = first_run(text, kw.end..line.end, dotted, 26..27, |s| {
-        s.starts_with("s.") && mixed(&s[2..])
+        s.starts_with("s.") && random_like(&s[2..])
     })?;
     Some(cand(run, None))
 }

@@ -132,6 +132,13 @@ impl Scanner {
         found.sort_by_key(|(_, c)| (c.span.start, std::cmp::Reverse(c.span.end)));
         let mut out: Vec<(&'static Detector, Cand, String)> = Vec::new();
         for (d, c) in found {
+            let material = match &c.material {
+                Some(m) => m.clone(),
+                None => String::from_utf8_lossy(&text[c.span.clone()]).into_owned(),
+            };
+            if is_documentation_example(&material) {
+                continue;
+            }
             if out
                 .iter()
                 .rev()
@@ -140,10 +147,6 @@ impl Scanner {
             {
                 continue;
             }
-            let material = match &c.material {
-                Some(m) => m.clone(),
-                None => String::from_utf8_lossy(&text[c.span.clone()]).into_owned(),
-            };
             out.push((d, c, material));
         }
         out
@@ -172,6 +175,14 @@ impl Scanner {
         }
         hits
     }
+}
+
+/// Whether `material` spells `EXAMPL` in capitals: the mark of vendors' documentation
+/// values (AWS's `AKIAIOSFODNN7EXAMPLE` and `wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY`,
+/// which SDKs and their tests repeat, and variants such as `…EXAMPLF`). A random key
+/// holds these six capitals in a row with a chance below one in ten million.
+fn is_documentation_example(material: &str) -> bool {
+    memchr::memmem::find(material.as_bytes(), b"EXAMPL").is_some()
 }
 
 /// A hit from a detector's candidate; the material is dropped here.
@@ -305,7 +316,7 @@ mod tests {
     fn finds_own_keys_and_aws_ids_but_not_look_alikes() {
         let k = secret::generate("tg_live").unwrap();
         let text = format!(
-            "export TOKEN={} # and AKIAIOSFODNN7EXAMPLE plus tg_live_{}",
+            "export TOKEN={} # and AKIAQ3EGT7XZ5N2LW4HD plus tg_live_{}",
             k.expose(),
             "a".repeat(28)
         );
@@ -314,7 +325,7 @@ mod tests {
         assert_eq!(kinds, ["keyaudit", "aws-access-key-id"], "{hits:?}");
         assert_eq!(hits[0].fingerprint, k.fingerprint());
         assert_eq!(hits[0].column, 14);
-        let none = Scanner::new(&Options::default()).scan_text("f", b"XAKIAIOSFODNN7EXAMPLE", 1);
+        let none = Scanner::new(&Options::default()).scan_text("f", b"XAKIAQ3EGT7XZ5N2LW4HD", 1);
         assert!(none.is_empty());
     }
 

@@ -256,6 +256,25 @@ pub fn entropy(s: &str) -> f64 {
 }
 
 /// Upper case, lower case and digits all present: random text, not a word or a number.
+/// Whether `s` looks like a random key rather than a word or a placeholder: upper- and
+/// lower-case letters, and a digit, or else (a random key has no digit now and then:
+/// 40 base64 characters about once in a thousand) many distinct characters and capitals
+/// spread as chance spreads them, not one per word as in `YourSecretGoesHere`.
+pub fn random_like(s: &str) -> bool {
+    if mixed(s) {
+        return true;
+    }
+    let upper = s.bytes().filter(|b| b.is_ascii_uppercase()).count();
+    let letters = s.bytes().filter(|b| b.is_ascii_alphabetic()).count();
+    let mut seen = [false; 256];
+    s.bytes().for_each(|b| seen[b as usize] = true);
+    let distinct = seen.iter().filter(|&&x| x).count();
+    upper > 0
+        && upper < letters
+        && distinct * 2 >= s.len()
+        && (3 * letters..=7 * letters).contains(&(10 * upper))
+}
+
 pub fn mixed(s: &str) -> bool {
     s.bytes().any(|b| b.is_ascii_uppercase())
         && s.bytes().any(|b| b.is_ascii_lowercase())
@@ -265,6 +284,21 @@ pub fn mixed(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_random_key_without_a_digit_is_random_like_and_a_placeholder_is_not() {
+        // 40 base64 characters with no digit, as one AWS secret in a thousand is.
+        assert!(random_like("wJalrXUtnFEMIKsMDENGbPxRfiCYzKlWqbHvTdQe"));
+        assert!(random_like("aB3"));
+        for placeholder in [
+            "ThisIsMyPlaceholderSecretKeyForTestingAB",
+            "YourTwilioApiSecretGoesHereNowOkay",
+            "abcdefabcdefabcdefabcdefabcdefabcdefabcd",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMN",
+        ] {
+            assert!(!random_like(placeholder), "{placeholder}");
+        }
+    }
 
     #[test]
     fn base62_pads_and_orders_like_the_format() {

@@ -1,7 +1,8 @@
 //! Labelled samples of every detector, from each vendor's documented format (no real
 //! secret: random parts and checksums are made here): a valid token, tokens with a
-//! wrong checksum or structure, near-misses from documentation and code; and lines of
-//! ordinary source-like text, which benches/scan.rs mixes with valid samples.
+//! wrong checksum or structure, near-misses from documentation and code. And a corpus of
+//! ordinary source-like text with such samples planted at known places, for recall and
+//! precision (tests/scan_quality.rs) and throughput (benches/scan.rs).
 //!
 //! Everything random comes from one seeded generator per thread ([`seed`]), so a corpus
 //! is the same for the same seed.
@@ -63,7 +64,9 @@ pub fn b64url(bytes: &[u8]) -> String {
 }
 
 pub fn pem(label: &str) -> String {
-    let body: Vec<String> = (0..6).map(|_| rnd(B62, 64)).collect();
+    // Real base64: 64-character lines, and a last short one with its `=` padding.
+    let mut body: Vec<String> = (0..6).map(|_| b64(48)).collect();
+    body.push(b64(40));
     format!(
         "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
         body.join("\n")
@@ -295,7 +298,8 @@ pub fn cases() -> Vec<(&'static str, String, Vec<String>)> {
         format!("aws_access_key_id = {id}"),
         vec![format!("x{id}"), format!("AKIA{}", rnd(b"abcdefgh", 16))],
     ));
-    let sk = format!("{}/{}", rnd(B62, 20), rnd(B62, 19));
+    // 30 random bytes in base64, as AWS makes them (a digit or `/` is not promised).
+    let sk = b64(30);
     v.push((
         "aws-secret-access-key",
         format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {sk}\n"),
@@ -307,7 +311,7 @@ pub fn cases() -> Vec<(&'static str, String, Vec<String>)> {
     // Azure, Twilio, SendGrid
     let acct = format!("{}==", rnd(B62, 86));
     v.push(("azure-storage-key", format!("DefaultEndpointsProtocol=https;AccountName=acme;AccountKey={acct};EndpointSuffix=core.windows.net"), vec![format!("AccountKey={}==", rnd(B62, 40)), "AccountKey=<your key>".into()]));
-    let secret32 = format!("{}a1", rnd(B62, 30));
+    let secret32 = rnd(B62, 32);
     v.push((
         "twilio-api-key",
         format!(
@@ -319,11 +323,19 @@ pub fn cases() -> Vec<(&'static str, String, Vec<String>)> {
     v.push((
         "twilio-auth-token",
         format!(
-            "twilio:\n  account_sid: AC{}\n  auth_token: {}a\n",
+            "twilio:\n  account_sid: AC{}\n  auth_token: {}\n",
             rnd(HEX, 32),
-            rnd(HEX, 31)
+            rnd(HEX, 32)
         ),
-        vec![format!("twilio:\n  auth_token: {}a\n", rnd(HEX, 31))],
+        vec![
+            format!("twilio:\n  auth_token: {}a\n", rnd(HEX, 31)),
+            // A hash beside a Twilio account SID is no auth token.
+            format!(
+                "twilio:\n  account_sid: AC{}\nmd5 {}  twilio-7.0.tar.gz\n",
+                rnd(HEX, 32),
+                rnd(HEX, 32)
+            ),
+        ],
     ));
     let sg = format!("SG.{}.{}", rnd(URL, 22), rnd(URL, 43));
     v.push((
@@ -378,15 +390,15 @@ pub fn cases() -> Vec<(&'static str, String, Vec<String>)> {
     }
     v.push((
         "cloudflare-api-token",
-        format!("CLOUDFLARE_API_TOKEN={}", rnd(B62, 38) + "a1"),
+        format!("CLOUDFLARE_API_TOKEN={}", rnd(URL, 40)),
         vec![
             format!("CLOUDFLARE_API_TOKEN={}", rnd(b"abcdef", 40)),
-            format!("token = {}", rnd(B62, 38) + "a1"),
+            format!("token = {}", rnd(URL, 40)),
         ],
     ));
     v.push((
         "cloudflare-legacy-global-key",
-        format!("CF_API_KEY={}a", rnd(HEX, 36)),
+        format!("CF_API_KEY={}", rnd(HEX, 37)),
         vec![format!("CF_API_KEY={}", rnd(b"0123456789", 37))],
     ));
     // Vault
@@ -407,10 +419,10 @@ pub fn cases() -> Vec<(&'static str, String, Vec<String>)> {
     ));
     v.push((
         "vault-legacy-token",
-        format!("VAULT_TOKEN=s.{}a1B", rnd(B62, 21)),
+        format!("VAULT_TOKEN=s.{}", rnd(B62, 24)),
         vec![
             format!("VAULT_TOKEN=s.{}", rnd(b"abc", 24)),
-            format!("name=s.{}a1B", rnd(B62, 21)),
+            format!("name=s.{}", rnd(B62, 24)),
         ],
     ));
     // Others
@@ -625,5 +637,90 @@ pub fn ordinary_line() -> String {
                 + &format!("\n{}\n-----END PUBLIC KEY-----", b64(48))
         }
         _ => format!("    {}.{}(&{});", ident(), word(), ident()),
+    }
+}
+
+/// What a corpus file holds at a place: a planted secret of a detector, a near-miss of
+/// one (a wrong checksum or structure, a placeholder), or nothing but ordinary text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Label {
+    Planted(&'static str),
+    NearMiss(&'static str),
+}
+
+/// A planted sample: its file, its first and last line (1-based, inclusive), what it is.
+#[derive(Debug, Clone)]
+pub struct Place {
+    pub file: usize,
+    pub lines: std::ops::RangeInclusive<usize>,
+    pub label: Label,
+}
+
+/// A generated corpus: files of ordinary text with samples planted at known places.
+pub struct Corpus {
+    pub files: Vec<String>,
+    pub places: Vec<Place>,
+    /// Bytes of ordinary text (without the planted samples).
+    pub ordinary_bytes: usize,
+}
+
+/// A corpus of about `bytes` of ordinary text in files of about `file_bytes`, with
+/// `per_detector` valid samples of every detector and as many near-misses planted at
+/// random places, from `seed`.
+pub fn corpus(seed_value: u64, bytes: usize, file_bytes: usize, per_detector: usize) -> Corpus {
+    seed(seed_value);
+    let mut samples: Vec<(Label, String)> = Vec::new();
+    for _ in 0..per_detector {
+        for (id, valid, bad) in cases() {
+            samples.push((Label::Planted(id), valid));
+            let b = bad[below(bad.len())].clone();
+            samples.push((Label::NearMiss(id), b));
+        }
+    }
+    let n_files = bytes.div_ceil(file_bytes).max(1);
+    let mut files = Vec::with_capacity(n_files);
+    let mut places = Vec::new();
+    let mut ordinary_bytes = 0;
+    // Samples go to random files, in order within a file.
+    let mut by_file: Vec<Vec<(Label, String)>> = vec![Vec::new(); n_files];
+    for s in samples {
+        by_file[below(n_files)].push(s);
+    }
+    for (f, mut planted) in by_file.into_iter().enumerate() {
+        let mut text = String::with_capacity(file_bytes + 4096);
+        let mut line = 1;
+        let per = (file_bytes / 60 / (planted.len() + 1)).max(1);
+        planted.reverse();
+        let mut until_next = below(per) + 1;
+        while text.len() < file_bytes || !planted.is_empty() {
+            until_next -= 1;
+            if until_next == 0 {
+                until_next = below(2 * per) + 1;
+                if let Some((label, s)) = planted.pop() {
+                    let s = s.trim_end_matches('\n');
+                    let n = s.lines().count().max(1);
+                    places.push(Place {
+                        file: f,
+                        lines: line..=line + n - 1,
+                        label,
+                    });
+                    text.push_str(s);
+                    text.push('\n');
+                    line += n;
+                    continue;
+                }
+            }
+            let l = ordinary_line();
+            ordinary_bytes += l.len() + 1;
+            line += l.lines().count();
+            text.push_str(&l);
+            text.push('\n');
+        }
+        files.push(text);
+    }
+    Corpus {
+        files,
+        places,
+        ordinary_bytes,
     }
 }
