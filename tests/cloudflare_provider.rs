@@ -249,6 +249,11 @@ fn cloudflare_roll_needs_no_overlap_and_then_gives_the_token_a_new_value() {
     let after = w.fake.with(|st| st.token(&tid).value.clone());
     assert_ne!(after, before, "rolled: {said}");
     assert_eq!(w.seen("/value").len(), 1, "{said}");
+    assert!(
+        said.contains("rolled: the same key has a new secret")
+            && said.contains("the old secret stopped working at the roll"),
+        "{said}"
+    );
     let delivered = std::fs::read_to_string(&sink).unwrap();
     assert_eq!(delivered.trim(), after, "the sink holds the new value");
     // The new value was verified with itself, at the account's verify endpoint.
