@@ -444,3 +444,60 @@ fn cloudflare_python_sdk_works_against_the_fake() {
         "disabled"
     );
 }
+
+/// Sync speed over loopback, straight to the fake (Prism would measure itself): 10,000
+/// tokens (5,000 user, 5,000 account) and their 5,000 audit-log entries, 50 per page.
+/// Prints keys/s and events/s; run with `--ignored --nocapture` (release for the
+/// figures in docs/PERFORMANCE.md).
+#[test]
+#[ignore]
+fn cloudflare_sync_speed() {
+    let w = World::start();
+    w.fake.with(|st| {
+        let me = st.tokens[0].clone();
+        for i in 0..9_999 {
+            let owner = if i % 2 == 0 {
+                cloudflare_support::fake::Owner::User
+            } else {
+                cloudflare_support::fake::Owner::Account(ACCOUNT.into())
+            };
+            let (id, _) = st.add(&format!("token-{i}"), owner, &["Zone Read"]);
+            let t = st.token(&id).clone();
+            st.log(&t, "create", &me);
+        }
+    });
+    let direct = w.path("config/direct.toml");
+    std::fs::write(
+        &direct,
+        format!(
+            "[[provider]]\nname = \"cf\"\nkind = \"cloudflare\"\nurl = \"{}\"\ntoken_env = \"KA_CF_TOKEN\"\n\
+             accounts = [\"{ACCOUNT}\"]\npage_size = 50\n",
+            w.fake.url
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = w
+        .cmd(&["sync"])
+        .env("KEYAUDIT_CONFIG", &direct)
+        .output()
+        .unwrap();
+    let took = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let keys = w
+        .cmd(&["keys", "--format", "json"])
+        .env("KEYAUDIT_CONFIG", &direct)
+        .output()
+        .unwrap();
+    let keys: Vec<Value> = serde_json::from_slice(&keys.stdout).unwrap();
+    assert_eq!(keys.len(), 10_000);
+    let events = w
+        .fake
+        .with(|st| st.audit.values().map(Vec::len).sum::<usize>());
+    println!(
+        "cloudflare sync: {} tokens and {events} audit entries in {took:.2}s: {:.0} keys/s, {:.0} events/s (whole sync)",
+        keys.len(),
+        keys.len() as f64 / took,
+        events as f64 / took
+    );
+}

@@ -244,8 +244,13 @@ fn ok(result: Value) -> Response {
 }
 
 /// One page of `items` in the envelope with `result_info` (Cloudflare's `page` /
-/// `per_page`; a page past the end is empty).
-fn page_of(items: Vec<Value>, query: &BTreeMap<String, String>, max: usize) -> Response {
+/// `per_page`; a page past the end is empty). Only the page's items are turned into JSON.
+fn page_of<T>(
+    items: Vec<T>,
+    query: &BTreeMap<String, String>,
+    max: usize,
+    json: impl Fn(T) -> Value,
+) -> Response {
     let per_page: usize = query
         .get("per_page")
         .and_then(|s| s.parse::<f64>().ok())
@@ -263,6 +268,7 @@ fn page_of(items: Vec<Value>, query: &BTreeMap<String, String>, max: usize) -> R
         .into_iter()
         .skip((page - 1) * per_page)
         .take(per_page)
+        .map(json)
         .collect();
     axum::Json(json!({
         "success": true, "errors": [], "messages": [],
@@ -328,25 +334,23 @@ async fn handle(
         }
         ["accounts", a, "audit_logs"] if *a == ACCOUNT && method == Method::GET => {
             let since: Option<DateTime<Utc>> = query.get("since").and_then(|s| s.parse().ok());
-            let mut items: Vec<Value> = st
+            let mut items: Vec<&Value> = st
                 .audit
                 .get(*a)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|e| {
-                    since.is_none_or(|s| {
-                        e["when"]
-                            .as_str()
-                            .and_then(|w| w.parse::<DateTime<Utc>>().ok())
-                            .is_some_and(|w| w >= s)
-                    })
+                .map(|v| v.iter().collect())
+                .unwrap_or_default();
+            items.retain(|e| {
+                since.is_none_or(|s| {
+                    e["when"]
+                        .as_str()
+                        .and_then(|w| w.parse::<DateTime<Utc>>().ok())
+                        .is_some_and(|w| w >= s)
                 })
-                .collect();
+            });
             if query.get("direction").map(String::as_str) != Some("asc") {
                 items.reverse();
             }
-            return page_of(items, &query, 1000);
+            return page_of(items, &query, 1000, Value::clone);
         }
         ["accounts", ..] => {
             return fail(
@@ -369,9 +373,8 @@ async fn handle(
                 .iter()
                 .filter(|t| t.owner == owner)
                 .filter(|t| with_expired || t.status_at(now) != "expired")
-                .map(|t| t.json(now))
                 .collect();
-            page_of(items, &query, 50)
+            page_of(items, &query, 50, |t: &Tok| t.json(now))
         }
         (Method::GET, ["verify"]) => {
             if caller.owner != owner {
