@@ -24,5 +24,5 @@ scripts/install-moto.sh
 # Prism (npm, pinned), the validating proxy in front of the SaaS provider fakes.
 scripts/install-prism.sh
 
-# The vendors' Python clients (python-gitlab; PyPI, pinned) that drive those fakes.
+# The vendors' Python clients (python-gitlab, cloudflare; PyPI, pinned) that drive those fakes.
 scripts/install-pyclients.sh

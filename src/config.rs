@@ -16,7 +16,7 @@ use toml::Spanned;
 /// them: it generates new keys, tokens and history at every start, so it only runs with
 /// its own throw-away cache (`keyaudit demo`, or `keyaudit` with no provider configured);
 /// configured, it would fill the operator's cache with keys the next start never gave out.
-pub const KINDS: &[&str] = &["http", "aws", "vault", "gitlab", "openai"];
+pub const KINDS: &[&str] = &["http", "aws", "vault", "gitlab", "openai", "cloudflare"];
 
 /// A configuration error, one line: `FILE:LINE: what is wrong; what to do`.
 #[derive(Debug, Error)]
@@ -47,7 +47,7 @@ pub enum Mode {
 pub struct ProviderConfig {
     /// The user's label, unique.
     pub name: String,
-    /// `http`, `aws`, `vault` or `gitlab` (`demo` only for the embedded demo, never from a file).
+    /// `http`, `aws`, `vault`, `gitlab`, `openai` or `cloudflare` (`demo` only for the embedded demo, never from a file).
     pub kind: String,
     /// Base URL (http, vault).
     pub url: Option<String>,
@@ -95,6 +95,11 @@ pub struct ProviderConfig {
     /// self-managed instance only). Default false.
     #[serde(default)]
     pub instance_audit: bool,
+    // Cloudflare
+    /// Account ids (32 hex digits) whose account-owned API tokens and audit logs are
+    /// read (kind `cloudflare`). The user's own tokens are always read.
+    #[serde(default)]
+    pub accounts: Vec<String>,
     /// A credential handed over in memory (the embedded demo); never read from a file.
     /// A [`Secret`]: zeroized on drop, and `Debug` of this entry does not show it.
     #[serde(skip)]
@@ -289,6 +294,24 @@ impl Config {
                 return Err(fail(format!(
                     "provider `{}`: set either `token_env` or `token_command`, not both",
                     entry.name
+                )));
+            }
+            if !entry.accounts.is_empty() && entry.kind != "cloudflare" {
+                return Err(fail(format!(
+                    "provider `{}`: `accounts` is read by kind `cloudflare` only; remove it",
+                    entry.name
+                )));
+            }
+            if let Some(bad) = entry
+                .accounts
+                .iter()
+                .find(|a| a.len() != 32 || !a.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(fail(format!(
+                    "provider `{}`: `accounts` entry \"{}\" is not a Cloudflare account id; \
+                     expected 32 hex digits (the dashboard's account home shows it as Account ID)",
+                    entry.name,
+                    crate::output::sanitize(bad)
                 )));
             }
         }
@@ -701,9 +724,32 @@ mod tests {
             .to_string();
         assert!(e.starts_with("config.toml:2:"), "{e}");
         assert!(
-            e.contains("unknown kind `ldap`; expected one of: http, aws, vault, gitlab"),
+            e.contains(
+                "unknown kind `ldap`; expected one of: http, aws, vault, gitlab, openai, cloudflare"
+            ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn cloudflare_accounts_must_be_account_ids() {
+        let e =
+            parse("[[provider]]\nname = \"cf\"\nkind = \"cloudflare\"\naccounts = [\"acme\"]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.starts_with("config.toml:1: provider `cf`: `accounts` entry \"acme\" is not a Cloudflare account id"),
+            "{e}"
+        );
+        let e = parse("[[provider]]\nname = \"v\"\nkind = \"vault\"\naccounts = [\"0123456789abcdef0123456789abcdef\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`accounts` is read by kind `cloudflare` only"),
+            "{e}"
+        );
+        parse("[[provider]]\nname = \"cf\"\nkind = \"cloudflare\"\naccounts = [\"0123456789abcdef0123456789abcdef\"]\n")
+            .unwrap();
     }
 
     #[test]

@@ -52,7 +52,7 @@ fn an_unknown_kind_is_named_with_the_choices() {
     let err = stderr(&o);
     assert!(
         err.contains(
-            "config.toml:1: provider `hr`: unknown kind `ldap`; expected one of: http, aws, vault, gitlab"
+            "config.toml:1: provider `hr`: unknown kind `ldap`; expected one of: http, aws, vault, gitlab, openai, cloudflare"
         ),
         "{err}"
     );

@@ -584,7 +584,10 @@ async fn drive(
                 crash_point("finishing");
                 let old = provider.get_key(&wf.key_id).await?;
                 let reason = format!("rotation #{}: grace period over", wf.id);
-                if old.status != KeyStatus::Revoked {
+                // A provider that rolls a key's value in place (Cloudflare) keeps its id:
+                // the "old key" is the new one, and its old value already stopped.
+                let rolled_in_place = wf.new_key_id.as_deref() == Some(wf.key_id.as_str());
+                if old.status != KeyStatus::Revoked && !rolled_in_place {
                     let op = op_key(&mut wf).step("revoke-old");
                     if let Err(e) = apply_key_op_as(
                         db,
@@ -607,7 +610,12 @@ async fn drive(
                 wf.state = State::Done;
                 wf.error = None;
                 save(db, &wf).await?;
-                journal(db, &wf, "done: old key revoked".into()).await?;
+                let done = if rolled_in_place {
+                    "done: the key's old secret stopped working when it was rolled"
+                } else {
+                    "done: old key revoked"
+                };
+                journal(db, &wf, done.into()).await?;
                 return Ok(wf);
             }
             Step::RollingBack => {

@@ -610,6 +610,16 @@ fn report_workflow(wf: &Workflow) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        State::Done if new == wf.key_id => {
+            // Rolled in place (Cloudflare): the same key with a new secret.
+            crate::tell!(
+                "workflow #{}: {} rolled: the same key has a new secret, delivered to {} and verified; the old secret stopped working at the roll",
+                wf.id,
+                wf.target(),
+                wf.sink
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         State::Done => {
             crate::tell!(
                 "workflow #{}: {} rotated to {new}; secret delivered to {} and verified; old key revoked",

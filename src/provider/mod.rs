@@ -3,6 +3,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod cloudflare;
 pub mod gitlab;
 pub mod http;
 pub mod openai;
@@ -365,6 +366,9 @@ pub fn from_config(
         "vault" => Ok(std::sync::Arc::new(vault::VaultProvider::from_config(cfg)?)),
         "gitlab" => Ok(std::sync::Arc::new(gitlab::GitlabProvider::from_config(cfg)?)),
         "openai" => Ok(std::sync::Arc::new(openai::OpenaiProvider::from_config(cfg)?)),
+        "cloudflare" => Ok(std::sync::Arc::new(
+            cloudflare::CloudflareProvider::from_config(cfg)?,
+        )),
 
         other => Err(ProviderError::Config {
             provider: cfg.name.clone(),

@@ -1,0 +1,268 @@
+//! End to end in tmux: the demo provider, the GitLab fake and the Cloudflare fake (each
+//! fake behind Prism, violations fatal) configured together; one sync, then the real
+//! binary's Keys view shows every provider's keys in one table, and `provider:` narrows
+//! it to one provider's, combined with other terms.
+
+// Both worlds bring the shared Prism support module; each keeps its own copy.
+#![allow(clippy::duplicate_mod)]
+
+mod cloudflare_support;
+mod gitlab_support;
+
+use keyaudit::demo::{self, DemoOptions};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keyaudit");
+
+fn tmux_available() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+struct Tmux {
+    socket: String,
+    session: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    fn start(&self, command: &str, cols: u16, rows: u16) {
+        let out = self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            &self.session,
+            "-x",
+            &cols.to_string(),
+            "-y",
+            &rows.to_string(),
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        assert!(self.cmd(&args).status.success());
+    }
+
+    fn type_text(&self, text: &str) {
+        assert!(self
+            .cmd(&["send-keys", "-t", &self.session, "-l", text])
+            .status
+            .success());
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .cmd(&["capture-pane", "-p", "-t", &self.session])
+                .stdout,
+        )
+        .into_owned()
+    }
+
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                panic!("timed out waiting for {what}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Replaces the filter with `query` and waits for the count line.
+    fn filter(&self, query: &str, count: &str) -> String {
+        // Esc in the keys view clears the filter (wait for that, so the next key is not
+        // read as Alt+key); `/` opens a fresh one.
+        self.send(&["Escape"]);
+        self.wait_for("the filter cleared", |s| !s.contains(" · /"));
+        self.send(&["/"]);
+        self.type_text(query);
+        self.send(&["Enter"]);
+        // The filter applies while it is typed: wait for the input to close too.
+        self.wait_for(&format!("`{query}`: {count}"), |s| {
+            s.contains(count) && !s.contains("enter apply")
+        })
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// `1234` as the TUI writes it: `1,234`.
+fn thousands(n: usize) -> String {
+    let d = n.to_string();
+    let mut out = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn keyaudit(dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["--db", dir.join("cache.db").to_str().unwrap()])
+        .args(["--config", dir.join("config.toml").to_str().unwrap()])
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .output()
+        .expect("keyaudit runs")
+}
+
+#[test]
+fn demo_gitlab_and_cloudflare_keys_in_one_table_filtered_by_provider() {
+    if !tmux_available() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("tmux is required for the end-to-end test in CI (apt-get install -y tmux)");
+        }
+        eprintln!("skipping: tmux is not installed (apt-get install -y tmux)");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let demo = rt
+        .block_on(demo::start(DemoOptions {
+            seed: 29,
+            token: "e2e-demo-token".into(),
+            events: 500,
+            live_rate: 0.0,
+            ..DemoOptions::default()
+        }))
+        .expect("demo starts");
+    let gl = gitlab_support::World::start();
+    gl.seed();
+    let cf = cloudflare_support::World::start();
+    cf.seed();
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("config.toml"),
+        format!(
+            "[[provider]]\nname = \"talentgrid\"\nkind = \"http\"\nurl = \"{}\"\ntoken_env = \"KA_DEMO\"\n\n\
+             [[provider]]\nname = \"gitlab\"\nkind = \"gitlab\"\nurl = \"{}\"\ntoken_env = \"KA_GL\"\n\
+             projects = [\"acme/payroll\"]\ngroups = [\"9\"]\npage_size = 2\n\n\
+             [[provider]]\nname = \"cloudflare\"\nkind = \"cloudflare\"\nurl = \"{}\"\ntoken_env = \"KA_CF\"\n\
+             accounts = [\"{}\"]\npage_size = 2\n\n\
+             [tui]\nmouse = false\nsync_interval_secs = 0\n",
+            demo.url,
+            gl.prism.url,
+            cf.prism.url,
+            cloudflare_support::fake::ACCOUNT,
+        ),
+    )
+    .unwrap();
+    let envs = [
+        ("KA_DEMO", demo.token.as_str()),
+        ("KA_GL", gl.token.as_str()),
+        ("KA_CF", cf.token.as_str()),
+    ];
+    let sync = keyaudit(d, &envs, &["sync"]);
+    assert!(
+        sync.status.success(),
+        "sync failed: {}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+    let keys = keyaudit(d, &envs, &["keys", "--format", "json"]);
+    let keys: Vec<serde_json::Value> = serde_json::from_slice(&keys.stdout).unwrap();
+    let count = |p: &str| keys.iter().filter(|k| k["provider"] == p).count();
+    assert_eq!(count("gitlab"), 6);
+    assert_eq!(count("cloudflare"), 6);
+    assert!(count("talentgrid") > 0);
+    let total = thousands(keys.len());
+
+    for (cols, rows) in [(200u16, 50u16), (80, 24)] {
+        let tmux = Tmux {
+            socket: format!("keyaudit-e2e-providers-{}-{cols}", std::process::id()),
+            session: "ka".into(),
+        };
+        let command = format!(
+            "env KA_DEMO={} KA_GL={} KA_CF={} XDG_STATE_HOME={} XDG_DATA_HOME={} {BIN} --db {} --config {}",
+            demo.token,
+            gl.token,
+            cf.token,
+            d.join("state").display(),
+            d.join("data").display(),
+            d.join("cache.db").display(),
+            d.join("config.toml").display()
+        );
+        tmux.start(&command, cols, rows);
+        tmux.wait_for("the keys view with every provider's keys", |s| {
+            s.contains("[keys]") && s.contains(&format!("keys {total} of {total}"))
+        });
+
+        // Cloudflare's six tokens, and nothing of the others.
+        let s = tmux.filter("provider:cloudflare", &format!("keys 6 of {total}"));
+        if cols >= 120 {
+            for name in [
+                "keyaudit",
+                "laptop-dns",
+                "old-script",
+                "ci-deploy",
+                "terraform",
+            ] {
+                assert!(s.contains(name), "{name} missing at {cols}x{rows}:\n{s}");
+            }
+        }
+        for other in ["payroll-ci", "acme-release", "keyaudit-reader"] {
+            assert!(!s.contains(other), "{other} shown at {cols}x{rows}:\n{s}");
+        }
+
+        // Combined with other terms: the disabled Cloudflare token, the IP-limited one.
+        let s = tmux.filter(
+            "provider:cloudflare status:inactive",
+            &format!("keys 1 of {total}"),
+        );
+        assert!(s.contains("old-script"), "{s}");
+        let s = tmux.filter(
+            "provider:cloudflare scope:ip:198.51.100.0/24",
+            &format!("keys 1 of {total}"),
+        );
+        assert!(s.contains("laptop-dns"), "{s}");
+
+        // GitLab's six, then the demo's.
+        let s = tmux.filter("provider:gitlab", &format!("keys 6 of {total}"));
+        assert!(s.contains("payroll-ci") && !s.contains("laptop-dns"), "{s}");
+        tmux.filter(
+            "provider:talentgrid",
+            &format!("keys {} of {total}", thousands(count("talentgrid"))),
+        );
+        tmux.send(&["q"]);
+    }
+    drop(gl);
+    drop(cf);
+    rt.block_on(demo.shutdown());
+}
