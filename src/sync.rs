@@ -54,6 +54,9 @@ pub struct SyncReport {
     pub detection: Option<crate::detect::DetectReport>,
     /// The Sigma rules' run over what came in (`None` without rules, or if it failed).
     pub sigma: Option<crate::sigma::SigmaReport>,
+    /// What the provider could not read and why ([`Provider::notes`]); the sync still
+    /// counts as done.
+    pub notes: Vec<String>,
 }
 
 /// The Sigma rules a sync runs after the built-in rules, with their settings.
@@ -128,6 +131,7 @@ pub async fn sync_provider_with(
     match result {
         Ok((store, mut report)) => {
             report.elapsed = started.elapsed();
+            report.notes = provider.notes();
             store.record_sync(&report.provider, Utc::now(), None)?;
             if let Err(e) =
                 crate::action::workflow::check_rotated_key_use(&store, Some(&report.provider))

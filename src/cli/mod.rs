@@ -420,6 +420,9 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                         .map(|s| format!("; sigma: {} matches, {} new findings", s.matches, s.opened))
                         .unwrap_or_default()
                 );
+                for note in &r.notes {
+                    crate::tell!("{}: note: {}", r.provider, crate::output::sanitize(note));
+                }
             }
             Err(e) => {
                 if tty {

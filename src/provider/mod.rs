@@ -3,6 +3,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod github;
 pub mod gitlab;
 pub mod http;
 pub mod retry;
@@ -326,6 +327,12 @@ pub trait Provider: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// What the last sync could not read and why (a plan without the audit log, a
+    /// permission the credential lacks), for the sync report. Most providers have none.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     #[doc(hidden)]
     fn unsupported(&self, operation: &'static str, _id: &str) -> ProviderError {
         ProviderError::Unsupported {
@@ -354,6 +361,7 @@ pub fn from_config(
         }),
         "vault" => Ok(std::sync::Arc::new(vault::VaultProvider::from_config(cfg)?)),
         "gitlab" => Ok(std::sync::Arc::new(gitlab::GitlabProvider::from_config(cfg)?)),
+        "github" => Ok(std::sync::Arc::new(github::GithubProvider::from_config(cfg)?)),
 
         other => Err(ProviderError::Config {
             provider: cfg.name.clone(),
