@@ -1,0 +1,464 @@
+//! The `github` provider end to end: the keyaudit binary against a stateful fake of
+//! GitHub's REST API, authenticating as a GitHub App (a JWT signed with a key made for
+//! the test, verified by the fake), with Prism validating every request and answer
+//! against GitHub's own OpenAPI description (tests/fixtures/openapi/github.json); any
+//! violation fails the test.
+
+mod github_support;
+
+use github_support::{fake, text, World};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// Prism's complaint about a status the description does not list for the operation;
+/// GitHub documents these answers (429, and the audit log's 404 off Enterprise Cloud)
+/// on its rate-limit and plan pages, not in the description. Tests that inject one
+/// allow exactly the lines they caused.
+const UNDECLARED: &str = "Unable to match the returned status code";
+
+fn ids(keys: &[Value]) -> BTreeSet<String> {
+    keys.iter()
+        .map(|k| k["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn key<'a>(keys: &'a [Value], id: &str) -> &'a Value {
+    keys.iter()
+        .find(|k| k["id"] == id)
+        .unwrap_or_else(|| panic!("no key {id} in {keys:?}"))
+}
+
+fn events(w: &World, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        "events",
+        "--since",
+        "2020-01-01T00:00:00Z",
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    w.json(&args)
+}
+
+#[test]
+fn github_sync_lists_exact_keys_events_and_alerts_across_pages() {
+    let w = World::start();
+    let t = w.seed();
+    let out = w.ok(&["sync"]);
+    assert!(
+        text(&out.stderr).contains("gh: 5 keys"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The grants are not listed; the tokens the audit log names are known from it.
+    let keys = w.keys();
+    let listed: Vec<Value> = keys
+        .iter()
+        .filter(|k| k["source"] == "provider")
+        .cloned()
+        .collect();
+    assert_eq!(
+        ids(&listed),
+        ["alert:acme/ats#2", "alert:acme/payroll#1"]
+            .map(String::from)
+            .into()
+    );
+    assert!(
+        keys.iter()
+            .filter(|k| k["source"] != "provider")
+            .all(|k| k["source"] == "logs"),
+        "{keys:#?}"
+    );
+    let want: BTreeSet<String> = t
+        .iter()
+        .map(|n| format!("token:{n}"))
+        .chain([
+            "alert:acme/payroll#1".to_string(),
+            "alert:acme/ats#2".to_string(),
+        ])
+        .collect();
+    assert_eq!(ids(&keys), want);
+    let sync = key(&keys, &format!("token:{}", t[0]));
+    assert_eq!(sync["name"], "payroll-sync");
+    assert_eq!(sync["owner"], "octocat");
+    assert_eq!(sync["status"], "active");
+    let scopes: Vec<&str> = sync["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            "organization:members:read",
+            "repository:contents:read",
+            "repository:metadata:read",
+            "repositories:subset"
+        ]
+    );
+    assert!(
+        sync["expires"].is_string() && sync["last_used"].is_string(),
+        "{sync}"
+    );
+    assert_eq!(key(&keys, "alert:acme/ats#2")["status"], "revoked");
+
+    // Two grants per page: the third came from the page the Link header named.
+    let pages = w.seen("GET /orgs/acme/personal-access-tokens");
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(pages[1].contains("page=2"), "{pages:?}");
+    // One installation token for the whole sync.
+    assert_eq!(w.seen("/access_tokens").len(), 1);
+
+    // Events: each token's grant entry on its token, and the clone that named the token
+    // only by its hash on the same token.
+    let ev = events(&w, &[]);
+    let got: BTreeSet<(String, String)> = ev
+        .iter()
+        .map(|e| {
+            (
+                e["key_id"].as_str().unwrap().to_string(),
+                e["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut expect: BTreeSet<(String, String)> = t
+        .iter()
+        .map(|n| {
+            (
+                format!("token:{n}"),
+                "personal_access_token.access_granted".to_string(),
+            )
+        })
+        .collect();
+    expect.insert((format!("token:{}", t[0]), "git.clone".into()));
+    assert_eq!(got, expect);
+    assert_eq!(ev.len(), 4);
+    assert!(
+        !w.seen("after=").is_empty(),
+        "the audit log was read across pages"
+    );
+
+    // The alerts are exposure findings, graded by validity.
+    let findings = w.json(&["findings", "--format", "json"]);
+    let alert = |id: &str| {
+        findings
+            .iter()
+            .find(|f| f["key_id"] == id && f["rule"] == "github-secret-scanning")
+            .unwrap_or_else(|| panic!("no finding on {id}: {findings:#?}"))
+            .clone()
+    };
+    let live = alert("alert:acme/payroll#1");
+    assert_eq!(live["category"], "exposure");
+    assert_eq!(live["severity"], "critical");
+    assert!(
+        live["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("validity: active"),
+        "{live}"
+    );
+    assert_eq!(alert("alert:acme/ats#2")["severity"], "low");
+    // The secret itself was never asked for.
+    assert!(w
+        .seen("secret-scanning/alerts")
+        .iter()
+        .all(|s| s.contains("hide_secret=true")));
+
+    // A new entry, then a second sync: only the new entry comes in.
+    w.fake.with(|st| {
+        let p = st.pat(t[1]).clone();
+        st.audit("git.fetch", "octocat", Some(&p), false);
+    });
+    w.ok(&["sync"]);
+    let again = events(&w, &[]);
+    assert_eq!(again.len(), 5, "{again:#?}");
+    let last = w.seen("/audit-log").last().cloned().unwrap();
+    assert!(
+        last.contains("phrase=created"),
+        "resumed from the last entry: {last}"
+    );
+}
+
+#[test]
+fn github_revoke_removes_the_org_access_and_records_the_event() {
+    let w = World::start();
+    let t = w.seed();
+    w.ok(&["sync"]);
+    let id = format!("gh/token:{}", t[1]);
+    let out = w.ok(&["revoke", &id, "--reason", "owner left", "--yes"]);
+    assert!(
+        text(&out.stdout).contains("revoke: 1 of 1 key(s) ok"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(w.fake.with(|st| st.pat(t[1]).revoked));
+    assert!(!w.fake.with(|st| st.pat(t[0]).revoked));
+    assert_eq!(w.seen("POST /orgs/acme/personal-access-tokens").len(), 1);
+    assert_eq!(
+        key(&w.keys(), &format!("token:{}", t[1]))["status"],
+        "revoked"
+    );
+    w.ok(&["sync"]);
+    let ev = events(&w, &["--key", &format!("token:{}", t[1])]);
+    assert!(
+        ev.iter()
+            .any(|e| e["action"] == "personal_access_token.access_revoked"),
+        "{ev:#?}"
+    );
+    // A secret found by scanning is not the organisation's to revoke: refused, nothing sent.
+    let out = w.run(&[
+        "revoke",
+        "gh/alert:acme/payroll#1",
+        "--reason",
+        "x",
+        "--yes",
+    ]);
+    assert!(!out.status.success());
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(said.contains("belongs to its issuer"), "{said}");
+    assert_eq!(w.seen("POST /orgs/acme/personal-access-tokens").len(), 1);
+}
+
+#[test]
+fn github_rotate_is_refused_and_capabilities_say_why() {
+    let w = World::start();
+    let t = w.seed();
+    w.ok(&["sync"]);
+    let out = w.run(&[
+        "rotate",
+        &format!("gh/token:{}", t[0]),
+        "--deliver",
+        "stdout",
+        "--no-overlap",
+    ]);
+    assert!(!out.status.success());
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(said.contains("cannot rotate"), "{said}");
+    assert!(said.contains("nothing was changed"), "{said}");
+    assert!(w.seen("POST /orgs").is_empty());
+    let out = w.ok(&["info"]);
+    let s = text(&out.stdout);
+    assert!(s.contains("kind=github"), "{s}");
+    assert!(s.contains("can: events, revoke\n"), "{s}");
+}
+
+#[test]
+fn github_read_only_refuses_and_sends_nothing() {
+    let w = World::start();
+    let t = w.seed();
+    w.ok(&["sync"]);
+    let out = w.run(&[
+        "--read-only",
+        "revoke",
+        &format!("gh/token:{}", t[0]),
+        "--reason",
+        "x",
+        "--yes",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("read-only"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(w.seen("POST /orgs").is_empty());
+    assert!(!w.fake.with(|st| st.pat(t[0]).revoked));
+}
+
+#[test]
+fn github_missing_permission_is_named() {
+    let w = World::start();
+    w.seed();
+    w.fake
+        .with(|st| st.forbidden.insert("/personal-access-tokens".into()));
+    let out = w.run(&["sync"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("HTTP 403: Resource not accessible by integration"),
+        "{err}"
+    );
+    assert!(err.contains("\"Personal access tokens\" (read)"), "{err}");
+    assert!(err.contains("App 4242 installation 777"), "{err}");
+}
+
+#[test]
+fn github_rate_limits_are_waited_out_and_a_failed_change_is_not_sent_again() {
+    let mut w = World::start();
+    let t = w.seed();
+    // A secondary rate limit (403 with Retry-After) on the first listing.
+    w.fake
+        .with(|st| st.secondary_limit.push("/personal-access-tokens".into()));
+    w.ok(&["sync"]);
+    let first: Vec<String> = w
+        .seen("GET /orgs/acme/personal-access-tokens?per_page=2")
+        .into_iter()
+        .filter(|s| !s.contains("page=2&") && !s.ends_with("&page=2"))
+        .collect();
+    assert_eq!(first.len(), 2, "refused once, then served: {first:?}");
+    assert_eq!(w.keys().len(), 5);
+
+    // A 429 with Retry-After refuses the revoke without acting on it: sent again.
+    w.fake.with(|st| {
+        st.too_many
+            .push("POST /orgs/acme/personal-access-tokens".into())
+    });
+    fn revoke(w: &World, n: u64) -> std::process::Output {
+        w.run(&["revoke", &format!("gh/token:{n}"), "--reason", "x", "--yes"])
+    }
+    let out = revoke(&w, t[0]);
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert_eq!(
+        w.seen("POST /orgs/acme/personal-access-tokens").len(),
+        2,
+        "{said}"
+    );
+    assert!(w.fake.with(|st| st.pat(t[0]).revoked));
+    assert_eq!(w.prism.allow(UNDECLARED), 1);
+
+    // A 500 on the change: its outcome is unknown, so it is not sent again blindly.
+    w.fake.with(|st| st.fail_next_change = 1);
+    let before = w.seen("POST /orgs/acme/personal-access-tokens").len();
+    let out = revoke(&w, t[2]);
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(
+        w.seen("POST /orgs/acme/personal-access-tokens").len(),
+        before + 1,
+        "{said}"
+    );
+    assert!(!w.fake.with(|st| st.pat(t[2]).revoked), "{said}");
+}
+
+#[test]
+fn github_app_jwt_is_verified_and_a_wrong_key_is_a_clear_error() {
+    let w = World::start();
+    w.seed();
+    w.ok(&["sync"]);
+    // The fake checked the JWT's signature, issuer and lifetime before issuing a token.
+    assert_eq!(w.fake.with(|st| st.installation_tokens.len()), 1);
+    assert!(w.fake.with(|st| st.refused_jwts.is_empty()));
+
+    // Another RSA key (not the App's): GitHub refuses the JWT, and keyaudit says what to check.
+    let other = w.path("config/other.pem");
+    github_support::make_key(&other);
+    w.write_config(&format!(
+        "app_id = {}\ninstallation_id = {}\nprivate_key_file = \"{}\"\n",
+        fake::APP_ID,
+        fake::INSTALLATION_ID,
+        other.display()
+    ));
+    let out = w.run(&["sync"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("GitHub refused the App's JWT (HTTP 401"),
+        "{err}"
+    );
+    assert!(err.contains("`private_key_file`"), "{err}");
+    assert!(w
+        .fake
+        .with(|st| st.refused_jwts.iter().any(|r| r.contains("signature"))));
+
+    // A wrong installation id is named.
+    w.write_config(&format!(
+        "app_id = {}\ninstallation_id = 9\nprivate_key_file = \"{}\"\n",
+        fake::APP_ID,
+        w.path("config/app.pem").display()
+    ));
+    let err = text(&w.run(&["sync"]).stderr);
+    assert!(err.contains("no installation 9 of App 4242"), "{err}");
+
+    // A key others can read is refused before any request.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o644)).unwrap();
+    w.write_config(&format!(
+        "app_id = {}\ninstallation_id = {}\nprivate_key_file = \"{}\"\n",
+        fake::APP_ID,
+        fake::INSTALLATION_ID,
+        other.display()
+    ));
+    let before = w.seen("").len();
+    let out = w.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(
+        err.contains("config.toml:"),
+        "names the file and line: {err}"
+    );
+    assert_eq!(w.seen("").len(), before);
+}
+
+#[test]
+fn github_without_enterprise_audit_log_syncs_keys_and_says_why_no_events() {
+    let mut w = World::start();
+    w.seed();
+    w.fake.with(|st| st.enterprise = false);
+    let out = w.ok(&["sync"]);
+    let err = text(&out.stderr);
+    assert!(err.contains("gh: 5 keys"), "{err}");
+    assert!(
+        err.contains("gh: note: audit log not read (HTTP 404: Not Found)"),
+        "{err}"
+    );
+    assert!(err.contains("GitHub Enterprise Cloud"), "{err}");
+    assert!(events(&w, &[]).is_empty());
+    assert_eq!(w.prism.allow(UNDECLARED), 1);
+}
+
+#[test]
+fn github_with_a_personal_token_reads_alerts_and_says_grants_need_the_app() {
+    let w = World::start();
+    w.seed();
+    w.fake
+        .with(|st| st.pat_credentials.push("github_pat_11READER".into()));
+    w.write_config("token_env = \"KA_GH_TOKEN\"\n");
+    let out = w
+        .cmd(&["sync"])
+        .env("KA_GH_TOKEN", "github_pat_11READER")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("note: fine-grained personal access tokens not listed"),
+        "{err}"
+    );
+    assert!(
+        w.seen("personal-access-tokens").is_empty(),
+        "not even tried"
+    );
+    // The grants are not listed; the tokens the audit log names are known from it.
+    let keys = w.keys();
+    let listed: Vec<Value> = keys
+        .iter()
+        .filter(|k| k["source"] == "provider")
+        .cloned()
+        .collect();
+    assert_eq!(
+        ids(&listed),
+        ["alert:acme/ats#2", "alert:acme/payroll#1"]
+            .map(String::from)
+            .into()
+    );
+    assert!(
+        keys.iter()
+            .filter(|k| k["source"] != "provider")
+            .all(|k| k["source"] == "logs"),
+        "{keys:#?}"
+    );
+    assert_eq!(events(&w, &[]).len(), 4);
+    let out = w
+        .cmd(&["info"])
+        .env("KA_GH_TOKEN", "github_pat_11READER")
+        .output()
+        .unwrap();
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("can: events\n"),
+        "no revoke without the App: {s}"
+    );
+}
