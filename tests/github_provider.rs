@@ -288,9 +288,12 @@ fn github_missing_permission_is_named() {
 fn github_rate_limits_are_waited_out_and_a_failed_change_is_not_sent_again() {
     let mut w = World::start();
     let t = w.seed();
-    // A secondary rate limit (403 with Retry-After) on the first listing.
-    w.fake
-        .with(|st| st.secondary_limit.push("/personal-access-tokens".into()));
+    // A secondary rate limit (403 with Retry-After) on the first listing, and the
+    // primary limit exhausted (403, X-RateLimit-Remaining: 0) on the first alerts page.
+    w.fake.with(|st| {
+        st.secondary_limit.push("/personal-access-tokens".into());
+        st.primary_limit.push("/secret-scanning/alerts".into());
+    });
     w.ok(&["sync"]);
     let first: Vec<String> = w
         .seen("GET /orgs/acme/personal-access-tokens?per_page=2")
@@ -298,6 +301,12 @@ fn github_rate_limits_are_waited_out_and_a_failed_change_is_not_sent_again() {
         .filter(|s| !s.contains("page=2&") && !s.ends_with("&page=2"))
         .collect();
     assert_eq!(first.len(), 2, "refused once, then served: {first:?}");
+    let alerts = w.seen("GET /orgs/acme/secret-scanning/alerts");
+    assert_eq!(
+        alerts.len(),
+        2,
+        "waited for the reset, then served: {alerts:?}"
+    );
     assert_eq!(w.keys().len(), 5);
 
     // A 429 with Retry-After refuses the revoke without acting on it: sent again.
@@ -317,7 +326,9 @@ fn github_rate_limits_are_waited_out_and_a_failed_change_is_not_sent_again() {
         "{said}"
     );
     assert!(w.fake.with(|st| st.pat(t[0]).revoked));
-    assert_eq!(w.prism.allow(UNDECLARED), 1);
+    // The two answers GitHub's description does not list for these operations: the
+    // alerts' 403 (rate limit) and the revoke's 429.
+    assert_eq!(w.prism.allow(UNDECLARED), 2);
 
     // A 500 on the change: its outcome is unknown, so it is not sent again blindly.
     w.fake.with(|st| st.fail_next_change = 1);
@@ -460,5 +471,81 @@ fn github_with_a_personal_token_reads_alerts_and_says_grants_need_the_app() {
     assert!(
         s.contains("can: events\n"),
         "no revoke without the App: {s}"
+    );
+}
+
+/// The fake's JWT check is real: a JWT signed with the App's key but expired, or
+/// valid too long, or signed by another key, is refused; so the one keyaudit makes,
+/// which the fake accepts, has the right signature and lifetime.
+#[test]
+fn github_fake_refuses_expired_long_lived_and_foreign_jwts() {
+    use base64::Engine;
+    let w = World::start();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let sign = |key: &std::path::Path, iat: i64, exp: i64| {
+        let pem = std::fs::read_to_string(key).unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
+        let pair = ring::signature::RsaKeyPair::from_der(&der).unwrap();
+        let input = format!(
+            "{}.{}",
+            b64(br#"{"alg":"RS256","typ":"JWT"}"#),
+            b64(
+                serde_json::json!({"iat": iat, "exp": exp, "iss": fake::APP_ID.to_string()})
+                    .to_string()
+                    .as_bytes()
+            )
+        );
+        let mut sig = vec![0; pair.public().modulus_len()];
+        pair.sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        format!("{input}.{}", b64(&sig))
+    };
+    let now = chrono::Utc::now().timestamp();
+    let app_key = w.path("config/app.pem");
+    let other = w.path("config/other.pem");
+    github_support::make_key(&other);
+    let url = format!(
+        "{}/app/installations/{}/access_tokens",
+        w.prism.url,
+        fake::INSTALLATION_ID
+    );
+    let post = |jwt: String| {
+        w.rt.block_on(async {
+            reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(jwt)
+                .header("Accept", "application/vnd.github+json")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    assert_eq!(
+        post(sign(&app_key, now - 60, now + 540)),
+        201,
+        "a right JWT is accepted"
+    );
+    assert_eq!(post(sign(&app_key, now - 700, now - 100)), 401, "expired");
+    assert_eq!(
+        post(sign(&app_key, now - 60, now + 3600)),
+        401,
+        "valid too long"
+    );
+    assert_eq!(post(sign(&other, now - 60, now + 540)), 401, "another key");
+    let why = w.fake.with(|st| st.refused_jwts.clone());
+    assert_eq!(why.len(), 3, "{why:?}");
+    assert!(
+        why[0].contains("'exp'") && why[1].contains("too far") && why[2].contains("signature"),
+        "{why:?}"
     );
 }

@@ -76,6 +76,9 @@ pub struct FakeState {
     pub secondary_limit: Vec<String>,
     /// Requests (whose `METHOD /path` contains the fragment) to answer 429 (`Retry-After: 1`).
     pub too_many: Vec<String>,
+    /// Requests (whose `METHOD /path` contains the fragment) to answer as the primary
+    /// rate limit exhausted (403, `X-RateLimit-Remaining: 0`, reset a second ahead).
+    pub primary_limit: Vec<String>,
     /// Changes (POST to the organisation) to answer 500 without applying them.
     pub fail_next_change: u32,
     /// The URL clients use (Prism's), for the `Link` header's targets.
@@ -330,6 +333,7 @@ impl Fake {
             secondary_limit: Vec::new(),
             too_many: Vec::new(),
             fail_next_change: 0,
+            primary_limit: Vec::new(),
             public_url: String::new(),
             seen: Vec::new(),
             next_id: 0,
@@ -494,6 +498,25 @@ async fn handle(
     {
         st.secondary_limit.remove(i);
         return limited(StatusCode::FORBIDDEN);
+    }
+    if let Some(i) = st
+        .primary_limit
+        .iter()
+        .position(|f| line.contains(f.as_str()))
+    {
+        st.primary_limit.remove(i);
+        let mut r = err(
+            StatusCode::FORBIDDEN,
+            &format!("API rate limit exceeded for installation ID {INSTALLATION_ID}."),
+        );
+        let h = r.headers_mut();
+        h.insert("x-ratelimit-limit", "5000".parse().unwrap());
+        h.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        h.insert(
+            "x-ratelimit-reset",
+            (Utc::now().timestamp() + 1).to_string().parse().unwrap(),
+        );
+        return r;
     }
     if let Some(i) = st.too_many.iter().position(|f| line.contains(f.as_str())) {
         st.too_many.remove(i);
