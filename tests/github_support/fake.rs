@@ -387,7 +387,13 @@ fn q<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// A page of `items` by `page` / `per_page`, with GitHub's `Link` header.
-fn page_of(items: Vec<Value>, pairs: &[(String, String)], path: &str, base: &str) -> Response {
+fn page_of<T>(
+    items: Vec<T>,
+    to_json: impl Fn(T) -> Value,
+    pairs: &[(String, String)],
+    path: &str,
+    base: &str,
+) -> Response {
     let per_page: usize = q(pairs, "per_page")
         .and_then(|s| s.parse().ok())
         .unwrap_or(30)
@@ -401,6 +407,7 @@ fn page_of(items: Vec<Value>, pairs: &[(String, String)], path: &str, base: &str
         .into_iter()
         .skip((page - 1) * per_page)
         .take(per_page)
+        .map(to_json)
         .collect();
     let mut resp = axum::Json(Value::Array(body)).into_response();
     let link_to = |p: usize| {
@@ -595,9 +602,14 @@ async fn handle(
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| !p.revoked && (wanted.is_empty() || wanted.contains(&p.token_id)))
-                .map(|(i, p)| p.json(now, 100 + i as u64))
-                .collect();
-            page_of(items, &pairs, &path, &base)
+                .collect::<Vec<_>>();
+            page_of(
+                items,
+                |(i, p)| p.json(now, 100 + i as u64),
+                &pairs,
+                &path,
+                &base,
+            )
         }
         (Method::POST, "/personal-access-tokens") if st.fail_next_change > 0 => {
             st.fail_next_change -= 1;
@@ -645,15 +657,12 @@ async fn handle(
                 .and_then(|p| p.strip_prefix("created:>="))
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.timestamp_millis());
-            let mut items: Vec<Value> = st
-                .events
-                .iter()
-                .filter(|e| since.is_none_or(|s| e["@timestamp"].as_i64().unwrap_or(0) >= s))
-                .cloned()
-                .collect();
-            if !asc {
-                items.reverse();
-            }
+            // Entries are appended in time order: the ones at or after `since` are a tail.
+            let stamp = |e: &Value| e["@timestamp"].as_i64().unwrap_or(0);
+            let lo = since.map_or(0, |s| st.events.partition_point(|e| stamp(e) < s));
+            let total = st.events.len();
+            let count = total - lo;
+            let at = |i: usize| if asc { lo + i } else { total - 1 - i };
             let per_page: usize = q(&pairs, "per_page")
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(30)
@@ -663,10 +672,12 @@ async fn handle(
                 .and_then(|b| String::from_utf8(b).ok())
                 .and_then(|s| s.strip_prefix("pos:").and_then(|n| n.parse().ok()))
                 .unwrap_or(0);
-            let end = (start + per_page).min(items.len());
-            let body: Vec<Value> = items[start.min(end)..end].to_vec();
+            let end = (start + per_page).min(count);
+            let body: Vec<Value> = (start.min(end)..end)
+                .map(|i| st.events[at(i)].clone())
+                .collect();
             let mut resp = axum::Json(Value::Array(body)).into_response();
-            if end < items.len() {
+            if end < count {
                 let mut u = reqwest::Url::parse(&format!("{base}{path}")).unwrap();
                 {
                     let mut qp = u.query_pairs_mut();
@@ -686,13 +697,13 @@ async fn handle(
         }
         (Method::GET, "/secret-scanning/alerts") => {
             let state_filter = q(&pairs, "state");
-            let items = st
+            let items: Vec<Value> = st
                 .alerts
                 .iter()
                 .filter(|a| state_filter.is_none_or(|s| a["state"] == s))
                 .cloned()
                 .collect();
-            page_of(items, &pairs, &path, &base)
+            page_of(items, |a| a, &pairs, &path, &base)
         }
         _ => err(StatusCode::NOT_FOUND, "Not Found"),
     }
