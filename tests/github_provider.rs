@@ -148,14 +148,20 @@ fn github_sync_lists_exact_keys_events_and_alerts_across_pages() {
         .iter()
         .all(|s| s.contains("hide_secret=true")));
 
-    // A new entry, then a second sync: only the new entry comes in.
+    // New entries, then a second sync (a new process): only the new entries come in,
+    // and one naming its token only by hash still goes to that token (the hash was
+    // learned by the first sync and kept in its cursor).
     w.fake.with(|st| {
         let p = st.pat(t[1]).clone();
         st.audit("git.fetch", "octocat", Some(&p), false);
+        let p = st.pat(t[2]).clone();
+        st.audit("git.push", "hubot", Some(&p), true);
     });
     w.ok(&["sync"]);
     let again = events(&w, &[]);
-    assert_eq!(again.len(), 5, "{again:#?}");
+    assert_eq!(again.len(), 6, "{again:#?}");
+    let push = again.iter().find(|e| e["action"] == "git.push").unwrap();
+    assert_eq!(push["key_id"], format!("token:{}", t[2]), "{push}");
     let last = w.seen("/audit-log").last().cloned().unwrap();
     assert!(
         last.contains("phrase=created"),

@@ -71,6 +71,9 @@ pub struct GithubProvider {
     alerts: Mutex<Option<Vec<WireAlert>>>,
     /// What this provider could not read, for the sync report.
     notes: Mutex<Vec<String>>,
+    /// Hashed token to key id, learned from audit-log entries that name both; loaded
+    /// from the cursor by the first read of this process (`None` until then).
+    hashes: Mutex<Option<BTreeMap<String, String>>>,
 }
 
 /// Where a key listing stands: source `s` (0 the token grants, 1 the alerts) and the
@@ -83,7 +86,9 @@ struct ListPos {
 
 /// Where reading the audit log stands (the sync cursor, as JSON): the query of the
 /// next page while a read is under way; the newest entry's time (epoch ms) once it is
-/// done; the hashed tokens learned so far.
+/// done; the hashed tokens learned, saved with the last page of a read only (the
+/// cursor is saved with every page, and the map may hold thousands of tokens; a read
+/// resumed in a new process relearns them from the entries that name both).
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct EventPos {
     q: Option<Vec<(String, String)>>,
@@ -183,6 +188,7 @@ impl GithubProvider {
             grants: Mutex::new(HashMap::new()),
             alerts: Mutex::new(None),
             notes: Mutex::new(Vec::new()),
+            hashes: Mutex::new(None),
         })
     }
 
@@ -416,24 +422,31 @@ impl Provider for GithubProvider {
         };
         let mut events = Vec::with_capacity(a.body.len());
         let mut newest = c.since;
+        let mut hashes = self.hashes.lock().unwrap_or_else(|p| p.into_inner());
+        let tokens = hashes.get_or_insert_with(|| std::mem::take(&mut c.tokens));
         for v in &a.body {
-            let e = event_from_audit(&self.name, v, &mut c.tokens).map_err(|why| {
-                ProviderError::Protocol {
+            let e =
+                event_from_audit(&self.name, v, tokens).map_err(|why| ProviderError::Protocol {
                     provider: self.name.clone(),
                     message: format!("audit-log entry: {}", crate::output::sanitize(&why)),
-                }
-            })?;
+                })?;
             newest = Some(newest.map_or(e.time.timestamp_millis(), |n| {
                 n.max(e.time.timestamp_millis())
             }));
             events.push(e);
         }
-        while c.tokens.len() > MAX_TOKENS {
-            c.tokens.pop_first();
+        while tokens.len() > MAX_TOKENS {
+            tokens.pop_first();
         }
         c.since = newest;
         let has_more = a.next.is_some() && !a.body.is_empty();
         c.q = if has_more { a.next } else { None };
+        c.tokens = if has_more {
+            BTreeMap::new()
+        } else {
+            tokens.clone()
+        };
+        drop(hashes);
         Ok(EventPage {
             events,
             next_cursor: serde_json::to_string(&c).unwrap_or_default(),
