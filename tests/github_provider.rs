@@ -539,8 +539,9 @@ fn github_fake_refuses_expired_long_lived_and_foreign_jwts() {
 }
 
 /// Sync speed over loopback, straight to the fake (Prism's validation would be the
-/// bottleneck): 10,000 token grants and 100,000 audit-log entries, 100 per page as
-/// against GitHub. Run by hand (`cargo test --release --test github_provider --
+/// bottleneck): 10,000 token grants and 100,000 audit-log entries (or
+/// `KEYAUDIT_BENCH_TOKENS` / `KEYAUDIT_BENCH_EVENTS`), 100 per page as against GitHub.
+/// Run by hand (`cargo test --release --all-features --test github_provider --
 /// --ignored --nocapture`); docs/PERFORMANCE.md keeps the figures.
 #[test]
 #[ignore = "a measurement; run it by hand"]
@@ -554,7 +555,14 @@ fn github_sync_speed() {
     let key = dir.path().join("app.pem");
     github_support::make_key(&key);
     let fake = rt.block_on(fake::Fake::start(github_support::public_key_of(&key)));
-    let (tokens, entries) = (10_000usize, 100_000usize);
+    let size = |var: &str, default: usize| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let tokens = size("KEYAUDIT_BENCH_TOKENS", 10_000);
+    let entries = size("KEYAUDIT_BENCH_EVENTS", 100_000);
     fake.with(|st| {
         st.public_url = fake.url.clone();
         for i in 0..tokens {
