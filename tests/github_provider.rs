@@ -224,12 +224,20 @@ fn github_rotate_is_refused_and_capabilities_say_why() {
     assert!(!out.status.success());
     let said = text(&out.stdout) + &text(&out.stderr);
     assert!(said.contains("cannot rotate"), "{said}");
+    assert!(
+        said.contains("GitHub lets only a fine-grained token's owner regenerate it"),
+        "{said}"
+    );
     assert!(said.contains("nothing was changed"), "{said}");
     assert!(w.seen("POST /orgs").is_empty());
     let out = w.ok(&["info"]);
     let s = text(&out.stdout);
     assert!(s.contains("kind=github"), "{s}");
     assert!(s.contains("can: events, revoke\n"), "{s}");
+    assert!(
+        s.contains("cannot rotate: GitHub lets only a fine-grained token's owner regenerate it"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -459,6 +467,12 @@ fn github_with_a_personal_token_reads_alerts_and_says_grants_need_the_app() {
     assert!(
         s.contains("can: events\n"),
         "no revoke without the App: {s}"
+    );
+    assert!(
+        s.contains(
+            "cannot revoke: removing a token's organisation access needs GitHub App authentication"
+        ),
+        "{s}"
     );
 }
 

@@ -497,7 +497,18 @@ fn info(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             );
             // Built without network: only the credential is resolved.
             match crate::provider::from_config(pr) {
-                Ok(p) => crate::say!("  {:<20} can: {}", "", p.capabilities().describe()),
+                Ok(p) => {
+                    crate::say!("  {:<20} can: {}", "", p.capabilities().describe());
+                    for op in ["rotate", "revoke"] {
+                        if let Some(why) = p.refusal(op) {
+                            crate::say!(
+                                "  {:<20} cannot {op}: {}",
+                                "",
+                                crate::output::sanitize(&why)
+                            );
+                        }
+                    }
+                }
                 Err(e) => crate::say!(
                     "  {:<20} can: unknown ({})",
                     "",

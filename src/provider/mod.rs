@@ -333,6 +333,14 @@ pub trait Provider: Send + Sync {
         Vec::new()
     }
 
+    /// Why this provider cannot do `operation` (`rotate`, `disable`, ...) when its
+    /// capabilities say it cannot, in words for the operator: what the vendor allows
+    /// and what to do instead. `None`: nothing more to say than the capabilities.
+    fn refusal(&self, operation: &str) -> Option<String> {
+        let _ = operation;
+        None
+    }
+
     #[doc(hidden)]
     fn unsupported(&self, operation: &'static str, _id: &str) -> ProviderError {
         ProviderError::Unsupported {

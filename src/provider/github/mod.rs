@@ -509,6 +509,18 @@ impl Provider for GithubProvider {
             .collect())
     }
 
+    fn refusal(&self, operation: &str) -> Option<String> {
+        match operation {
+            "rotate" => Some(
+                "GitHub lets only a fine-grained token's owner regenerate it; revoke the organisation's grant and ask the owner for a new token".into(),
+            ),
+            "revoke" if !self.is_app() => Some(
+                "removing a token's organisation access needs GitHub App authentication".into(),
+            ),
+            _ => None,
+        }
+    }
+
     fn notes(&self) -> Vec<String> {
         self.notes.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
