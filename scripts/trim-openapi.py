@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """Trims a vendor's OpenAPI description to the operations keyaudit calls.
 
-    scripts/trim-openapi.py FULL.json OUT.json 'GET /orgs/{org}/audit-log' ...
+    scripts/trim-openapi.py [--responses EXTRA.json] FULL.json OUT.json 'GET /orgs/{org}/audit-log' ...
 
 Keeps the named operations (method and path exactly as the description spells the path),
 every component they reference (transitively: schemas, parameters, responses, headers,
 request bodies, examples), the security schemes, `openapi`, `info` and `servers`.
 Everything else is dropped. JSON in, JSON out (Prism reads both); standard library only.
+
+`--responses EXTRA.json` adds, to every kept operation that does not describe it, each
+response of EXTRA.json (an object: status code to response object, which may reference
+the description's own components). It is for answers a vendor documents outside its
+description (an error-codes page) and must say so in its own `description`s.
 Exits non-zero, naming it, when an operation is not in the description.
 """
 
@@ -76,13 +81,32 @@ def trim(doc, wanted):
     return out
 
 
+def add_responses(doc, extra):
+    """Adds the responses of `extra` to every operation that lacks their status code."""
+    for item in doc.get("paths", {}).values():
+        for method, op in item.items():
+            if method not in METHODS:
+                continue
+            responses = op.setdefault("responses", {})
+            for status, response in extra.items():
+                responses.setdefault(status, response)
+
+
 def main():
-    if len(sys.argv) < 4:
+    args = sys.argv[1:]
+    extra = None
+    if len(args) >= 2 and args[0] == "--responses":
+        with open(args[1], encoding="utf-8") as f:
+            extra = json.load(f)
+        args = args[2:]
+    if len(args) < 3:
         sys.exit(__doc__)
-    with open(sys.argv[1], encoding="utf-8") as f:
+    with open(args[0], encoding="utf-8") as f:
         doc = json.load(f)
-    out = trim(doc, sys.argv[3:])
-    with open(sys.argv[2], "w", encoding="utf-8") as f:
+    if extra:
+        add_responses(doc, extra)
+    out = trim(doc, args[2:])
+    with open(args[1], "w", encoding="utf-8") as f:
         json.dump(out, f, indent=1, sort_keys=False)
         f.write("\n")
 

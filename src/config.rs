@@ -16,7 +16,7 @@ use toml::Spanned;
 /// them: it generates new keys, tokens and history at every start, so it only runs with
 /// its own throw-away cache (`keyaudit demo`, or `keyaudit` with no provider configured);
 /// configured, it would fill the operator's cache with keys the next start never gave out.
-pub const KINDS: &[&str] = &["http", "aws", "vault", "gitlab", "github"];
+pub const KINDS: &[&str] = &["http", "aws", "vault", "gitlab", "openai", "github"];
 
 /// A configuration error, one line: `FILE:LINE: what is wrong; what to do`.
 #[derive(Debug, Error)]
@@ -83,7 +83,8 @@ pub struct ProviderConfig {
     pub audit_device: Option<String>,
     // GitLab
     /// Projects (numeric ids or full paths) whose project access tokens and audit events
-    /// are read (kind `gitlab`).
+    /// are read (kind `gitlab`); for kind `openai`, the project ids (`proj_…`) whose API
+    /// keys are read (default: every project of the organization).
     #[serde(default)]
     pub projects: Vec<String>,
     /// Groups (numeric ids or full paths) whose group access tokens and audit events are

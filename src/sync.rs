@@ -54,6 +54,11 @@ pub struct SyncReport {
     pub detection: Option<crate::detect::DetectReport>,
     /// The Sigma rules' run over what came in (`None` without rules, or if it failed).
     pub sigma: Option<crate::sigma::SigmaReport>,
+    /// Why no events were read although the provider lists events (the provider said
+    /// it cannot serve them, e.g. an OpenAI organization without audit logging); the
+    /// keys were synced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_skipped: Option<String>,
     /// What the provider could not read and why ([`Provider::notes`]); the sync still
     /// counts as done.
     pub notes: Vec<String>,
@@ -266,6 +271,7 @@ async fn run(
         tokio::task::JoinHandle<Result<(Store, crate::store::Inserted), StoreError>>,
     > = None;
     let mut idle: Option<Store> = Some(store);
+    let mut first_page = true;
     loop {
         let fetched = provider.list_events(cursor.as_deref()).await;
         // Finish the previous write before starting the next (cursor order is kept).
@@ -291,8 +297,16 @@ async fn run(
         }
         let page = match fetched {
             Ok(p) => p,
+            // The provider cannot serve events at all (a capability it lacks at this
+            // account): the keys stand, the sync says why there are no events.
+            Err(e @ ProviderError::Unsupported { .. }) if first_page => {
+                tracing::warn!(provider = %name, "events skipped: {e}");
+                report.events_skipped = Some(e.to_string());
+                break;
+            }
             Err(e) => return Err((idle, e.into())),
         };
+        first_page = false;
         report.pages += 1;
         let has_more = page.has_more && !page.events.is_empty();
         let next = page.next_cursor.clone();

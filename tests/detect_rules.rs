@@ -34,8 +34,12 @@ fn rules_of(fs: &[Finding], key: &str) -> Vec<String> {
 
 /// Two keys with the same 3-week history; `hit` gets `extra_hit`, `miss` gets `extra_miss`.
 fn pair(extra_hit: Vec<Event>, extra_miss: Vec<Event>) -> (Vec<String>, Vec<String>, Vec<Finding>) {
-    let mut store = store_with(&[key("hit", now(), 60), key("miss", now(), 60)]);
-    for k in ["hit", "miss"] {
+    let mut store = store_with(&[
+        key("hit", now(), 60),
+        key("miss", now(), 60),
+        key("refused", now(), 60),
+    ]);
+    for k in ["hit", "miss", "refused"] {
         store
             .insert_events("p", &history(k, 22, 6, false), None)
             .unwrap();
@@ -228,8 +232,12 @@ fn bulk_export_fires_on_oversized_responses_only() {
 
 #[test]
 fn concurrent_networks_fire_on_alternation_not_on_a_daily_switch() {
-    let mut store = store_with(&[key("hit", now(), 60), key("miss", now(), 60)]);
-    for k in ["hit", "miss"] {
+    let mut store = store_with(&[
+        key("hit", now(), 60),
+        key("miss", now(), 60),
+        key("refused", now(), 60),
+    ]);
+    for k in ["hit", "miss", "refused"] {
         store
             .insert_events("p", &history(k, 22, 6, true), None)
             .unwrap();
@@ -374,25 +382,44 @@ fn day_at(d: i64, h: i64) -> DateTime<Utc> {
 #[test]
 fn a_young_key_learns_its_second_network_unless_requests_from_it_are_unusual() {
     // Seven working days: ready, but its networks are not settled (10 active days).
-    let mut store = store_with(&[key("hit", now(), 60), key("miss", now(), 60)]);
-    for k in ["hit", "miss"] {
+    let mut store = store_with(&[
+        key("hit", now(), 60),
+        key("miss", now(), 60),
+        key("refused", now(), 60),
+    ]);
+    for k in ["hit", "miss", "refused"] {
         store
             .insert_events("p", &history(k, 9, 6, false), None)
             .unwrap();
     }
-    // `miss` works from home: its usual requests from another network.
-    let home = burst("miss", "h", day_at(9, 10), 20, 120, |e, _| {
-        e.source_ip = Some("192.0.2.17".into())
+    // `miss` works from home: its usual requests from another network, one of them
+    // refused as ordinary work sometimes is.
+    let home = burst("miss", "h", day_at(9, 10), 20, 120, |e, i| {
+        e.source_ip = Some("192.0.2.17".into());
+        if i == 7 {
+            e.outcome = Outcome::Denied;
+            e.status_code = None;
+        }
     });
     // `hit` is used from elsewhere for something it never did.
     let thief = burst("hit", "t", day_at(9, 10), 20, 60, |e, _| {
         e.source_ip = Some("203.0.113.9".into());
         e.action = "GET /v1/admin/users".into();
     });
+    // `refused` makes its usual requests from elsewhere and is refused again and again.
+    let refused = burst("refused", "r", day_at(9, 10), 20, 60, |e, i| {
+        e.source_ip = Some("203.0.113.40".into());
+        if i % 5 == 0 {
+            e.outcome = Outcome::Denied;
+            e.status_code = None;
+        }
+    });
     store.insert_events("p", &home, None).unwrap();
     store.insert_events("p", &thief, None).unwrap();
+    store.insert_events("p", &refused, None).unwrap();
     let fs = detect(&mut store);
     assert_eq!(rules_of(&fs, "hit"), ["new_network"]);
+    assert_eq!(rules_of(&fs, "refused"), ["new_network"]);
     assert!(
         rules_of(&fs, "miss").is_empty(),
         "{:?}",
@@ -447,8 +474,12 @@ fn refusals_before_a_known_deactivation_are_not_use_after_it() {
 
 #[test]
 fn a_bursty_key_is_judged_against_its_own_bursts() {
-    let mut store = store_with(&[key("hit", now(), 60), key("miss", now(), 60)]);
-    for k in ["hit", "miss"] {
+    let mut store = store_with(&[
+        key("hit", now(), 60),
+        key("miss", now(), 60),
+        key("refused", now(), 60),
+    ]);
+    for k in ["hit", "miss", "refused"] {
         store
             .insert_events("p", &history(k, 22, 6, false), None)
             .unwrap();

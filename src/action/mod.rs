@@ -4,6 +4,7 @@
 //!
 //! - [`bulk`]: one operation on many keys (incidents), bounded concurrency, retries.
 //! - [`rotate`]: rotation as a persisted, resumable state machine.
+//! - [`guided`]: guided rotation, where the operator creates the new key by hand.
 //! - [`settle`]: settling a change whose outcome is unknown, by reading the provider.
 //! - [`sink`]: where a new secret is delivered, once.
 //! - [`workflow`]: the `workflows` table and the `rotated_key_used` check.
@@ -11,6 +12,7 @@
 pub mod bulk;
 pub mod confirm;
 pub mod crash;
+pub mod guided;
 pub mod rotate;
 pub mod settle;
 pub mod sink;

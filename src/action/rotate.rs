@@ -225,7 +225,7 @@ pub async fn resume(
     let wf = with_db(db, move |s| workflow::get(s, id))
         .await?
         .ok_or(RotateError::NoWorkflow(id))?;
-    if !wf.state.is_open() {
+    if !wf.state.is_open() || wf.kind == super::guided::KIND {
         return Ok(wf);
     }
     let mut sink = Sink::saved(&wf.sink).map_err(|e| RotateError::BadSink {
@@ -645,6 +645,8 @@ async fn drive(
                 return Ok(wf);
             }
             Step::Finished => return Ok(wf),
+            // Guided rotations are driven by `super::guided`, never here.
+            Step::AwaitingNew | Step::AwaitingQuiet | Step::ReadyToRevoke => return Ok(wf),
         }
     }
 }

@@ -55,8 +55,8 @@ pub struct RotateArgs {
     #[arg(value_name = "KEY_ID")]
     pub key: String,
     /// Where the new secret goes, once (the sinks this build has).
-    #[arg(long, value_name = "SINK", help = format!("Where the new secret goes, once: {}", crate::action::sink::SINK_FORMS))]
-    pub deliver: String,
+    #[arg(long, value_name = "SINK", help = format!("Where the new secret goes, once: {} (required, except for a guided rotation, where the operator creates the key)", crate::action::sink::SINK_FORMS))]
+    pub deliver: Option<String>,
     /// How long the old key keeps working (providers with overlap): 2s, 30m, 24h, 7d.
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub grace: String,
@@ -73,6 +73,10 @@ pub struct RotateArgs {
     /// same call (GitLab), the old key stops working at once.
     #[arg(long)]
     pub no_overlap: bool,
+    /// Guided rotation (a provider whose API cannot create keys, e.g. OpenAI): how long
+    /// the old key must go unused before its revoke is offered: 30m, 24h, 7d.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub quiet: String,
 }
 
 /// Arguments of `workflows`.
@@ -94,6 +98,9 @@ pub struct ResumeArgs {
     /// As for `rotate`: allow a non-terminal stdout or overwriting a file sink.
     #[arg(long)]
     pub force: bool,
+    /// A guided rotation whose old key is quiet: revoke it without asking.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// Builds the configured provider `name`.
@@ -419,7 +426,6 @@ async fn key_op_async(ctx: &Ctx, op: KeyOp, a: &KeyOpArgs) -> anyhow::Result<Exi
 
 /// `rotate`.
 pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCode> {
-    let mut sink = Sink::parse(&a.deliver).map_err(|e| UsageError(e.to_string()))?;
     let grace =
         crate::when::parse_duration(&a.grace).map_err(|e| UsageError(format!("--grace: {e}")))?;
     if !a.dry_run {
@@ -430,8 +436,20 @@ pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCod
         let key = resolve(ctx, &store, &a.key).await?;
         drop(store);
         let prov = provider(ctx, &key.provider)?;
-        sink.use_provider(provider_entry(ctx, &key.provider)?);
         let caps = prov.capabilities();
+        if !(caps.rotate_overlap || caps.rotate_atomic) {
+            if let Some(guide) = prov.rotation_guide(&key) {
+                return guided_rotate(ctx, a, prov, key, guide).await;
+            }
+        }
+        let Some(deliver) = a.deliver.as_deref() else {
+            return Err(UsageError(
+                "rotate needs --deliver SINK: where the new secret goes, once".into(),
+            )
+            .into());
+        };
+        let mut sink = Sink::parse(deliver).map_err(|e| UsageError(e.to_string()))?;
+        sink.use_provider(provider_entry(ctx, &key.provider)?);
         if caps.rotation_without_overlap() && !a.no_overlap && !a.dry_run {
             return Err(UsageError(format!(
                 "{} rotates without overlap: the old key {} stops working the moment the new one is issued, \
@@ -492,6 +510,96 @@ pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCod
         .await?;
         report_workflow(&wf)
     })
+}
+
+/// `resume` of a guided rotation: syncs its provider (the watch reads the cache), then
+/// advances it, and offers the revoke of the old key once it is quiet (the same
+/// confirmation as `revoke`; `--yes` skips it).
+async fn guided_resume(
+    ctx: &Ctx,
+    a: &ResumeArgs,
+    cache: &crate::store::Cache,
+    prov: Arc<dyn Provider>,
+    id: i64,
+) -> anyhow::Result<Workflow> {
+    let detect = super::findings::detect_config(ctx)?;
+    if let Err(e) = crate::sync::sync_provider(&ctx.paths.db, prov.clone(), &detect, &|_| {}).await
+    {
+        crate::tell!(
+            "{}: sync failed: {e}; the guided rotation is checked against the cache as it is",
+            prov.name()
+        );
+    }
+    let providers: HashMap<String, Arc<dyn Provider>> =
+        std::iter::once((prov.name().to_string(), prov.clone())).collect();
+    let (yes, interactive) = (
+        a.yes,
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+    );
+    let ask = |old: &Key, wf: &Workflow| -> bool {
+        if yes {
+            return true;
+        }
+        if !interactive {
+            crate::tell!(
+                "workflow #{}: the old key {} is quiet; not revoked without confirmation (standard input is not a terminal): run `keyaudit resume {} --yes`",
+                wf.id,
+                wf.target(),
+                wf.id
+            );
+            return false;
+        }
+        let keys = [old.clone()];
+        let _ = print_plan(
+            &mut std::io::stderr().lock(),
+            &keys,
+            KeyOp::Revoke,
+            &providers,
+        );
+        confirm(&keys, KeyOp::Revoke).unwrap_or(false)
+    };
+    Ok(crate::action::guided::resume(cache, prov, id, ask).await?)
+}
+
+/// `rotate` of a key whose provider cannot create keys: starts a guided rotation
+/// (`action::guided`) and tells the operator where to create the new key.
+async fn guided_rotate(
+    ctx: &Ctx,
+    a: &RotateArgs,
+    prov: Arc<dyn Provider>,
+    key: Key,
+    guide: String,
+) -> anyhow::Result<ExitCode> {
+    let quiet =
+        crate::when::parse_duration(&a.quiet).map_err(|e| UsageError(format!("--quiet: {e}")))?;
+    let guide = crate::output::sanitize(&guide);
+    if a.dry_run {
+        crate::say!(
+            "dry run: would start a guided rotation of {} ({}): {guide}. keyaudit would then wait, sync by sync, \
+             for the new key and for the old key to go unused for {}, and offer its revoke; nothing was changed",
+            target(&key),
+            crate::output::sanitize(&key.owner),
+            a.quiet
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (wf, guide, fresh) =
+        crate::action::guided::start(&ctx.cache()?, prov, &key, quiet, a.reason.clone()).await?;
+    if !fresh {
+        crate::say!("{}\n{guide}.", crate::action::guided::status(&wf));
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::say!(
+        "workflow #{}: guided rotation of {} started.\n{guide}.\n\
+         Each `keyaudit sync` then looks for the new key (same owner, same project) and for the old key \
+         to go unused for {}; `keyaudit workflows` shows where it stands, and `keyaudit resume {}` offers \
+         the revoke of the old key once it is quiet.",
+        wf.id,
+        wf.target(),
+        a.quiet,
+        wf.id
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn report_workflow(wf: &Workflow) -> anyhow::Result<ExitCode> {
@@ -635,6 +743,19 @@ pub fn resume(ctx: &Ctx, a: &ResumeArgs, rt: &Runtime) -> anyhow::Result<ExitCod
                 continue;
             }
         };
+        if wf.kind == crate::action::guided::KIND {
+            match rt.block_on(guided_resume(ctx, a, &cache, prov, wf.id)) {
+                Ok(w) => {
+                    let line = crate::action::guided::status(&w);
+                    crate::say!("{line}");
+                    if w.error.is_some() {
+                        problems.push(line);
+                    }
+                }
+                Err(e) => problems.push(format!("#{}: {e}", wf.id)),
+            }
+            continue;
+        }
         let entry = provider_entry(ctx, &wf.provider).ok();
         match rt.block_on(rotate::resume(&cache, prov, wf.id, a.force, entry)) {
             Ok(w) => {

@@ -423,6 +423,21 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                 for note in &r.notes {
                     crate::tell!("{}: note: {}", r.provider, crate::output::sanitize(note));
                 }
+                if let Some(why) = &r.events_skipped {
+                    crate::tell!("{}: events skipped: {why}", r.provider);
+                }
+                // Guided rotations of this provider watch each sync.
+                match ctx
+                    .open_store()
+                    .and_then(|mut s| Ok(crate::action::guided::watch(&mut s, &r.provider)?))
+                {
+                    Ok(lines) => {
+                        for line in lines {
+                            crate::tell!("{line}");
+                        }
+                    }
+                    Err(e) => crate::tell!("{}: guided rotations not checked: {e}", r.provider),
+                }
             }
             Err(e) => {
                 if tty {

@@ -24,6 +24,12 @@ use hour::close_bucket;
 
 pub(crate) use close::pending;
 
+/// Whether `refusals` among a new network's first `events` requests are more than a
+/// person's ordinary work sees: at least 3, and at least one request in 20.
+fn refused_often(refusals: u64, events: u64) -> bool {
+    refusals >= 3 && refusals * 20 >= events
+}
+
 /// Active days after which a key's set of networks is settled: a new network alone is
 /// then a finding (before, only with unusual requests from it).
 pub(crate) const NET_SETTLED_DAYS: u32 = 10;
@@ -286,13 +292,14 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
     let mut novel_net = false;
     if e.net != 0 {
         // What a request from a new network does that the key never did: a service it
-        // never used successfully, a client family it never sent, or a refusal.
-        let unusual = e.outcome == DENIED
-            || (e.service != u32::MAX
-                && !st
-                    .services
-                    .iter()
-                    .any(|(n, _)| n == cx.strings.get(e.service)))
+        // never used successfully or a client family it never sent. Refusals count
+        // separately: a person's ordinary work sees the odd one wherever they are.
+        let refused = e.outcome == DENIED;
+        let unusual = (e.service != u32::MAX
+            && !st
+                .services
+                .iter()
+                .any(|(n, _)| n == cx.strings.get(e.service)))
             || (e.agent != u32::MAX
                 && !st.agents.iter().any(|s| s.value == cx.strings.get(e.agent)));
         // Until the key has NET_SETTLED_DAYS active days, its set of networks may be
@@ -359,7 +366,10 @@ fn on_event(st: &mut KeyState, e: &Ev, cx: &Cx<'_>, closed: &mut Vec<Incident>) 
                 inc.events += 1;
                 inc.last = t;
                 push_cap(&mut inc.rows, e.row, cap);
-                if unusual {
+                if refused {
+                    inc.sum += 1;
+                }
+                if unusual || refused_often(inc.sum, inc.events) {
                     inc.peak = 1;
                 }
                 confirmed = inc.peak == 1;

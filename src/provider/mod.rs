@@ -6,6 +6,7 @@ pub mod aws;
 pub mod github;
 pub mod gitlab;
 pub mod http;
+pub mod openai;
 pub mod retry;
 pub mod vault;
 
@@ -315,6 +316,15 @@ pub trait Provider: Send + Sync {
         }
     }
 
+    /// Where the operator creates the replacement of `key` by hand, for a provider whose
+    /// keys cannot be created through its API (OpenAI): `Some` makes `rotate` a guided
+    /// rotation (`crate::action::guided`) instead of refusing. `None` (the default): the
+    /// provider rotates by itself, or not at all.
+    fn rotation_guide(&self, key: &Key) -> Option<String> {
+        let _ = key;
+        None
+    }
+
     /// Checks that `secret` authenticates at the provider; returns the key id it belongs to.
     async fn verify_secret(&self, secret: &Secret) -> Result<String> {
         let _ = secret;
@@ -369,6 +379,7 @@ pub fn from_config(
         }),
         "vault" => Ok(std::sync::Arc::new(vault::VaultProvider::from_config(cfg)?)),
         "gitlab" => Ok(std::sync::Arc::new(gitlab::GitlabProvider::from_config(cfg)?)),
+        "openai" => Ok(std::sync::Arc::new(openai::OpenaiProvider::from_config(cfg)?)),
         "github" => Ok(std::sync::Arc::new(github::GithubProvider::from_config(cfg)?)),
 
         other => Err(ProviderError::Config {

@@ -32,6 +32,12 @@ words! {
         Finishing = "finishing",
         /// The rotation is being undone (new key revoked, old key restored).
         RollingBack = "rolling_back",
+        /// A guided rotation waits for the operator's new key to appear.
+        AwaitingNew = "awaiting_new",
+        /// A guided rotation's new key is there; the old key must go quiet.
+        AwaitingQuiet = "awaiting_quiet",
+        /// A guided rotation's old key is quiet: `keyaudit resume` offers its revoke.
+        ReadyToRevoke = "ready_to_revoke",
         /// Nothing left to do.
         Finished = "finished",
     }

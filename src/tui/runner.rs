@@ -350,18 +350,39 @@ impl Runner {
                     &progress,
                 )
                 .await;
-                me.send(Action::SyncFinished(
-                    p.name().to_string(),
-                    r.map(|r| {
-                        format!(
+                let r = match r {
+                    Ok(r) => {
+                        let mut said = format!(
                             "{} keys, {} new events in {:.1}s",
                             r.keys,
                             r.new_events,
                             r.elapsed.as_secs_f64()
-                        )
-                    })
-                    .map_err(|e| e.to_string()),
-                ));
+                        );
+                        if let Some(why) = &r.events_skipped {
+                            said.push_str(&format!("; events skipped: {why}"));
+                        }
+                        // Guided rotations of this provider watch each sync.
+                        let (db, name) = (me.db.clone(), p.name().to_string());
+                        let watched = tokio::task::spawn_blocking(move || {
+                            let mut store = crate::store::Store::open(&db)?;
+                            crate::action::guided::watch(&mut store, &name)
+                        })
+                        .await;
+                        match watched {
+                            Ok(Ok(lines)) => {
+                                for l in lines {
+                                    said.push_str("; ");
+                                    said.push_str(&l);
+                                }
+                            }
+                            Ok(Err(e)) => tracing::warn!("guided rotations not checked: {e}"),
+                            Err(e) => tracing::warn!("guided rotations not checked: {e}"),
+                        }
+                        Ok(said)
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                me.send(Action::SyncFinished(p.name().to_string(), r));
             }
             me.send(Action::SyncAllFinished);
         });
