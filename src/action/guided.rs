@@ -78,7 +78,7 @@ pub async fn start(
             provider: provider.name().to_string(),
             why: provider
                 .refusal("rotate")
-                .unwrap_or_else(|| "no overlap, atomic or guided rotation".into()),
+                .unwrap_or_else(|| "no overlap or atomic rotation".into()),
         });
     };
     let current = provider.get_key(&key.id).await?;
