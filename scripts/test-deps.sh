@@ -15,6 +15,17 @@ if ! command -v tmux >/dev/null 2>&1; then
     fi
 fi
 
+# The openssl command makes the GitHub App key of the github provider tests (the
+# Debian package; any OpenSSL 3.x: `genrsa -traditional`).
+if ! command -v openssl >/dev/null 2>&1; then
+    echo "test-deps: installing openssl" >&2
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq openssl >/dev/null
+    fi
+fi
+
 # OpenBao (Vault API) for the vault provider tests.
 scripts/openbao.sh >/dev/null
 

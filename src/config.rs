@@ -16,7 +16,15 @@ use toml::Spanned;
 /// them: it generates new keys, tokens and history at every start, so it only runs with
 /// its own throw-away cache (`keyaudit demo`, or `keyaudit` with no provider configured);
 /// configured, it would fill the operator's cache with keys the next start never gave out.
-pub const KINDS: &[&str] = &["http", "aws", "vault", "gitlab", "openai", "cloudflare"];
+pub const KINDS: &[&str] = &[
+    "http",
+    "aws",
+    "vault",
+    "gitlab",
+    "openai",
+    "cloudflare",
+    "github",
+];
 
 /// A configuration error, one line: `FILE:LINE: what is wrong; what to do`.
 #[derive(Debug, Error)]
@@ -100,6 +108,16 @@ pub struct ProviderConfig {
     /// read (kind `cloudflare`). The user's own tokens are always read.
     #[serde(default)]
     pub accounts: Vec<String>,
+    // GitHub
+    /// The organisation whose token grants, audit log and secret-scanning alerts are read
+    /// (kind `github`).
+    pub org: Option<String>,
+    /// The GitHub App's id (kind `github`, App authentication).
+    pub app_id: Option<u64>,
+    /// The App's installation on the organisation (kind `github`).
+    pub installation_id: Option<u64>,
+    /// The App's private key, PEM as GitHub issues it; mode 0600 (kind `github`).
+    pub private_key_file: Option<PathBuf>,
     /// A credential handed over in memory (the embedded demo); never read from a file.
     /// A [`Secret`]: zeroized on drop, and `Debug` of this entry does not show it.
     #[serde(skip)]

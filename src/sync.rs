@@ -59,6 +59,9 @@ pub struct SyncReport {
     /// keys were synced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_skipped: Option<String>,
+    /// What the provider could not read and why ([`Provider::notes`]); the sync still
+    /// counts as done.
+    pub notes: Vec<String>,
 }
 
 /// The Sigma rules a sync runs after the built-in rules, with their settings.
@@ -133,6 +136,7 @@ pub async fn sync_provider_with(
     match result {
         Ok((store, mut report)) => {
             report.elapsed = started.elapsed();
+            report.notes = provider.notes();
             store.record_sync(&report.provider, Utc::now(), None)?;
             if let Err(e) =
                 crate::action::workflow::check_rotated_key_use(&store, Some(&report.provider))

@@ -76,6 +76,9 @@ pub async fn start(
     let Some(guide) = provider.rotation_guide(key) else {
         return Err(RotateError::Unsupported {
             provider: provider.name().to_string(),
+            why: provider
+                .refusal("rotate")
+                .unwrap_or_else(|| "no overlap or atomic rotation".into()),
         });
     };
     let current = provider.get_key(&key.id).await?;

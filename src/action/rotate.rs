@@ -39,10 +39,12 @@ pub use super::crash::{crash_point, CRASH_POINTS};
 #[derive(Debug, Error)]
 pub enum RotateError {
     /// The provider has neither overlap nor atomic rotation.
-    #[error("{provider} cannot rotate keys (no overlap or atomic rotation); nothing was changed")]
+    #[error("{provider} cannot rotate keys ({why}); nothing was changed")]
     Unsupported {
         /// The provider's name.
         provider: String,
+        /// Why, in the provider's words ([`crate::provider::Provider::refusal`]).
+        why: String,
     },
     /// The key is revoked or expired.
     #[error("key {target} is {status}; only an active or disabled key can be rotated")]
@@ -167,6 +169,10 @@ pub async fn rotate(db: &Cache, req: RotateRequest) -> Result<Workflow, RotateEr
     if !(caps.rotate_overlap || caps.rotate_atomic) {
         return Err(RotateError::Unsupported {
             provider: req.provider.name().to_string(),
+            why: req
+                .provider
+                .refusal("rotate")
+                .unwrap_or_else(|| "no overlap or atomic rotation".into()),
         });
     }
     // The provider's word, not the cache's: the status to check, and the successor an

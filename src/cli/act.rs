@@ -475,7 +475,13 @@ pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCod
                     if a.no_overlap { "" } else { " (needs --no-overlap)" }
                 )
             } else {
-                format!("not possible: {} cannot rotate keys", prov.name())
+                format!(
+                    "not possible: {} cannot rotate keys{}",
+                    prov.name(),
+                    prov.refusal("rotate")
+                        .map(|why| format!(" ({why})"))
+                        .unwrap_or_default()
+                )
             };
             crate::say!(
                 "dry run: would rotate {} ({}, {}, status {}) {how}",

@@ -420,6 +420,9 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                         .map(|s| format!("; sigma: {} matches, {} new findings", s.matches, s.opened))
                         .unwrap_or_default()
                 );
+                for note in &r.notes {
+                    crate::tell!("{}: note: {}", r.provider, crate::output::sanitize(note));
+                }
                 if let Some(why) = &r.events_skipped {
                     crate::tell!("{}: events skipped: {why}", r.provider);
                 }
@@ -509,7 +512,18 @@ fn info(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             );
             // Built without network: only the credential is resolved.
             match crate::provider::from_config(pr) {
-                Ok(p) => crate::say!("  {:<20} can: {}", "", p.capabilities().describe()),
+                Ok(p) => {
+                    crate::say!("  {:<20} can: {}", "", p.capabilities().describe());
+                    for op in ["rotate", "revoke"] {
+                        if let Some(why) = p.refusal(op) {
+                            crate::say!(
+                                "  {:<20} cannot {op}: {}",
+                                "",
+                                crate::output::sanitize(&why)
+                            );
+                        }
+                    }
+                }
                 Err(e) => crate::say!(
                     "  {:<20} can: unknown ({})",
                     "",

@@ -4,6 +4,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod cloudflare;
+pub mod github;
 pub mod gitlab;
 pub mod http;
 pub mod openai;
@@ -337,6 +338,20 @@ pub trait Provider: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// What the last sync could not read and why (a plan without the audit log, a
+    /// permission the credential lacks), for the sync report. Most providers have none.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Why this provider cannot do `operation` (`rotate`, `disable`, ...) when its
+    /// capabilities say it cannot, in words for the operator: what the vendor allows
+    /// and what to do instead. `None`: nothing more to say than the capabilities.
+    fn refusal(&self, operation: &str) -> Option<String> {
+        let _ = operation;
+        None
+    }
+
     #[doc(hidden)]
     fn unsupported(&self, operation: &'static str, _id: &str) -> ProviderError {
         ProviderError::Unsupported {
@@ -369,6 +384,7 @@ pub fn from_config(
         "cloudflare" => Ok(std::sync::Arc::new(
             cloudflare::CloudflareProvider::from_config(cfg)?,
         )),
+        "github" => Ok(std::sync::Arc::new(github::GithubProvider::from_config(cfg)?)),
 
         other => Err(ProviderError::Config {
             provider: cfg.name.clone(),
