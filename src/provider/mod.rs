@@ -9,6 +9,7 @@ pub mod gitlab;
 pub mod http;
 pub mod openai;
 pub mod retry;
+mod saas;
 pub mod vault;
 
 use crate::config::ProviderConfig;

@@ -22,8 +22,8 @@ mod app;
 mod client;
 mod wire;
 
-use super::{Capabilities, EventPage, KeyPage, Provider, ProviderError, Result};
-use crate::config::{resolve_token, ProviderConfig};
+use super::{saas, Capabilities, EventPage, KeyPage, Provider, ProviderError, Result};
+use crate::config::ProviderConfig;
 use crate::model::{Finding, Key, KeyStatus};
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -33,7 +33,6 @@ use reqwest::Method;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::Duration;
 use wire::{WireAlert, WireGrant};
 
 pub use wire::event_from_audit;
@@ -105,10 +104,7 @@ impl GithubProvider {
     /// resolving its token). No network.
     pub fn from_config(cfg: &ProviderConfig) -> Result<GithubProvider> {
         let origin = cfg.origin();
-        let fail = |message: String| ProviderError::Config {
-            provider: cfg.name.clone(),
-            message: format!("{origin}: provider `{}`: {message}", cfg.name),
-        };
+        let fail = |message: String| saas::config_error(cfg, message);
         let org = cfg
             .org
             .clone()
@@ -116,10 +112,7 @@ impl GithubProvider {
             .ok_or_else(|| {
                 fail("missing key `org`: the organisation's login, e.g. org = \"acme\"".into())
             })?;
-        let url = cfg.url.as_deref().unwrap_or("https://api.github.com");
-        let base = reqwest::Url::parse(url).map_err(|e| fail(format!("bad url `{url}`: {e}")))?;
-        crate::config::check_transport(&base, cfg.allow_insecure_http)
-            .map_err(|why| fail(format!("`url` = \"{url}\": {why}")))?;
+        let base = saas::base_url(cfg, "https://api.github.com")?;
         let auth = match (cfg.app_id, cfg.installation_id, &cfg.private_key_file) {
             (Some(app_id), Some(installation_id), Some(file)) => {
                 if cfg.token_env.is_some() || cfg.token_command.is_some() {
@@ -134,31 +127,13 @@ impl GithubProvider {
                     cached: tokio::sync::Mutex::new(None),
                 }))
             }
-            (None, None, None) => match &cfg.token {
-                Some(t) => Auth::Token {
-                    token: t.clone(),
-                    hint: "the built-in token".into(),
-                },
-                None => match resolve_token(cfg).map_err(|e| fail(e.to_string()))? {
-                    Some(t) => Auth::Token {
-                        token: t,
-                        hint: match &cfg.token_env {
-                            Some(v) => format!("${v}"),
-                            None => "the output of token_command".into(),
-                        },
-                    },
-                    None => match std::env::var(TOKEN_VAR) {
-                        Ok(t) if !t.trim().is_empty() => Auth::Token {
-                            token: Secret::new(t.trim().to_string()),
-                            hint: format!("${TOKEN_VAR}"),
-                        },
-                        _ => {
-                            return Err(fail(format!(
-                                "no credential: set the App (`app_id`, `installation_id`, `private_key_file`), or `token_env` / `token_command`, or export {TOKEN_VAR}"
-                            )))
-                        }
-                    },
-                },
+            (None, None, None) => match saas::bearer_token(cfg, TOKEN_VAR)? {
+                Some((token, hint)) => Auth::Token { token, hint },
+                None => {
+                    return Err(fail(format!(
+                        "no credential: set the App (`app_id`, `installation_id`, `private_key_file`), or `token_env` / `token_command`, or export {TOKEN_VAR}"
+                    )))
+                }
             },
             _ => {
                 return Err(fail(
@@ -166,15 +141,7 @@ impl GithubProvider {
                 ))
             }
         };
-        let roots = crate::config::extra_roots(cfg, &[]).map_err(|e| fail(e.to_string()))?;
-        let client = roots
-            .into_iter()
-            .fold(reqwest::Client::builder(), |b, c| b.add_root_certificate(c))
-            .timeout(Duration::from_secs(cfg.timeout_secs.unwrap_or(30)))
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("keyaudit/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
+        let client = saas::http_client(cfg)?;
         Ok(GithubProvider {
             name: cfg.name.clone(),
             origin,

@@ -17,8 +17,8 @@
 mod client;
 mod wire;
 
-use super::{Capabilities, EventPage, Issued, KeyPage, Provider, ProviderError, Result};
-use crate::config::{resolve_token, ProviderConfig};
+use super::{saas, Capabilities, EventPage, Issued, KeyPage, Provider, ProviderError, Result};
+use crate::config::ProviderConfig;
 use crate::model::{Key, KeyStatus};
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -48,55 +48,12 @@ pub struct GitlabProvider {
     places: Mutex<HashMap<u64, Place>>,
 }
 
-/// Where listing or event reading stands: source `source`, page `page`.
-fn parse_pos(s: Option<&str>) -> (usize, u32) {
-    s.and_then(|s| s.split_once(':'))
-        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        .unwrap_or((0, 1))
-}
-
 impl GitlabProvider {
     /// Builds the provider from its configuration entry (resolving its token).
     pub fn from_config(cfg: &ProviderConfig) -> Result<GitlabProvider> {
-        let fail = |message: String| ProviderError::Config {
-            provider: cfg.name.clone(),
-            message: format!("{}: provider `{}`: {message}", cfg.origin(), cfg.name),
-        };
-        let url = cfg.url.as_deref().unwrap_or("https://gitlab.com");
-        let base = reqwest::Url::parse(url).map_err(|e| fail(format!("bad url `{url}`: {e}")))?;
-        let (token, token_hint) = match &cfg.token {
-            Some(t) => (t.clone(), "the built-in token".to_string()),
-            None => match resolve_token(cfg).map_err(|e| fail(e.to_string()))? {
-                Some(t) => (
-                    t,
-                    match &cfg.token_env {
-                        Some(v) => format!("${v}"),
-                        None => "the output of token_command".into(),
-                    },
-                ),
-                None => match std::env::var(TOKEN_VAR) {
-                    Ok(t) if !t.trim().is_empty() => {
-                        (Secret::new(t.trim().to_string()), format!("${TOKEN_VAR}"))
-                    }
-                    _ => {
-                        return Err(fail(format!(
-                            "no token: set `token_env` or `token_command`, or export {TOKEN_VAR}"
-                        )))
-                    }
-                },
-            },
-        };
-        crate::config::check_transport(&base, cfg.allow_insecure_http)
-            .map_err(|why| fail(format!("`url` = \"{url}\": {why}")))?;
-        let roots = crate::config::extra_roots(cfg, &[]).map_err(|e| fail(e.to_string()))?;
-        let client = roots
-            .into_iter()
-            .fold(reqwest::Client::builder(), |b, c| b.add_root_certificate(c))
-            .timeout(Duration::from_secs(cfg.timeout_secs.unwrap_or(30)))
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("keyaudit/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
+        let base = saas::base_url(cfg, "https://gitlab.com")?;
+        let (token, token_hint) = saas::required_token(cfg, TOKEN_VAR, "token")?;
+        let client = saas::http_client(cfg)?;
         Ok(GitlabProvider {
             name: cfg.name.clone(),
             base,
@@ -218,7 +175,7 @@ impl Provider for GitlabProvider {
     }
 
     async fn list_keys(&self, page: Option<&str>) -> Result<KeyPage> {
-        let (source, pg) = parse_pos(page);
+        let (source, pg) = saas::parse_pos(page);
         let sources = self.sources();
         let Some(place) = sources.get(source) else {
             return Ok(KeyPage::default());

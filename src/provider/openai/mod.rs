@@ -22,8 +22,8 @@
 mod client;
 mod wire;
 
-use super::{Capabilities, EventPage, KeyPage, Provider, ProviderError, Result};
-use crate::config::{resolve_token, ProviderConfig};
+use super::{saas, Capabilities, EventPage, KeyPage, Provider, ProviderError, Result};
+use crate::config::ProviderConfig;
 use crate::model::{Key, KeyStatus};
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -31,7 +31,6 @@ use reqwest::Method;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 use wire::{List, Project, WireKey};
 
 pub use wire::{event_from_audit, prefix_of};
@@ -81,45 +80,9 @@ fn q(limit: u32, after: &str) -> Vec<(&'static str, String)> {
 impl OpenaiProvider {
     /// Builds the provider from its configuration entry (resolving its admin key).
     pub fn from_config(cfg: &ProviderConfig) -> Result<OpenaiProvider> {
-        let fail = |message: String| ProviderError::Config {
-            provider: cfg.name.clone(),
-            message: format!("{}: provider `{}`: {message}", cfg.origin(), cfg.name),
-        };
-        let url = cfg.url.as_deref().unwrap_or("https://api.openai.com/v1");
-        let base = reqwest::Url::parse(url).map_err(|e| fail(format!("bad url `{url}`: {e}")))?;
-        let (token, token_hint) = match &cfg.token {
-            Some(t) => (t.clone(), "the built-in token".to_string()),
-            None => match resolve_token(cfg).map_err(|e| fail(e.to_string()))? {
-                Some(t) => (
-                    t,
-                    match &cfg.token_env {
-                        Some(v) => format!("${v}"),
-                        None => "the output of token_command".into(),
-                    },
-                ),
-                None => match std::env::var(TOKEN_VAR) {
-                    Ok(t) if !t.trim().is_empty() => {
-                        (Secret::new(t.trim().to_string()), format!("${TOKEN_VAR}"))
-                    }
-                    _ => {
-                        return Err(fail(format!(
-                        "no admin key: set `token_env` or `token_command`, or export {TOKEN_VAR}"
-                    )))
-                    }
-                },
-            },
-        };
-        crate::config::check_transport(&base, cfg.allow_insecure_http)
-            .map_err(|why| fail(format!("`url` = \"{url}\": {why}")))?;
-        let roots = crate::config::extra_roots(cfg, &[]).map_err(|e| fail(e.to_string()))?;
-        let client = roots
-            .into_iter()
-            .fold(reqwest::Client::builder(), |b, c| b.add_root_certificate(c))
-            .timeout(Duration::from_secs(cfg.timeout_secs.unwrap_or(30)))
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("keyaudit/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
+        let base = saas::base_url(cfg, "https://api.openai.com/v1")?;
+        let (token, token_hint) = saas::required_token(cfg, TOKEN_VAR, "admin key")?;
+        let client = saas::http_client(cfg)?;
         Ok(OpenaiProvider {
             name: cfg.name.clone(),
             base,
