@@ -37,3 +37,6 @@ scripts/install-prism.sh
 
 # The vendors' Python clients (python-gitlab, cloudflare; PyPI, pinned) that drive those fakes.
 scripts/install-pyclients.sh
+
+# PostgreSQL (Debian) for the team store's tests: each test binary starts its own cluster.
+scripts/postgres.sh >/dev/null

@@ -53,12 +53,13 @@ impl Ctx {
         )))
     }
 
-    /// The cache as actions open it: its journal signed with this install's key.
+    /// The cache as actions open it: its journal signed with this install's key, and the
+    /// team store when `[team]` is configured (claims and the journal are then shared).
     pub fn cache(&self) -> anyhow::Result<crate::store::Cache> {
-        Ok(crate::store::Cache::anchored(
-            self.paths.db.clone(),
-            &self.paths.journal_key(),
-        )?)
+        Ok(
+            crate::store::Cache::anchored(self.paths.db.clone(), &self.paths.journal_key())?
+                .with_team(self.config.team()),
+        )
     }
 
     /// Opens the cache for reading and writing (journal entries anchored).

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use toml::Spanned;
 
+mod team;
+pub use team::{TeamConfig, DEFAULT_LEASE};
+
 /// Kinds of provider a config may name. The embedded demo (kind `demo`) is not one of
 /// them: it generates new keys, tokens and history at every start, so it only runs with
 /// its own throw-away cache (`keyaudit demo`, or `keyaudit` with no provider configured);
@@ -187,6 +190,9 @@ pub struct Config {
     /// `[cache]`: encryption at rest (see `store::crypt`).
     #[serde(default)]
     pub cache: Option<Spanned<crate::store::crypt::CacheConfig>>,
+    /// `[team]`: the team's shared PostgreSQL store (claims, journal); see docs/team.md.
+    #[serde(default)]
+    pub team: Option<Spanned<TeamConfig>>,
     /// The file this configuration came from, if any.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -239,6 +245,10 @@ impl Config {
         if let Some(c) = cfg.cache.as_mut() {
             let start = c.span().start;
             c.get_mut().validate(text, start, path)?;
+        }
+        if let Some(t) = cfg.team.as_mut() {
+            let start = t.span().start;
+            t.get_mut().validate(text, start, path)?;
         }
         let mut names: BTreeMap<String, usize> = BTreeMap::new();
         for p in cfg.providers.iter_mut() {
@@ -334,6 +344,11 @@ impl Config {
             }
         }
         Ok(cfg)
+    }
+
+    /// The `[team]` table, when the team store is configured.
+    pub fn team(&self) -> Option<&TeamConfig> {
+        self.team.as_ref().map(|t| t.get_ref())
     }
 
     /// The configured providers, in file order.
@@ -485,6 +500,22 @@ pub fn resolve_token(p: &ProviderConfig) -> Result<Option<Secret>, ConfigError> 
         p.token_command_timeout
             .unwrap_or(TOKEN_COMMAND_TIMEOUT_SECS),
     );
+    run_secret_command(cmd, timeout, "token_command_timeout")
+        .map(Some)
+        .map_err(|why| fail(format!("provider `{}`: token_command {why}", p.name)))
+}
+
+/// Runs a command that prints a credential (`token_command`, `[team] password_command`)
+/// under `sh -c`, with no standard input, for at most `timeout`, and returns its trimmed
+/// standard output. The error text follows the command's name: "exited with …". Its
+/// standard error, sanitized and cut, goes into the error; its standard output never does.
+/// On a worker of a multi-threaded tokio runtime the wait is moved off the async threads
+/// (`block_in_place`).
+pub(crate) fn run_secret_command(
+    cmd: &str,
+    timeout: std::time::Duration,
+    timeout_key: &str,
+) -> Result<Secret, String> {
     let run = || run_token_command(cmd, timeout);
     let outcome = match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -512,44 +543,29 @@ pub fn resolve_token(p: &ProviderConfig) -> Result<Option<Secret>, ConfigError> 
         }
     };
     match outcome {
-        Err(e) => Err(fail(format!(
-            "provider `{}`: cannot run token_command: {e}",
-            p.name
-        ))),
-        Ok(TokenRun::TimedOut { stderr }) => Err(fail(format!(
-            "provider `{}`: token_command did not finish within {} s and was stopped (raise \
-             `token_command_timeout` if it waits for something slow){}",
-            p.name,
+        Err(e) => Err(format!("could not be started: {e}")),
+        Ok(TokenRun::TimedOut { stderr }) => Err(format!(
+            "did not finish within {} s and was stopped (raise `{timeout_key}` if it waits \
+             for something slow){}",
             timeout.as_secs(),
             stderr_note(&stderr)
-        ))),
+        )),
         Ok(TokenRun::Exited {
             status,
             stdout,
             stderr,
         }) => {
             if !status.success() {
-                return Err(fail(format!(
-                    "provider `{}`: token_command exited with {status}{}",
-                    p.name,
-                    stderr_note(&stderr)
-                )));
+                return Err(format!("exited with {status}{}", stderr_note(&stderr)));
             }
             let Ok(token) = std::str::from_utf8(&stdout) else {
-                return Err(fail(format!(
-                    "provider `{}`: token_command printed invalid UTF-8",
-                    p.name
-                )));
+                return Err("printed invalid UTF-8".into());
             };
             let token = token.trim();
             if token.is_empty() {
-                return Err(fail(format!(
-                    "provider `{}`: token_command printed nothing{}",
-                    p.name,
-                    stderr_note(&stderr)
-                )));
+                return Err(format!("printed nothing{}", stderr_note(&stderr)));
             }
-            Ok(Some(Secret::new(token.to_string())))
+            Ok(Secret::new(token.to_string()))
         }
     }
 }

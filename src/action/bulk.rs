@@ -1,10 +1,11 @@
 //! Bulk key operations for incidents: one operation on many keys, with bounded
 //! concurrency and a result per key. Each key goes through [`apply_key_op`], so each gets
 //! its journal entries, its provider's one retry loop (`provider::retry`, which sends a
-//! change again only where the provider makes it idempotent) and, when the outcome
-//! stayed unknown, its settlement by reading the key back.
+//! change again only where the provider makes it idempotent), its claim (a key another
+//! responder holds is skipped and listed, never waited on) and, when the outcome stayed
+//! unknown, its settlement by reading the key back.
 
-use super::{apply_key_op, target, KeyOp};
+use super::{apply_key_op, target, ActionError, KeyOp};
 use crate::model::{Key, KeyStatus};
 use crate::provider::Provider;
 use crate::store::Cache;
@@ -34,6 +35,8 @@ pub struct KeyResult {
     pub outcome: Result<KeyStatus, String>,
     /// The key already had the target status before (a no-op, counted as success).
     pub already: bool,
+    /// Another responder held the key (team store): skipped, nothing was sent.
+    pub held: bool,
     /// Operations sent for this key (one; zero when its provider is missing). The
     /// provider's retries of that operation are counted in its log, not here.
     pub attempts: u32,
@@ -63,9 +66,14 @@ pub struct BulkReport {
 }
 
 impl BulkReport {
-    /// The keys that failed.
+    /// The keys that failed (held ones included).
     pub fn failed(&self) -> impl Iterator<Item = &KeyResult> {
         self.results.iter().filter(|r| r.outcome.is_err())
+    }
+
+    /// The keys skipped because another responder held them.
+    pub fn held(&self) -> impl Iterator<Item = &KeyResult> {
+        self.results.iter().filter(|r| r.held)
     }
 
     /// Number of keys that succeeded.
@@ -124,6 +132,7 @@ pub async fn run_bulk(
                     key.provider
                 )),
                 already: false,
+                held: false,
                 attempts: 0,
             });
             continue;
@@ -137,17 +146,17 @@ pub async fn run_bulk(
                 .await
                 .expect("semaphore is never closed");
             let already = key.status == target_status(op);
-            let outcome = apply_key_op(&db, provider.clone(), &key, op, reason.as_deref())
-                .await
-                .map(|k| k.status)
-                .map_err(|e| e.to_string());
-            let attempts = 1;
+            let done = apply_key_op(&db, provider.clone(), &key, op, reason.as_deref()).await;
+            let held = matches!(done, Err(ActionError::Held(_)));
+            let outcome = done.map(|k| k.status).map_err(|e| e.to_string());
+            let attempts = u32::from(!held);
             (
                 i,
                 KeyResult {
                     target: target(&key),
                     outcome,
                     already,
+                    held,
                     attempts,
                 },
             )
@@ -188,6 +197,7 @@ pub async fn run_bulk(
                     target: "?".into(),
                     outcome: Err("internal error: the task failed".into()),
                     already: false,
+                    held: false,
                     attempts: 0,
                 })
             })

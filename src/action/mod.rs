@@ -2,6 +2,8 @@
 //! alike: the journal gets an entry before the provider is called and one after, with
 //! the result; the cache is updated with the provider's answer.
 //!
+//! - [`claim`]: one operation per key at a time (the team store's claims), and the one
+//!   way actions journal.
 //! - [`bulk`]: one operation on many keys (incidents), bounded concurrency, retries.
 //! - [`rotate`]: rotation as a persisted, resumable state machine.
 //! - [`guided`]: guided rotation, where the operator creates the new key by hand.
@@ -10,6 +12,7 @@
 //! - [`workflow`]: the `workflows` table and the `rotated_key_used` check.
 
 pub mod bulk;
+pub mod claim;
 pub mod confirm;
 pub mod crash;
 pub mod guided;
@@ -20,6 +23,7 @@ pub mod workflow;
 
 use crate::model::{Key, KeyStatus};
 use crate::provider::{KeyChange, OpKey, Provider, ProviderError};
+use crate::store::shared::{HeldBy, SharedError};
 use crate::store::{journal::NewEntry, Cache, Store, StoreError};
 use std::sync::Arc;
 use thiserror::Error;
@@ -84,6 +88,22 @@ pub enum ActionError {
     Store(#[from] StoreError),
     #[error("background task failed: {0}")]
     Task(String),
+    /// Another responder holds the key (team store).
+    #[error("{0}")]
+    Held(Box<HeldBy>),
+    /// The team store failed; nothing was sent to the provider.
+    #[error("{0}; nothing was changed")]
+    Team(String),
+}
+
+impl From<SharedError> for ActionError {
+    fn from(e: SharedError) -> Self {
+        match e {
+            SharedError::Held(h) => ActionError::Held(h),
+            SharedError::Store(s) => ActionError::Store(s),
+            other @ SharedError::Team { .. } => ActionError::Team(other.to_string()),
+        }
+    }
 }
 
 /// The journal target of a key: `provider/key_id`.
@@ -145,11 +165,35 @@ pub async fn apply_key_op(
 }
 
 /// [`apply_key_op`] as the logical change `op_key` (a workflow passes the key it saved,
-/// so a resume repeats the same change). A call whose outcome stayed unknown (every
-/// answer lost, or [`ProviderError::Ambiguous`]) is settled by reading the key back: if
-/// the provider shows the key where the operation leaves it, the operation succeeded and
-/// the journal says it was settled by reading; otherwise the error stands.
+/// so a resume repeats the same change). The key is claimed first ([`claim::hold`]:
+/// refused when another responder holds it) and released at the end, whatever the
+/// outcome. A call whose outcome stayed unknown (every answer lost, or
+/// [`ProviderError::Ambiguous`]) is settled by reading the key back: if the provider
+/// shows the key where the operation leaves it, the operation succeeded and the journal
+/// says it was settled by reading; otherwise the error stands.
 pub async fn apply_key_op_as(
+    db: &Cache,
+    provider: Arc<dyn Provider>,
+    key: &Key,
+    op: KeyOp,
+    reason: Option<&str>,
+    op_key: &OpKey,
+) -> Result<Key, ActionError> {
+    if !op.supported_by(&provider.capabilities()) {
+        return Err(ActionError::Unsupported {
+            provider: provider.name().to_string(),
+            op: op.as_str(),
+        });
+    }
+    let hold = claim::hold(db, key, op.as_str()).await?;
+    let r = apply_claimed(db, provider, key, op, reason, op_key).await;
+    hold.release(claim::ended(&r)).await;
+    r
+}
+
+/// [`apply_key_op_as`] on a key the caller already holds (a rotation revoking the key it
+/// replaces, or the new key it made).
+pub(crate) async fn apply_claimed(
     db: &Cache,
     provider: Arc<dyn Provider>,
     key: &Key,
@@ -170,20 +214,17 @@ pub async fn apply_key_op_as(
         "environment": key.environment,
         "status_before": key.status,
     });
-    {
-        let (tgt, reason, params) = (tgt.clone(), reason_owned.clone(), params.clone());
-        with_db(db, move |s| {
-            s.append_journal(&NewEntry {
-                action: op.as_str(),
-                target: &tgt,
-                reason: reason.as_deref(),
-                params,
-                result: "started",
-            })
-            .map(|_| ())
-        })
-        .await?;
-    }
+    claim::journal(
+        db,
+        &NewEntry {
+            action: op.as_str(),
+            target: &tgt,
+            reason,
+            params: params.clone(),
+            result: "started",
+        },
+    )
+    .await?;
     let mut settled = None;
     let outcome = match provider.change_key(&key.id, op.change(), op_key).await {
         Err(e) if unknown_outcome(&e) => match provider.get_key(&key.id).await {
@@ -216,15 +257,19 @@ pub async fn apply_key_op_as(
                 s.set_key_stopped_at(&k.provider, &k.id, Some(chrono::Utc::now()))?;
             }
         }
-        s.append_journal(&NewEntry {
+        Ok(())
+    })
+    .await?;
+    claim::journal(
+        db,
+        &NewEntry {
             action: op.as_str(),
             target: &tgt,
             reason: reason_owned.as_deref(),
             params,
             result: &result,
-        })
-        .map(|_| ())
-    })
+        },
+    )
     .await?;
     tracing::info!(op = op.as_str(), key = %target(key), ok = outcome.is_ok(), "key action");
     Ok(outcome?)

@@ -21,7 +21,7 @@
 use super::settle::{settle_by_listing, settle_orphans};
 use super::sink::{Sink, SinkError};
 use super::workflow::{self, State, Step, Workflow};
-use super::{apply_key_op_as, with_db, ActionError, KeyOp};
+use super::{apply_claimed, claim, with_db, ActionError, KeyOp};
 use crate::config::ProviderConfig;
 use crate::model::{Key, KeyStatus};
 use crate::provider::{Issue, OpKey, Provider, ProviderError};
@@ -128,16 +128,16 @@ async fn journal(db: &Cache, wf: &Workflow, result: String) -> Result<(), Rotate
         "grace_until": wf.grace_until.map(crate::model::rfc3339),
         "step": wf.step.as_str(),
     });
-    with_db(db, move |s| {
-        s.append_journal(&NewEntry {
+    claim::journal(
+        db,
+        &NewEntry {
             action: "rotate",
             target: &target,
             reason: reason.as_deref(),
             params,
             result: &result,
-        })
-        .map(|_| ())
-    })
+        },
+    )
     .await?;
     Ok(())
 }
@@ -164,7 +164,28 @@ async fn put_key(db: &Cache, key: Key) -> Result<(), RotateError> {
 /// Starts a rotation: checks the provider and the sink, saves the workflow, and drives it
 /// as far as it goes now (to `grace`, or `done` when there is no grace period). Returns
 /// the workflow as it stands; a rolled-back or failed one carries its `error`.
+///
+/// The key is claimed before the provider is asked anything ([`claim::hold`]: refused
+/// when another responder holds it) and released when this call returns, a workflow left
+/// in its grace period included (`resume` claims it again).
 pub async fn rotate(db: &Cache, req: RotateRequest) -> Result<Workflow, RotateError> {
+    let hold = claim::hold(db, &req.key, "rotate").await?;
+    let r = rotate_claimed(db, req).await;
+    hold.release(rotation_ended(&r)).await;
+    r
+}
+
+/// How a rotation run ended, for its claim's record.
+fn rotation_ended(r: &Result<Workflow, RotateError>) -> &'static str {
+    match r {
+        Ok(w) if w.state == State::RolledBack => "rolled back",
+        Ok(w) if w.error.is_some() => "unfinished",
+        Ok(_) => "ok",
+        Err(_) => "failed",
+    }
+}
+
+async fn rotate_claimed(db: &Cache, req: RotateRequest) -> Result<Workflow, RotateError> {
     let caps = req.provider.capabilities();
     if !(caps.rotate_overlap || caps.rotate_atomic) {
         return Err(RotateError::Unsupported {
@@ -235,6 +256,7 @@ pub async fn resume(
     if let Some(entry) = entry {
         sink.use_provider(entry);
     }
+    let hold = claim::hold_id(db, &wf.provider, &wf.key_id, "rotate").await?;
     let mut wf = wf;
     if wf.step == Step::Planned {
         // Never start a rotation the operator is no longer watching: reconcile as if
@@ -242,7 +264,9 @@ pub async fn resume(
         wf.step = Step::Rotating;
     }
     tracing::info!(workflow = id, step = %wf.step, "resuming");
-    drive(db, provider, wf, &sink, force, None).await
+    let r = drive(db, provider, wf, &sink, force, None).await;
+    hold.release(rotation_ended(&r)).await;
+    r
 }
 
 /// Runs the state machine from the saved step until it finishes or must wait.
@@ -595,7 +619,7 @@ async fn drive(
                 let rolled_in_place = wf.new_key_id.as_deref() == Some(wf.key_id.as_str());
                 if old.status != KeyStatus::Revoked && !rolled_in_place {
                     let op = op_key(&mut wf).step("revoke-old");
-                    if let Err(e) = apply_key_op_as(
+                    if let Err(e) = apply_claimed(
                         db,
                         provider.clone(),
                         &old,
@@ -721,7 +745,7 @@ async fn roll_back(
             }
             Ok(new) => {
                 let op = op_key(&mut wf.clone()).step("revoke-new");
-                apply_key_op_as(
+                apply_claimed(
                     db,
                     provider.clone(),
                     &new,
@@ -747,7 +771,7 @@ async fn roll_back(
         ));
     } else if replaced && caps.rotate_overlap && caps.disable && old.status != KeyStatus::Revoked {
         let op = op_key(&mut wf.clone()).step("enable-old");
-        apply_key_op_as(
+        apply_claimed(
             db,
             provider.clone(),
             &old,

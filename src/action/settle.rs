@@ -7,7 +7,7 @@
 use super::rotate::RotateError;
 use super::sink::Sink;
 use super::workflow::Workflow;
-use super::{apply_key_op_as, with_db, KeyOp};
+use super::{apply_claimed, claim, KeyOp};
 use crate::model::{Key, KeyStatus};
 use crate::provider::{OpKey, Provider};
 use crate::secret::Secret;
@@ -81,20 +81,20 @@ pub(super) async fn settle_orphans(
         );
         let op = base.step(&format!("revoke-orphan-{}", k.id));
         let done =
-            apply_key_op_as(db, provider.clone(), k, KeyOp::Revoke, Some(&reason), &op).await?;
+            apply_claimed(db, provider.clone(), k, KeyOp::Revoke, Some(&reason), &op).await?;
         let target = super::target(k);
         let params = serde_json::json!({"workflow": wf.id, "orphan": k.id, "old_key": wf.key_id});
         let result = format!("ok: orphan {} is {}", k.id, done.status);
-        with_db(db, move |s| {
-            s.append_journal(&NewEntry {
+        claim::journal(
+            db,
+            &NewEntry {
                 action: "orphan-revoked",
                 target: &target,
                 reason: Some(&reason),
                 params,
                 result: &result,
-            })
-            .map(|_| ())
-        })
+            },
+        )
         .await?;
     }
     Ok(())

@@ -1,13 +1,14 @@
 //! Acting on keys: `revoke`, `disable`, `enable` (one key or a hundred), `rotate`,
-//! `workflows` and `resume`. Every mutating path checks read-only mode before any
+//! `workflows`, `resume` and `takeover`. Every mutating path checks read-only mode before any
 //! network call, and goes through `crate::action`, which journals each step.
 
 mod guided;
+mod team;
 use crate::action::bulk::{run_bulk, target_status, BulkOptions, BulkProgress};
 use crate::action::rotate::{self, RotateRequest};
 use crate::action::sink::Sink;
 use crate::action::workflow::{self, State, UseSummary, Workflow};
-use crate::action::{target, with_db, KeyOp};
+use crate::action::{claim, target, KeyOp};
 use crate::app::{Ctx, UsageError};
 use crate::config::ProviderConfig;
 use crate::filter::Filter;
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
+pub use team::{takeover, TakeoverArgs};
 use tokio::runtime::Runtime;
 
 /// Arguments of `revoke`, `disable` and `enable`.
@@ -339,16 +341,16 @@ async fn key_op_async(ctx: &Ctx, op: KeyOp, a: &KeyOpArgs) -> anyhow::Result<Exi
     if bulk {
         let (sel, reason) = (selection.clone(), a.reason.clone());
         let targets: Vec<String> = keys.iter().map(target).collect();
-        with_db(&db, move |s| {
-            s.append_journal(&NewEntry {
+        claim::journal(
+            &db,
+            &NewEntry {
                 action: &format!("{}-bulk", op.as_str()),
                 target: &sel,
                 reason: Some(&reason),
                 params: serde_json::json!({"count": targets.len(), "keys": targets}),
                 result: "started",
-            })
-            .map(|_| ())
-        })
+            },
+        )
         .await?;
     }
     let tty = std::io::stderr().is_terminal();
@@ -383,40 +385,64 @@ async fn key_op_async(ctx: &Ctx, op: KeyOp, a: &KeyOpArgs) -> anyhow::Result<Exi
                 writeln!(out, "ok      {}  (already {status})", sanitize(&r.target))?
             }
             Ok(status) => writeln!(out, "ok      {}  (now {status})", sanitize(&r.target))?,
+            Err(e) if r.held => writeln!(out, "HELD    {}  {}", sanitize(&r.target), sanitize(e))?,
             Err(e) => writeln!(out, "FAILED  {}  {}", sanitize(&r.target), sanitize(e))?,
         }
     }
     let failed: Vec<String> = report.failed().map(|r| r.target.clone()).collect();
+    let held: Vec<String> = report.held().map(|r| r.target.clone()).collect();
     let already = report
         .results
         .iter()
         .filter(|r| r.already && r.outcome.is_ok())
         .count();
     let summary = format!(
-        "{verb}: {} of {} key(s) ok ({already} already so), {} failed, in {:.1}s",
+        "{verb}: {} of {} key(s) ok ({already} already so), {} failed{}, in {:.1}s",
         report.succeeded(),
         report.results.len(),
         failed.len(),
+        if held.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} held by other responders, skipped)", held.len())
+        },
         report.elapsed.as_secs_f64()
     );
     writeln!(out, "{summary}")?;
     drop(out);
     if bulk {
-        let (sel, reason, f, s) = (selection, a.reason.clone(), failed.clone(), summary.clone());
-        with_db(&db, move |st| {
-            st.append_journal(&NewEntry {
+        claim::journal(
+            &db,
+            &NewEntry {
                 action: &format!("{}-bulk", op.as_str()),
-                target: &sel,
-                reason: Some(&reason),
-                params: serde_json::json!({"failed": f}),
-                result: &s,
-            })
-            .map(|_| ())
-        })
+                target: &selection,
+                reason: Some(&a.reason),
+                params: serde_json::json!({"failed": failed, "held_by_others": held}),
+                result: &summary,
+            },
+        )
         .await?;
     }
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
+    } else if failed.len() == held.len() && !bulk {
+        // One key, held by another responder: the refusal names the holder.
+        let why = report
+            .held()
+            .next()
+            .and_then(|r| r.outcome.as_ref().err())
+            .cloned()
+            .unwrap_or_default();
+        anyhow::bail!("{}", sanitize(&why))
+    } else if !held.is_empty() {
+        anyhow::bail!(
+            "{} key(s) failed: {}; {} of them held by other responders and skipped ({}). \
+             The others are done. Run the same command again once they are released",
+            failed.len(),
+            failed.join(", "),
+            held.len(),
+            held.join(", ")
+        )
     } else {
         anyhow::bail!(
             "{} key(s) failed: {}; the others are done. Run the same command again to retry (it is idempotent)",

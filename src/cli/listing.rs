@@ -222,13 +222,36 @@ pub struct VerifyArgs {
     pub public_keys: Vec<String>,
 }
 
+/// `journal`: the team journal with `[team]` (unless `local`), else the cache's.
 pub fn journal(
     ctx: &Ctx,
     command: Option<super::JournalCommand>,
     format: Format,
+    local: bool,
+    rt: &tokio::runtime::Runtime,
 ) -> anyhow::Result<ExitCode> {
-    if let Some(super::JournalCommand::Verify(a)) = command {
-        return verify_journal(ctx, &a);
+    let team = ctx.config.team().is_some() && !local;
+    match command {
+        Some(super::JournalCommand::Verify(a)) if team && a.export.is_none() => {
+            return verify_team_journal(ctx, rt)
+        }
+        Some(super::JournalCommand::Verify(a)) => return verify_journal(ctx, &a),
+        None => {}
+    }
+    if team {
+        let entries = rt.block_on(async {
+            ctx.cache()?
+                .shared()
+                .journal()
+                .await
+                .map_err(anyhow::Error::from)
+        })?;
+        let mut out = Listing::new(std::io::stdout().lock(), format, journal_headers(format))?;
+        for e in &entries {
+            out.row(e, || journal_cells(e, format))?;
+        }
+        out.finish()?;
+        return Ok(ExitCode::SUCCESS);
     }
     let store = Store::open_read_only(&ctx.paths.db)?;
     let csv = format == Format::Csv;
@@ -264,6 +287,54 @@ pub fn journal(
         return Err(e.into());
     }
     out.finish()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn journal_headers(format: Format) -> &'static [&'static str] {
+    if format == Format::Csv {
+        &crate::export::JOURNAL_COLUMNS
+    } else {
+        &[
+            "seq", "time", "user", "host", "action", "target", "reason", "result",
+        ]
+    }
+}
+
+fn journal_cells(e: &crate::model::JournalEntry, format: Format) -> Vec<String> {
+    if format == Format::Csv {
+        return crate::export::journal_cells(e);
+    }
+    vec![
+        e.seq.to_string(),
+        rfc3339(e.time),
+        e.os_user.clone(),
+        e.host.clone(),
+        e.action.clone(),
+        e.target.clone(),
+        e.reason.clone().unwrap_or_default(),
+        e.result.clone(),
+    ]
+}
+
+/// `journal verify` of the team journal: the same chain check as the cache's. Signed
+/// checkpoints are each machine's and cover its cache's journal; the team journal is
+/// protected by the database's grants (members may only add and read entries).
+fn verify_team_journal(ctx: &Ctx, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    use crate::store::journal::ChainCheck;
+    let shared = ctx.cache()?.shared();
+    let entries = rt.block_on(async { shared.journal().await.map_err(anyhow::Error::from) })?;
+    let mut chain = ChainCheck::default();
+    for e in &entries {
+        if let Err(b) = chain.push(e) {
+            crate::say!("team journal BROKEN at entry {}: {}", b.seq, b.reason);
+            return Ok(ExitCode::from(1));
+        }
+    }
+    crate::say!(
+        "team journal ok: {} entries, hash chain intact ({})",
+        chain.len(),
+        shared.describe()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

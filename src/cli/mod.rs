@@ -90,6 +90,9 @@ pub enum Command {
     Workflows(act::WorkflowsArgs),
     /// Finish or roll back unfinished workflows after a crash, or once a grace period is over.
     Resume(act::ResumeArgs),
+    /// Release another responder's claim on a key in the team store (an expired one; a
+    /// live one with --force), journaled.
+    Takeover(act::TakeoverArgs),
     /// Run every detection rule over the cache and write findings.
     Detect(findings::DetectArgs),
     /// List findings (ranked by severity), or show, acknowledge or suppress one.
@@ -101,6 +104,9 @@ pub enum Command {
         /// Output format of the listing.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// With [team] configured: the cache's own journal instead of the team's.
+        #[arg(long, global = true)]
+        local: bool,
     },
     /// Import exported audit logs (CloudTrail, Vault, GitHub, GitLab, JSON lines, CSV).
     Import(import::ImportArgs),
@@ -272,12 +278,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen { prefix, count } => keygen(&prefix, count),
         Command::Scan(a) => scan::scan(&ctx, &a, &runtime),
         Command::Info => info(&ctx),
-        Command::Journal { command, format } => {
-            // An exported journal is verified without any cache.
-            if !matches!(&command, Some(JournalCommand::Verify(v)) if v.export.is_some()) {
+        Command::Journal {
+            command,
+            format,
+            local,
+        } => {
+            // An exported journal is verified without any cache, the team's without the
+            // local one.
+            let team = ctx.config.team().is_some() && !local;
+            if !team && !matches!(&command, Some(JournalCommand::Verify(v)) if v.export.is_some()) {
                 ctx.require_cache()?;
             }
-            listing::journal(&ctx, command, format)
+            listing::journal(&ctx, command, format, local, &runtime)
         }
         Command::Revoke(a) => act::key_op(&ctx, crate::action::KeyOp::Revoke, &a, &runtime),
         Command::Disable(a) => act::key_op(&ctx, crate::action::KeyOp::Disable, &a, &runtime),
@@ -285,6 +297,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rotate(a) => act::rotate(&ctx, &a, &runtime),
         Command::Workflows(a) => act::workflows(&ctx, &a),
         Command::Resume(a) => act::resume(&ctx, &a, &runtime),
+        Command::Takeover(a) => act::takeover(&ctx, &a, &runtime),
         Command::Detect(a) => findings::detect(&ctx, &a),
         Command::Findings(a) => {
             ctx.require_cache()?;
@@ -331,6 +344,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Rotate(_) => "rotate",
         Command::Workflows(_) => "workflows",
         Command::Resume(_) => "resume",
+        Command::Takeover(_) => "takeover",
         Command::Detect(_) => "detect",
         Command::Findings(_) => "findings",
         Command::Import(_) => "import",
@@ -479,6 +493,14 @@ fn info(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     crate::say!("config:    {}{}", p.config.display(), exists(&p.config));
     crate::say!("cache:     {}{}", p.db.display(), exists(&p.db));
     crate::say!("encryption: {}", crate::store::crypt::describe());
+    match ctx.config.team() {
+        Some(t) => crate::say!(
+            "team store: {} (claims and the journal are shared; lease {}s; docs/team.md)",
+            crate::output::sanitize(&t.url),
+            t.lease().as_secs()
+        ),
+        None => crate::say!("team store: none (claims and the journal are this cache's)"),
+    }
     crate::say!(
         "demo caches: {} (one per running demo session)",
         p.demo_dir.display()

@@ -15,8 +15,10 @@ pub mod journal;
 mod keys;
 mod raw;
 pub mod schema;
+pub mod shared;
 pub mod sigma;
 mod sources;
+pub mod team;
 pub mod workflows;
 
 pub use activity::KeyActivity;
@@ -85,10 +87,15 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// [`anchor`]). Commands and the TUI build it from the resolved paths
 /// (`Ctx::cache`); a cache without an anchor journals unsigned entries, which
 /// `journal verify` reports.
+///
+/// With `[team]` configured it carries the team store too, and what a team shares
+/// (claims, the journal of actions) goes there: see [`Cache::shared`].
 #[derive(Debug, Clone)]
 pub struct Cache {
     pub path: PathBuf,
     pub anchor: Option<std::sync::Arc<anchor::Anchor>>,
+    /// The team's shared store (`[team]`), when configured.
+    pub team: Option<std::sync::Arc<team::TeamStore>>,
 }
 
 impl Cache {
@@ -97,6 +104,7 @@ impl Cache {
         Cache {
             path: path.into(),
             anchor: None,
+            team: None,
         }
     }
 
@@ -111,7 +119,30 @@ impl Cache {
         Ok(Cache {
             path,
             anchor: Some(std::sync::Arc::new(a)),
+            team: None,
         })
+    }
+
+    /// The same cache, sharing claims and the journal through the team store of
+    /// `config` (connected on first use).
+    pub fn with_team(mut self, config: Option<&crate::config::TeamConfig>) -> Cache {
+        self.team = config.map(|c| std::sync::Arc::new(team::TeamStore::new(c.clone())));
+        self
+    }
+
+    /// What is shared: the team store when configured, else this cache (one person).
+    pub fn shared(&self) -> std::sync::Arc<dyn shared::Shared> {
+        match &self.team {
+            Some(t) => t.clone(),
+            None => std::sync::Arc::new(shared::Local::new(self.clone())),
+        }
+    }
+
+    /// The lease of a claim: the team's, or none needed for one person.
+    pub fn lease(&self) -> std::time::Duration {
+        self.team
+            .as_ref()
+            .map_or(crate::config::DEFAULT_LEASE, |t| t.lease())
     }
 
     /// The cache's file.

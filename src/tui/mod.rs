@@ -55,6 +55,8 @@ pub struct LaunchOptions {
     pub import: Option<import::ImportPlan>,
     /// The Sigma rules of `[detect] sigma`, run after each sync.
     pub sigma: Option<crate::sync::SyncSigma>,
+    /// `[team]`: actions claim their keys in, and journal to, the team store.
+    pub team: Option<crate::config::TeamConfig>,
 }
 
 /// Opens the workstation on the configured providers and the cache.
@@ -97,6 +99,7 @@ async fn launch_as(
         detect: detect_config(ctx)?,
         import,
         sigma: sigma_rules(ctx)?,
+        team: ctx.config.team().cloned(),
     })
     .await?;
     Ok(ExitCode::SUCCESS)
@@ -188,7 +191,8 @@ async fn event_loop(
     let cache = match &opts.journal_key {
         Some(key) => crate::store::Cache::anchored(opts.db.clone(), key)?,
         None => crate::store::Cache::new(opts.db.clone()),
-    };
+    }
+    .with_team(opts.team.as_ref());
     let mut runner = runner::Runner::new(cache, opts.providers.clone(), tx)
         .with_detect(opts.detect.clone())
         .with_sigma(opts.sigma.clone());
@@ -261,6 +265,8 @@ pub async fn run_demo(
         detect: detect_config(ctx)?,
         import: None,
         sigma: sigma_rules(ctx)?,
+        // The demo's keys are its own session's: nobody else can act on them.
+        team: None,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,150 @@
+//! Claim latency of the team store with 5 concurrent responders, on a private PostgreSQL
+//! cluster started the way the tests start theirs (tests/team_support).
+//!
+//! Each responder is its own `TeamStore` (its own connection pool, as five keyaudit
+//! processes would be) on one tokio runtime, and claims and releases keys in a loop:
+//! - `distinct`: each responder acts on keys of its own (the usual case in an incident);
+//! - `contended`: all five go for the same 10 keys, so most claims are refused with the
+//!   holder's name (a refusal is timed like a grant: the operator waits for either).
+//!
+//! A claim is one transaction (advisory lock, read of the live claim, insert); the
+//! figures are the time of `Shared::claim` as an action sees it, and of its release.
+//!
+//! Run: `cargo bench --bench team` (`TEAM_CLAIMS` per responder, default 400).
+
+#[path = "../tests/team_support/mod.rs"]
+mod team_support;
+
+use keyaudit::config::Config;
+use keyaudit::store::shared::{ClaimRequest, Shared, SharedError};
+use keyaudit::store::team::TeamStore;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use team_support::{team_table, Cluster};
+
+const RESPONDERS: usize = 5;
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+struct Round {
+    claim: Vec<Duration>,
+    release: Vec<Duration>,
+    granted: usize,
+    refused: usize,
+    wall: Duration,
+}
+
+async fn round(url: &str, per: usize, contended: bool) -> Round {
+    let cfg = Config::parse(&team_table(url, "10m"), Path::new("bench.toml")).unwrap();
+    let stores: Vec<Arc<TeamStore>> = (0..RESPONDERS)
+        .map(|_| Arc::new(TeamStore::new(cfg.team().unwrap().clone())))
+        .collect();
+    // Connect (and migrate) before timing.
+    for s in &stores {
+        s.holder("warm", "up").await.unwrap();
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (r, s) in stores.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut out = (Vec::new(), Vec::new(), 0usize, 0usize);
+            for i in 0..per {
+                let key_id = if contended {
+                    format!("key_{}", i % 10)
+                } else {
+                    format!("key_{r}_{i}")
+                };
+                let req = ClaimRequest {
+                    provider: "bench".into(),
+                    key_id,
+                    operation: "revoke".into(),
+                    lease: Duration::from_secs(600),
+                };
+                let t = Instant::now();
+                let got = s.claim(&req).await;
+                out.0.push(t.elapsed());
+                match got {
+                    Ok(c) => {
+                        out.2 += 1;
+                        let t = Instant::now();
+                        s.release(&c, "ok").await.unwrap();
+                        out.1.push(t.elapsed());
+                    }
+                    Err(SharedError::Held(_)) => out.3 += 1,
+                    Err(e) => panic!("claim failed: {e}"),
+                }
+            }
+            out
+        }));
+    }
+    let mut all = Round {
+        claim: Vec::new(),
+        release: Vec::new(),
+        granted: 0,
+        refused: 0,
+        wall: Duration::ZERO,
+    };
+    for t in tasks {
+        let (c, r, g, f) = t.await.unwrap();
+        all.claim.extend(c);
+        all.release.extend(r);
+        all.granted += g;
+        all.refused += f;
+    }
+    all.wall = started.elapsed();
+    all.claim.sort();
+    all.release.sort();
+    all
+}
+
+fn main() {
+    let per: usize = std::env::var("TEAM_CLAIMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    println!("load average before: {}", loadavg());
+    let t = Instant::now();
+    let cluster = Cluster::start();
+    println!(
+        "private cluster (initdb + pg_ctl start): {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for contended in [false, true] {
+        let db = cluster.database(if contended { "contended" } else { "distinct" });
+        let url = cluster.url("postgres", &db);
+        let r = rt.block_on(round(&url, per, contended));
+        println!(
+            "{}: {RESPONDERS} responders x {per} claims, {} granted, {} refused, {:.2} s wall: \
+             claim p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; release p50 {:.2} ms, p99 {:.2} ms",
+            if contended {
+                "contended (10 keys)"
+            } else {
+                "distinct keys"
+            },
+            r.granted,
+            r.refused,
+            r.wall.as_secs_f64(),
+            pct(&r.claim, 0.50),
+            pct(&r.claim, 0.99),
+            pct(&r.claim, 1.0),
+            pct(&r.release, 0.50),
+            pct(&r.release, 0.99),
+        );
+    }
+    println!("load average after: {}", loadavg());
+}

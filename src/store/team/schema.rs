@@ -1,0 +1,80 @@
+//! The team store's numbered migrations, as the cache's (`store::schema`): the table
+//! `keyaudit_schema` holds the number of the last one applied, and all pending ones run
+//! in one transaction under an advisory lock, so members starting at once never apply
+//! one twice and a database is never left half-migrated.
+//!
+//! Migrations run as whoever connects; creating tables needs the database's owner. A
+//! member role (INSERT and SELECT on the journal only, see docs/team.md) connects to a
+//! database that is already current and runs none.
+
+/// The advisory lock that serialises migrations (an arbitrary constant: "ka-schema").
+pub const MIGRATE_LOCK: i64 = 0x6b61_2d73_6368_656d;
+
+/// The member role the first migration creates (when missing) and grants to; a DBA who
+/// does not give the owner CREATEROLE creates it beforehand.
+pub const MEMBER_ROLE: &str = "keyaudit_member";
+
+/// Migrations in order; index + 1 is the schema version they bring the database to.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: claims and the journal.
+    r#"
+    -- One row per claim, live or released. The partial unique index is what makes a
+    -- second live claim on a key impossible, whatever a client does.
+    CREATE TABLE claims (
+        id           BIGSERIAL PRIMARY KEY,
+        provider     TEXT NOT NULL,
+        key_id       TEXT NOT NULL,
+        operation    TEXT NOT NULL,
+        holder_user  TEXT NOT NULL,
+        holder_host  TEXT NOT NULL,
+        holder_pid   INTEGER NOT NULL,
+        since        TIMESTAMPTZ NOT NULL DEFAULT now(),
+        lease_until  TIMESTAMPTZ NOT NULL,
+        released_at  TIMESTAMPTZ,
+        released_how TEXT
+    );
+    CREATE UNIQUE INDEX claims_one_live ON claims (provider, key_id) WHERE released_at IS NULL;
+
+    -- The team's journal: one hash chain, the same entries and hashes as the cache's
+    -- journal (store::journal::entry_hash). Times are milliseconds since the epoch, UTC.
+    CREATE TABLE journal (
+        seq        BIGINT PRIMARY KEY,
+        time       BIGINT NOT NULL,
+        os_user    TEXT NOT NULL,
+        host       TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        reason     TEXT,
+        params     TEXT NOT NULL,
+        result     TEXT NOT NULL,
+        prev_hash  TEXT NOT NULL,
+        hash       TEXT NOT NULL UNIQUE
+    );
+    CREATE INDEX journal_target ON journal (target, seq);
+
+    REVOKE ALL ON claims, journal, keyaudit_schema FROM PUBLIC;
+    -- Roles belong to the cluster: another database's first migration may be creating
+    -- it at this moment.
+    DO $$
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'keyaudit_member') THEN
+            BEGIN
+                CREATE ROLE keyaudit_member NOLOGIN;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END;
+        END IF;
+    END
+    $$;
+    GRANT SELECT ON keyaudit_schema TO keyaudit_member;
+    GRANT SELECT, INSERT, UPDATE ON claims TO keyaudit_member;
+    GRANT USAGE ON SEQUENCE claims_id_seq TO keyaudit_member;
+    -- History is written once: members may add entries and read them, never change them.
+    GRANT SELECT, INSERT ON journal TO keyaudit_member;
+    "#,
+];
+
+/// The schema version this keyaudit needs.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
