@@ -44,6 +44,9 @@ pub struct SyncReport {
     pub keys: usize,
     /// Keys the provider no longer lists, marked revoked.
     pub unlisted: usize,
+    /// Keys not listed because their source could not be read (a permission the
+    /// credential lacks), kept as cached; the notes say which source and why.
+    pub held: usize,
     pub new_events: usize,
     pub duplicates: usize,
     pub pages: usize,
@@ -218,6 +221,7 @@ async fn run(
     let listing_started = Utc::now();
     let mut store = store;
     let mut page_token: Option<String> = None;
+    let mut held: Vec<crate::provider::Held> = Vec::new();
     loop {
         let page = match provider.list_keys(page_token.as_deref()).await {
             Ok(p) => p,
@@ -225,6 +229,7 @@ async fn run(
         };
         report.keys += page.keys.len();
         report.pages += 1;
+        held.extend(page.held);
         let keys: Vec<Key> = page.keys;
         let n = name.clone();
         store = match with_store(store, &name, move |s| {
@@ -241,8 +246,13 @@ async fn run(
             None => break,
         }
     }
-    match store.mark_unlisted_revoked(&name, listing_started) {
-        Ok(n) => report.unlisted = n,
+    // A key missing from a source the provider refused to list is not a revoked key.
+    let held_by = |k: &Key| held.iter().any(|h| h.covers(k));
+    match store.mark_unlisted_revoked(&name, listing_started, &held_by) {
+        Ok((revoked, kept)) => {
+            report.unlisted = revoked;
+            report.held = kept;
+        }
         Err(e) => return Err((Some(store), e.into())),
     }
     // Findings the provider states itself (e.g. an active AWS root key).

@@ -335,6 +335,47 @@ fn cloudflare_missing_permission_is_named() {
 }
 
 #[test]
+fn cloudflare_refused_account_listing_keeps_its_tokens_and_lists_the_rest() {
+    let w = World::start();
+    let seeded = w.seed();
+    w.ok(&["sync"]);
+    // The token loses "Account API Tokens › Read" (Cloudflare answers 403 on the
+    // account's listing), and meanwhile a user token is deleted at Cloudflare.
+    w.fake.with(|st| {
+        st.forbidden.push(format!("GET /accounts/{ACCOUNT}/tokens"));
+        st.tokens.retain(|t| t.id != seeded[1]);
+    });
+    let out = w.ok(&["sync"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("cf: note: the API tokens of account {ACCOUNT} not listed, the tokens synced before are kept as they were")),
+        "{err}"
+    );
+    assert!(
+        err.contains("code 9109: Unauthorized to access requested resource"),
+        "{err}"
+    );
+    assert!(err.contains("Account › Account API Tokens › Read"), "{err}");
+    assert!(
+        err.contains("(1 no longer listed; 3 kept as cached, their source not listed)"),
+        "{err}"
+    );
+    let keys = w.keys();
+    for id in &seeded[2..4] {
+        assert_eq!(
+            key(&keys, &format!("token:{id}"))["status"],
+            "active",
+            "the account's token {id} stays as cached"
+        );
+    }
+    assert_eq!(
+        key(&keys, &format!("token:{}", seeded[1]))["status"],
+        "revoked",
+        "the user's listing was whole: what it no longer has is gone"
+    );
+}
+
+#[test]
 fn cloudflare_429_is_waited_out_and_a_failed_delete_is_not_sent_again() {
     let w = World::start();
     let seeded = w.seed();

@@ -264,20 +264,104 @@ fn github_read_only_refuses_and_sends_nothing() {
 }
 
 #[test]
-fn github_missing_permission_is_named() {
+fn github_missing_token_permission_is_named_and_the_tokens_are_kept() {
     let w = World::start();
-    w.seed();
+    let t = w.seed();
+    w.ok(&["sync"]);
+    // The App loses "Personal access tokens": GitHub refuses the listing. The tokens
+    // synced before are not taken for revoked; the alerts and the audit log still sync.
     w.fake
         .with(|st| st.forbidden.insert("/personal-access-tokens".into()));
-    let out = w.run(&["sync"]);
-    assert!(!out.status.success());
+    let out = w.ok(&["sync"]);
     let err = text(&out.stderr);
     assert!(
-        err.contains("HTTP 403: Resource not accessible by integration"),
+        err.contains("gh: note: fine-grained personal access tokens not listed (HTTP 403: Resource not accessible by integration)"),
         "{err}"
     );
     assert!(err.contains("\"Personal access tokens\" (read)"), "{err}");
     assert!(err.contains("App 4242 installation 777"), "{err}");
+    assert!(
+        err.contains("gh: 2 keys (0 no longer listed; 3 kept as cached, their source not listed)"),
+        "{err}"
+    );
+    let keys = w.keys();
+    for n in &t {
+        assert_eq!(key(&keys, &format!("token:{n}"))["status"], "active");
+    }
+    // Revoking needs the permission too: refused, named, the token untouched.
+    let out = w.run(&[
+        "revoke",
+        &format!("gh/token:{}", t[0]),
+        "--reason",
+        "x",
+        "--yes",
+    ]);
+    assert!(!out.status.success());
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(said.contains("\"Personal access tokens\" (read)"), "{said}");
+    assert!(!w.fake.with(|st| st.pat(t[0]).revoked));
+}
+
+#[test]
+fn github_alerts_permission_lost_keeps_the_alerts_and_their_findings() {
+    let mut w = World::start();
+    let t = w.seed();
+    w.ok(&["sync"]);
+    let before = w.json(&["findings", "--format", "json"]);
+    let alert_findings = |fs: &[Value]| -> Vec<(String, String, String)> {
+        let mut v: Vec<_> = fs
+            .iter()
+            .filter(|f| f["rule"] == "github-secret-scanning")
+            .map(|f| {
+                (
+                    f["key_id"].as_str().unwrap().to_string(),
+                    f["status"].as_str().unwrap().to_string(),
+                    f["severity"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(alert_findings(&before).len(), 2, "{before:#?}");
+
+    // The App loses "Secret scanning alerts" (GitHub answers 403), and meanwhile a
+    // token's access is revoked on GitHub.
+    w.fake.with(|st| {
+        st.forbidden.insert("/secret-scanning/alerts".into());
+        st.pats
+            .iter_mut()
+            .find(|p| p.token_id == t[2])
+            .unwrap()
+            .revoked = true;
+    });
+    let out = w.ok(&["sync"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("gh: note: secret-scanning alerts not read (HTTP 403: Resource not accessible by integration)"),
+        "{err}"
+    );
+    assert!(err.contains("\"Secret scanning alerts\" (read)"), "{err}");
+    assert!(err.contains("alerts synced before"), "{err}");
+    let keys = w.keys();
+    // The alerts stay as they were: the live one active, the inactive one revoked.
+    assert_eq!(key(&keys, "alert:acme/payroll#1")["status"], "active");
+    assert_eq!(key(&keys, "alert:acme/ats#2")["status"], "revoked");
+    // The token listing was whole: the token GitHub no longer lists is revoked.
+    assert_eq!(key(&keys, &format!("token:{}", t[2]))["status"], "revoked");
+    assert_eq!(key(&keys, &format!("token:{}", t[0]))["status"], "active");
+    assert!(
+        err.contains("(1 no longer listed; 1 kept as cached, their source not listed)"),
+        "{err}"
+    );
+    // Their findings are unchanged: still open, still graded by validity.
+    let after = w.json(&["findings", "--format", "json"]);
+    assert_eq!(alert_findings(&after), alert_findings(&before));
+    assert!(alert_findings(&after)
+        .iter()
+        .any(|(k, s, sev)| k == "alert:acme/payroll#1" && s == "open" && sev == "critical"));
+    // GitHub's description lists 404 for the alerts, not the 403 GitHub also answers.
+    assert_eq!(w.prism.allow(UNDECLARED), 1);
 }
 
 #[test]

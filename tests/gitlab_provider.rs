@@ -283,6 +283,51 @@ fn gitlab_missing_permission_is_named() {
 }
 
 #[test]
+fn gitlab_refused_group_listing_keeps_its_tokens_and_lists_the_rest() {
+    let w = World::start();
+    let seeded = w.seed();
+    w.ok(&["sync"]);
+    // The token loses its role on group 9 (GitLab answers 403 on the group's listing),
+    // and meanwhile a personal token is deleted at GitLab.
+    w.fake.with(|st| {
+        st.forbidden.insert("/groups/9/access_tokens".into());
+        st.tokens.retain(|t| t.id != seeded[1]);
+    });
+    let out = w.ok(&["sync"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("gl: note: the access tokens of group 9 not listed, the tokens synced before are kept as they were"),
+        "{err}"
+    );
+    assert!(err.contains("HTTP 403"), "{err}");
+    assert!(
+        err.contains("listing them needs scope `read_api` and the Owner role on group 9"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(1 no longer listed; 1 kept as cached, their source not listed)"),
+        "{err}"
+    );
+    let keys = w.keys();
+    assert_eq!(
+        key(&keys, &format!("token:{}", seeded[3]))["status"],
+        "active",
+        "the group's token stays as cached"
+    );
+    assert_eq!(
+        key(&keys, &format!("token:{}", seeded[1]))["status"],
+        "revoked",
+        "the places that were listed still say what is gone"
+    );
+    assert_eq!(
+        key(&keys, &format!("token:{}", seeded[2]))["status"],
+        "active"
+    );
+    // The group's audit events were still read.
+    assert!(!w.seen("/groups/9/audit_events").is_empty());
+}
+
+#[test]
 fn gitlab_429_is_waited_out_and_a_failed_change_is_not_sent_again() {
     let w = World::start();
     let seeded = w.seed();

@@ -203,6 +203,45 @@ fn openai_missing_permission_is_named() {
 }
 
 #[test]
+fn openai_refused_project_listing_keeps_its_keys_and_lists_the_rest() {
+    let w = World::start();
+    let s = w.seed();
+    w.ok(&["sync"]);
+    // The admin key may no longer read Payroll's keys (OpenAI answers 403), and
+    // meanwhile the key in Applicant tracking is deleted.
+    w.fake.with(|st| {
+        st.forbidden
+            .insert("/organization/projects/proj_payroll/api_keys".into());
+        st.keys.retain(|k| k.id != s.ats_user);
+    });
+    let out = w.ok(&["sync"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("oa: note: the API keys of project Payroll (proj_payroll) not listed, the keys synced before are kept as they were"),
+        "{err}"
+    );
+    assert!(
+        err.contains("HTTP 403: You have insufficient permissions"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(1 no longer listed; 3 kept as cached, their source not listed)"),
+        "{err}"
+    );
+    let keys = w.keys();
+    let status = |id: &str| key(&keys, id)["status"].clone();
+    for id in [&s.payroll_user, &s.payroll_sa, &s.payroll_bo] {
+        assert_eq!(status(id), "active", "Payroll's key {id} stays as cached");
+    }
+    assert_eq!(
+        status(&s.ats_user),
+        "revoked",
+        "Applicant tracking was listed whole: the deleted key is gone"
+    );
+    assert_eq!(status(&s.admin), "active");
+}
+
+#[test]
 fn openai_429_is_waited_out_and_a_failed_delete_is_not_sent_again() {
     let w = World::start();
     let s = w.seed();

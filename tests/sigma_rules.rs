@@ -4,7 +4,7 @@
 
 use chrono::{TimeZone, Utc};
 use keyaudit::model::{from_millis, Category, Event, Key, Outcome, Severity};
-use keyaudit::sigma::{self, Record, RuleSet, SigmaConfig};
+use keyaudit::sigma::{self, Engine, Record, RuleSet, Scratch, SigmaConfig};
 use keyaudit::store::{FindingQuery, Store};
 use serde_json::json;
 use std::path::PathBuf;
@@ -508,4 +508,120 @@ fn exists_numbers_cased_base64_and_regex_flags() {
          s:\n    eventName: X\n  condition: s\n",
     );
     assert!(!matches_inline(&other, &base));
+}
+
+/// Rules whose prefilter needs care: escapes, `not`, `null`, case, numbers, keywords.
+fn prefilter_rules() -> RuleSet {
+    let mut set = rules();
+    let texts = [
+        // An equality and a `contains` needle.
+        "title: key for another\ndetection:\n  s:\n    eventName: CreateAccessKey\n    \
+         userAgent|contains: 'aws-cli/2'\n  condition: s\n",
+        // Only a `not`: every record without the value matches.
+        "title: not reads\ndetection:\n  f:\n    eventName|startswith: Get\n  condition: not f\n",
+        // Only `null`: records without an error match.
+        "title: no error\ndetection:\n  s:\n    errorCode: null\n  condition: s\n",
+        // A number written as an exponent is compared as serde_json writes it.
+        "title: big count\ndetection:\n  s:\n    responseElements.count: '1000.0'\n  condition: s\n",
+        // `cased`, a `?` wildcard, and a plain value.
+        "title: cased\ndetection:\n  s:\n    eventName|cased: DeleteTable\n  condition: s\n",
+        "title: wildcard\ndetection:\n  s:\n    userIdentity.userName: 'k?te'\n  condition: s\n",
+        "title: kate\ndetection:\n  s:\n    userIdentity.userName: kate\n  condition: s\n",
+        // A boolean compares as its text.
+        "title: writes\ndetection:\n  s:\n    readOnly: 'false'\n    eventName|endswith: Policy\n  \
+         condition: s\n",
+    ];
+    for (i, t) in texts.iter().enumerate() {
+        set.add_text(&data(&format!("prefilter-{i}.yml")), t);
+    }
+    assert!(set.errors.is_empty(), "{:?}", set.errors);
+    set
+}
+
+/// Raw records written by hand, so their JSON escapes and case are exactly as stored.
+const TRICKY: &[&str] = &[
+    // `A` written as an escape, and an escaped slash inside the needle.
+    r#"{"eventSource":"iam.amazonaws.com","eventName":"Create\u0041ccessKey","userAgent":"aws-cli\/2.15","userIdentity":{"userName":"ana"}}"#,
+    // Another case than the rule's.
+    r#"{"eventSource":"iam.amazonaws.com","eventName":"CREATEACCESSKEY","userAgent":"AWS-CLI/2.15","userIdentity":{"userName":"ana"}}"#,
+    // The Kelvin sign lowercases to `k`.
+    "{\"eventSource\":\"iam.amazonaws.com\",\"eventName\":\"GetUser\",\"userIdentity\":{\"userName\":\"\u{212A}ate\"}}",
+    // No needle of any rule: only `not` and `null` rules can match.
+    r#"{"eventSource":"s3.amazonaws.com","eventName":"PutObject","userIdentity":{"userName":"ana"}}"#,
+    r#"{"eventSource":"s3.amazonaws.com","eventName":"GetObject","errorCode":"AccessDenied"}"#,
+    // 1e3 is the number 1000.
+    r#"{"eventSource":"s3.amazonaws.com","eventName":"ListObjects","responseElements":{"count":1e3}}"#,
+    r#"{"eventSource":"dynamodb.amazonaws.com","eventName":"DeleteTable","readOnly":false}"#,
+    r#"{"eventSource":"dynamodb.amazonaws.com","eventName":"deletetable","readOnly":true}"#,
+    r#"{"eventSource":"iam.amazonaws.com","eventName":"PutUserPolicy","readOnly":false,"userIdentity":{"userName":"KATE"}}"#,
+    // A keyword in another case, and one behind an escape.
+    r#"{"eventSource":"secretsmanager.amazonaws.com","eventName":"GetSecretValue","requestParameters":{"secretId":"PROD/DB-PASSWORD"}}"#,
+    r#"{"eventSource":"secretsmanager.amazonaws.com","eventName":"GetSecretValue","requestParameters":{"secretId":"prod\/db-password"}}"#,
+    r#"{"action":"repo.access","actor":"mallory","org":"acme","visibility":"PUBLIC"}"#,
+    "not json at all, prod-master-key",
+];
+
+#[test]
+fn the_prefilter_never_skips_a_rule_that_matches() {
+    let set = prefilter_rules();
+    let engine = Engine::new(&set);
+    let mut scratch = Scratch::default();
+    let mut got = Vec::new();
+    let mut matched = 0;
+    for raw in TRICKY {
+        let rec = Record::new(raw);
+        let want: Vec<usize> = (0..set.rules.len())
+            .filter(|&i| set.rules[i].matches(&rec))
+            .collect();
+        let left = engine.candidates(raw);
+        for i in &want {
+            assert!(
+                left.contains(i),
+                "rule {:?} matches {raw} but the prefilter skips it",
+                set.rules[*i].title
+            );
+        }
+        engine.matching(raw, &mut scratch, &mut got);
+        assert_eq!(got, want, "{raw}");
+        matched += want.len();
+    }
+    assert!(matched > 20, "the records exercise the rules: {matched}");
+    let title = |t: &str| set.rules.iter().position(|r| r.title == t).unwrap();
+    let hits = |raw: &str| {
+        let rec = Record::new(raw);
+        set.rules[title("key for another")].matches(&rec)
+    };
+    assert!(hits(TRICKY[0]), "escaped letters and slash still match");
+    assert!(hits(TRICKY[1]), "case-insensitive");
+    let rec = Record::new(TRICKY[2]);
+    assert!(set.rules[title("kate")].matches(&rec), "K (Kelvin) is k");
+    let rec = Record::new(TRICKY[5]);
+    assert!(set.rules[title("big count")].matches(&rec), "1e3 is 1000.0");
+}
+
+#[test]
+fn the_prefilter_leaves_out_rules_whose_text_is_absent() {
+    let set = prefilter_rules();
+    let engine = Engine::new(&set);
+    // `not`, `null`, the number and `?` need nothing; every other rule names a value.
+    assert_eq!(engine.unfiltered(), 4);
+    let plain =
+        r#"{"eventSource":"s3.amazonaws.com","eventName":"PutObject","errorCode":"AccessDenied"}"#;
+    let left: Vec<&str> = engine
+        .candidates(plain)
+        .into_iter()
+        .map(|i| set.rules[i].title.as_str())
+        .collect();
+    assert_eq!(left, ["not reads", "no error", "big count", "wildcard"]);
+    // The same record with an escape anywhere is judged by every rule.
+    let escaped = plain.replace("Put", r"P\u0075t");
+    assert_eq!(engine.candidates(&escaped).len(), set.rules.len());
+    // The needle in any case keeps its rule.
+    let create = plain.replace("PutObject", "createaccesskey") + " AWS-CLI/2";
+    assert!(engine.candidates(&create).contains(
+        &set.rules
+            .iter()
+            .position(|r| r.title == "key for another")
+            .unwrap()
+    ));
 }

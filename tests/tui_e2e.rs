@@ -468,15 +468,31 @@ async fn an_exposure_finding_opens_the_key_since_the_leak_and_revokes_it() {
     tmux.send(&["4"]);
     tmux.wait_for("the findings view", |s| s.contains("[findings]"));
     // Move down to the exposure finding (the panel below the table names its rule).
+    // One `j` at a time, each waited for until it has redrawn the screen, so a slow
+    // redraw cannot let queued presses run past the finding.
+    let mut screen = tmux.screen();
     let mut found = false;
     for _ in 0..100 {
-        let s = tmux.screen();
-        if s.contains("exposed_key · exposure") {
+        if screen.contains("exposed_key · exposure") {
             found = true;
             break;
         }
         tmux.send(&["j"]);
-        std::thread::sleep(Duration::from_millis(60));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let moved = loop {
+            let now = tmux.screen();
+            if now != screen {
+                screen = now;
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !moved {
+            break;
+        }
     }
     assert!(found, "no exposure finding:\n{}", tmux.screen());
     tmux.send(&["Enter"]);

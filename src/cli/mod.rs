@@ -418,10 +418,15 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                     eprint!("\r\x1b[2K");
                 }
                 crate::tell!(
-                    "{}: {} keys ({} no longer listed), {} new events ({} already cached) in {:.1}s{}{}",
+                    "{}: {} keys ({} no longer listed{}), {} new events ({} already cached) in {:.1}s{}{}",
                     r.provider,
                     r.keys,
                     r.unlisted,
+                    if r.held > 0 {
+                        format!("; {} kept as cached, their source not listed", r.held)
+                    } else {
+                        String::new()
+                    },
                     r.new_events,
                     r.duplicates,
                     r.elapsed.as_secs_f64(),

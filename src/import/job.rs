@@ -31,6 +31,8 @@ struct Batcher<'a> {
     coverage: coverage::Coverage,
     /// Time spent waiting for the store thread to take a chunk.
     waited: Duration,
+    /// Chunks handed to the store thread so far.
+    sent: u64,
 }
 
 impl Batcher<'_> {
@@ -146,12 +148,24 @@ impl Batcher<'_> {
     /// A unit (line, element, row) is done: the cursor may move past it.
     fn unit_done(&mut self, next: Cursor) {
         self.cursor = next;
-        if self.events.len() >= self.job.handoff() {
+        if self.events.len() >= self.chunk_size() {
             self.flush();
         }
     }
 
+    /// A live import (one the TUI shows while it runs) hands its first chunk over
+    /// small, so the first commit, and the first screen with events, come at once.
+    fn chunk_size(&self) -> usize {
+        let full = self.job.handoff();
+        if self.sent == 0 && self.job.opts.commit_every.is_some() {
+            FIRST_LIVE_HANDOFF.min(full)
+        } else {
+            full
+        }
+    }
+
     fn flush(&mut self) {
+        self.sent += 1;
         self.coverage.observe(&self.events);
         if self.job.dry {
             self.events.clear();
@@ -191,6 +205,10 @@ impl Batcher<'_> {
 /// Events the parser thread hands to the store thread at a time; at most two such
 /// chunks are in memory, whatever the transaction size.
 pub const HANDOFF: usize = 10_000;
+
+/// The first chunk of a live import: small enough to be parsed, stored and committed
+/// within a few milliseconds.
+const FIRST_LIVE_HANDOFF: usize = 1_000;
 
 impl Job {
     fn handoff(&self) -> usize {
@@ -239,6 +257,7 @@ impl Job {
             stop: false,
             coverage: coverage::Coverage::new(self.probe.format),
             waited: Duration::ZERO,
+            sent: 0,
         };
         let started = Instant::now();
         let result = self.read(&mut b);

@@ -352,6 +352,7 @@ impl Provider for HttpProvider {
             .call(Method::GET, "/v1/keys", &q, None, None, "", None)
             .await?;
         Ok(KeyPage {
+            held: Vec::new(),
             keys: a.keys.into_iter().map(|w| self.key_from_wire(w)).collect(),
             next: a.next_page_token,
         })

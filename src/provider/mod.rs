@@ -169,6 +169,90 @@ pub struct KeyPage {
     pub keys: Vec<Key>,
     /// Token of the next page; `None` on the last page.
     pub next: Option<String>,
+    /// Sources of keys this listing could not read whole (the provider refused them: a
+    /// permission the credential lacks). Their cached keys stay as they are: a key
+    /// missing from an incomplete listing is not a revoked key.
+    pub held: Vec<Held>,
+}
+
+/// Which field of a cached key a [`Held`] source is recognised by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldBy {
+    Id,
+    Owner,
+    /// Any one of the key's scopes.
+    Scope,
+}
+
+/// The cached keys of one source a listing could not read: those whose `by` field is
+/// `text`, or starts with it when `prefix` is set (`alert:` for GitHub's secret-scanning
+/// alerts, owner `project acme/payroll` for a GitLab project).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub by: HeldBy,
+    pub text: String,
+    pub prefix: bool,
+}
+
+impl Held {
+    /// The keys whose id starts with `prefix`.
+    pub fn id_prefix(prefix: &str) -> Held {
+        Held {
+            by: HeldBy::Id,
+            text: prefix.into(),
+            prefix: true,
+        }
+    }
+
+    /// The keys whose owner is `owner`.
+    pub fn owner(owner: &str) -> Held {
+        Held {
+            by: HeldBy::Owner,
+            text: owner.into(),
+            prefix: false,
+        }
+    }
+
+    /// The keys whose owner starts with `prefix`.
+    pub fn owner_prefix(prefix: &str) -> Held {
+        Held {
+            prefix: true,
+            ..Held::owner(prefix)
+        }
+    }
+
+    /// The keys holding scope `scope`.
+    pub fn scope(scope: &str) -> Held {
+        Held {
+            by: HeldBy::Scope,
+            text: scope.into(),
+            prefix: false,
+        }
+    }
+
+    /// The keys holding a scope that starts with `prefix`.
+    pub fn scope_prefix(prefix: &str) -> Held {
+        Held {
+            prefix: true,
+            ..Held::scope(prefix)
+        }
+    }
+
+    /// True when `key` belongs to this source.
+    pub fn covers(&self, key: &Key) -> bool {
+        let hit = |s: &str| {
+            if self.prefix {
+                s.starts_with(self.text.as_str())
+            } else {
+                s == self.text
+            }
+        };
+        match self.by {
+            HeldBy::Id => hit(&key.id),
+            HeldBy::Owner => hit(&key.owner),
+            HeldBy::Scope => key.scopes.iter().any(|s| hit(s)),
+        }
+    }
 }
 
 /// One page of events, with the cursor that follows it.
@@ -224,6 +308,10 @@ pub enum ProviderError {
         message: String,
         attempts: u32,
     },
+    /// The provider refused a call for a permission the credential lacks (HTTP 403);
+    /// `message` names the call and the permission it needs.
+    #[error("{provider}: {message}")]
+    Denied { provider: String, message: String },
     /// A change was sent and its outcome is unknown (no answer, or a failure answer
     /// that does not say whether it was applied), and the provider cannot take it
     /// again safely: settle it by reading the provider's state.
@@ -401,6 +489,22 @@ pub fn from_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_source_covers_its_keys_only() {
+        let mut k = Key::seen_in_logs("p", "alert:acme/app#3");
+        k.owner = "project acme/payroll".into();
+        k.scopes = vec!["project:proj_a".into()];
+        assert!(Held::id_prefix("alert:").covers(&k));
+        assert!(!Held::id_prefix("token:").covers(&k));
+        assert!(Held::owner("project acme/payroll").covers(&k));
+        assert!(!Held::owner("project acme/pay").covers(&k));
+        assert!(Held::owner_prefix("project ").covers(&k));
+        assert!(Held::scope("project:proj_a").covers(&k));
+        assert!(!Held::scope("project:proj").covers(&k));
+        assert!(Held::scope_prefix("project:").covers(&k));
+        assert!(!Held::scope("admin").covers(&k));
+    }
 
     #[cfg(not(feature = "aws"))]
     #[test]

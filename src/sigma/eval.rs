@@ -3,17 +3,17 @@
 //! the record's text.
 
 use super::condition;
+use super::json::{get, Json};
 use super::modifiers::{Cmp, Matcher};
 use super::parse::{Item, Search};
 use super::Rule;
-use serde_json::Value;
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
 /// One raw record being evaluated: its text, parsed JSON and log source.
 pub struct Record<'a> {
     text: &'a str,
-    json: Option<Value>,
+    json: Option<Json<'a>>,
     /// (product, service) of the log this record comes from.
     pub source: (&'static str, &'static str),
     lower: OnceCell<String>,
@@ -21,11 +21,11 @@ pub struct Record<'a> {
 
 /// The log source of a record, judged by the fields its format always has. The names
 /// follow the Sigma taxonomy (`aws`/`cloudtrail`, `github`/`audit`, ...).
-fn source_of(v: &Value) -> (&'static str, &'static str) {
+fn source_of(v: &Json<'_>) -> (&'static str, &'static str) {
     let Some(o) = v.as_object() else {
         return ("", "");
     };
-    let has = |k: &str| o.contains_key(k);
+    let has = |k: &str| get(o, k).is_some();
     if has("eventSource") && has("eventName") {
         ("aws", "cloudtrail")
     } else if has("entity_type") && (has("author_id") || has("details")) {
@@ -34,7 +34,7 @@ fn source_of(v: &Value) -> (&'static str, &'static str) {
         ("github", "audit")
     } else if has("request")
         && matches!(
-            o.get("type").and_then(Value::as_str),
+            get(o, "type").and_then(Json::as_str),
             Some("request" | "response")
         )
     {
@@ -47,7 +47,7 @@ fn source_of(v: &Value) -> (&'static str, &'static str) {
 impl<'a> Record<'a> {
     /// Parses a raw record; text that is not JSON is still searchable by keywords.
     pub fn new(text: &'a str) -> Record<'a> {
-        let json: Option<Value> = serde_json::from_str(text).ok();
+        let json = Json::parse(text).ok();
         let source = json.as_ref().map_or(("", ""), source_of);
         Record {
             text,
@@ -63,40 +63,40 @@ impl<'a> Record<'a> {
 
     /// The value at a field: the name as one key first (flattened logs), else its dotted
     /// path into nested objects.
-    fn field(&self, item: &Item) -> Option<&Value> {
+    fn field(&self, item: &Item) -> Option<&Json<'a>> {
         let o = self.json.as_ref()?.as_object()?;
-        if let Some(v) = o.get(&item.field) {
+        if let Some(v) = get(o, &item.field) {
             return Some(v);
         }
         if item.path.len() < 2 {
             return None;
         }
-        let mut v = o.get(&item.path[0])?;
+        let mut v = get(o, &item.path[0])?;
         for part in &item.path[1..] {
-            v = v.as_object()?.get(part)?;
+            v = get(v.as_object()?, part)?;
         }
         Some(v)
     }
 }
 
 /// A JSON scalar as text (objects and arrays have none).
-fn as_text(v: &Value) -> Option<Cow<'_, str>> {
+fn as_text<'v>(v: &'v Json<'_>) -> Option<Cow<'v, str>> {
     match v {
-        Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
-        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Json::String(s) => Some(Cow::Borrowed(s)),
+        Json::Number(n) => Some(Cow::Owned(n.to_string())),
+        Json::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => None,
     }
 }
 
-fn scalar_matches(m: &Matcher, v: &Value) -> bool {
+fn scalar_matches(m: &Matcher, v: &Json<'_>) -> bool {
     match m {
         Matcher::Null => v.is_null(),
         Matcher::Exists(e) => *e,
         Matcher::Compare(c, n) => {
             let x = match v {
-                Value::Number(x) => x.as_f64(),
-                Value::String(s) => s.trim().parse().ok(),
+                Json::Number(x) => x.as_f64(),
+                Json::String(s) => s.trim().parse().ok(),
                 _ => None,
             };
             x.is_some_and(|x| match c {
@@ -117,12 +117,12 @@ fn scalar_matches(m: &Matcher, v: &Value) -> bool {
 
 /// Whether one value entry (any of its matchers) matches the field; a list field
 /// matches when any of its elements does.
-fn entry_matches(ms: &[Matcher], field: Option<&Value>) -> bool {
+fn entry_matches(ms: &[Matcher], field: Option<&Json<'_>>) -> bool {
     ms.iter().any(|m| match (m, field) {
         (Matcher::Null, None) => true,
         (Matcher::Exists(e), f) => *e == f.is_some(),
         (_, None) => false,
-        (m, Some(Value::Array(a))) => {
+        (m, Some(Json::Array(a))) => {
             (matches!(m, Matcher::Null) && a.is_empty()) || a.iter().any(|x| scalar_matches(m, x))
         }
         (m, Some(v)) => scalar_matches(m, v),

@@ -10,11 +10,14 @@
 
 mod condition;
 mod eval;
+mod json;
 mod modifiers;
 mod parse;
+mod prefilter;
 mod run;
 
 pub use eval::Record;
+pub use prefilter::Scratch;
 pub use run::{run, SigmaReport};
 
 use crate::config::ConfigError;
@@ -46,6 +49,54 @@ impl Rule {
     /// Whether the rule matches one raw record.
     pub fn matches(&self, rec: &Record<'_>) -> bool {
         eval::matches(self, rec)
+    }
+}
+
+/// A rule set ready to run over many records: a prefilter on each record's text (see
+/// `prefilter.rs`), then the rules it leaves evaluated on the parsed record.
+#[derive(Debug)]
+pub struct Engine<'a> {
+    rules: &'a [Rule],
+    pre: prefilter::Prefilter,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(set: &'a RuleSet) -> Engine<'a> {
+        Engine {
+            rules: &set.rules,
+            pre: prefilter::Prefilter::new(&set.rules),
+        }
+    }
+
+    /// Puts into `out` the rules (indexes into the set, in order) that match the raw
+    /// record `raw`. A record is parsed only when a rule may match it.
+    pub fn matching(&self, raw: &str, scratch: &mut Scratch, out: &mut Vec<usize>) {
+        out.clear();
+        self.pre.candidates(raw, scratch);
+        if scratch.candidates.is_empty() {
+            return;
+        }
+        let rec = Record::new(raw);
+        out.extend(
+            scratch
+                .candidates
+                .iter()
+                .copied()
+                .filter(|&i| self.rules[i].matches(&rec)),
+        );
+    }
+
+    /// The rules (indexes, in order) the prefilter leaves to evaluate on `raw`: a rule
+    /// left out cannot match it.
+    pub fn candidates(&self, raw: &str) -> Vec<usize> {
+        let mut scratch = Scratch::default();
+        self.pre.candidates(raw, &mut scratch);
+        scratch.candidates
+    }
+
+    /// How many rules need no literal text, so are evaluated on every record.
+    pub fn unfiltered(&self) -> usize {
+        self.pre.unfiltered()
     }
 }
 

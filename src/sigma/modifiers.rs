@@ -308,6 +308,20 @@ impl Pattern {
         })
     }
 
+    /// The longest literal piece that every value this pattern matches holds (lowercased
+    /// unless cased; a cased pattern's piece holds it in the same case), or `None` when
+    /// the pattern has a `?` or no literal text.
+    pub fn longest_piece(&self) -> Option<&str> {
+        if self.regex.is_some() {
+            return None;
+        }
+        self.pieces
+            .iter()
+            .map(String::as_str)
+            .max_by_key(|p| p.len())
+            .filter(|p| !p.is_empty())
+    }
+
     /// Whether the whole of `v` matches.
     pub fn matches(&self, v: &str) -> bool {
         if let Some(r) = &self.regex {

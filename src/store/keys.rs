@@ -192,21 +192,46 @@ impl Store {
         )? > 0)
     }
 
-    /// After a complete key listing that started at `sync_started`: keys the provider
-    /// listed before but no longer lists are gone at the provider, so they are marked
-    /// revoked. Returns how many.
+    /// After a key listing that started at `sync_started`: keys the provider listed
+    /// before but no longer lists are gone at the provider, so they are marked revoked,
+    /// except those `held` says belong to a source the listing could not read (they stay
+    /// as cached). Returns how many were marked revoked and how many were held, in one
+    /// transaction.
     pub fn mark_unlisted_revoked(
-        &self,
+        &mut self,
         provider: &str,
         sync_started: DateTime<Utc>,
-    ) -> Result<usize> {
-        Ok(self.conn.execute(
-            "UPDATE keys SET status = 'revoked'
-             WHERE provider_id = (SELECT id FROM providers WHERE name = ?1)
-               AND source = 'provider' AND status != 'revoked'
-               AND (synced_at IS NULL OR synced_at < ?2)",
-            params![provider, to_millis(sync_started)],
-        )?)
+        held: &dyn Fn(&Key) -> bool,
+    ) -> Result<(usize, usize)> {
+        crate::store::retry_busy(|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let unlisted: Vec<KeyRow> = {
+                let sql = format!(
+                    "SELECT {KEY_COLUMNS} FROM {KEY_FROM}
+                     WHERE p.name = ?1 AND k.source = 'provider' AND k.status != 'revoked'
+                       AND (k.synced_at IS NULL OR k.synced_at < ?2)"
+                );
+                let mut stmt = tx.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params![provider, to_millis(sync_started)], key_row)?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let (mut revoked, mut kept) = (0, 0);
+            {
+                let mut mark =
+                    tx.prepare_cached("UPDATE keys SET status = 'revoked' WHERE id = ?1")?;
+                for row in &unlisted {
+                    if held(&row.key) {
+                        kept += 1;
+                    } else {
+                        revoked += mark.execute([row.key_ref])?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok((revoked, kept))
+        })
     }
 
     /// Every key, ordered by provider and name. (100,000 keys are about 30 MB in memory;
@@ -413,7 +438,12 @@ mod tests {
         store
             .upsert_keys("p", &[sample_key("p", "a")], second)
             .unwrap();
-        assert_eq!(store.mark_unlisted_revoked("p", second).unwrap(), 1);
+        assert_eq!(
+            store
+                .mark_unlisted_revoked("p", second, &|_| false)
+                .unwrap(),
+            (1, 0)
+        );
         assert_eq!(
             store.key("p", "b").unwrap().unwrap().key.status,
             KeyStatus::Revoked
@@ -422,5 +452,30 @@ mod tests {
             store.key("p", "a").unwrap().unwrap().key.status,
             KeyStatus::Active
         );
+    }
+
+    #[test]
+    fn unlisted_keys_of_a_held_source_stay_as_cached() {
+        let mut store = Store::open_in_memory().unwrap();
+        store.ensure_provider("p", "http", None).unwrap();
+        let first = Utc::now() - chrono::Duration::seconds(10);
+        let keys = [
+            sample_key("p", "token:1"),
+            sample_key("p", "alert:a#1"),
+            sample_key("p", "token:2"),
+        ];
+        store.upsert_keys("p", &keys, first).unwrap();
+        let second = Utc::now();
+        store
+            .upsert_keys("p", &[sample_key("p", "token:1")], second)
+            .unwrap();
+        let n = store
+            .mark_unlisted_revoked("p", second, &|k| k.id.starts_with("alert:"))
+            .unwrap();
+        assert_eq!(n, (1, 1));
+        let status = |id: &str| store.key("p", id).unwrap().unwrap().key.status;
+        assert_eq!(status("alert:a#1"), KeyStatus::Active);
+        assert_eq!(status("token:2"), KeyStatus::Revoked);
+        assert_eq!(status("token:1"), KeyStatus::Active);
     }
 }

@@ -25,7 +25,7 @@ pub use activity::KeyActivity;
 pub use events::{EventPage, EventQuery, EventRow, EventWriter, Inserted};
 pub use findings::FindingQuery;
 pub use keys::KeyRow;
-pub use raw::RawPack;
+pub use raw::{Block as RawBlock, RawPack};
 pub use sources::{ImportRun, ImportedFile};
 
 use crate::model::{from_millis, to_millis, Millis, ProviderInfo};

@@ -14,6 +14,7 @@
 use super::{Result, StoreError};
 use crate::model::Event;
 use rusqlite::{Connection, OptionalExtension};
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// Most records in one block.
@@ -100,13 +101,16 @@ impl Encoder {
 
 /// A decoded block: the records' end offsets and their text.
 #[derive(Debug)]
-struct Block {
+pub struct Block {
     ends: Vec<u32>,
-    text: Vec<u8>,
+    /// The decompressed block; the records' text starts at `start`.
+    plain: Vec<u8>,
+    start: usize,
 }
 
 impl Block {
-    fn decode(data: &[u8]) -> std::result::Result<Block, String> {
+    /// Decodes a block as stored in `raw_blocks.data`.
+    pub fn decode(data: &[u8]) -> std::result::Result<Block, String> {
         let (&codec, body) = data.split_first().ok_or("empty block")?;
         if codec != CODEC_LZ4 {
             return Err(format!("unknown codec {codec}"));
@@ -131,26 +135,35 @@ impl Block {
             .map(word)
             .collect::<Option<Vec<u32>>>()
             .ok_or("truncated offsets")?;
-        let text = plain.get(4 + 4 * n..).ok_or("truncated text")?.to_vec();
-        let mut start = 0;
+        let start = 4 + 4 * n;
+        let text_len = plain.len().checked_sub(start).ok_or("truncated text")?;
+        let mut from = 0;
         for &end in &ends {
-            if end < start || end as usize > text.len() {
+            if end < from || end as usize > text_len {
                 return Err("offsets out of order".into());
             }
-            start = end;
+            from = end;
         }
-        Ok(Block { ends, text })
+        Ok(Block { ends, plain, start })
     }
 
-    fn record(&self, at: u32) -> Option<String> {
+    /// The text of the record at place `at` (invalid UTF-8, which a stored record never
+    /// is, replaced).
+    pub fn text(&self, at: u32) -> Option<Cow<'_, str>> {
         let at = at as usize;
         let end = *self.ends.get(at)? as usize;
-        let start = if at == 0 {
+        let from = if at == 0 {
             0
         } else {
             self.ends[at - 1] as usize
         };
-        Some(String::from_utf8_lossy(&self.text[start..end]).into_owned())
+        Some(String::from_utf8_lossy(
+            &self.plain[self.start + from..self.start + end],
+        ))
+    }
+
+    fn record(&self, at: u32) -> Option<String> {
+        self.text(at).map(Cow::into_owned)
     }
 }
 

@@ -2,10 +2,23 @@
 //! records, the watermark itself (`sigma_checkpoint`), and their findings, merged into
 //! the findings already stored (evidence added up to a cap), all in one transaction.
 
-use super::raw::RawReader;
-use super::{Result, Store};
+use super::{Result, Store, StoreError};
 use crate::model::{to_millis, Finding, Millis};
 use rusqlite::{params, OptionalExtension};
+use std::collections::HashMap;
+
+/// Where the raw record of an event is.
+#[derive(Debug, Clone, Copy)]
+pub enum RawRef<'a> {
+    /// Place `at` of a block of `raw_blocks` (read it with [`Store::raw_block`]).
+    Block { block: i64, at: u32 },
+    /// Its own text: the original record of a row written before blocks existed, or,
+    /// for an event synced without one (the provider API's and Vault's events), its own
+    /// fields under the provider API's names (`id`, `time`, `key_id`, `principal`,
+    /// `action`, `scope`, `source_ip`, `user_agent`, `outcome`, `status_code`,
+    /// `request_id`, `records`).
+    Text(&'a str),
+}
 
 /// One event as the Sigma rules read it, borrowed from the row being read.
 #[derive(Debug, Clone, Copy)]
@@ -13,17 +26,10 @@ pub struct RawEvent<'a> {
     /// The event's row id.
     pub row: i64,
     pub key_ref: i64,
-    pub provider: &'a str,
-    /// The key's provider id.
-    pub key_id: &'a str,
     /// The event's provider id (what evidence lists name).
     pub event_id: &'a str,
     pub time: Millis,
-    /// The original record; for an event synced without one (the provider API's and
-    /// Vault's events), its own fields under the provider API's names (`id`, `time`,
-    /// `key_id`, `principal`, `action`, `scope`, `source_ip`, `user_agent`, `outcome`,
-    /// `status_code`, `request_id`, `records`).
-    pub raw: &'a str,
+    pub raw: RawRef<'a>,
 }
 
 /// The Sigma watermark: the last event row evaluated and the rule set's fingerprint.
@@ -67,75 +73,114 @@ impl Store {
             .optional()?)
     }
 
-    /// Visits the events with a row id above `after`, in row order, with their raw
-    /// records (read block by block).
-    pub fn sigma_events(&self, after: i64, visit: &mut dyn FnMut(RawEvent<'_>)) -> Result<()> {
+    /// Visits the events with a row id above `after`, in row order, with where their
+    /// raw records are. Only the events table is read, one row at a time, so a run over
+    /// few new events costs in proportion to them.
+    pub fn sigma_events(
+        &self,
+        after: i64,
+        visit: &mut dyn FnMut(RawEvent<'_>) -> Result<()>,
+    ) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT e.id, e.key_ref, p.name, k.ext_id, e.ext_id, e.time, e.raw, e.raw_block,
-                    e.raw_at, e.principal, e.action, e.scope, e.source_ip, e.user_agent,
-                    e.outcome, e.status_code, e.request_id, e.records
-             FROM events e JOIN keys k ON k.id = e.key_ref
-             JOIN providers p ON p.id = e.provider_id
-             WHERE e.id > ?1 ORDER BY e.id",
+            "SELECT id, key_ref, ext_id, time, raw_block, raw_at, raw
+             FROM events WHERE id > ?1 ORDER BY id",
         )?;
         let mut rows = stmt.query([after])?;
-        let mut reader = RawReader::default();
         while let Some(r) = rows.next()? {
-            let text = |i: usize| -> rusqlite::Result<&str> {
-                Ok(r.get_ref(i)?.as_str_or_null()?.unwrap_or(""))
-            };
-            let block: Option<i64> = r.get(7)?;
-            let at: Option<u32> = r.get(8)?;
-            let from_block;
             let own;
+            let row: i64 = r.get(0)?;
+            let block: Option<i64> = r.get(4)?;
+            let at: Option<u32> = r.get(5)?;
+            let text = r
+                .get_ref(6)?
+                .as_str_or_null()
+                .map_err(rusqlite::Error::from)?
+                .unwrap_or("");
             let raw = match block.zip(at) {
-                Some((b, at)) => {
-                    from_block = reader.record(&self.conn, b, at)?;
-                    from_block.as_str()
+                Some((block, at)) => RawRef::Block { block, at },
+                None if !text.is_empty() => RawRef::Text(text),
+                None => {
+                    own = self.sigma_own_record(row)?;
+                    RawRef::Text(&own)
                 }
-                None => text(6)?,
-            };
-            let raw = if raw.is_empty() {
-                let opt = |i: usize| -> rusqlite::Result<Option<&str>> {
-                    Ok(r.get_ref(i)?.as_str_or_null()?)
-                };
-                let time: Millis = r.get(5)?;
-                let outcome: i64 = r.get(14)?;
-                own = serde_json::json!({
-                    "id": text(4)?,
-                    "time": crate::model::from_millis(time)
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    "key_id": text(3)?,
-                    "principal": opt(9)?,
-                    "action": text(10)?,
-                    "scope": opt(11)?,
-                    "source_ip": opt(12)?,
-                    "user_agent": opt(13)?,
-                    "outcome": match outcome {
-                        0 => "success",
-                        1 => "denied",
-                        _ => "error",
-                    },
-                    "status_code": r.get::<_, Option<i64>>(15)?,
-                    "request_id": opt(16)?,
-                    "records": r.get::<_, Option<i64>>(17)?,
-                })
-                .to_string();
-                own.as_str()
-            } else {
-                raw
             };
             visit(RawEvent {
-                row: r.get(0)?,
+                row,
                 key_ref: r.get(1)?,
-                provider: text(2)?,
-                key_id: text(3)?,
-                event_id: text(4)?,
-                time: r.get(5)?,
+                event_id: r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?,
+                time: r.get(3)?,
                 raw,
-            });
+            })?;
         }
         Ok(())
+    }
+
+    /// The record the Sigma rules read for an event without an original record (or
+    /// with an empty one): its own fields as JSON, named as in [`RawRef::Text`].
+    pub fn sigma_own_record(&self, row: i64) -> Result<String> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.ext_id, e.time, k.ext_id, e.principal, e.action, e.scope, e.source_ip,
+                    e.user_agent, e.outcome, e.status_code, e.request_id, e.records
+             FROM events e JOIN keys k ON k.id = e.key_ref WHERE e.id = ?1",
+        )?;
+        Ok(stmt.query_row([row], |r| {
+            let opt = |i: usize| -> rusqlite::Result<Option<&str>> {
+                Ok(r.get_ref(i)?.as_str_or_null()?)
+            };
+            let time: Millis = r.get(1)?;
+            let outcome: i64 = r.get(8)?;
+            Ok(serde_json::json!({
+                "id": opt(0)?,
+                "time": crate::model::from_millis(time)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "key_id": opt(2)?,
+                "principal": opt(3)?,
+                "action": opt(4)?,
+                "scope": opt(5)?,
+                "source_ip": opt(6)?,
+                "user_agent": opt(7)?,
+                "outcome": match outcome {
+                    0 => "success",
+                    1 => "denied",
+                    _ => "error",
+                },
+                "status_code": r.get::<_, Option<i64>>(9)?,
+                "request_id": opt(10)?,
+                "records": r.get::<_, Option<i64>>(11)?,
+            })
+            .to_string())
+        })?)
+    }
+
+    /// The stored (compressed) data of a raw record block; decode it with
+    /// [`RawBlock::decode`](super::RawBlock::decode).
+    pub fn raw_block(&self, id: i64) -> Result<Vec<u8>> {
+        self.conn
+            .prepare_cached("SELECT data FROM raw_blocks WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "a raw record block",
+                why: format!("block {id} is missing"),
+            })
+    }
+
+    /// The provider and provider id of each key handle of `refs` (unknown ones left out).
+    pub fn key_names(&self, refs: &[i64]) -> Result<HashMap<i64, (String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.name, k.ext_id FROM keys k JOIN providers p ON p.id = k.provider_id
+             WHERE k.id = ?1",
+        )?;
+        let mut out = HashMap::with_capacity(refs.len());
+        for &r in refs {
+            if let Some(names) = stmt
+                .query_row([r], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?
+            {
+                out.insert(r, names);
+            }
+        }
+        Ok(out)
     }
 
     /// Saves a Sigma run in one transaction: each finding is inserted, or merged into

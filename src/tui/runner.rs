@@ -358,6 +358,16 @@ impl Runner {
                             r.new_events,
                             r.elapsed.as_secs_f64()
                         );
+                        if r.held > 0 {
+                            said.push_str(&format!(
+                                "; {} kept as cached, their source not listed",
+                                r.held
+                            ));
+                        }
+                        for note in &r.notes {
+                            said.push_str("; note: ");
+                            said.push_str(&crate::output::sanitize(note));
+                        }
                         if let Some(why) = &r.events_skipped {
                             said.push_str(&format!("; events skipped: {why}"));
                         }

@@ -120,6 +120,7 @@ impl AwsProvider {
             .await
             .map_err(|e| self.aws_error(e, "apigateway:GET", "API keys"))?;
         Ok(KeyPage {
+            held: Vec::new(),
             keys: api_keys
                 .iter()
                 .filter_map(|k| self.apigw_key(k, &plans))

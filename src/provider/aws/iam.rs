@@ -39,6 +39,7 @@ impl AwsProvider {
             _ => PAGE_APIGW.to_string(),
         };
         Ok(KeyPage {
+            held: Vec::new(),
             keys,
             next: Some(next),
         })
@@ -505,7 +506,11 @@ impl AwsProvider {
     pub(super) async fn root_page(&self) -> Result<KeyPage> {
         let keys = self.root_keys().await?;
         *self.root_seen.lock().expect("root keys lock") = Some(keys.clone());
-        Ok(KeyPage { keys, next: None })
+        Ok(KeyPage {
+            keys,
+            next: None,
+            held: Vec::new(),
+        })
     }
 
     pub(super) async fn root_get(&self, id: &str) -> Result<Key> {

@@ -63,7 +63,7 @@ fn error_text(bytes: &[u8]) -> String {
 }
 
 /// The permission group a call needs, as Cloudflare's token editor names it.
-fn needed_permission(method: &Method, path: &str) -> &'static str {
+pub(super) fn needed_permission(method: &Method, path: &str) -> &'static str {
     let read = *method == Method::GET;
     match (
         path.starts_with("/user/"),
@@ -135,7 +135,7 @@ impl CloudflareProvider {
                     status: 401,
                     hint: self.token_hint.clone(),
                 }),
-                StatusCode::FORBIDDEN => Verdict::Fail(ProviderError::Conflict {
+                StatusCode::FORBIDDEN => Verdict::Fail(ProviderError::Denied {
                     provider: self.name.clone(),
                     message: format!(
                         "permission denied on {what} (HTTP 403: {message}); the token in {} needs the permission `{}` (docs/providers/cloudflare.md)",

@@ -43,6 +43,8 @@ pub struct CloudflareProvider {
     per_page: u32,
     accounts: Vec<String>,
     places: Mutex<HashMap<String, Place>>,
+    /// What the last sync could not read, for the sync report.
+    notes: Mutex<Vec<String>>,
 }
 
 impl CloudflareProvider {
@@ -61,6 +63,7 @@ impl CloudflareProvider {
             per_page: cfg.page_size.unwrap_or(50).clamp(1, 50),
             accounts: cfg.accounts.clone(),
             places: Mutex::new(HashMap::new()),
+            notes: Mutex::new(Vec::new()),
         })
     }
 
@@ -177,9 +180,40 @@ impl Provider for CloudflareProvider {
             ("per_page", self.per_page.to_string()),
             ("include_expired", "true".to_string()),
         ];
-        let e = self
+        if source == 0 && pg == 1 {
+            self.notes.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        let next_source = (source + 1 < sources.len()).then(|| format!("{}:1", source + 1));
+        // A place the token may not list keeps its cached tokens; the others are listed.
+        let refused = |why: String| {
+            self.notes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!(
+                    "{} not listed, the tokens synced before are kept as they were: {why}",
+                    place.tokens()
+                ));
+            Ok(KeyPage {
+                keys: Vec::new(),
+                next: next_source.clone(),
+                held: vec![place.held()],
+            })
+        };
+        let e = match self
             .call::<Vec<WireToken>>(Method::GET, &place.base(), &q, None, "", None)
-            .await?;
+            .await
+        {
+            Ok(e) => e,
+            Err(ProviderError::Denied { message, .. }) => return refused(message),
+            Err(ProviderError::NotFound { .. }) if *place != Place::User => {
+                return refused(format!(
+                    "HTTP 404: not found, or not visible to the token in {}; listing them needs the permission `{}` (docs/providers/cloudflare.md)",
+                    self.token_hint,
+                    client::needed_permission(&Method::GET, &place.base())
+                ))
+            }
+            Err(e) => return Err(e),
+        };
         let tokens = e.result.unwrap_or_default();
         let more = e
             .result_info
@@ -195,9 +229,13 @@ impl Provider for CloudflareProvider {
         let next = if more {
             Some(format!("{source}:{}", pg + 1))
         } else {
-            (source + 1 < sources.len()).then(|| format!("{}:1", source + 1))
+            next_source
         };
-        Ok(KeyPage { keys, next })
+        Ok(KeyPage {
+            keys,
+            next,
+            held: Vec::new(),
+        })
     }
 
     async fn list_events(&self, cursor: Option<&str>) -> Result<EventPage> {
@@ -317,6 +355,10 @@ impl Provider for CloudflareProvider {
         })
     }
 
+    fn notes(&self) -> Vec<String> {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     async fn verify_secret(&self, secret: &Secret) -> Result<String> {
         let mut last = None;
         for place in self.sources() {
@@ -342,6 +384,7 @@ impl Provider for CloudflareProvider {
                 Err(
                     e @ (ProviderError::Unauthorized { .. }
                     | ProviderError::NotFound { .. }
+                    | ProviderError::Denied { .. }
                     | ProviderError::Conflict { .. }),
                 ) => last = Some(e),
                 Err(e) => return Err(e),

@@ -33,6 +33,20 @@ impl Place {
         )
     }
 
+    /// The tokens of this place, in words.
+    pub fn tokens(&self) -> String {
+        match self {
+            Place::User => "the user's API tokens".into(),
+            Place::Account(a) => format!("the API tokens of account {a}"),
+        }
+    }
+
+    /// The cached keys of this place (by their owner column), kept when its listing is
+    /// refused.
+    pub fn held(&self) -> crate::provider::Held {
+        crate::provider::Held::owner(&self.owner())
+    }
+
     fn owner(&self) -> String {
         match self {
             Place::User => "user".into(),

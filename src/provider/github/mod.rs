@@ -231,24 +231,33 @@ impl GithubProvider {
         }
     }
 
-    async fn list_grants(&self, pos: ListPos) -> Result<(Vec<Key>, Option<ListPos>)> {
+    /// A page of the token grants, and where the listing goes on.
+    async fn list_grants(&self, pos: ListPos) -> Result<(KeyPage, Option<ListPos>)> {
+        let alerts_next = Some(ListPos { s: 1, q: None });
         if !self.is_app() {
             self.note(format!(
-                "fine-grained personal access tokens not listed: GitHub answers that listing only to a GitHub App; configure `app_id`, `installation_id` and `private_key_file` ({})",
+                "fine-grained personal access tokens not listed: GitHub answers that listing only to a GitHub App; configure `app_id`, `installation_id` and `private_key_file` ({}); the tokens synced before are kept as they were",
                 "docs/providers/github.md"
             ));
-            return Ok((Vec::new(), Some(ListPos { s: 1, q: None })));
+            return Ok((held(wire::TOKEN_PREFIX), alerts_next));
         }
         let q = pos.q.unwrap_or_else(|| self.first_query());
-        let a = self
-            .call::<Vec<WireGrant>>(
-                Method::GET,
-                &self.org_path("/personal-access-tokens"),
-                &q,
-                None,
-                "",
-            )
-            .await?;
+        let path = self.org_path("/personal-access-tokens");
+        let a = match self
+            .call_raw::<Vec<WireGrant>>(Method::GET, &path, &q, None)
+            .await
+        {
+            Ok(a) => a,
+            Err(Fail::Denied { status, message }) => {
+                self.note(format!(
+                    "fine-grained personal access tokens not listed (HTTP {status}: {message}): the listing needs {} ({}); the tokens synced before are kept as they were",
+                    client::needed(&Method::GET, &path),
+                    self.auth_hint()
+                ));
+                return Ok((held(wire::TOKEN_PREFIX), alerts_next));
+            }
+            Err(Fail::Other(e)) => return Err(e),
+        };
         let mut grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
         let keys = a
             .body
@@ -260,13 +269,20 @@ impl GithubProvider {
             })
             .collect();
         let next = match a.next {
-            Some(q) => ListPos { s: 0, q: Some(q) },
-            None => ListPos { s: 1, q: None },
+            Some(q) => Some(ListPos { s: 0, q: Some(q) }),
+            None => alerts_next,
         };
-        Ok((keys, Some(next)))
+        Ok((
+            KeyPage {
+                keys,
+                ..KeyPage::default()
+            },
+            next,
+        ))
     }
 
-    async fn list_alerts(&self, pos: ListPos) -> Result<(Vec<Key>, Option<ListPos>)> {
+    /// A page of the secret-scanning alerts, and where the listing goes on.
+    async fn list_alerts(&self, pos: ListPos) -> Result<(KeyPage, Option<ListPos>)> {
         let first = pos.q.is_none();
         let q = pos.q.unwrap_or_else(|| {
             let mut q = self.first_query();
@@ -281,11 +297,12 @@ impl GithubProvider {
             Ok(a) => a,
             Err(Fail::Denied { status, message }) => {
                 self.note(format!(
-                    "secret-scanning alerts not read (HTTP {status}: {message}): they need secret scanning enabled and {}",
-                    client::needed(&Method::GET, &path)
+                    "secret-scanning alerts not read (HTTP {status}: {message}): they need secret scanning enabled and {} ({}); the alerts synced before, and their findings, are kept as they were",
+                    client::needed(&Method::GET, &path),
+                    self.auth_hint()
                 ));
                 *self.alerts.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                return Ok((Vec::new(), None));
+                return Ok((held(wire::ALERT_PREFIX), None));
             }
             Err(Fail::Other(e)) => return Err(e),
         };
@@ -298,7 +315,21 @@ impl GithubProvider {
             }
             list.extend(a.body);
         }
-        Ok((keys, a.next.map(|q| ListPos { s: 1, q: Some(q) })))
+        Ok((
+            KeyPage {
+                keys,
+                ..KeyPage::default()
+            },
+            a.next.map(|q| ListPos { s: 1, q: Some(q) }),
+        ))
+    }
+}
+
+/// An empty page saying the keys whose ids start with `prefix` could not be listed.
+fn held(prefix: &str) -> KeyPage {
+    KeyPage {
+        held: vec![super::Held::id_prefix(prefix)],
+        ..KeyPage::default()
     }
 }
 
@@ -339,14 +370,12 @@ impl Provider for GithubProvider {
         if pos.s == 0 && pos.q.is_none() {
             self.notes.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
-        let (keys, next) = match pos.s {
+        let (mut page, next) = match pos.s {
             0 => self.list_grants(pos).await?,
             _ => self.list_alerts(pos).await?,
         };
-        Ok(KeyPage {
-            keys,
-            next: next.map(|n| serde_json::to_string(&n).unwrap_or_default()),
-        })
+        page.next = next.map(|n| serde_json::to_string(&n).unwrap_or_default());
+        Ok(page)
     }
 
     async fn list_events(&self, cursor: Option<&str>) -> Result<EventPage> {
@@ -422,7 +451,7 @@ impl Provider for GithubProvider {
     }
 
     async fn get_key(&self, id: &str) -> Result<Key> {
-        if id.starts_with("alert:") {
+        if id.starts_with(wire::ALERT_PREFIX) {
             let seen = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
             return seen
                 .iter()
@@ -438,7 +467,7 @@ impl Provider for GithubProvider {
     }
 
     async fn revoke(&self, id: &str) -> Result<Key> {
-        if id.starts_with("alert:") {
+        if id.starts_with(wire::ALERT_PREFIX) {
             return Err(self.alert_refusal(id));
         }
         if !self.is_app() {

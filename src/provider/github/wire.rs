@@ -7,20 +7,26 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// What the key id of every fine-grained token starts with.
+pub(super) const TOKEN_PREFIX: &str = "token:";
+
+/// What the key id of every secret-scanning alert starts with.
+pub(super) const ALERT_PREFIX: &str = "alert:";
+
 /// The key id of the fine-grained token `token_id` (the id GitHub's audit log records
 /// as `token_id`, so imported and synced events file under the same key).
 pub fn key_id(token_id: u64) -> String {
-    format!("token:{token_id}")
+    format!("{TOKEN_PREFIX}{token_id}")
 }
 
 /// The token id of a key id (`token:<n>`).
 pub(super) fn token_number(id: &str) -> Option<u64> {
-    id.strip_prefix("token:")?.parse().ok()
+    id.strip_prefix(TOKEN_PREFIX)?.parse().ok()
 }
 
 /// The key id of secret-scanning alert `number` of repository `repo` (`owner/name`).
 pub(super) fn alert_key_id(repo: &str, number: u64) -> String {
-    format!("alert:{repo}#{number}")
+    format!("{ALERT_PREFIX}{repo}#{number}")
 }
 
 fn time(s: Option<&str>) -> Option<DateTime<Utc>> {

@@ -125,7 +125,7 @@ impl GitlabProvider {
                     status: 401,
                     hint: self.token_hint.clone(),
                 }),
-                StatusCode::FORBIDDEN => Verdict::Fail(ProviderError::Conflict {
+                StatusCode::FORBIDDEN => Verdict::Fail(ProviderError::Denied {
                     provider: self.name.clone(),
                     message: format!(
                         "permission denied on {what} (HTTP 403: {message}); the token in {} needs the role or scope docs/providers/gitlab.md names for this call",

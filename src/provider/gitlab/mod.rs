@@ -46,6 +46,8 @@ pub struct GitlabProvider {
     groups: Vec<String>,
     instance_audit: bool,
     places: Mutex<HashMap<u64, Place>>,
+    /// What the last sync could not read, for the sync report.
+    notes: Mutex<Vec<String>>,
 }
 
 impl GitlabProvider {
@@ -67,6 +69,7 @@ impl GitlabProvider {
             groups: cfg.groups.clone(),
             instance_audit: cfg.instance_audit,
             places: Mutex::new(HashMap::new()),
+            notes: Mutex::new(Vec::new()),
         })
     }
 
@@ -184,9 +187,38 @@ impl Provider for GitlabProvider {
             ("page", pg.to_string()),
             ("per_page", self.per_page.to_string()),
         ];
-        let a = self
+        if source == 0 && pg == 1 {
+            self.notes.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        let next_source = (source + 1 < sources.len()).then(|| format!("{}:1", source + 1));
+        // A place the token may not list (or no longer sees) keeps its cached tokens; the
+        // other places are listed.
+        let refused = |why: String| {
+            self.notes.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                "{} not listed, the tokens synced before are kept as they were: {why}; listing them needs {} (docs/providers/gitlab.md)",
+                place.tokens(),
+                place.needs()
+            ));
+            Ok(KeyPage {
+                keys: Vec::new(),
+                next: next_source.clone(),
+                held: vec![place.held()],
+            })
+        };
+        let a = match self
             .call::<Vec<WireToken>>(Method::GET, &place.list_path(), &q, "", None)
-            .await?;
+            .await
+        {
+            Ok(a) => a,
+            Err(ProviderError::Denied { message, .. }) => return refused(message),
+            Err(ProviderError::NotFound { .. }) if *place != Place::Personal => {
+                return refused(format!(
+                    "HTTP 404: not found, or not visible to the token in {}",
+                    self.token_hint
+                ))
+            }
+            Err(e) => return Err(e),
+        };
         let mut keys = Vec::with_capacity(a.body.len());
         for t in a.body {
             let at = self.remember(t.id, place);
@@ -197,9 +229,13 @@ impl Provider for GitlabProvider {
         }
         let next = match a.next_page {
             Some(n) if n > pg => Some(format!("{source}:{n}")),
-            _ => (source + 1 < sources.len()).then(|| format!("{}:1", source + 1)),
+            _ => next_source,
         };
-        Ok(KeyPage { keys, next })
+        Ok(KeyPage {
+            keys,
+            next,
+            held: Vec::new(),
+        })
     }
 
     async fn list_events(&self, cursor: Option<&str>) -> Result<EventPage> {
@@ -250,6 +286,10 @@ impl Provider for GitlabProvider {
             secret,
             old: Some(old),
         })
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     async fn verify_secret(&self, secret: &Secret) -> Result<String> {

@@ -2,7 +2,7 @@
 
 use super::GitlabProvider;
 use crate::model::{Event, Key, KeySource, KeyStatus};
-use crate::provider::{EventPage, ProviderError, Result};
+use crate::provider::{EventPage, Held, ProviderError, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use reqwest::Method;
 use serde::Deserialize;
@@ -40,6 +40,37 @@ impl Place {
             Place::Personal => format!("user {user_id}"),
             Place::Project(p) => format!("project {p}"),
             Place::Group(g) => format!("group {g}"),
+        }
+    }
+
+    /// The tokens of this place, in words: `the access tokens of project acme/payroll`.
+    pub fn tokens(&self) -> String {
+        match self {
+            Place::Personal => "the personal access tokens".into(),
+            Place::Project(p) => format!("the access tokens of project {p}"),
+            Place::Group(g) => format!("the access tokens of group {g}"),
+        }
+    }
+
+    /// What listing this place's tokens needs (docs/providers/gitlab.md).
+    pub fn needs(&self) -> String {
+        match self {
+            Place::Personal => {
+                "scope `read_api` (every user's tokens: an administrator's token)".into()
+            }
+            Place::Project(p) => {
+                format!("scope `read_api` and the Maintainer or Owner role on project {p}")
+            }
+            Place::Group(g) => format!("scope `read_api` and the Owner role on group {g}"),
+        }
+    }
+
+    /// The cached keys of this place (by their owner column), kept when its listing is
+    /// refused.
+    pub fn held(&self) -> Held {
+        match self {
+            Place::Personal => Held::owner_prefix("user "),
+            _ => Held::owner(&self.owner(0)),
         }
     }
 

@@ -94,7 +94,7 @@ impl OpenaiProvider {
                     status: 401,
                     hint: self.token_hint.clone(),
                 }),
-                StatusCode::FORBIDDEN => Verdict::Fail(ProviderError::Conflict {
+                StatusCode::FORBIDDEN => Verdict::Fail(ProviderError::Denied {
                     provider: self.name.clone(),
                     message: format!(
                         "permission denied on {what} (HTTP 403: {message}); the key in {} must be an organization admin key with the permission docs/providers/openai.md names for this call",

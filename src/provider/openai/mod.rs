@@ -22,7 +22,7 @@
 mod client;
 mod wire;
 
-use super::{saas, Capabilities, EventPage, KeyPage, Provider, ProviderError, Result};
+use super::{saas, Capabilities, EventPage, Held, KeyPage, Provider, ProviderError, Result};
 use crate::config::ProviderConfig;
 use crate::model::{Key, KeyStatus};
 use crate::secret::Secret;
@@ -67,6 +67,8 @@ pub struct OpenaiProvider {
     projects: Mutex<Vec<Project>>,
     /// Where each listed key lives, and its last record.
     places: Mutex<HashMap<String, Located>>,
+    /// What the last sync could not read, for the sync report.
+    notes: Mutex<Vec<String>>,
 }
 
 fn q(limit: u32, after: &str) -> Vec<(&'static str, String)> {
@@ -95,6 +97,7 @@ impl OpenaiProvider {
             only_projects: cfg.projects.clone(),
             projects: Mutex::new(Vec::new()),
             places: Mutex::new(HashMap::new()),
+            notes: Mutex::new(Vec::new()),
         })
     }
 
@@ -209,6 +212,23 @@ impl OpenaiProvider {
         })
     }
 
+    /// A listing OpenAI refused (a permission the admin key lacks, or a project gone
+    /// meanwhile): a note, and the page that keeps the cached keys of `held` and goes on
+    /// at `next`.
+    fn refused(&self, what: &str, why: &str, held: Held, next: Option<String>) -> KeyPage {
+        let mut notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        let note =
+            format!("{what} not listed, the keys synced before are kept as they were: {why}");
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+        KeyPage {
+            keys: Vec::new(),
+            next,
+            held: vec![held],
+        }
+    }
+
     async fn key_page(&self, p: &Project, after: &str) -> Result<(Vec<Key>, Option<String>)> {
         let mut query = q(self.limit, after);
         query.push(("owner_project_access", "any".into()));
@@ -261,7 +281,10 @@ impl Provider for OpenaiProvider {
     }
 
     fn rotation_guide(&self, key: &Key) -> Option<String> {
-        let project = key.scopes.iter().find_map(|s| s.strip_prefix("project:"));
+        let project = key
+            .scopes
+            .iter()
+            .find_map(|s| s.strip_prefix(wire::PROJECT_SCOPE));
         Some(match project {
             Some(p) => format!(
                 "OpenAI keys cannot be created through the API. Create the new key in the project's API keys page, https://platform.openai.com/settings/{p}/api-keys (project {p}), owned by {}, and deploy it",
@@ -276,14 +299,29 @@ impl Provider for OpenaiProvider {
         let (stage, rest) = token.split_at(token.find(':').map_or(0, |i| i + 1));
         match stage {
             "a:" => {
-                let page: List<WireKey> = self
+                if rest.is_empty() {
+                    self.notes.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                }
+                let page: List<WireKey> = match self
                     .call(
                         Method::GET,
                         "/organization/admin_api_keys",
                         &q(self.limit, rest),
                         "",
                     )
-                    .await?;
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(ProviderError::Denied { message, .. }) => {
+                        return Ok(self.refused(
+                            "the organization's admin keys",
+                            &message,
+                            Held::scope(wire::ADMIN_SCOPE),
+                            Some("p:".into()),
+                        ))
+                    }
+                    Err(e) => return Err(e),
+                };
                 let next = page.next_after(page.data.last().map(|k| k.id.as_str()));
                 let keys = page
                     .data
@@ -296,10 +334,22 @@ impl Provider for OpenaiProvider {
                 Ok(KeyPage {
                     keys,
                     next: Some(next.map_or_else(|| "p:".to_string(), |n| format!("a:{n}"))),
+                    held: Vec::new(),
                 })
             }
             "p:" => {
-                let (got, next) = self.project_page(rest).await?;
+                let (got, next) = match self.project_page(rest).await {
+                    Ok(r) => r,
+                    Err(ProviderError::Denied { message, .. }) => {
+                        return Ok(self.refused(
+                            "the projects (and so their API keys)",
+                            &message,
+                            Held::scope_prefix(wire::PROJECT_SCOPE),
+                            None,
+                        ))
+                    }
+                    Err(e) => return Err(e),
+                };
                 let mut projects = self.projects.lock().unwrap_or_else(|p| p.into_inner());
                 if rest.is_empty() {
                     projects.clear();
@@ -312,6 +362,7 @@ impl Provider for OpenaiProvider {
                 Ok(KeyPage {
                     keys: Vec::new(),
                     next,
+                    held: Vec::new(),
                 })
             }
             "k:" => {
@@ -326,17 +377,38 @@ impl Provider for OpenaiProvider {
                 let Some(p) = project else {
                     return Ok(KeyPage::default());
                 };
-                let (keys, next) = self.key_page(&p, after).await?;
                 let count = self
                     .projects
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .len();
+                let next_project = (i + 1 < count).then(|| format!("k:{}:", i + 1));
+                let (keys, next) = match self.key_page(&p, after).await {
+                    Ok(r) => r,
+                    Err(e @ (ProviderError::Denied { .. } | ProviderError::NotFound { .. })) => {
+                        let why = match e {
+                            ProviderError::Denied { message, .. } => message,
+                            _ => "HTTP 404: the project is gone, or not visible to the admin key"
+                                .to_string(),
+                        };
+                        return Ok(self.refused(
+                            &format!("the API keys of project {}", p.label()),
+                            &why,
+                            Held::scope(&format!("{}{}", wire::PROJECT_SCOPE, p.id)),
+                            next_project,
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                };
                 let next = match next {
                     Some(n) => Some(format!("k:{i}:{n}")),
-                    None => (i + 1 < count).then(|| format!("k:{}:", i + 1)),
+                    None => next_project,
                 };
-                Ok(KeyPage { keys, next })
+                Ok(KeyPage {
+                    keys,
+                    next,
+                    held: Vec::new(),
+                })
             }
             _ => Err(ProviderError::Protocol {
                 provider: self.name.clone(),
@@ -414,6 +486,10 @@ impl Provider for OpenaiProvider {
             }
             Err(e) => Err(e),
         }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     async fn revoke(&self, id: &str) -> Result<Key> {

@@ -6,6 +6,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// The scope of a project's key: this and the project's id.
+pub(super) const PROJECT_SCOPE: &str = "project:";
+
+/// The scope of an admin key.
+pub(super) const ADMIN_SCOPE: &str = "admin";
+
 /// One page of any of OpenAI's lists (`after` / `has_more` / `last_id` pagination).
 #[derive(Debug, Deserialize)]
 pub(super) struct List<T> {
@@ -159,9 +165,9 @@ impl WireKey {
         };
         let mut scopes = Vec::new();
         if let Some(p) = project {
-            scopes.push(format!("project:{}", p.id));
+            scopes.push(format!("{PROJECT_SCOPE}{}", p.id));
         } else {
-            scopes.push("admin".to_string());
+            scopes.push(ADMIN_SCOPE.to_string());
         }
         Key {
             provider: provider.to_string(),

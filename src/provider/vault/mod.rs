@@ -240,6 +240,7 @@ impl Provider for VaultProvider {
         let end = (start + self.key_page).min(all.len());
         let keys = self.lookup_many(&all[start..end]).await?;
         Ok(KeyPage {
+            held: Vec::new(),
             keys,
             next: (end < all.len()).then(|| end.to_string()),
         })
