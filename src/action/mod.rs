@@ -3,7 +3,7 @@
 //! the result; the cache is updated with the provider's answer.
 //!
 //! - [`bulk`]: one operation on many keys (incidents), bounded concurrency, retries.
-//! - [`rotate`]: rotation as a persisted, resumable state machine.
+//! - [`rotate`]: rotation as a persisted, resumable state machine (undone by `rollback`).
 //! - [`guided`]: guided rotation, where the operator creates the new key by hand.
 //! - [`settle`]: settling a change whose outcome is unknown, by reading the provider.
 //! - [`sink`]: where a new secret is delivered, once.
@@ -13,6 +13,7 @@ pub mod bulk;
 pub mod confirm;
 pub mod crash;
 pub mod guided;
+mod rollback;
 pub mod rotate;
 pub mod settle;
 pub mod sink;
