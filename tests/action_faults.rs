@@ -363,6 +363,7 @@ impl keyaudit::provider::Provider for Unanswered {
     fn capabilities(&self) -> keyaudit::provider::Capabilities {
         keyaudit::provider::Capabilities {
             retry_changes: false,
+            rotate_in_place: false,
             ..self.0.capabilities()
         }
     }

@@ -4,6 +4,7 @@
 //! fails the test.
 
 mod cloudflare_support;
+mod proxy_support;
 
 use cloudflare_support::fake::ACCOUNT;
 use cloudflare_support::{text, World};
@@ -274,6 +275,81 @@ fn cloudflare_roll_needs_no_overlap_and_then_gives_the_token_a_new_value() {
     // No secret in the cache.
     let db = std::fs::read(w.path("data/cache.db")).unwrap();
     assert!(!db.windows(after.len()).any(|x| x == after.as_bytes()));
+}
+
+#[test]
+fn cloudflare_roll_whose_new_value_fails_to_verify_keeps_the_token() {
+    let w = World::start();
+    let seeded = w.seed();
+    w.ok(&["sync"]);
+    let tid = seeded[3].clone();
+    let id = format!("cf/token:{tid}");
+    let sink = w.path("new-token.txt");
+    let sink_arg = format!("file:{}", sink.display());
+    // The new value cannot be verified anywhere (403 at both verify endpoints).
+    w.fake.with(|st| {
+        st.forbidden
+            .push(format!("GET /accounts/{ACCOUNT}/tokens/verify"));
+        st.forbidden.push("GET /user/tokens/verify".into());
+    });
+    let out = w.run(&["rotate", &id, "--deliver", &sink_arg, "--no-overlap"]);
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(w.seen("/value").len(), 1, "{said}");
+    // A rollback must not delete the token as "the new key": it is the same token.
+    assert!(w.seen("DELETE").is_empty(), "{said}");
+    assert_eq!(w.fake.with(|st| st.token(&tid).status.clone()), "active");
+    let out = w.ok(&["workflows", "--all", "--format", "json"]);
+    let wfs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(wfs.len(), 1, "{wfs:#?}");
+    assert_eq!(wfs[0]["state"], "rolled_back", "{wfs:#?}\n{said}");
+    let out = w.ok(&["journal", "--format", "jsonl"]);
+    let journal = text(&out.stdout);
+    assert!(
+        journal.contains("was rolled in place") && journal.contains("roll it again"),
+        "{journal}"
+    );
+}
+
+#[test]
+fn cloudflare_roll_whose_answer_is_lost_stops_as_unknown_and_is_not_sent_again() {
+    let w = World::start();
+    let seeded = w.seed();
+    w.ok(&["sync"]);
+    // The roll reaches Cloudflare (through Prism), which rolls; its answer is lost.
+    let backend = w.prism.url.trim_start_matches("http://").to_string();
+    let proxy = proxy_support::LossyProxy::start(
+        &backend,
+        |head, _| head.starts_with("PUT ") && head.contains("/value"),
+        1,
+    );
+    let config = w.path("config/config.toml");
+    let c = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, c.replace(&w.prism.url, &proxy.url())).unwrap();
+    let tid = seeded[3].clone();
+    let id = format!("cf/token:{tid}");
+    let before = w.fake.with(|st| st.token(&tid).value.clone());
+    let sink = w.path("new-token.txt");
+    let sink_arg = format!("file:{}", sink.display());
+    let out = w.run(&["rotate", &id, "--deliver", &sink_arg, "--no-overlap"]);
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(proxy.lost(), 1, "{said}");
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("outcome unknown") && said.contains("roll again"),
+        "{said}"
+    );
+    // Rolled once, never again, and never deleted.
+    assert_eq!(w.seen("/value").len(), 1, "{said}");
+    assert!(w.seen("DELETE").is_empty(), "{said}");
+    assert_ne!(w.fake.with(|st| st.token(&tid).value.clone()), before);
+    let out = w.ok(&["workflows", "--all", "--format", "json"]);
+    let wfs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(wfs[0]["state"], "failed", "{wfs:#?}");
+    // `resume` has nothing to send: the workflow waits for an operator.
+    let out = w.run(&["resume"]);
+    assert_eq!(w.seen("/value").len(), 1, "{}", text(&out.stderr));
+    let out = w.ok(&["journal", "--format", "jsonl"]);
+    assert!(text(&out.stdout).contains("unknown: outcome unknown"));
 }
 
 #[test]

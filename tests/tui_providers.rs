@@ -1,13 +1,15 @@
-//! End to end in tmux: the demo provider, the GitLab fake and the Cloudflare fake (each
-//! fake behind Prism, violations fatal) configured together; one sync, then the real
-//! binary's Keys view shows every provider's keys in one table, and `provider:` narrows
-//! it to one provider's, combined with other terms.
+//! End to end in tmux: the demo provider and the GitHub, GitLab, OpenAI and Cloudflare
+//! fakes (each fake behind Prism, violations fatal) configured together; one sync, then
+//! the real binary's Keys view shows every provider's keys in one table, and `provider:`
+//! narrows it to one provider's, combined with other terms.
 
 // Both worlds bring the shared Prism support module; each keeps its own copy.
 #![allow(clippy::duplicate_mod)]
 
 mod cloudflare_support;
+mod github_support;
 mod gitlab_support;
+mod openai_support;
 
 use keyaudit::demo::{self, DemoOptions};
 use std::path::Path;
@@ -140,7 +142,7 @@ fn keyaudit(dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> std::process::O
 }
 
 #[test]
-fn demo_gitlab_and_cloudflare_keys_in_one_table_filtered_by_provider() {
+fn demo_github_gitlab_openai_and_cloudflare_keys_in_one_table_filtered_by_provider() {
     if !tmux_available() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("tmux is required for the end-to-end test in CI (apt-get install -y tmux)");
@@ -166,6 +168,10 @@ fn demo_gitlab_and_cloudflare_keys_in_one_table_filtered_by_provider() {
     gl.seed();
     let cf = cloudflare_support::World::start();
     cf.seed();
+    let gh = github_support::World::start();
+    gh.seed();
+    let oa = openai_support::World::start();
+    oa.seed();
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -177,11 +183,20 @@ fn demo_gitlab_and_cloudflare_keys_in_one_table_filtered_by_provider() {
              projects = [\"acme/payroll\"]\ngroups = [\"9\"]\npage_size = 2\n\n\
              [[provider]]\nname = \"cloudflare\"\nkind = \"cloudflare\"\nurl = \"{}\"\ntoken_env = \"KA_CF\"\n\
              accounts = [\"{}\"]\npage_size = 2\n\n\
+             [[provider]]\nname = \"github\"\nkind = \"github\"\nurl = \"{}\"\norg = \"acme\"\n\
+             app_id = {}\ninstallation_id = {}\nprivate_key_file = \"{}\"\npage_size = 2\n\n\
+             [[provider]]\nname = \"openai\"\nkind = \"openai\"\nurl = \"{}\"\ntoken_env = \"KA_OA\"\n\
+             page_size = 2\n\n\
              [tui]\nmouse = false\nsync_interval_secs = 0\n",
             demo.url,
             gl.prism.url,
             cf.prism.url,
             cloudflare_support::fake::ACCOUNT,
+            gh.prism.url,
+            github_support::fake::APP_ID,
+            github_support::fake::INSTALLATION_ID,
+            gh.path("config/app.pem").display(),
+            oa.prism.url,
         ),
     )
     .unwrap();
@@ -189,6 +204,7 @@ fn demo_gitlab_and_cloudflare_keys_in_one_table_filtered_by_provider() {
         ("KA_DEMO", demo.token.as_str()),
         ("KA_GL", gl.token.as_str()),
         ("KA_CF", cf.token.as_str()),
+        ("KA_OA", oa.token.as_str()),
     ];
     let sync = keyaudit(d, &envs, &["sync"]);
     assert!(
@@ -201,6 +217,10 @@ fn demo_gitlab_and_cloudflare_keys_in_one_table_filtered_by_provider() {
     let count = |p: &str| keys.iter().filter(|k| k["provider"] == p).count();
     assert_eq!(count("gitlab"), 6);
     assert_eq!(count("cloudflare"), 6);
+    // Three fine-grained tokens and two secret-scanning alerts; five keys and
+    // keyaudit's own admin key.
+    assert_eq!(count("github"), 5);
+    assert_eq!(count("openai"), 6);
     assert!(count("talentgrid") > 0);
     let total = thousands(keys.len());
 
@@ -210,10 +230,11 @@ fn demo_gitlab_and_cloudflare_keys_in_one_table_filtered_by_provider() {
             session: "ka".into(),
         };
         let command = format!(
-            "env KA_DEMO={} KA_GL={} KA_CF={} XDG_STATE_HOME={} XDG_DATA_HOME={} {BIN} --db {} --config {}",
+            "env KA_DEMO={} KA_GL={} KA_CF={} KA_OA={} XDG_STATE_HOME={} XDG_DATA_HOME={} {BIN} --db {} --config {}",
             demo.token,
             gl.token,
             cf.token,
+            oa.token,
             d.join("state").display(),
             d.join("data").display(),
             d.join("cache.db").display(),
@@ -256,6 +277,20 @@ fn demo_gitlab_and_cloudflare_keys_in_one_table_filtered_by_provider() {
         // GitLab's six, then the demo's.
         let s = tmux.filter("provider:gitlab", &format!("keys 6 of {total}"));
         assert!(s.contains("payroll-ci") && !s.contains("laptop-dns"), "{s}");
+        // GitHub's tokens and alerts, OpenAI's keys: each alone.
+        let s = tmux.filter("provider:github", &format!("keys 5 of {total}"));
+        assert!(!s.contains("bo-laptop") && !s.contains("laptop-dns"), "{s}");
+        if cols >= 120 {
+            assert!(s.contains("release-bot") && s.contains("ats-export"), "{s}");
+        }
+        let s = tmux.filter("provider:openai", &format!("keys 6 of {total}"));
+        assert!(
+            !s.contains("release-bot") && !s.contains("payroll-ci"),
+            "{s}"
+        );
+        if cols >= 120 {
+            assert!(s.contains("bo-laptop") && s.contains("break-glass"), "{s}");
+        }
         tmux.filter(
             "provider:talentgrid",
             &format!("keys {} of {total}", thousands(count("talentgrid"))),
@@ -264,5 +299,7 @@ fn demo_gitlab_and_cloudflare_keys_in_one_table_filtered_by_provider() {
     }
     drop(gl);
     drop(cf);
+    drop(gh);
+    drop(oa);
     rt.block_on(demo.shutdown());
 }

@@ -5,7 +5,7 @@
 //! - [`claim`]: one operation per key at a time (the team store's claims), and the one
 //!   way actions journal.
 //! - [`bulk`]: one operation on many keys (incidents), bounded concurrency, retries.
-//! - [`rotate`]: rotation as a persisted, resumable state machine.
+//! - [`rotate`]: rotation as a persisted, resumable state machine (undone by `rollback`).
 //! - [`guided`]: guided rotation, where the operator creates the new key by hand.
 //! - [`settle`]: settling a change whose outcome is unknown, by reading the provider.
 //! - [`sink`]: where a new secret is delivered, once.
@@ -16,6 +16,7 @@ pub mod claim;
 pub mod confirm;
 pub mod crash;
 pub mod guided;
+mod rollback;
 pub mod rotate;
 pub mod settle;
 pub mod sink;

@@ -18,6 +18,7 @@
 //! Test hooks at each step ([`super::crash`]): `KEYAUDIT_CRASH_AT=<step>` aborts the
 //! process there, `KEYAUDIT_TEST_PAUSE_AT=<step>` stops it there to be killed.
 
+use super::rollback::roll_back;
 use super::settle::{settle_by_listing, settle_orphans};
 use super::sink::{Sink, SinkError};
 use super::workflow::{self, State, Step, Workflow};
@@ -117,6 +118,28 @@ async fn finish_rolled_back(db: &Cache, wf: &mut Workflow) -> Result<(), RotateE
     journal(db, wf, result).await
 }
 
+/// Ends an in-place rotation (a roll) whose answer was lost: whether the key's value
+/// changed is unknown, so the workflow stops for an operator, saved and journaled.
+async fn stop_unknown(db: &Cache, wf: &mut Workflow) -> Result<(), RotateError> {
+    let why = wf
+        .error
+        .take()
+        .unwrap_or_else(|| "interrupted around the roll".to_string());
+    wf.error = Some(format!(
+        "outcome unknown: {why}; the provider may have given {} a new value that was never \
+         seen (a roll keeps the key's id, so its listing cannot tell). Check whether the \
+         integration still authenticates with its current secret; if it does not, roll again \
+         with `keyaudit rotate {} --no-overlap`",
+        wf.target(),
+        wf.target()
+    ));
+    wf.step = Step::Finished;
+    wf.state = State::Failed;
+    save(db, wf).await?;
+    let result = format!("unknown: {}", wf.error.as_deref().unwrap_or(""));
+    journal(db, wf, result).await
+}
+
 async fn journal(db: &Cache, wf: &Workflow, result: String) -> Result<(), RotateError> {
     let target = wf.target();
     let reason = wf.reason.clone();
@@ -144,7 +167,7 @@ async fn journal(db: &Cache, wf: &Workflow, result: String) -> Result<(), Rotate
 
 /// The workflow's idempotency key (a row from before schema version 7 gets one now; the
 /// next save keeps it).
-fn op_key(wf: &mut Workflow) -> OpKey {
+pub(super) fn op_key(wf: &mut Workflow) -> OpKey {
     let key = wf
         .op_key
         .get_or_insert_with(|| OpKey::random().as_str().to_string());
@@ -377,6 +400,13 @@ async fn drive(
                             );
                         }
                     }
+                }
+                if caps.rotate_in_place && !caps.retry_changes {
+                    // The same key with a new value: no listing tells whether the roll
+                    // took place, and its new value, if any, was never seen. Sending it
+                    // again would roll once more; an operator has to decide.
+                    stop_unknown(db, &mut wf).await?;
+                    return Ok(wf);
                 }
                 if !caps.retry_changes {
                     // No idempotency: find the keys created since the call and adopt
@@ -713,100 +743,4 @@ async fn recover_secret(provider: &Arc<dyn Provider>, wf: &mut Workflow) -> Opti
             None
         }
     }
-}
-
-/// Undoes a rotation: takes the delivery back where the sink can (Secrets Manager's
-/// `AWSCURRENT` returns to the previous version), revokes the new key (its secret was
-/// never delivered, or does not work) and, where the provider rotated with overlap,
-/// enables the old key again, which cancels its grace period. Idempotent. A sink that
-/// cannot be restored does not stop the new key's revocation, but fails the rollback so
-/// that `resume` tries the sink again.
-async fn roll_back(
-    db: &Cache,
-    provider: &Arc<dyn Provider>,
-    wf: &Workflow,
-    sink: &Sink,
-) -> Result<String, RotateError> {
-    let caps = provider.capabilities();
-    let reason = format!("rollback of rotation #{}", wf.id);
-    let mut notes = Vec::new();
-    let mut sink_failed = None;
-    if let Some(fp) = &wf.new_fingerprint {
-        match sink.undo(fp).await {
-            Ok(Some(note)) => notes.push(note),
-            Ok(None) => {}
-            Err(e) => sink_failed = Some(e),
-        }
-    }
-    if let Some(n) = &wf.new_key_id {
-        match provider.get_key(n).await {
-            Ok(new) if new.status == KeyStatus::Revoked => {
-                notes.push(format!("new key {n} revoked"))
-            }
-            Ok(new) => {
-                let op = op_key(&mut wf.clone()).step("revoke-new");
-                apply_claimed(
-                    db,
-                    provider.clone(),
-                    &new,
-                    KeyOp::Revoke,
-                    Some(&reason),
-                    &op,
-                )
-                .await?;
-                notes.push(format!("new key {n} revoked"));
-            }
-            Err(ProviderError::NotFound { .. }) => notes.push(format!("new key {n} not found")),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let old = provider.get_key(&wf.key_id).await?;
-    let replaced = wf.new_key_id.is_some() && old.rotated_to == wf.new_key_id;
-    let was_active = wf.old_status.as_deref().is_none_or(|s| s == "active");
-    if replaced && !was_active {
-        notes.push(format!(
-            "old key {} left as it was before the rotation ({})",
-            wf.key_id,
-            wf.old_status.as_deref().unwrap_or("?")
-        ));
-    } else if replaced && caps.rotate_overlap && caps.disable && old.status != KeyStatus::Revoked {
-        let op = op_key(&mut wf.clone()).step("enable-old");
-        apply_claimed(
-            db,
-            provider.clone(),
-            &old,
-            KeyOp::Enable,
-            Some(&reason),
-            &op,
-        )
-        .await?;
-        notes.push(format!(
-            "old key {} kept active (grace cancelled)",
-            wf.key_id
-        ));
-    } else if replaced && !caps.rotate_overlap {
-        notes.push(format!(
-            "old key {} was replaced atomically and cannot be restored: rotate again",
-            wf.key_id
-        ));
-    } else {
-        notes.push(format!("old key {} untouched", wf.key_id));
-    }
-    if let Some(e) = sink_failed {
-        return Err(RotateError::Sink(SinkError::Remote {
-            message: format!(
-                "taking the delivery to {} back failed: {e} ({})",
-                wf.sink,
-                notes.join(", ")
-            ),
-            transient: matches!(
-                e,
-                SinkError::Remote {
-                    transient: true,
-                    ..
-                }
-            ),
-        }));
-    }
-    Ok(notes.join(", "))
 }

@@ -579,7 +579,13 @@ fn report_workflow(wf: &Workflow) -> anyhow::Result<ExitCode> {
             wf.target(),
             wf.error.as_deref().unwrap_or("")
         ),
-        State::Failed | State::Running => anyhow::bail!(
+        State::Failed => anyhow::bail!(
+            "workflow #{}: rotation of {} stopped: {}",
+            wf.id,
+            wf.target(),
+            wf.error.as_deref().unwrap_or("")
+        ),
+        State::Running => anyhow::bail!(
             "workflow #{}: rotation of {} is unfinished at step {}: {}",
             wf.id,
             wf.target(),

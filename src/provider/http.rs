@@ -340,6 +340,7 @@ impl Provider for HttpProvider {
             rotate_atomic: false,
             verify_secret: true,
             retry_changes: true,
+            rotate_in_place: false,
         }
     }
 

@@ -42,6 +42,10 @@ pub struct Capabilities {
     /// but not answered ([`ProviderError::Ambiguous`]) is settled by reading the
     /// provider's state, never by sending it again.
     pub retry_changes: bool,
+    /// A rotation gives the same key a new value (Cloudflare's roll): the key keeps its
+    /// id, so nothing in a listing tells whether a rotation whose answer was lost took
+    /// place.
+    pub rotate_in_place: bool,
 }
 
 impl Capabilities {

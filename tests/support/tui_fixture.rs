@@ -35,6 +35,7 @@ pub fn full_caps() -> Capabilities {
         rotate_atomic: false,
         verify_secret: true,
         retry_changes: true,
+        rotate_in_place: false,
     }
 }
 

@@ -537,6 +537,7 @@ impl Provider for AwsProvider {
             verify_secret: true,
             // Token creation / CreateAccessKey and CreateApiKey have no idempotency key.
             retry_changes: false,
+            rotate_in_place: false,
         }
     }
 

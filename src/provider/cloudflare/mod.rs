@@ -165,6 +165,8 @@ impl Provider for CloudflareProvider {
             rotate_atomic: true,
             verify_secret: true,
             retry_changes: false,
+            // A roll gives the same token a new value: it keeps its id.
+            rotate_in_place: true,
         }
     }
 

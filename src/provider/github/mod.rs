@@ -360,6 +360,7 @@ impl Provider for GithubProvider {
             rotate_atomic: false,
             verify_secret: false,
             retry_changes: false,
+            rotate_in_place: false,
         }
     }
 

@@ -174,6 +174,7 @@ impl Provider for GitlabProvider {
             verify_secret: true,
             // No idempotency key: a change whose answer is lost is settled by reading.
             retry_changes: false,
+            rotate_in_place: false,
         }
     }
 

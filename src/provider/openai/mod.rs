@@ -277,6 +277,7 @@ impl Provider for OpenaiProvider {
             verify_secret: false,
             // No idempotency key: a delete whose answer is lost is settled by reading.
             retry_changes: false,
+            rotate_in_place: false,
         }
     }
 

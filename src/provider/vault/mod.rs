@@ -212,6 +212,7 @@ impl Provider for VaultProvider {
             verify_secret: true,
             // Token creation / CreateAccessKey and CreateApiKey have no idempotency key.
             retry_changes: false,
+            rotate_in_place: false,
         }
     }
 
