@@ -68,11 +68,7 @@ impl TeamStore {
 
     /// A database error with what was being done, and PostgreSQL's own words.
     pub(crate) fn db_fail(&self, doing: &str, e: &tokio_postgres::Error) -> SharedError {
-        let detail = match e.as_db_error() {
-            Some(d) => format!("{} (SQLSTATE {})", d.message(), d.code().code()),
-            None => e.to_string(),
-        };
-        self.fail(format!("{doing} failed: {detail}"))
+        self.fail(format!("{doing} failed: {}", detail(e)))
     }
 
     /// The pool, created and the schema brought up to date on first use.
@@ -128,10 +124,7 @@ impl TeamStore {
     async fn checkout(&self, pool: &Pool) -> Result<deadpool_postgres::Object, SharedError> {
         pool.get().await.map_err(|e| {
             let why = match &e {
-                deadpool_postgres::PoolError::Backend(b) => match b.as_db_error() {
-                    Some(d) => format!("{} (SQLSTATE {})", d.message(), d.code().code()),
-                    None => b.to_string(),
-                },
+                deadpool_postgres::PoolError::Backend(b) => detail(b),
                 other => other.to_string(),
             };
             self.fail(format!(
@@ -216,12 +209,23 @@ impl TeamStore {
     }
 }
 
-/// PostgreSQL's words for an error.
+/// PostgreSQL's words for an error, or the error with its causes (a TLS handshake's
+/// `invalid peer certificate: UnknownIssuer`), sanitized: the server's text is not ours.
 fn detail(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
+    let text = match e.as_db_error() {
         Some(d) => format!("{} (SQLSTATE {})", d.message(), d.code().code()),
-        None => e.to_string(),
-    }
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(": ");
+                text.push_str(&c.to_string());
+                cause = c.source();
+            }
+            text
+        }
+    };
+    crate::output::sanitize(&text)
 }
 
 #[async_trait]
