@@ -199,8 +199,10 @@ fn detect_secrets(dir: &Path) -> (f64, usize) {
 }
 
 /// A repository of `commits` commits, each changing one of 200 files; every 50th adds a
-/// planted secret, which a later commit removes again. Made with `git fast-import`.
-fn git_repo(dir: &Path, commits: usize) -> usize {
+/// planted secret (drawn from the corpus's samples, so some recur), which a later commit
+/// removes again. Made with `git fast-import`. Returns the plants and the distinct
+/// secrets among them (a secret is reported once, at its first introduction).
+fn git_repo(dir: &Path, commits: usize) -> (usize, usize) {
     let o = Command::new("git")
         .args(["init", "-q", "-b", "main"])
         .arg(dir)
@@ -217,6 +219,7 @@ fn git_repo(dir: &Path, commits: usize) -> usize {
     leak_corpus::seed(SEED + 1);
     let samples = leak_corpus::cases();
     let mut planted = 0;
+    let mut distinct = std::collections::HashSet::new();
     let t0 = 1_793_613_600i64;
     for c in 0..commits {
         let mut text = String::new();
@@ -229,6 +232,7 @@ fn git_repo(dir: &Path, commits: usize) -> usize {
             text.push_str(valid.trim_end_matches('\n'));
             text.push('\n');
             planted += 1;
+            distinct.insert(valid.clone());
         }
         let path = format!("src/m{:03}.py", c % 200);
         let when = t0 + c as i64 * 60;
@@ -242,7 +246,7 @@ fn git_repo(dir: &Path, commits: usize) -> usize {
     }
     drop(w);
     assert!(fi.wait().unwrap().success(), "git fast-import failed");
-    planted
+    (planted, distinct.len())
 }
 
 fn main() {
@@ -290,9 +294,9 @@ fn main() {
     let repo = base.join("repo");
     let _ = std::fs::remove_dir_all(&repo);
     let t = Instant::now();
-    let git_planted = git_repo(&repo, commits);
+    let (git_planted, git_distinct) = git_repo(&repo, commits);
     println!(
-        "repository: {commits} commits, {git_planted} planted secrets, made in {:.1} s",
+        "repository: {commits} commits, {git_planted} planted secrets ({git_distinct} distinct), made in {:.1} s",
         t.elapsed().as_secs_f64()
     );
     let scanner = Scanner::new(&Options::default());
@@ -321,7 +325,7 @@ fn main() {
         slice_mib / ds_secs
     );
     println!(
-        "| keyaudit scan --git | {commits} commits | {git_secs:.2} s | {:.0} commits/s | {} secrets ({git_planted} planted) |",
+        "| keyaudit scan --git | {commits} commits | {git_secs:.2} s | {:.0} commits/s | {} secrets ({git_planted} plants of {git_distinct} distinct secrets) |",
         commits as f64 / git_secs,
         r.hits.len()
     );
