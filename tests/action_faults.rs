@@ -364,6 +364,7 @@ impl keyaudit::provider::Provider for Unanswered {
         keyaudit::provider::Capabilities {
             retry_changes: false,
             rotate_in_place: false,
+            rotate_guided: false,
             ..self.0.capabilities()
         }
     }

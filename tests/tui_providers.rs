@@ -303,3 +303,122 @@ fn demo_github_gitlab_openai_and_cloudflare_keys_in_one_table_filtered_by_provid
     drop(oa);
     rt.block_on(demo.shutdown());
 }
+
+#[test]
+fn openai_guided_rotation_from_the_workstation_starts_then_revokes_the_quiet_key() {
+    if !tmux_available() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("tmux is required for the end-to-end test in CI (apt-get install -y tmux)");
+        }
+        eprintln!("skipping: tmux is not installed (apt-get install -y tmux)");
+        return;
+    }
+    let oa = openai_support::World::start();
+    let seeded = oa.seed();
+    // Bo's key in Payroll has never been used: once its replacement exists it is quiet.
+    let old = seeded.payroll_bo.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("config.toml"),
+        format!(
+            "[[provider]]\nname = \"openai\"\nkind = \"openai\"\nurl = \"{}\"\ntoken_env = \"KA_OA\"\n\
+             page_size = 2\n\n[tui]\nmouse = false\nsync_interval_secs = 0\n",
+            oa.prism.url
+        ),
+    )
+    .unwrap();
+    let envs = [("KA_OA", oa.token.as_str())];
+    let sync = keyaudit(d, &envs, &["sync"]);
+    assert!(
+        sync.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+
+    let tmux = Tmux {
+        socket: format!("keyaudit-e2e-guided-{}", std::process::id()),
+        session: "ka".into(),
+    };
+    let command = format!(
+        "env KA_OA={} XDG_STATE_HOME={} XDG_DATA_HOME={} {BIN} --db {} --config {}",
+        oa.token,
+        d.join("state").display(),
+        d.join("data").display(),
+        d.join("cache.db").display(),
+        d.join("config.toml").display()
+    );
+    tmux.start(&command, 200, 50);
+    tmux.wait_for("the keys view", |s| s.contains("keys 6 of 6"));
+    tmux.filter("name:bo-laptop", "keys 1 of 6");
+    tmux.send(&[":"]);
+    tmux.type_text("write");
+    tmux.send(&["Enter"]);
+    tmux.wait_for("the write dialog", |s| s.contains("Enable write mode?"));
+    tmux.send(&["Tab"]);
+    tmux.send(&["Enter"]);
+    tmux.wait_for("write mode", |s| {
+        s.contains("Write mode: actions are enabled")
+    });
+
+    // `r`: the dialog says where to create the new key (the provider's guide).
+    tmux.send(&["r"]);
+    let s = tmux.wait_for("the guided rotation dialog", |s| {
+        s.contains("Guided rotation") && s.contains("Rotate 1 key")
+    });
+    assert!(
+        s.contains("platform.openai.com/settings/proj_payroll/api-keys"),
+        "{s}"
+    );
+    if s.contains("type its name") {
+        tmux.type_text("bo-laptop");
+    } else {
+        tmux.send(&["Tab"]);
+    }
+    tmux.send(&["Tab"]);
+    tmux.type_text("laptop lost");
+    tmux.send(&["Enter"]);
+    tmux.send(&["Enter"]);
+    tmux.wait_for("the started rotation", |s| {
+        s.contains("waiting for the new key to appear")
+    });
+    assert!(oa.seen("DELETE").is_empty());
+
+    // The operator creates the replacement at OpenAI; a sync finds it, and the old key,
+    // never used, is quiet at once.
+    oa.fake.with(|st| {
+        st.now = chrono::Utc::now().timestamp() - 60;
+        let bo = openai_support::fake::Owner::User(
+            "user-bo".into(),
+            "bo@acme.example".into(),
+            "Bo Chen".into(),
+        );
+        st.add_key("bo-replacement", Some("proj_payroll"), bo);
+    });
+    tmux.send(&["R"]);
+    tmux.wait_for("the sync with the new key", |s| s.contains("keys 1 of 7"));
+
+    // `r` again: the revoke of the quiet old key is offered, with the usual confirmation.
+    tmux.send(&["r"]);
+    let s = tmux.wait_for("the revoke offer", |s| {
+        s.contains("The new key is in place") && s.contains("Revoke 1 key")
+    });
+    if s.contains("type its name") {
+        tmux.type_text("bo-laptop");
+    } else {
+        tmux.send(&["Tab"]);
+    }
+    tmux.send(&["Enter"]);
+    tmux.wait_for("the revoke", |s| s.contains("done: the old key is revoked"));
+    assert_eq!(
+        oa.seen(&format!(
+            "DELETE /organization/projects/proj_payroll/api_keys/{old}"
+        ))
+        .len(),
+        1
+    );
+    let journal = keyaudit(d, &envs, &["journal", "--format", "jsonl"]);
+    let journal = String::from_utf8_lossy(&journal.stdout);
+    assert!(journal.contains("laptop lost"), "{journal}");
+    tmux.send(&["q"]);
+}

@@ -207,6 +207,28 @@ fn the_reason_comes_from_the_finding_the_operator_came_from_and_is_editable() {
 }
 
 #[test]
+fn a_key_outside_production_takes_a_typed_reason_without_a_typed_name() {
+    let mut s = writable();
+    select(&mut s, "greenhouse-webhooks");
+    press(&mut s, 'd');
+    let c = s.confirm.clone().unwrap();
+    assert_eq!(c.expected, None, "no name to type outside production");
+    // Enter on Confirm without a reason moves to the reason, which takes typing.
+    code(&mut s, KeyCode::Tab);
+    assert!(code(&mut s, KeyCode::Enter).is_empty());
+    assert!(s.confirm.as_ref().unwrap().on_reason);
+    typed(&mut s, "rotated by the partner");
+    code(&mut s, KeyCode::Enter);
+    let fx = code(&mut s, KeyCode::Enter);
+    match fx.as_slice() {
+        [Effect::ApplyKeyOp(KeyOp::Disable, _, reason)] => {
+            assert_eq!(reason, "rotated by the partner")
+        }
+        other => panic!("unexpected effects {other:?}"),
+    }
+}
+
+#[test]
 fn production_keys_need_their_name_typed() {
     let mut s = writable();
     select(&mut s, "acme-payroll-sync");

@@ -341,6 +341,7 @@ impl Provider for HttpProvider {
             verify_secret: true,
             retry_changes: true,
             rotate_in_place: false,
+            rotate_guided: false,
         }
     }
 

@@ -46,6 +46,10 @@ pub struct Capabilities {
     /// id, so nothing in a listing tells whether a rotation whose answer was lost took
     /// place.
     pub rotate_in_place: bool,
+    /// Rotation is guided: the API cannot create keys, so the operator creates the new
+    /// one where [`Provider::rotation_guide`] says, and keyaudit watches for it and for
+    /// the old key to go quiet, then offers the revoke (OpenAI).
+    pub rotate_guided: bool,
 }
 
 impl Capabilities {

@@ -303,6 +303,11 @@ pub enum Action {
     RotateFinished(Box<Rotated>),
     /// A rotation failed or was rolled back: `provider/key_id` and why.
     RotateFailed(String, String),
+    /// Where a key's guided rotation stands, or why it cannot be guided.
+    GuidedPlanned(Result<crate::tui::dialog::guided::Planned, String>),
+    /// A guided rotation started or its old key was revoked: `provider/key_id` and the
+    /// workflow's status line, or why not.
+    GuidedFinished(String, Result<String, String>),
     /// A finding's status was changed.
     FindingUpdated(String, FindingStatus),
     /// An export finished: the file written or the error.
@@ -345,6 +350,15 @@ pub enum Effect {
         grace: std::time::Duration,
         /// The operator's reason, for the journal.
         reason: String,
+    },
+    /// Look up where a key's guided rotation stands (`dialog::guided`).
+    PlanGuided(Box<KeyRow>),
+    /// Start a guided rotation, or revoke the quiet old key of `workflow`.
+    RotateGuided {
+        key: Box<Key>,
+        /// The operator's reason, for the journal.
+        reason: String,
+        workflow: Option<i64>,
     },
     /// Write the secret to the terminal's clipboard (OSC 52).
     CopyToClipboard(Secret),

@@ -6,6 +6,7 @@
 //! only the runner calls it.
 
 use super::action::{Action, Effect};
+use super::dialog::guided;
 use super::dialog::secret::{osc52, rotate_to_screen};
 use super::import::{run_detection, run_import, ImportPlan};
 use super::view::detail::load_detail;
@@ -281,6 +282,31 @@ impl Runner {
                     };
                     let a = rotate_to_screen(&me.cache, p.clone(), *key, grace, reason).await;
                     me.send(a);
+                });
+            }
+            Effect::PlanGuided(key) => {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let r = match me.providers.iter().find(|p| p.name() == key.key.provider) {
+                        Some(p) => guided::plan(&me.db, p.as_ref(), *key),
+                        None => Err(format!("provider `{}` is not configured", key.key.provider)),
+                    };
+                    me.send(Action::GuidedPlanned(r));
+                });
+            }
+            Effect::RotateGuided {
+                key,
+                reason,
+                workflow,
+            } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let target = crate::action::target(&key);
+                    let r = match me.providers.iter().find(|p| p.name() == key.provider) {
+                        Some(p) => guided::run(&me.cache, p.clone(), &key, reason, workflow).await,
+                        None => Err(format!("provider `{}` is not configured", key.provider)),
+                    };
+                    me.send(Action::GuidedFinished(target, r));
                 });
             }
             Effect::CopyToClipboard(secret) => {

@@ -208,8 +208,13 @@ impl State {
         if let Some(cmd) = self.keymap.lookup(&chord, &contexts) {
             return Some(cmd.action());
         }
+        // In the confirm dialog: the typed confirmation, and the reason when focused
+        // (also where no confirmation is typed: one key outside production).
         let typing = contexts.contains(&Context::Input)
-            || self.confirm.as_ref().is_some_and(|c| c.expected.is_some());
+            || self
+                .confirm
+                .as_ref()
+                .is_some_and(|c| c.expected.is_some() || c.on_reason);
         match ev.code {
             crossterm::event::KeyCode::Char(c)
                 if typing
@@ -337,6 +342,7 @@ impl State {
             | A::KeyOpFinished(..)
             | A::RotateFinished(_)
             | A::RotateFailed(..) => dialog::confirm::update(self, action),
+            A::GuidedPlanned(_) | A::GuidedFinished(..) => dialog::guided::update(self, action),
             A::StartSync
             | A::ToggleFreeze
             | A::SyncProgressed(_)

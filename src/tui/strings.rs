@@ -163,6 +163,18 @@ pub const ROTATE_NO_GRACE: &str =
     "No grace period: the old key is revoked as soon as the new one is verified.";
 /// How to change the grace period.
 pub const ROTATE_GRACE_KEYS: &str = "↑/↓ change the grace period";
+/// The confirm dialog of a guided rotation that starts.
+pub const GUIDED_START: &str =
+    "Guided rotation: this provider cannot create keys through its API. \
+Create the new key as below; each sync then watches for it to appear and for this key to go \
+unused for 24 hours, and `r` here offers this key's revoke.";
+/// The confirm dialog of a guided rotation whose old key is quiet.
+pub const GUIDED_REVOKE: &str = "The new key is in place and this key has gone quiet: \
+confirming revokes this key, permanently.";
+/// While the runner looks up a key's guided rotation.
+pub fn guided_checking(target: &str) -> String {
+    format!("rotate {target}: a guided rotation; looking up where it stands…")
+}
 /// The rotate confirm dialog for a provider that rotates atomically.
 pub const ROTATE_ATOMIC: &str =
     "No overlap: this provider rotates atomically, the old key stops working at once.";

@@ -36,6 +36,7 @@ pub fn full_caps() -> Capabilities {
         verify_secret: true,
         retry_changes: true,
         rotate_in_place: false,
+        rotate_guided: false,
     }
 }
 

@@ -538,6 +538,7 @@ impl Provider for AwsProvider {
             // Token creation / CreateAccessKey and CreateApiKey have no idempotency key.
             retry_changes: false,
             rotate_in_place: false,
+            rotate_guided: false,
         }
     }
 

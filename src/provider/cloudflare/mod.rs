@@ -167,6 +167,7 @@ impl Provider for CloudflareProvider {
             retry_changes: false,
             // A roll gives the same token a new value: it keeps its id.
             rotate_in_place: true,
+            rotate_guided: false,
         }
     }
 

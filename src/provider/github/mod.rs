@@ -361,6 +361,7 @@ impl Provider for GithubProvider {
             verify_secret: false,
             retry_changes: false,
             rotate_in_place: false,
+            rotate_guided: false,
         }
     }
 

@@ -175,6 +175,7 @@ impl Provider for GitlabProvider {
             // No idempotency key: a change whose answer is lost is settled by reading.
             retry_changes: false,
             rotate_in_place: false,
+            rotate_guided: false,
         }
     }
 

@@ -278,6 +278,7 @@ impl Provider for OpenaiProvider {
             // No idempotency key: a delete whose answer is lost is settled by reading.
             retry_changes: false,
             rotate_in_place: false,
+            rotate_guided: true,
         }
     }
 

@@ -213,6 +213,7 @@ impl Provider for VaultProvider {
             // Token creation / CreateAccessKey and CreateApiKey have no idempotency key.
             retry_changes: false,
             rotate_in_place: false,
+            rotate_guided: false,
         }
     }
 

@@ -27,6 +27,9 @@ pub enum ConfirmKind {
     KeyOp(KeyOp),
     /// Rotating one key, with the old key's grace period in seconds (0: none).
     Rotate { grace_secs: u64 },
+    /// A guided rotation of one key (`super::guided`): starting it, or, given its
+    /// workflow, revoking the old key now that it is quiet.
+    RotateGuided { workflow: Option<i64> },
     /// Unlocking write mode.
     Write,
 }
@@ -64,11 +67,13 @@ pub struct Confirm {
     pub reason: String,
     /// Focus on the reason field (typing edits the reason).
     pub on_reason: bool,
+    /// What the dialog explains above the keys (a guided rotation's instructions).
+    pub detail: Option<String>,
 }
 
 impl Confirm {
     /// A dialog for `kind` on `keys`, on Cancel, asking what [`must_type`] says.
-    fn new(kind: ConfirmKind, keys: Vec<KeyRow>, reason: String) -> Confirm {
+    pub(crate) fn new(kind: ConfirmKind, keys: Vec<KeyRow>, reason: String) -> Confirm {
         let must = must_type(keys.iter().map(|k| &k.key));
         Confirm {
             kind,
@@ -79,6 +84,7 @@ impl Confirm {
             on_confirm: false,
             reason,
             on_reason: false,
+            detail: None,
         }
     }
 
@@ -122,7 +128,7 @@ impl State {
 
     /// The reason a dialog on `keys` starts with: for one key, the finding the operator
     /// came to it from, else its most severe open finding; else nothing.
-    fn suggested_reason(&self, keys: &[KeyRow]) -> String {
+    pub(crate) fn suggested_reason(&self, keys: &[KeyRow]) -> String {
         let [k] = keys else {
             return String::new();
         };
@@ -170,6 +176,12 @@ impl State {
             return Vec::new();
         };
         let caps = self.capabilities.get(&k.key.provider);
+        if caps.is_some_and(|c| c.rotate_guided && !(c.rotate_overlap || c.rotate_atomic))
+            && !matches!(k.key.status, KeyStatus::Revoked | KeyStatus::Expired)
+        {
+            let k = k.clone();
+            return self.request_guided(k);
+        }
         if !caps.is_some_and(|c| c.rotate_overlap || c.rotate_atomic) {
             self.fail(s::unsupported(&k.key.provider, "rotate"));
             return Vec::new();
@@ -248,6 +260,22 @@ impl State {
                     key: Box::new(k.key),
                     grace: std::time::Duration::from_secs(grace_secs),
                     reason,
+                }]
+            }
+            ConfirmKind::RotateGuided { workflow } => {
+                if !self.write {
+                    self.fail(s::refused_read_only("rotate"));
+                    return Vec::new();
+                }
+                let Some(k) = c.keys.into_iter().next() else {
+                    return Vec::new();
+                };
+                self.rotating = true;
+                self.say(s::rotating(&crate::action::target(&k.key)));
+                vec![Effect::RotateGuided {
+                    key: Box::new(k.key),
+                    reason,
+                    workflow,
                 }]
             }
             ConfirmKind::KeyOp(op) => {
@@ -408,14 +436,30 @@ pub(crate) fn render(state: &State, c: &Confirm, f: &mut Frame, area: Rect) {
             lines.push(Line::raw(s::WRITE_BODY));
             s::WRITE_TITLE.to_string()
         }
-        ConfirmKind::KeyOp(_) | ConfirmKind::Rotate { .. } => {
+        ConfirmKind::KeyOp(_) | ConfirmKind::Rotate { .. } | ConfirmKind::RotateGuided { .. } => {
             let verb = match c.kind {
                 ConfirmKind::KeyOp(op) => op.as_str(),
+                ConfirmKind::RotateGuided { workflow: Some(_) } => "revoke",
                 _ => "rotate",
             };
             let mut v = verb.to_string();
             v[..1].make_ascii_uppercase();
-            lines.push(Line::styled(s::op_effect(verb), t.bad));
+            match c.kind {
+                ConfirmKind::RotateGuided { workflow } => {
+                    lines.push(Line::styled(
+                        if workflow.is_some() {
+                            s::GUIDED_REVOKE
+                        } else {
+                            s::GUIDED_START
+                        },
+                        t.bad,
+                    ));
+                    if let Some(d) = &c.detail {
+                        lines.push(Line::raw(clean(d)));
+                    }
+                }
+                _ => lines.push(Line::styled(s::op_effect(verb), t.bad)),
+            }
             if let ConfirmKind::Rotate { grace_secs } = c.kind {
                 let overlap = c
                     .keys
@@ -507,7 +551,17 @@ pub(crate) fn render(state: &State, c: &Confirm, f: &mut Frame, area: Rect) {
         Span::styled(format!("[ {} ]", s::CONFIRM), confirm),
     ]));
     let width = area.width.saturating_sub(4).min(80);
-    let height = (lines.len() as u16 + 4).min(area.height);
+    // Rows once wrapped (a guide's long lines take several), with a row of slack for
+    // each wrapped line, as words wrap before the edge.
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    let rows: usize = lines
+        .iter()
+        .map(|l| match l.width() {
+            w if w > inner => w.div_ceil(inner) + 1,
+            _ => 1,
+        })
+        .sum();
+    let height = (rows as u16 + 4).min(area.height);
     let popup = centered(area, width, height);
     f.render_widget(Clear, popup);
     f.render_widget(

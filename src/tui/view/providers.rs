@@ -135,6 +135,8 @@ fn render_providers(state: &State, f: &mut Frame, area: Rect) {
                     }
                     if c.rotate_overlap || c.rotate_atomic {
                         v.push("rotate");
+                    } else if c.rotate_guided {
+                        v.push("rotate(guided)");
                     }
                     v.join(",")
                 })
