@@ -356,6 +356,34 @@ fn hygiene_rules_fire_and_near_misses_stay_quiet() {
 }
 
 #[test]
+fn a_large_group_of_duplicate_keys_names_the_newest_and_counts_the_rest() {
+    let n = now();
+    let keys: Vec<_> = (0..2_000)
+        .map(|i| {
+            let mut k = key(&format!("dup-{i:04}"), n, 50);
+            k.created = Some(n - Duration::days(50) + Duration::minutes(i));
+            k.purpose = Some("sync".into());
+            k
+        })
+        .collect();
+    let mut store = store_with(&keys);
+    let fs = detect(&mut store);
+    let dups: Vec<&Finding> = fs.iter().filter(|f| f.rule == "duplicate_key").collect();
+    assert_eq!(dups.len(), 1_999, "every key but the newest");
+    for f in &dups {
+        // Bounded text: five keys named, the rest counted (not 2,000 ids in each).
+        assert!(f.explanation.len() < 1_000, "{}", f.explanation.len());
+        assert!(f.explanation.contains("dup-1999"), "{}", f.explanation);
+        assert!(
+            f.explanation.contains("and 1995 older"),
+            "{}",
+            f.explanation
+        );
+    }
+    assert!(hygiene_of(&fs, "dup-1999").is_empty());
+}
+
+#[test]
 fn exposure_findings_attach_to_a_key() {
     let store = store_with(&[key("k", now(), 10)]);
     let f = detect::raise_exposure(

@@ -8,6 +8,9 @@ use super::DetectConfig;
 use crate::model::{from_millis, KeyStatus, Millis};
 use std::collections::HashMap;
 
+/// How many keys a `duplicate_key` finding names (the newest first).
+const DUPLICATES_NAMED: usize = 5;
+
 /// What the events say about a key's use (from its saved state).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Usage {
@@ -245,8 +248,12 @@ pub(crate) fn run(
         }
         ks.sort_by_key(|k| (k.created.unwrap_or(0), k.id.clone()));
         let newest = ks[ks.len() - 1];
-        let list: Vec<String> = ks
+        // The newest keys by name, and how many more: each of the group's findings holds
+        // this text, so a list of every key would grow with the square of the group.
+        let mut list: Vec<String> = ks
             .iter()
+            .rev()
+            .take(DUPLICATES_NAMED)
             .map(|k| {
                 format!(
                     "{} (created {})",
@@ -255,6 +262,9 @@ pub(crate) fn run(
                 )
             })
             .collect();
+        if ks.len() > DUPLICATES_NAMED {
+            list.push(format!("and {} older", ks.len() - DUPLICATES_NAMED));
+        }
         for k in &ks[..ks.len() - 1] {
             out.push((
                 k.key_ref,
