@@ -421,3 +421,64 @@ fn gitlab_python_client_works_against_the_fake() {
     assert_eq!(v["revoked_after_delete"], true);
     assert!(w.fake.with(|st| st.token(seeded[2]).revoked));
 }
+
+/// Sync speed over loopback, straight to the fake (Prism would measure itself): 10,000
+/// tokens (4,000 personal, 3,000 of a project, 3,000 of a group), each with its creation
+/// event, 100 per page as GitLab serves at most. Prints keys/s and events/s; run with
+/// `--ignored --nocapture` (release for the figures in docs/PERFORMANCE.md).
+#[test]
+#[ignore = "a measurement; run it by hand"]
+fn gitlab_sync_speed() {
+    use gitlab_support::fake::Where;
+    let w = World::start();
+    w.fake.with(|st| {
+        for i in 0..10_000 {
+            let (place, kind) = match i % 10 {
+                0..=3 => (Where::Personal, "personal_access_token"),
+                4..=6 => (Where::Project(42), "project_access_token"),
+                _ => (Where::Group(9), "group_access_token"),
+            };
+            let (id, _) = st.add(&format!("token-{i}"), place, 1, &["read_api"]);
+            let t = st.token(id).clone();
+            st.audit(
+                &t,
+                &format!("{kind}_created"),
+                &format!("Created {} with token_id: {id}", kind.replace('_', " ")),
+                1,
+            );
+        }
+    });
+    let direct = w.path("config/direct.toml");
+    std::fs::write(
+        &direct,
+        format!(
+            "[[provider]]\nname = \"gl\"\nkind = \"gitlab\"\nurl = \"{}\"\ntoken_env = \"KA_GL_TOKEN\"\n\
+             projects = [\"acme/payroll\"]\ngroups = [\"9\"]\ninstance_audit = true\npage_size = 100\n",
+            w.fake.url
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = w
+        .cmd(&["sync"])
+        .env("KEYAUDIT_CONFIG", &direct)
+        .output()
+        .unwrap();
+    let took = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let keys = w
+        .cmd(&["keys", "--format", "json"])
+        .env("KEYAUDIT_CONFIG", &direct)
+        .output()
+        .unwrap();
+    let keys: Vec<Value> = serde_json::from_slice(&keys.stdout).unwrap();
+    assert!(keys.len() >= 10_000, "{}", keys.len());
+    let events = w.fake.with(|st| st.events.len());
+    println!(
+        "gitlab sync: {} tokens and {events} audit events in {took:.2}s: {:.0} keys/s, {:.0} events/s (whole sync); {}",
+        keys.len(),
+        keys.len() as f64 / took,
+        events as f64 / took,
+        text(&out.stderr).trim()
+    );
+}

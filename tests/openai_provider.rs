@@ -469,3 +469,61 @@ fn openai_guided_rotation_revokes_the_quiet_old_key_after_confirmation() {
         assert!(j.contains(needle), "journal lacks `{needle}`: {j}");
     }
 }
+
+/// Sync speed over loopback, straight to the fake (Prism would measure itself): 10,000
+/// project keys in two projects, each with its `api_key.created` entry, 100 per page as
+/// OpenAI serves at most. Prints keys/s and events/s; run with `--ignored --nocapture`
+/// (release for the figures in docs/PERFORMANCE.md).
+#[test]
+#[ignore = "a measurement; run it by hand"]
+fn openai_sync_speed() {
+    let w = World::start();
+    w.fake.with(|st| {
+        for i in 0..10_000 {
+            let project = if i % 2 == 0 {
+                "proj_payroll"
+            } else {
+                "proj_ats"
+            };
+            st.add_key(
+                &format!("key-{i}"),
+                Some(project),
+                openai_support::fake::ana(),
+            );
+        }
+    });
+    let direct = w.path("config/direct.toml");
+    std::fs::write(
+        &direct,
+        format!(
+            "[[provider]]\nname = \"oa\"\nkind = \"openai\"\nurl = \"{}\"\ntoken_env = \"KA_OA_KEY\"\n\
+             page_size = 100\n",
+            w.fake.url
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = w
+        .cmd(&["sync"])
+        .env("KEYAUDIT_CONFIG", &direct)
+        .output()
+        .unwrap();
+    let took = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let keys = w
+        .cmd(&["keys", "--format", "json"])
+        .env("KEYAUDIT_CONFIG", &direct)
+        .output()
+        .unwrap();
+    let keys: Vec<Value> = serde_json::from_slice(&keys.stdout).unwrap();
+    assert!(keys.len() >= 10_000, "{}", keys.len());
+    let events = w.events();
+    println!(
+        "openai sync: {} keys and {} audit entries in {took:.2}s: {:.0} keys/s, {:.0} events/s (whole sync); {}",
+        keys.len(),
+        events.len(),
+        keys.len() as f64 / took,
+        events.len() as f64 / took,
+        text(&out.stderr).trim()
+    );
+}
