@@ -4,8 +4,9 @@
 //! when missing and prints their directory). A missing or broken PostgreSQL fails the
 //! tests, in CI and locally alike: they are never skipped.
 //!
-//! One cluster per test binary at a time: `initdb` as the `postgres` OS user (initdb
-//! refuses root) into a temporary directory it owns, trust authentication, `pg_ctl start`
+//! One cluster per test binary at a time: `initdb` as the `postgres` OS user when the
+//! tests run as root (initdb refuses root), else as the user running them, into a
+//! temporary directory it owns, trust authentication, `pg_ctl start`
 //! on 127.0.0.1 with a free port and its socket in the same directory. Tests share it
 //! through [`Cluster::shared`], each with databases of its own ([`Cluster::database`]);
 //! the cluster is stopped when the last test holding it drops it.
@@ -54,10 +55,22 @@ pub struct Cluster {
     next_db: AtomicUsize,
 }
 
+/// True when the tests run as root: the server then runs as the `postgres` OS user
+/// (initdb refuses root); otherwise as the user running the tests.
+fn root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
 fn as_pg(args: &[&str]) -> Command {
-    let mut c = Command::new("runuser");
-    c.args(["-u", PG_USER, "--"]).args(args);
-    c
+    if root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", PG_USER, "--"]).args(args);
+        c
+    } else {
+        let mut c = Command::new(args[0]);
+        c.args(&args[1..]);
+        c
+    }
 }
 
 fn run_ok(mut c: Command, what: &str) {
@@ -256,6 +269,12 @@ impl Drop for Cluster {
 }
 
 fn pg_ids() -> (u32, u32) {
+    if !root() {
+        return (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+    }
     let u = nix::unistd::User::from_name(PG_USER)
         .ok()
         .flatten()
