@@ -5,6 +5,7 @@
 
 mod cloudflare_support;
 mod proxy_support;
+mod speed_support;
 
 use cloudflare_support::fake::ACCOUNT;
 use cloudflare_support::{text, World};
@@ -593,20 +594,7 @@ fn cloudflare_sync_speed() {
         ),
     )
     .unwrap();
-    let started = std::time::Instant::now();
-    let out = w
-        .cmd(&["sync"])
-        .env("KEYAUDIT_CONFIG", &direct)
-        .output()
-        .unwrap();
-    let took = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let keys = w
-        .cmd(&["keys", "--format", "json"])
-        .env("KEYAUDIT_CONFIG", &direct)
-        .output()
-        .unwrap();
-    let keys: Vec<Value> = serde_json::from_slice(&keys.stdout).unwrap();
+    let (took, keys, _) = speed_support::timed_sync(|a| w.cmd(a), &direct);
     assert_eq!(keys.len(), 10_000);
     let events = w
         .fake

@@ -3,6 +3,7 @@
 //! API description (tests/fixtures/openapi/gitlab.yaml); any violation fails the test.
 
 mod gitlab_support;
+mod speed_support;
 
 use gitlab_support::{text, World};
 use serde_json::Value;
@@ -458,20 +459,7 @@ fn gitlab_sync_speed() {
         ),
     )
     .unwrap();
-    let started = std::time::Instant::now();
-    let out = w
-        .cmd(&["sync"])
-        .env("KEYAUDIT_CONFIG", &direct)
-        .output()
-        .unwrap();
-    let took = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let keys = w
-        .cmd(&["keys", "--format", "json"])
-        .env("KEYAUDIT_CONFIG", &direct)
-        .output()
-        .unwrap();
-    let keys: Vec<Value> = serde_json::from_slice(&keys.stdout).unwrap();
+    let (took, keys, said) = speed_support::timed_sync(|a| w.cmd(a), &direct);
     assert!(keys.len() >= 10_000, "{}", keys.len());
     let events = w.fake.with(|st| st.events.len());
     println!(
@@ -479,6 +467,6 @@ fn gitlab_sync_speed() {
         keys.len(),
         keys.len() as f64 / took,
         events as f64 / took,
-        text(&out.stderr).trim()
+        said.trim()
     );
 }

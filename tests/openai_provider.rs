@@ -4,6 +4,7 @@
 //! fails the test.
 
 mod openai_support;
+mod speed_support;
 
 use openai_support::{text, World};
 use serde_json::Value;
@@ -502,20 +503,7 @@ fn openai_sync_speed() {
         ),
     )
     .unwrap();
-    let started = std::time::Instant::now();
-    let out = w
-        .cmd(&["sync"])
-        .env("KEYAUDIT_CONFIG", &direct)
-        .output()
-        .unwrap();
-    let took = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let keys = w
-        .cmd(&["keys", "--format", "json"])
-        .env("KEYAUDIT_CONFIG", &direct)
-        .output()
-        .unwrap();
-    let keys: Vec<Value> = serde_json::from_slice(&keys.stdout).unwrap();
+    let (took, keys, said) = speed_support::timed_sync(|a| w.cmd(a), &direct);
     assert!(keys.len() >= 10_000, "{}", keys.len());
     let events = w.events();
     println!(
@@ -524,6 +512,6 @@ fn openai_sync_speed() {
         events.len(),
         keys.len() as f64 / took,
         events.len() as f64 / took,
-        text(&out.stderr).trim()
+        said.trim()
     );
 }

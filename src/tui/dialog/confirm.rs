@@ -245,39 +245,22 @@ impl State {
                 self.say(s::NOW_WRITE);
                 Vec::new()
             }
-            ConfirmKind::Rotate { grace_secs } => {
-                // The same choke point as every key operation.
-                if !self.write {
-                    self.fail(s::refused_read_only("rotate"));
-                    return Vec::new();
-                }
-                let Some(k) = c.keys.into_iter().next() else {
-                    return Vec::new();
-                };
-                self.rotating = true;
-                self.say(s::rotating(&crate::action::target(&k.key)));
-                vec![Effect::Rotate {
-                    key: Box::new(k.key),
+            ConfirmKind::Rotate { grace_secs } => match self.start_rotation(c.keys) {
+                Some(key) => vec![Effect::Rotate {
+                    key,
                     grace: std::time::Duration::from_secs(grace_secs),
                     reason,
-                }]
-            }
-            ConfirmKind::RotateGuided { workflow } => {
-                if !self.write {
-                    self.fail(s::refused_read_only("rotate"));
-                    return Vec::new();
-                }
-                let Some(k) = c.keys.into_iter().next() else {
-                    return Vec::new();
-                };
-                self.rotating = true;
-                self.say(s::rotating(&crate::action::target(&k.key)));
-                vec![Effect::RotateGuided {
-                    key: Box::new(k.key),
+                }],
+                None => Vec::new(),
+            },
+            ConfirmKind::RotateGuided { workflow } => match self.start_rotation(c.keys) {
+                Some(key) => vec![Effect::RotateGuided {
+                    key,
                     reason,
                     workflow,
-                }]
-            }
+                }],
+                None => Vec::new(),
+            },
             ConfirmKind::KeyOp(op) => {
                 // The choke point: nothing reaches a provider without write mode.
                 if !self.write {
@@ -294,6 +277,22 @@ impl State {
                 )]
             }
         }
+    }
+}
+
+impl State {
+    /// The key a confirmed rotation acts on (the dialog's one key), once the same choke
+    /// point as every key operation (write mode) lets it through; marks a rotation as
+    /// running.
+    fn start_rotation(&mut self, keys: Vec<KeyRow>) -> Option<Box<crate::model::Key>> {
+        if !self.write {
+            self.fail(s::refused_read_only("rotate"));
+            return None;
+        }
+        let k = keys.into_iter().next()?;
+        self.rotating = true;
+        self.say(s::rotating(&crate::action::target(&k.key)));
+        Some(Box::new(k.key))
     }
 }
 

@@ -16,7 +16,7 @@ use crate::action::guided;
 use crate::action::workflow::{self, Step, Workflow};
 use crate::model::Key;
 use crate::provider::Provider;
-use crate::store::{Cache, KeyRow, Store};
+use crate::store::{Cache, KeyRow, Store, StoreError};
 use crate::tui::action::{Action, Effect};
 use crate::tui::dialog::confirm::{Confirm, ConfirmKind};
 use crate::tui::state::State;
@@ -102,25 +102,27 @@ pub(crate) fn plan(db: &Path, provider: &dyn Provider, key: KeyRow) -> Result<Pl
     let Some(guide) = provider.rotation_guide(&key.key) else {
         return Err(s::unsupported(provider.name(), "rotate"));
     };
-    let open = (|| {
-        let mut store = Store::open(db)?;
-        let found = workflow::list(&store, false)?.into_iter().find(|w| {
-            w.kind == guided::KIND && w.provider == key.key.provider && w.key_id == key.key.id
-        });
-        match found {
-            Some(mut wf) => {
-                guided::advance(&mut store, &mut wf, chrono::Utc::now())?;
-                Ok::<_, crate::store::StoreError>(wf.state.is_open().then(|| Box::new(wf)))
-            }
-            None => Ok(None),
-        }
-    })()
-    .map_err(|e| format!("cannot read the guided rotations: {e}"))?;
+    let open = open_rotation(db, &key.key)
+        .map_err(|e| format!("cannot read the guided rotations: {e}"))?;
     Ok(Planned {
         key: Box::new(key),
         guide: crate::output::sanitize(&guide),
         open,
     })
+}
+
+/// The open guided rotation of `key` in the cache `db`, advanced as far as the cache
+/// allows; `None` when there is none (or it has just finished).
+fn open_rotation(db: &Path, key: &Key) -> Result<Option<Box<Workflow>>, StoreError> {
+    let mut store = Store::open(db)?;
+    let found = workflow::list(&store, false)?
+        .into_iter()
+        .find(|w| w.kind == guided::KIND && w.provider == key.provider && w.key_id == key.id);
+    let Some(mut wf) = found else {
+        return Ok(None);
+    };
+    guided::advance(&mut store, &mut wf, chrono::Utc::now())?;
+    Ok(wf.state.is_open().then(|| Box::new(wf)))
 }
 
 /// Starts the guided rotation of `key`, or, given the `workflow` whose old key is quiet,
