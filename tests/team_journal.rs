@@ -1,13 +1,14 @@
 //! The team journal on a private PostgreSQL cluster: two writers appending 1,000
 //! entries at once keep one chain that `journal verify` (the release binary) accepts and
-//! whose tampering it names; a member role (the grants of docs/team.md) can add entries
-//! and claim keys but cannot change or remove history.
+//! whose tampering it names; a member role (the grants of docs/team.md) can add entries,
+//! claim keys and decide findings but cannot change or remove history or decisions.
 
 mod team_support;
 
 use keyaudit::config::Config;
+use keyaudit::model::FindingStatus;
 use keyaudit::store::journal::{ChainCheck, NewEntry};
-use keyaudit::store::shared::{ClaimRequest, Shared};
+use keyaudit::store::shared::{ClaimRequest, Decision, Shared};
 use keyaudit::store::team::TeamStore;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -158,6 +159,43 @@ fn a_member_role_adds_and_claims_but_cannot_alter_history() {
         }))
         .unwrap();
     rt.block_on(bob.release(&claim, "ok")).unwrap();
+    // A decision on a finding, with its journal entry.
+    let decision = Decision::new(
+        "f-stale-1",
+        "tg/key_2",
+        FindingStatus::Suppressed,
+        Some("rotation booked"),
+        None,
+    );
+    rt.block_on(bob.decide(
+        &decision,
+        &NewEntry {
+            action: "finding.suppress",
+            target: "tg/key_2",
+            reason: Some("rotation booked"),
+            params: serde_json::json!({ "finding": "f-stale-1" }),
+            result: "ok",
+        },
+    ))
+    .unwrap();
+    let seen = rt.block_on(owner.decisions_since(0)).unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (
+            seen[0].finding.as_str(),
+            seen[0].status,
+            seen[0].note.as_deref()
+        ),
+        (
+            "f-stale-1",
+            FindingStatus::Suppressed,
+            Some("rotation booked")
+        )
+    );
+    assert_eq!(
+        rt.block_on(bob.decisions_since(seen[0].id)).unwrap(),
+        vec![]
+    );
 
     // bob's own connection: UPDATE and DELETE of history are refused by the database.
     rt.block_on(async {
@@ -170,6 +208,8 @@ fn a_member_role_adds_and_claims_but_cannot_alter_history() {
             "UPDATE journal SET reason = 'nothing happened' WHERE seq = 1",
             "DELETE FROM journal WHERE seq = 2",
             "TRUNCATE journal",
+            "UPDATE decisions SET status = 'acknowledged'",
+            "DELETE FROM decisions",
         ] {
             let err = client.batch_execute(sql).await.unwrap_err();
             assert_eq!(
@@ -180,7 +220,8 @@ fn a_member_role_adds_and_claims_but_cannot_alter_history() {
         }
     });
     let entries = rt.block_on(bob.journal()).unwrap();
-    assert_eq!(entries.len(), 2);
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[2].action, "finding.suppress");
     assert_eq!(entries[0].reason, None);
     let mut chain = ChainCheck::default();
     for e in &entries {

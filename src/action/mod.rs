@@ -4,6 +4,7 @@
 //!
 //! - [`claim`]: one operation per key at a time (the team store's claims), and the one
 //!   way actions journal.
+//! - [`decide`]: operators' decisions on findings, and the team's applied here.
 //! - [`bulk`]: one operation on many keys (incidents), bounded concurrency, retries.
 //! - [`rotate`]: rotation as a persisted, resumable state machine (undone by `rollback`).
 //! - [`guided`]: guided rotation, where the operator creates the new key by hand.
@@ -15,6 +16,7 @@ pub mod bulk;
 pub mod claim;
 pub mod confirm;
 pub mod crash;
+pub mod decide;
 pub mod guided;
 mod rollback;
 pub mod rotate;

@@ -5,7 +5,7 @@ use crate::detect::{self, DetectConfig};
 use crate::model::{rfc3339, Category, Finding, FindingStatus, Severity};
 use crate::output::{sanitize, Format, Listing};
 use crate::sigma::{self, RuleSet, SigmaConfig};
-use crate::store::{journal::NewEntry, FindingQuery, Store};
+use crate::store::{FindingQuery, Store};
 use crate::when::parse_instant;
 use chrono::Utc;
 use clap::{Args, Subcommand};
@@ -119,7 +119,11 @@ pub fn sigma_rules(
 }
 
 /// Local work: allowed in read-only mode, which only keeps providers unchanged.
-pub fn detect(ctx: &Ctx, a: &DetectArgs) -> anyhow::Result<ExitCode> {
+pub fn detect(
+    ctx: &Ctx,
+    a: &DetectArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
     let cfg = detect_config(ctx)?;
     let mut sigma_cfg = SigmaConfig::from_table(&ctx.config.detect, &ctx.paths.config)?;
     sigma_cfg.dirs.extend(a.sigma.iter().cloned());
@@ -132,6 +136,8 @@ pub fn detect(ctx: &Ctx, a: &DetectArgs) -> anyhow::Result<ExitCode> {
         detect::detect_full(&mut store, &cfg, now)?
     };
     let s = sigma::run(&mut store, &rules, &sigma_cfg, now)?;
+    // New findings the team already decided take the team's decision.
+    pull_team_decisions(ctx, runtime)?;
     match a.format {
         Format::Json | Format::Jsonl => {
             #[derive(serde::Serialize)]
@@ -195,11 +201,15 @@ fn find(store: &Store, id: &str) -> anyhow::Result<Finding> {
         .ok_or_else(|| UsageError(format!("no finding `{id}`")).into())
 }
 
-pub fn findings(ctx: &Ctx, a: &FindingsArgs) -> anyhow::Result<ExitCode> {
+pub fn findings(
+    ctx: &Ctx,
+    a: &FindingsArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
     match &a.command {
         Some(FindingsCommand::Show { id, format }) => return show(ctx, id, *format),
         Some(FindingsCommand::Ack { id, note }) => {
-            return set_status(ctx, id, FindingStatus::Acknowledged, note, None)
+            return set_status(ctx, runtime, id, FindingStatus::Acknowledged, note, None)
         }
         Some(FindingsCommand::Suppress { id, note, until }) => {
             let until = until
@@ -214,10 +224,11 @@ pub fn findings(ctx: &Ctx, a: &FindingsArgs) -> anyhow::Result<ExitCode> {
                     .map_err(|e| UsageError(format!("--until: {e}")))
                 })
                 .transpose()?;
-            return set_status(ctx, id, FindingStatus::Suppressed, note, until);
+            return set_status(ctx, runtime, id, FindingStatus::Suppressed, note, until);
         }
         None => {}
     }
+    pull_team_decisions(ctx, runtime)?;
     let min = a
         .severity
         .as_deref()
@@ -449,8 +460,21 @@ fn show(ctx: &Ctx, id: &str, format: Format) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// With `[team]`, applies the team's decisions to this cache's findings before they are
+/// listed; an unreachable team store is said, and the cache's own statuses are listed.
+pub(crate) fn pull_team_decisions(
+    ctx: &Ctx,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    if ctx.config.team().is_some() {
+        runtime.block_on(crate::action::decide::pull_or_warn(&ctx.cache()?));
+    }
+    Ok(())
+}
+
 fn set_status(
     ctx: &Ctx,
+    runtime: &tokio::runtime::Runtime,
     id: &str,
     status: FindingStatus,
     note: &str,
@@ -465,26 +489,22 @@ fn set_status(
     if note.trim().is_empty() {
         return Err(UsageError("--note must say why".into()).into());
     }
-    let mut store = ctx.open_store()?;
+    let store = ctx.open_store()?;
     let f = find(&store, id)?;
-    store.set_finding_status(&f.id, status, Some(note), until)?;
-    store.append_journal(&NewEntry {
-        action: if status == FindingStatus::Suppressed {
-            "finding.suppress"
-        } else {
-            "finding.ack"
-        },
-        target: &format!("{}/{}", f.provider, f.key_id),
-        reason: Some(note),
+    drop(store);
+    let decision = crate::action::decide::FindingDecision {
+        id: f.id.clone(),
+        target: format!("{}/{}", f.provider, f.key_id),
+        status,
+        note: note.to_string(),
+        until,
         params: serde_json::json!({
-            "finding": f.id,
             "rule": f.rule,
             "severity": f.severity,
             "status_before": f.status,
-            "until": until.map(rfc3339),
         }),
-        result: "ok",
-    })?;
+    };
+    runtime.block_on(crate::action::decide::decide(&ctx.cache()?, &decision))?;
     crate::say!(
         "{} {}{}",
         if status == FindingStatus::Suppressed {

@@ -298,10 +298,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Workflows(a) => act::workflows(&ctx, &a),
         Command::Resume(a) => act::resume(&ctx, &a, &runtime),
         Command::Takeover(a) => act::takeover(&ctx, &a, &runtime),
-        Command::Detect(a) => findings::detect(&ctx, &a),
+        Command::Detect(a) => findings::detect(&ctx, &a, &runtime),
         Command::Findings(a) => {
             ctx.require_cache()?;
-            findings::findings(&ctx, &a)
+            findings::findings(&ctx, &a, &runtime)
         }
         Command::Import(a) => import::import(&ctx, &a),
         Command::Export(a) => {
@@ -467,6 +467,9 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // The findings detection just opened that the team already decided take the team's
+    // decision.
+    crate::action::decide::pull_or_warn(&ctx.cache()?).await;
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {

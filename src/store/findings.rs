@@ -162,6 +162,39 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Applies the team's decisions (oldest first) to the findings this cache holds, in
+    /// one transaction: a finding a member acknowledged or suppressed takes that status
+    /// and note here too. Resolved findings are left as they are (the condition no
+    /// longer holds here; if it holds again the next application decides it). Returns
+    /// the decisions that changed a finding.
+    pub fn apply_decisions(
+        &mut self,
+        decisions: &[super::shared::Decision],
+    ) -> Result<Vec<super::shared::Decision>> {
+        let tx = self.conn.transaction()?;
+        let mut changed = Vec::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE findings SET status = ?2, note = ?3, suppressed_until = ?4
+                 WHERE id = ?1 AND status <> 'resolved'
+                   AND (status <> ?2 OR note IS NOT ?3 OR suppressed_until IS NOT ?4)",
+            )?;
+            for d in decisions {
+                let n = stmt.execute(params![
+                    d.finding,
+                    d.status.as_str(),
+                    d.note,
+                    d.until.map(to_millis)
+                ])?;
+                if n > 0 {
+                    changed.push(d.clone());
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
     /// Resolves a finding id or a unique prefix of one (at least 4 characters).
     pub fn resolve_finding_id(&self, id: &str) -> Result<Option<String>> {
         if let Some(f) = self.finding(id)? {

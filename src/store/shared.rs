@@ -1,15 +1,17 @@
 //! What a team of responders shares, behind one trait: claims (one operation per key at
 //! a time) and the journal (one hash chain). The SQLite cache is the single-user
 //! implementation ([`Local`]: a claim is granted at once, the journal is the cache's);
-//! the PostgreSQL team store ([`super::team::TeamStore`]) is the shared one. Findings
-//! decisions, workflows and sync cursors are to join this trait later.
+//! the PostgreSQL team store ([`super::team::TeamStore`]) is the shared one. Operators'
+//! decisions on findings (acknowledge, suppress) are shared too: each member's cache
+//! applies the team's decisions to its own findings (see [`Decision`]). Workflows and
+//! sync cursors are to join this trait later.
 //!
 //! Actions never pick an implementation themselves: [`super::Cache::shared`] gives the
 //! one the configuration chose.
 
 use super::journal::NewEntry;
 use super::{Cache, StoreError};
-use crate::model::JournalEntry;
+use crate::model::{FindingStatus, JournalEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::fmt;
@@ -115,6 +117,81 @@ impl fmt::Display for HeldBy {
     }
 }
 
+/// An operator's decision on a finding, as recorded for the team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The team store's row (0 when not recorded there); members read past the last one
+    /// they applied.
+    pub id: i64,
+    /// The finding's id: the same on every member's cache, derived from the rule, the key
+    /// and the subject (`detect::finding_id`).
+    pub finding: String,
+    /// `provider/key_id`, for messages.
+    pub target: String,
+    /// `acknowledged` or `suppressed`.
+    pub status: FindingStatus,
+    /// Why.
+    pub note: Option<String>,
+    /// A suppression's end.
+    pub until: Option<DateTime<Utc>>,
+    /// Who decided (OS user and host), empty until recorded.
+    pub user: String,
+    pub host: String,
+}
+
+impl Decision {
+    /// A new decision, recorded as this process's user and host.
+    pub fn new(
+        finding: &str,
+        target: &str,
+        status: FindingStatus,
+        note: Option<&str>,
+        until: Option<DateTime<Utc>>,
+    ) -> Decision {
+        Decision {
+            id: 0,
+            finding: finding.to_string(),
+            target: target.to_string(),
+            status,
+            note: note.map(str::to_string),
+            until,
+            user: super::journal::os_user(),
+            host: super::journal::host_name(),
+        }
+    }
+}
+
+/// Another responder connected to the team store, and the keys they hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// OS user.
+    pub user: String,
+    /// Host.
+    pub host: String,
+    /// Keys held: `(provider/key_id, operation)`.
+    pub holds: Vec<(String, String)>,
+}
+
+impl Member {
+    /// `bob@ws-2 (rotating tg/key_1)`, sanitized: names come from other machines.
+    pub fn describe(&self) -> String {
+        let who = format!(
+            "{}@{}",
+            crate::output::sanitize(&self.user),
+            crate::output::sanitize(&self.host)
+        );
+        if self.holds.is_empty() {
+            return who;
+        }
+        let held: Vec<String> = self
+            .holds
+            .iter()
+            .map(|(target, op)| format!("{} {}", progressive(op), crate::output::sanitize(target)))
+            .collect();
+        format!("{who} ({})", held.join(", "))
+    }
+}
+
 /// What can go wrong with shared state.
 #[derive(Debug, Error)]
 pub enum SharedError {
@@ -176,6 +253,20 @@ pub trait Shared: Send + Sync + fmt::Debug {
 
     /// The whole journal, oldest first.
     async fn journal(&self) -> Result<Vec<JournalEntry>, SharedError>;
+
+    /// Records a decision on a finding with its journal entry, both or neither: in the
+    /// cache for one person, in the team store for a team (each member's cache then
+    /// applies it, see [`super::Store::apply_decisions`]). False when the cache has no
+    /// such finding (one person only: the team store does not hold findings).
+    async fn decide(&self, d: &Decision, entry: &NewEntry<'_>) -> Result<bool, SharedError>;
+
+    /// The decisions recorded after row `after`, oldest first (none for one person: the
+    /// cache's findings already carry them).
+    async fn decisions_since(&self, after: i64) -> Result<Vec<Decision>, SharedError>;
+
+    /// The other responders connected now, with the keys each holds (none for one
+    /// person).
+    async fn members(&self) -> Result<Vec<Member>, SharedError>;
 }
 
 /// The single-user implementation: the SQLite cache.
@@ -270,6 +361,41 @@ impl Shared for Local {
 
     async fn journal(&self) -> Result<Vec<JournalEntry>, SharedError> {
         self.with(|s| s.journal(None, None)).await
+    }
+
+    async fn decide(&self, d: &Decision, entry: &NewEntry<'_>) -> Result<bool, SharedError> {
+        let d = d.clone();
+        let (action, target, reason, params, result) = (
+            entry.action.to_string(),
+            entry.target.to_string(),
+            entry.reason.map(str::to_string),
+            entry.params.clone(),
+            entry.result.to_string(),
+        );
+        self.with(move |s| {
+            let changed = s.set_finding_status(&d.finding, d.status, d.note.as_deref(), d.until)?;
+            s.append_journal(&NewEntry {
+                action: &action,
+                target: &target,
+                reason: reason.as_deref(),
+                params,
+                result: if changed {
+                    &result
+                } else {
+                    "failed: no such finding"
+                },
+            })?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn decisions_since(&self, _after: i64) -> Result<Vec<Decision>, SharedError> {
+        Ok(Vec::new())
+    }
+
+    async fn members(&self) -> Result<Vec<Member>, SharedError> {
+        Ok(Vec::new())
     }
 }
 

@@ -318,6 +318,12 @@ pub enum Action {
     ImportFinished(Box<ImportReport>),
     /// Detection after the import ended: the status line, or the error.
     DetectionFinished(Result<String, String>),
+    /// The team store connected, was lost, or announced a change.
+    Team(crate::store::team::live::Signal),
+    /// Team decisions changed findings of this cache (they were applied).
+    TeamDecided(Vec<crate::store::shared::Decision>),
+    /// The other responders connected, and what they hold.
+    TeamMembers(Vec<crate::store::shared::Member>),
 }
 
 /// IO that `update` asks for; the runner performs it and answers with actions.
@@ -377,6 +383,11 @@ pub enum Effect {
     StopImport,
     /// Run detection over what the import added.
     Detect,
+    /// Apply the team's decisions to the cache: the new ones, or all of them (after a
+    /// sync opened findings, or a reconnection).
+    PullDecisions { all: bool },
+    /// Read who else is connected to the team store.
+    LoadMembers,
 }
 
 /// A finished rotation, for the secret dialog. `Debug` shows only the display prefix of

@@ -15,6 +15,7 @@ pub mod runner;
 pub mod search;
 pub mod state;
 pub mod strings;
+pub mod team;
 pub mod theme;
 pub mod view;
 
@@ -198,6 +199,8 @@ async fn event_loop(
         .with_sigma(opts.sigma.clone());
     let mut state = State::new(setup);
     state.case = opts.case.clone();
+    state.team = opts.team.is_some().then(team::TeamView::default);
+    let mut team_signals = runner.team_signals();
     if let Some(plan) = &opts.import {
         state.import = Some(import::ImportGauge::new(
             plan.files.len(),
@@ -227,6 +230,7 @@ async fn event_loop(
             Some(a) = rx.recv() => Some(a),
             _ = sync_timer.tick(), if every > 0 => state.sync.is_none().then_some(Action::StartSync),
             _ = clock.tick() => Some(Action::Clock(Utc::now())),
+            Some(sig) = next_signal(&mut team_signals) => Some(Action::Team(sig)),
             _ = sigterm.recv() => break,
         };
         let Some(first) = first else { continue };
@@ -245,6 +249,16 @@ async fn event_loop(
     // An import still running stops at its next batch, with what it read committed.
     runner.stop_import();
     Ok(())
+}
+
+/// The team store's next signal; never, without one.
+async fn next_signal(
+    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<crate::store::team::live::Signal>>,
+) -> Option<crate::store::team::live::Signal> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Opens the workstation on the embedded demo (badge DEMO) with its own cache.

@@ -11,9 +11,9 @@ use super::dialog::secret::{osc52, rotate_to_screen};
 use super::import::{run_detection, run_import, ImportPlan};
 use super::view::detail::load_detail;
 use super::view::events::load_events_page;
-use super::view::findings::set_finding_status;
 use super::view::keys::{export, KEYS_HEAD};
 use crate::action::apply_key_op;
+use crate::action::decide::{decide, pull, FindingDecision};
 use crate::detect::DetectConfig;
 use crate::provider::Provider;
 use crate::store::{Cache, FindingQuery, Store, StoreError};
@@ -22,6 +22,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
+
+/// The newest journal entries the journal view shows.
+const JOURNAL_SHOWN: usize = 2000;
 
 /// Executes effects; cheap to clone.
 #[derive(Clone)]
@@ -43,6 +46,9 @@ pub struct Runner {
     import: Option<Arc<ImportPlan>>,
     /// The Sigma rules run after a sync.
     sigma: Option<crate::sync::SyncSigma>,
+    /// The last team decision applied to the cache; held while decisions are applied,
+    /// so two announcements never apply the same rows at once.
+    team_mark: Arc<tokio::sync::Mutex<i64>>,
 }
 
 impl Runner {
@@ -65,7 +71,15 @@ impl Runner {
             detect: Arc::default(),
             import: None,
             sigma: None,
+            team_mark: Arc::default(),
         }
+    }
+
+    /// The team store's announcements, with `[team]` configured.
+    pub fn team_signals(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::store::team::live::Signal>> {
+        self.cache.team.as_ref().map(|t| t.watch())
     }
 
     /// The same runner with the import `Effect::Import` runs.
@@ -236,9 +250,24 @@ impl Runner {
                 },
                 Action::FindingsLoaded,
             ),
+            // A team's journal is the team store's; one person's, the cache's.
+            Effect::LoadJournal if self.cache.team.is_some() => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.send(match me.cache.shared().journal().await {
+                        Ok(mut j) => {
+                            let keep = j.len().saturating_sub(JOURNAL_SHOWN);
+                            j.drain(..keep);
+                            j.reverse();
+                            Action::JournalLoaded(j)
+                        }
+                        Err(e) => Action::LoadFailed(format!("cannot read the team journal: {e}")),
+                    });
+                });
+            }
             Effect::LoadJournal => self.read(
                 |s| {
-                    let mut j = s.journal(None, Some(2000))?;
+                    let mut j = s.journal(None, Some(JOURNAL_SHOWN))?;
                     j.reverse();
                     Ok(j)
                 },
@@ -322,14 +351,48 @@ impl Runner {
                 status,
                 note,
             } => {
-                let (db, tx) = (self.cache.clone(), self.tx.clone());
-                tokio::task::spawn_blocking(move || {
-                    let r = set_finding_status(&db, &id, &target, status, &note);
-                    let _ = tx.send(match r {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let d = FindingDecision {
+                        id: id.clone(),
+                        target,
+                        status,
+                        note,
+                        until: None,
+                        params: serde_json::json!({}),
+                    };
+                    me.send(match decide(&me.cache, &d).await {
                         Ok(true) => Action::FindingUpdated(id, status),
                         Ok(false) => Action::LoadFailed(format!("no finding {id}")),
-                        Err(e) => Action::LoadFailed(format!("cannot update finding {id}: {e}")),
+                        Err(e) => Action::LoadFailed(format!(
+                            "cannot update finding {id}: {e}; nothing was changed"
+                        )),
                     });
+                });
+            }
+            Effect::PullDecisions { all } => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let mut mark = me.team_mark.lock().await;
+                    let after = if all { 0 } else { *mark };
+                    match pull(&me.cache, after).await {
+                        Ok((last, changed)) => {
+                            *mark = (*mark).max(last);
+                            me.send(Action::TeamDecided(changed));
+                        }
+                        // The listener says when the store is lost; a reconnection
+                        // pulls everything again.
+                        Err(e) => tracing::warn!("team decisions not applied: {e}"),
+                    }
+                });
+            }
+            Effect::LoadMembers => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    match me.cache.shared().members().await {
+                        Ok(m) => me.send(Action::TeamMembers(m)),
+                        Err(e) => tracing::warn!("team members not read: {e}"),
+                    }
                 });
             }
             Effect::Import => {

@@ -97,6 +97,8 @@ pub struct State {
     pub(crate) pending_ops: usize,
 
     pub message: Option<Message>,
+    /// The team store's state, with `[team]` configured.
+    pub team: Option<crate::tui::team::TeamView>,
     /// The text being typed in the palette or a note.
     pub input: String,
     pub palette: Palette,
@@ -152,6 +154,7 @@ impl State {
             reload_pending: false,
             pending_ops: 0,
             message: None,
+            team: None,
             input: String::new(),
             palette: Palette::default(),
             help: HelpDialog::default(),
@@ -256,6 +259,10 @@ impl State {
             return Vec::new();
         }
         let mut fx = vec![Effect::LoadKeys];
+        if self.team.is_some() {
+            // Findings the sync opened may be ones the team has decided already.
+            fx.push(Effect::PullDecisions { all: true });
+        }
         if self.view != View::Providers {
             fx.push(Effect::LoadProviders);
         }
@@ -272,6 +279,10 @@ impl State {
         }
         if let Some(fx) = dialog::confirm::update_open(self, &action) {
             return fx;
+        }
+        if let Some(why) = crate::tui::team::refused(self, &action) {
+            self.fail(why);
+            return Vec::new();
         }
         match action {
             A::SelectNext | A::SelectPrev if self.mode == Mode::Help => {
@@ -353,6 +364,9 @@ impl State {
             | A::ImportProgressed(_)
             | A::ImportFinished(_)
             | A::DetectionFinished(_) => crate::tui::import::update(self, action),
+            A::Team(_) | A::TeamDecided(_) | A::TeamMembers(_) => {
+                crate::tui::team::update(self, action)
+            }
             // Keys of closed dialogs.
             A::ToggleFocus
             | A::RevealSecret

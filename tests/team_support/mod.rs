@@ -51,6 +51,8 @@ pub fn pg_bin() -> &'static Path {
 /// A running cluster.
 pub struct Cluster {
     pub port: u16,
+    /// The server's options (`pg_ctl -o`), for [`Cluster::resume`].
+    opts: String,
     dir: tempfile::TempDir,
     next_db: AtomicUsize,
 }
@@ -162,7 +164,6 @@ impl Cluster {
             "initdb",
         );
         let extra = setup(dir.path());
-        let pg_ctl = bin.join("pg_ctl");
         let log = dir.path().join("server.log");
         let mut last = String::new();
         for _ in 0..5 {
@@ -171,25 +172,10 @@ impl Cluster {
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60{extra}",
                 dir.path().display()
             );
-            let out = as_pg(&[
-                pg_ctl.to_str().unwrap(),
-                "-D",
-                data.to_str().unwrap(),
-                "-l",
-                log.to_str().unwrap(),
-                "-o",
-                &opts,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-            if out.status.success() {
+            if pg_start(dir.path(), &opts).status.success() {
                 return Cluster {
                     port,
+                    opts,
                     dir,
                     next_db: AtomicUsize::new(0),
                 };
@@ -198,6 +184,34 @@ impl Cluster {
             last = std::fs::read_to_string(&log).unwrap_or_default();
         }
         panic!("pg_ctl start failed five times; server log:\n{last}");
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected at once).
+    pub fn stop(&self) {
+        let pg_ctl = pg_bin().join("pg_ctl");
+        let data = self.dir.path().join("data");
+        run_ok(
+            as_pg(&[
+                pg_ctl.to_str().unwrap(),
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ]),
+            "pg_ctl stop",
+        );
+    }
+
+    /// Starts the stopped server again, on the same port.
+    pub fn resume(&self) {
+        let out = pg_start(self.dir.path(), &self.opts);
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed; server log:\n{}",
+            std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        );
     }
 
     /// `postgres://ROLE@127.0.0.1:PORT/DB`.
@@ -266,6 +280,29 @@ impl Drop for Cluster {
         .stderr(Stdio::null())
         .status();
     }
+}
+
+/// `pg_ctl start` of the cluster in `dir` with `opts`, waiting until it accepts
+/// connections.
+fn pg_start(dir: &Path, opts: &str) -> std::process::Output {
+    let pg_ctl = pg_bin().join("pg_ctl");
+    let (data, log) = (dir.join("data"), dir.join("server.log"));
+    as_pg(&[
+        pg_ctl.to_str().unwrap(),
+        "-D",
+        data.to_str().unwrap(),
+        "-l",
+        log.to_str().unwrap(),
+        "-o",
+        opts,
+        "-w",
+        "-t",
+        "60",
+        "start",
+    ])
+    .stdin(Stdio::null())
+    .output()
+    .unwrap()
 }
 
 fn pg_ids() -> (u32, u32) {

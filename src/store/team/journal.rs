@@ -25,6 +25,20 @@ pub(super) async fn append(
         .transaction()
         .await
         .map_err(|e| store.db_fail("starting a journal append", &e))?;
+    let entry = append_in(store, &tx, new).await?;
+    tx.commit()
+        .await
+        .map_err(|e| store.db_fail("committing the journal entry", &e))?;
+    Ok(entry)
+}
+
+/// Appends `new` inside `tx` (which commits it with whatever else it holds); the
+/// journal's lock is held until `tx` ends.
+pub(super) async fn append_in(
+    store: &TeamStore,
+    tx: &deadpool_postgres::Transaction<'_>,
+    new: &NewEntry<'_>,
+) -> Result<JournalEntry, SharedError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&JOURNAL_LOCK])
         .await
         .map_err(|e| store.db_fail("locking the journal", &e))?;
@@ -74,9 +88,6 @@ pub(super) async fn append(
     )
     .await
     .map_err(|e| store.db_fail("appending to the journal", &e))?;
-    tx.commit()
-        .await
-        .map_err(|e| store.db_fail("committing the journal entry", &e))?;
     Ok(entry)
 }
 

@@ -9,11 +9,13 @@
 //! touches the network and a command that needs no shared state never waits for it.
 
 mod claims;
+mod decisions;
 mod journal;
+pub mod live;
 pub mod schema;
 pub mod tls;
 
-use super::shared::{Claim, ClaimRequest, Holder, Shared, SharedError, Takeover};
+use super::shared::{Claim, ClaimRequest, Decision, Holder, Member, Shared, SharedError, Takeover};
 use crate::config::TeamConfig;
 use crate::model::JournalEntry;
 use async_trait::async_trait;
@@ -82,7 +84,9 @@ impl TeamStore {
             .await
     }
 
-    fn build_pool(&self) -> Result<Pool, SharedError> {
+    /// The connection settings of `[team]`, and the TLS connector when `ca_file` asks
+    /// for TLS.
+    fn pg_config(&self) -> Result<(tokio_postgres::Config, Option<tls::MakeRustls>), SharedError> {
         let mut pg: tokio_postgres::Config = self
             .config
             .url
@@ -97,16 +101,26 @@ impl TeamStore {
         if let Some(p) = &password {
             pg.password(p.expose().as_bytes());
         }
+        let tls = match &self.config.ca_file {
+            Some(ca) => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Some(
+                    tls::MakeRustls::from_ca_file(ca)
+                        .map_err(|why| self.fail(format!("`ca_file` {}: {why}", ca.display())))?,
+                )
+            }
+            None => None,
+        };
+        Ok((pg, tls))
+    }
+
+    fn build_pool(&self) -> Result<Pool, SharedError> {
+        let (pg, tls) = self.pg_config()?;
         let mgr_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let mgr = match &self.config.ca_file {
-            Some(ca) => {
-                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-                let tls = tls::MakeRustls::from_ca_file(ca)
-                    .map_err(|why| self.fail(format!("`ca_file` {}: {why}", ca.display())))?;
-                Manager::from_config(pg, tls, mgr_config)
-            }
+        let mgr = match tls {
+            Some(tls) => Manager::from_config(pg, tls, mgr_config),
             None => Manager::from_config(pg, tokio_postgres::NoTls, mgr_config),
         };
         Pool::builder(mgr)
@@ -273,5 +287,22 @@ impl Shared for TeamStore {
 
     async fn journal(&self) -> Result<Vec<JournalEntry>, SharedError> {
         journal::entries(self).await
+    }
+
+    async fn decide(
+        &self,
+        d: &Decision,
+        entry: &super::journal::NewEntry<'_>,
+    ) -> Result<bool, SharedError> {
+        decisions::decide(self, d, entry).await?;
+        Ok(true)
+    }
+
+    async fn decisions_since(&self, after: i64) -> Result<Vec<Decision>, SharedError> {
+        decisions::since(self, after).await
+    }
+
+    async fn members(&self) -> Result<Vec<Member>, SharedError> {
+        decisions::members(self).await
     }
 }

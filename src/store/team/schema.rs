@@ -72,6 +72,41 @@ pub const MIGRATIONS: &[&str] = &[
     -- History is written once: members may add entries and read them, never change them.
     GRANT SELECT, INSERT ON journal TO keyaudit_member;
     "#,
+    // 2: operators' decisions on findings, and the announcements of every change.
+    r#"
+    -- Decisions are appended, never changed: the latest one for a finding is its state,
+    -- and members apply the rows past the last one they read.
+    CREATE TABLE decisions (
+        id         BIGSERIAL PRIMARY KEY,
+        finding    TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        status     TEXT NOT NULL CHECK (status IN ('acknowledged', 'suppressed')),
+        note       TEXT,
+        until_ms   BIGINT,
+        os_user    TEXT NOT NULL,
+        host       TEXT NOT NULL,
+        at         TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE INDEX decisions_finding ON decisions (finding, id);
+    REVOKE ALL ON decisions FROM PUBLIC;
+    GRANT SELECT, INSERT ON decisions TO keyaudit_member;
+    GRANT USAGE ON SEQUENCE decisions_id_seq TO keyaudit_member;
+
+    -- Every change is announced on channel `keyaudit` with the table's name, once per
+    -- statement, when its transaction commits; open workstations redraw what it touched.
+    CREATE FUNCTION keyaudit_announce() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        PERFORM pg_notify('keyaudit', TG_TABLE_NAME);
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER decisions_announce AFTER INSERT ON decisions
+        FOR EACH STATEMENT EXECUTE FUNCTION keyaudit_announce();
+    CREATE TRIGGER claims_announce AFTER INSERT OR UPDATE OF released_at ON claims
+        FOR EACH STATEMENT EXECUTE FUNCTION keyaudit_announce();
+    CREATE TRIGGER journal_announce AFTER INSERT ON journal
+        FOR EACH STATEMENT EXECUTE FUNCTION keyaudit_announce();
+    "#,
 ];
 
 /// The schema version this keyaudit needs.

@@ -6,7 +6,6 @@
 
 use super::{ago, block, clean, list_area, severity_style, Cursor};
 use crate::model::{Category, Finding, FindingStatus};
-use crate::store::{journal::NewEntry, StoreError};
 use crate::tui::action::{Action, Effect};
 use crate::tui::state::{Mode, State};
 use crate::tui::strings as s;
@@ -332,33 +331,4 @@ pub(super) fn render(state: &State, f: &mut Frame, area: Rect) {
             panel,
         );
     }
-}
-
-pub(crate) fn set_finding_status(
-    db: &crate::store::Cache,
-    id: &str,
-    target: &str,
-    status: FindingStatus,
-    note: &str,
-) -> Result<bool, StoreError> {
-    let mut store = db.open()?;
-    let note = (!note.trim().is_empty()).then_some(note.trim());
-    let changed = store.set_finding_status(id, status, note, None)?;
-    let verb = if status == FindingStatus::Acknowledged {
-        "acknowledge"
-    } else {
-        "suppress"
-    };
-    store.append_journal(&NewEntry {
-        action: verb,
-        target,
-        reason: note,
-        params: serde_json::json!({ "finding": id }),
-        result: if changed {
-            "ok"
-        } else {
-            "failed: no such finding"
-        },
-    })?;
-    Ok(changed)
 }

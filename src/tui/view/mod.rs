@@ -463,6 +463,13 @@ fn render_header(state: &State, f: &mut Frame, area: Rect) {
         right.push(Span::styled(s::BADGE_DEMO, t.badge_demo));
         right.push(Span::raw(" "));
     }
+    if let Some((text, bad)) = crate::tui::team::badge(state) {
+        right.push(Span::styled(
+            format!(" {text} "),
+            if bad { t.badge_ro } else { t.badge_demo },
+        ));
+        right.push(Span::raw(" "));
+    }
     if state.write {
         right.push(Span::styled(s::BADGE_RW, t.badge_rw));
     } else {
@@ -554,6 +561,25 @@ fn render_status(state: &State, f: &mut Frame, area: Rect) {
             area,
         );
         return;
+    }
+    // Who else is on the team, right-aligned in what the message leaves (the message
+    // comes first; the header's TEAM badge still counts them when there is no room).
+    let mut area = area;
+    if let Some(team) = crate::tui::team::summary(state) {
+        let width = area.width as usize;
+        let used = state
+            .message
+            .as_ref()
+            .map_or(0, |m| clean(&m.text).chars().count() + 2);
+        let room = width.saturating_sub(used).min(width / 2);
+        if room >= 12 {
+            let text = trunc(&clean(&team), room);
+            let w = text.chars().count() as u16;
+            let [l, r] =
+                Layout::horizontal([Constraint::Fill(1), Constraint::Length(w)]).areas(area);
+            f.render_widget(Paragraph::new(text).style(t.dim), r);
+            area = l;
+        }
     }
     if let Some(m) = &state.message {
         f.render_widget(
