@@ -10,14 +10,27 @@
 //! A claim is one transaction (advisory lock, read of the live claim, insert); the
 //! figures are the time of `Shared::claim` as an action sees it, and of its release.
 //!
-//! Run: `cargo bench --bench team` (`TEAM_CLAIMS` per responder, default 400).
+//! Then how fast a decision reaches the others (`live`): one responder acknowledges
+//! findings one after another (`action::decide::decide`, as the CLI and the TUI do);
+//! the four others each have a workstation's listening connection
+//! (`TeamStore::watch`) and, on each announcement, read the new decisions and apply them
+//! to their own SQLite cache (`action::decide::pull`, as the workstation does before it
+//! redraws). Each figure is the time from the start of the decision to the moment one
+//! member's cache holds it.
+//!
+//! Run: `cargo bench --bench team` (`TEAM_CLAIMS` per responder, default 400;
+//! `TEAM_DECISIONS`, default 200).
 
 #[path = "../tests/team_support/mod.rs"]
 mod team_support;
 
+use keyaudit::action::decide::{decide, pull, FindingDecision};
 use keyaudit::config::Config;
+use keyaudit::model::{from_millis, Category, Finding, FindingStatus, Key, Severity};
 use keyaudit::store::shared::{ClaimRequest, Shared, SharedError};
+use keyaudit::store::team::live::Signal;
 use keyaudit::store::team::TeamStore;
+use keyaudit::store::{Cache, Store};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,6 +120,99 @@ async fn round(url: &str, per: usize, contended: bool) -> Round {
     all
 }
 
+/// A member's cache holding `n` open findings `f-0` … of one key.
+fn seed(path: &Path, n: usize) {
+    let mut store = Store::open(path).unwrap();
+    store.ensure_provider("bench", "http", None).unwrap();
+    store
+        .upsert_keys(
+            "bench",
+            &[Key::seen_in_logs("bench", "key_1")],
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    for i in 0..n {
+        store
+            .upsert_finding(&Finding {
+                id: format!("f-{i}"),
+                rule: "stale_key".into(),
+                category: Category::Hygiene,
+                severity: Severity::Medium,
+                provider: "bench".into(),
+                key_id: "key_1".into(),
+                title: "t".into(),
+                explanation: "e".into(),
+                evidence: Vec::new(),
+                first_seen: from_millis(1000),
+                last_seen: from_millis(2000),
+                status: FindingStatus::Open,
+                note: None,
+                suppressed_until: None,
+            })
+            .unwrap();
+    }
+}
+
+/// The time from the start of each decision to each other member's cache holding it.
+async fn live(url: &str, decisions: usize) -> (Vec<Duration>, Duration) {
+    let cfg = Config::parse(&team_table(url, "10m"), Path::new("bench.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let caches: Vec<Cache> = (0..RESPONDERS)
+        .map(|i| {
+            let path = dir.path().join(format!("member-{i}.db"));
+            seed(&path, decisions);
+            Cache::new(path).with_team(cfg.team())
+        })
+        .collect();
+    let (applied_tx, mut applied) = tokio::sync::mpsc::unbounded_channel();
+    for cache in caches.iter().skip(1).cloned() {
+        let mut signals = cache.team.as_ref().unwrap().watch();
+        assert_eq!(signals.recv().await, Some(Signal::Online));
+        let applied_tx = applied_tx.clone();
+        tokio::spawn(async move {
+            let mut mark = 0;
+            while let Some(s) = signals.recv().await {
+                if s != Signal::Changed("decisions".into()) {
+                    continue;
+                }
+                let (last, changed) = pull(&cache, mark).await.unwrap();
+                mark = last;
+                let at = Instant::now();
+                for d in changed {
+                    let _ = applied_tx.send((d.finding, at));
+                }
+            }
+        });
+    }
+    let mut out = Vec::new();
+    let started = Instant::now();
+    for n in 0..decisions {
+        let id = format!("f-{n}");
+        let t = Instant::now();
+        decide(
+            &caches[0],
+            &FindingDecision {
+                id: id.clone(),
+                target: "bench/key_1".into(),
+                status: FindingStatus::Acknowledged,
+                note: "seen".into(),
+                until: None,
+                params: serde_json::json!({}),
+            },
+        )
+        .await
+        .unwrap();
+        for _ in 1..RESPONDERS {
+            let (finding, at) = applied.recv().await.unwrap();
+            assert_eq!(finding, id);
+            out.push(at.duration_since(t));
+        }
+    }
+    let wall = started.elapsed();
+    out.sort();
+    (out, wall)
+}
+
 fn main() {
     let per: usize = std::env::var("TEAM_CLAIMS")
         .ok()
@@ -146,5 +252,22 @@ fn main() {
             pct(&r.release, 0.99),
         );
     }
+    let decisions: usize = std::env::var("TEAM_DECISIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let db = cluster.database("live");
+    let (lat, wall) = rt.block_on(live(&cluster.url("postgres", &db), decisions));
+    println!(
+        "live: {decisions} decisions by one responder, each applied by {} others ({} \
+         applications, {:.2} s wall): decision to another member's cache p50 {:.2} ms, \
+         p99 {:.2} ms, max {:.2} ms",
+        RESPONDERS - 1,
+        lat.len(),
+        wall.as_secs_f64(),
+        pct(&lat, 0.50),
+        pct(&lat, 0.99),
+        pct(&lat, 1.0),
+    );
     println!("load average after: {}", loadavg());
 }
