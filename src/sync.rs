@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+pub mod team;
+
 /// The cursor stream name of provider events.
 pub const EVENTS_STREAM: &str = "events";
 
@@ -81,6 +83,9 @@ pub enum SyncError {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The team store failed (a team sync publishes to it or reads from it).
+    #[error(transparent)]
+    Team(#[from] crate::store::shared::SharedError),
     #[error("sync of {provider}: a background task failed: {message}")]
     Task { provider: String, message: String },
 }

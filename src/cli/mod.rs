@@ -410,10 +410,18 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                 );
             }
         };
-        match crate::sync::sync_provider_with(&ctx.paths.db, p, &detect, sigma.clone(), &progress)
+        let cache = ctx.cache()?;
+        let fresh = ctx.config.team().map(|t| t.fresh());
+        match crate::sync::team::sync_source(&cache, p, &detect, sigma.clone(), &progress, fresh)
             .await
         {
-            Ok(r) => {
+            Ok(crate::sync::team::Outcome::Read(r)) => {
+                if tty {
+                    eprint!("\r\x1b[2K");
+                }
+                crate::tell!("{}: {}", r.provider, r.describe());
+            }
+            Ok(crate::sync::team::Outcome::Synced(r)) => {
                 if tty {
                     eprint!("\r\x1b[2K");
                 }

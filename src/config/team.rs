@@ -32,6 +32,12 @@ pub struct TeamConfig {
     /// The lease, parsed.
     #[serde(skip)]
     pub lease_duration: Option<Duration>,
+    /// A source a member synced less than this long ago is read from the team's copy
+    /// instead of synced again (`0s`: always sync when no one else is; default 30s).
+    pub fresh: Option<String>,
+    /// `fresh`, parsed.
+    #[serde(skip)]
+    pub fresh_duration: Option<Duration>,
     /// `FILE:LINE` of the table (filled in after parsing).
     #[serde(skip)]
     pub origin: String,
@@ -41,6 +47,9 @@ pub struct TeamConfig {
     #[serde(skip)]
     pub line: Option<usize>,
 }
+
+/// `[team] fresh` when not set.
+pub const DEFAULT_FRESH: Duration = Duration::from_secs(30);
 
 impl TeamConfig {
     /// Checks a parsed `[team]` table; `span_start` is where it begins in `text`.
@@ -137,7 +146,18 @@ impl TeamConfig {
             ));
         }
         self.lease_duration = Some(lease);
+        self.fresh_duration = Some(match &self.fresh {
+            None => DEFAULT_FRESH,
+            Some(s) => {
+                crate::when::parse_duration(s).map_err(|e| fail(format!("[team] `fresh`: {e}")))?
+            }
+        });
         Ok(())
+    }
+
+    /// How recent a team's copy of a source is read rather than synced again.
+    pub fn fresh(&self) -> Duration {
+        self.fresh_duration.unwrap_or(DEFAULT_FRESH)
     }
 
     /// The lease of a claim.

@@ -12,7 +12,7 @@ use crate::filter::Network;
 use crate::model::{from_millis, to_millis, Event, Millis, Outcome};
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
-use rusqlite::Row;
+use rusqlite::{params, Row};
 
 mod walk;
 mod write;
@@ -152,7 +152,7 @@ const EVENT_COLUMNS: &str =
      e.source_ip, e.user_agent, e.outcome, e.status_code, e.request_id, e.records, e.raw,
      e.raw_block, e.raw_at";
 
-fn outcome_code(o: Outcome) -> i64 {
+pub(crate) fn outcome_code(o: Outcome) -> i64 {
     match o {
         Outcome::Success => 0,
         Outcome::Denied => 1,
@@ -160,7 +160,7 @@ fn outcome_code(o: Outcome) -> i64 {
     }
 }
 
-fn outcome_from_code(c: i64) -> Outcome {
+pub(crate) fn outcome_from_code(c: i64) -> Outcome {
     match c {
         0 => Outcome::Success,
         1 => Outcome::Denied,
@@ -212,6 +212,33 @@ fn with_raw(
 }
 
 impl Store {
+    /// The events of `provider` stored after row `after`, oldest row first, at most
+    /// `limit`, without their raw records: what a member publishes to the team's copy.
+    pub fn events_after(&self, provider: &str, after: i64, limit: usize) -> Result<Vec<EventRow>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events e
+             JOIN providers p ON p.id = e.provider_id JOIN keys k ON k.id = e.key_ref
+             WHERE p.name = ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![provider, after, limit as i64], |r| {
+            let (mut row, _) = event_row(r)?;
+            row.event.raw = None;
+            Ok(row)
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The last event row of `provider` (0 without any).
+    pub fn last_event_row(&self, provider: &str) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT coalesce(max(e.id), 0) FROM events e
+             JOIN providers p ON p.id = e.provider_id WHERE p.name = ?1",
+            [provider],
+            |r| r.get(0),
+        )?)
+    }
+
     fn event_sql(q: &EventQuery, params: &mut Vec<Value>) -> String {
         let mut sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events e

@@ -196,7 +196,8 @@ async fn event_loop(
     .with_team(opts.team.as_ref());
     let mut runner = runner::Runner::new(cache, opts.providers.clone(), tx)
         .with_detect(opts.detect.clone())
-        .with_sigma(opts.sigma.clone());
+        .with_sigma(opts.sigma.clone())
+        .with_team_fresh(opts.team.as_ref().map(|t| t.fresh()));
     let mut state = State::new(setup);
     state.case = opts.case.clone();
     state.team = opts.team.is_some().then(team::TeamView::default);

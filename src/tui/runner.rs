@@ -49,6 +49,9 @@ pub struct Runner {
     /// The last team decision applied to the cache; held while decisions are applied,
     /// so two announcements never apply the same rows at once.
     team_mark: Arc<tokio::sync::Mutex<i64>>,
+    /// A team's copy of a source younger than this is read rather than synced again
+    /// (`[team] fresh`).
+    team_fresh: Option<std::time::Duration>,
 }
 
 impl Runner {
@@ -72,7 +75,14 @@ impl Runner {
             import: None,
             sigma: None,
             team_mark: Arc::default(),
+            team_fresh: None,
         }
+    }
+
+    /// The same runner reading a team's copy younger than `fresh` instead of syncing.
+    pub fn with_team_fresh(mut self, fresh: Option<std::time::Duration>) -> Runner {
+        self.team_fresh = fresh;
+        self
     }
 
     /// The team store's announcements, with `[team]` configured.
@@ -431,16 +441,18 @@ impl Runner {
                 let progress = move |pr: &crate::sync::SyncProgress| {
                     let _ = tx.send(Action::SyncProgressed(pr.clone()));
                 };
-                let r = crate::sync::sync_provider_with(
-                    &me.db,
+                let r = crate::sync::team::sync_source(
+                    &me.cache,
                     p.clone(),
                     &me.detect,
                     me.sigma.clone(),
                     &progress,
+                    me.team_fresh,
                 )
                 .await;
                 let r = match r {
-                    Ok(r) => {
+                    Ok(crate::sync::team::Outcome::Read(r)) => Ok(r.describe()),
+                    Ok(crate::sync::team::Outcome::Synced(r)) => {
                         let mut said = format!(
                             "{} keys, {} new events in {:.1}s",
                             r.keys,

@@ -24,6 +24,10 @@ pub(super) async fn decide(
         .transaction()
         .await
         .map_err(|e| store.db_fail("starting a decision", &e))?;
+    // The journal's lock first: decisions are numbered while it is held, so their
+    // numbers grow in commit order and a member reading past the last one it read
+    // misses none.
+    journal::append_in(store, &tx, entry).await?;
     tx.execute(
         "INSERT INTO decisions (finding, target, status, note, until_ms, os_user, host)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -39,7 +43,6 @@ pub(super) async fn decide(
     )
     .await
     .map_err(|e| store.db_fail("recording the decision", &e))?;
-    journal::append_in(store, &tx, entry).await?;
     tx.commit()
         .await
         .map_err(|e| store.db_fail("committing the decision", &e))
@@ -73,6 +76,15 @@ pub(super) async fn since(store: &TeamStore, after: i64) -> Result<Vec<Decision>
             })
         })
         .collect()
+}
+
+/// `user@host` of this process, as the team sees it.
+pub(crate) fn me() -> String {
+    format!(
+        "{}@{}",
+        crate::store::journal::os_user(),
+        crate::store::journal::host_name()
+    )
 }
 
 /// This process's presence name: `keyaudit tui user@host #pid`.

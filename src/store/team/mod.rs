@@ -12,6 +12,7 @@ mod claims;
 mod decisions;
 mod journal;
 pub mod live;
+pub mod replica;
 pub mod schema;
 pub mod tls;
 

@@ -107,6 +107,60 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER journal_announce AFTER INSERT ON journal
         FOR EACH STATEMENT EXECUTE FUNCTION keyaudit_announce();
     "#,
+    // 3: the team's copy of each source: the keys, events and findings the member that
+    // synced it published, for the others to read instead of syncing it themselves.
+    r#"
+    CREATE TABLE sources (
+        provider      TEXT PRIMARY KEY,
+        kind          TEXT NOT NULL,
+        synced_at     TIMESTAMPTZ,
+        synced_by     TEXT,
+        syncing_by    TEXT,
+        syncing_since TIMESTAMPTZ
+    );
+    -- Rows published later get larger numbers; one member publishes a source at a time
+    -- (under the source's advisory lock), so per source they grow in commit order and a
+    -- member reads a source's rows past the last number it read.
+    CREATE SEQUENCE changes;
+    CREATE TABLE keys (
+        provider  TEXT NOT NULL,
+        key_id    TEXT NOT NULL,
+        doc       TEXT NOT NULL,
+        change    BIGINT NOT NULL,
+        PRIMARY KEY (provider, key_id)
+    );
+    CREATE INDEX keys_change ON keys (provider, change);
+    CREATE TABLE events (
+        id          BIGSERIAL PRIMARY KEY,
+        provider    TEXT NOT NULL,
+        ext_id      TEXT NOT NULL,
+        key_id      TEXT NOT NULL,
+        time        BIGINT NOT NULL,
+        principal   TEXT,
+        action      TEXT NOT NULL,
+        scope       TEXT,
+        source_ip   TEXT,
+        user_agent  TEXT,
+        outcome     SMALLINT NOT NULL,
+        status_code BIGINT,
+        request_id  TEXT,
+        records     BIGINT,
+        UNIQUE (provider, ext_id)
+    );
+    CREATE INDEX events_provider_id ON events (provider, id);
+    CREATE TABLE findings (
+        id        TEXT PRIMARY KEY,
+        provider  TEXT NOT NULL,
+        doc       TEXT NOT NULL,
+        change    BIGINT NOT NULL
+    );
+    CREATE INDEX findings_change ON findings (provider, change);
+    REVOKE ALL ON sources, keys, events, findings FROM PUBLIC;
+    GRANT SELECT, INSERT, UPDATE ON sources, keys, events, findings TO keyaudit_member;
+    GRANT USAGE ON SEQUENCE changes, events_id_seq TO keyaudit_member;
+    CREATE TRIGGER sources_announce AFTER INSERT OR UPDATE OF synced_at ON sources
+        FOR EACH STATEMENT EXECUTE FUNCTION keyaudit_announce();
+    "#,
 ];
 
 /// The schema version this keyaudit needs.

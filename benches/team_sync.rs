@@ -1,0 +1,141 @@
+//! Sync of the demo into a team store (PostgreSQL) against one person's sync (SQLite),
+//! in the same run, on a private PostgreSQL cluster started the way the tests start
+//! theirs (tests/team_support).
+//!
+//! The embedded demo serves `KEYAUDIT_BENCH_EVENTS` historic events (default
+//! 1,000,000) on 127.0.0.1. Three contenders, each into a fresh cache file:
+//! - `one person`: `sync::sync_provider` into SQLite, incremental detection included;
+//! - `member syncing for the team`: the same sync, then publishing the keys, every
+//!   event (binary `COPY` in chunks of 50,000) and the findings to PostgreSQL
+//!   (`sync::team::sync_source` holding the source's lock);
+//! - `member reading the team's copy`: `sync_source` while the copy is fresh, so no
+//!   provider call and no detection: keys, events and findings from PostgreSQL into
+//!   its SQLite cache.
+//!
+//! Run: `cargo bench --all-features --bench team_sync`.
+
+#[path = "../tests/team_support/mod.rs"]
+mod team_support;
+
+use keyaudit::config::{Config, ProviderConfig};
+use keyaudit::demo::DemoOptions;
+use keyaudit::detect::DetectConfig;
+use keyaudit::store::Cache;
+use keyaudit::sync::team::{sync_source, Outcome};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use team_support::{team_table, Cluster};
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn main() {
+    let events: usize = std::env::var("KEYAUDIT_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    println!("load average before: {}", loadavg());
+    let cluster = Cluster::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let demo = keyaudit::demo::start(DemoOptions {
+            seed: 7,
+            token: "bench".into(),
+            events,
+            live_rate: 0.0,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let provider = keyaudit::provider::from_config(&ProviderConfig {
+            name: "talentgrid".into(),
+            kind: "http".into(),
+            url: Some(demo.url.clone()),
+            token: Some("bench".into()),
+            page_size: Some(10_000),
+            ..Default::default()
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let detect = DetectConfig::default();
+        let url = cluster.url("postgres", &cluster.database("bench"));
+        let cfg = Config::parse(
+            &(team_table(&url, "10m") + "fresh = \"1h\"\n"),
+            Path::new("bench.toml"),
+        )
+        .unwrap();
+
+        let solo = dir.path().join("solo.db");
+        let t = Instant::now();
+        let r = keyaudit::sync::sync_provider(&solo, provider.clone(), &detect, &|_| {})
+            .await
+            .unwrap();
+        let solo_time = t.elapsed();
+        println!(
+            "one person, into SQLite: {} keys, {} events in {:.2} s ({:.0} events/s)",
+            r.keys,
+            r.new_events,
+            solo_time.as_secs_f64(),
+            r.new_events as f64 / solo_time.as_secs_f64()
+        );
+
+        let run = |name: &str| {
+            let cache = Cache::new(dir.path().join(name)).with_team(cfg.team());
+            let provider = provider.clone();
+            let detect = detect.clone();
+            async move {
+                let t = Instant::now();
+                let out = sync_source(&cache, provider, &detect, None, &|_| {}, cfg_fresh())
+                    .await
+                    .unwrap();
+                (out, t.elapsed())
+            }
+        };
+        let (out, member_time) = run("member-a.db").await;
+        let Outcome::Synced(r) = out else {
+            panic!("the first member should sync")
+        };
+        println!(
+            "member syncing for the team, into SQLite and PostgreSQL: {} events in {:.2} s \
+             ({:.0} events/s; {:.2}x one person's time)",
+            r.new_events,
+            member_time.as_secs_f64(),
+            r.new_events as f64 / member_time.as_secs_f64(),
+            member_time.as_secs_f64() / solo_time.as_secs_f64()
+        );
+        let (out, read_time) = run("member-b.db").await;
+        let Outcome::Read(r) = out else {
+            panic!("the second member should read the team's copy")
+        };
+        println!(
+            "member reading the team's copy, PostgreSQL into SQLite: {} keys, {} events, \
+             {} findings in {:.2} s ({:.0} events/s; {:.2}x one person's sync)",
+            r.keys,
+            r.new_events,
+            r.findings,
+            read_time.as_secs_f64(),
+            r.new_events as f64 / read_time.as_secs_f64(),
+            read_time.as_secs_f64() / solo_time.as_secs_f64()
+        );
+        println!(
+            "team database after the sync: {}",
+            cluster.value(
+                url.rsplit('/').next().unwrap(),
+                "SELECT pg_size_pretty(pg_database_size(current_database()))"
+            )
+        );
+    });
+    println!("load average after: {}", loadavg());
+}
+
+/// The members read a copy published within the last hour.
+fn cfg_fresh() -> Option<Duration> {
+    Some(Duration::from_secs(3600))
+}

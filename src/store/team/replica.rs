@@ -1,0 +1,390 @@
+//! The team's copy of each source (schema migration 3): the member that syncs a source
+//! publishes its keys, new events and findings; the others read them into their own
+//! caches instead of calling the provider. Who syncs is decided by a session advisory
+//! lock per source ([`TeamStore::try_sync_lock`]): one member at a time, and a crashed
+//! member's lock goes with its connection.
+//!
+//! Events travel by binary `COPY` into a temporary table and one `INSERT … ON CONFLICT
+//! DO NOTHING` (a copy cannot skip duplicates itself). Raw records stay with the member
+//! that synced. Every published row gets a number that grows, per source, in commit
+//! order (publishing holds the source's lock), so a reader asks for a source's rows past
+//! the last number it read.
+
+use super::{decisions, TeamStore};
+use crate::model::{Event, Finding, FindingStatus, Key};
+use crate::store::events::{outcome_code, outcome_from_code};
+use crate::store::shared::SharedError;
+use chrono::{DateTime, Utc};
+use futures_util::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+
+/// The advisory lock of a source's sync: a fixed half ("ka-s") and the source's hash.
+pub fn lock_key(provider: &str) -> i64 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in provider.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (0x6b61_2d73_i64 << 32) | i64::from(h)
+}
+
+/// The right to sync one source for the team, until [`SyncLock::release`] (or the
+/// connection's end: a lock dropped unreleased closes its connection, which frees it).
+pub struct SyncLock {
+    conn: Option<deadpool_postgres::Object>,
+    provider: String,
+}
+
+impl SyncLock {
+    /// Frees the source for the next member.
+    pub async fn release(mut self) {
+        if let Some(c) = self.conn.take() {
+            let freed = c
+                .execute(
+                    "UPDATE sources SET syncing_by = NULL, syncing_since = NULL WHERE provider = $1",
+                    &[&self.provider],
+                )
+                .await
+                .and(
+                    c.execute(
+                        "SELECT pg_advisory_unlock($1)",
+                        &[&lock_key(&self.provider)],
+                    )
+                    .await,
+                );
+            if let Err(e) = freed {
+                tracing::warn!(provider = %self.provider, "sync lock not released: {e}");
+                // The connection leaves the pool and, closing, frees the lock.
+                drop(deadpool_postgres::Object::take(c));
+            }
+        }
+    }
+}
+
+impl Drop for SyncLock {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            drop(deadpool_postgres::Object::take(c));
+        }
+    }
+}
+
+/// What the team knows of a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceState {
+    /// When its copy was last published, and by whom (`user@host`).
+    pub synced: Option<(DateTime<Utc>, String)>,
+    /// Who is syncing it now, since when.
+    pub syncing: Option<(String, DateTime<Utc>)>,
+}
+
+/// What a member read from the team's copy of one source.
+#[derive(Debug, Clone, Default)]
+pub struct Pulled {
+    pub keys: Vec<Key>,
+    pub events: Vec<(i64, Event)>,
+    pub findings: Vec<(i64, Finding)>,
+    /// The last key change read (the next read starts after it).
+    pub keys_mark: i64,
+}
+
+/// Marks of what a member has read of one source.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Marks {
+    pub keys: i64,
+    pub events: i64,
+    pub findings: i64,
+}
+
+impl TeamStore {
+    /// Takes the right to sync `provider` for the team, or says who holds it.
+    pub async fn try_sync_lock(
+        &self,
+        provider: &str,
+        kind: &str,
+    ) -> Result<Result<SyncLock, SourceState>, SharedError> {
+        let c = self.conn().await?;
+        let got: bool = c
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(provider)])
+            .await
+            .map_err(|e| self.db_fail("locking the source", &e))?
+            .get(0);
+        if !got {
+            return Ok(Err(self.source(provider).await?));
+        }
+        let lock = SyncLock {
+            conn: Some(c),
+            provider: provider.to_string(),
+        };
+        let me = decisions::me();
+        lock.conn
+            .as_ref()
+            .expect("just set")
+            .execute(
+                "INSERT INTO sources (provider, kind, syncing_by, syncing_since)
+                 VALUES ($1, $2, $3, clock_timestamp())
+                 ON CONFLICT (provider) DO UPDATE
+                 SET syncing_by = $3, syncing_since = clock_timestamp()",
+                &[&provider, &kind, &me],
+            )
+            .await
+            .map_err(|e| self.db_fail("recording who syncs the source", &e))?;
+        Ok(Ok(lock))
+    }
+
+    /// What the team knows of `provider`'s copy.
+    pub async fn source(&self, provider: &str) -> Result<SourceState, SharedError> {
+        let c = self.conn().await?;
+        let row = c
+            .query_opt(
+                "SELECT (extract(epoch FROM synced_at) * 1000)::bigint, synced_by, syncing_by,
+                        (extract(epoch FROM syncing_since) * 1000)::bigint
+                 FROM sources WHERE provider = $1",
+                &[&provider],
+            )
+            .await
+            .map_err(|e| self.db_fail("reading the source", &e))?;
+        let at = |v: Option<i64>| v.map(crate::model::from_millis);
+        Ok(match row {
+            None => SourceState {
+                synced: None,
+                syncing: None,
+            },
+            Some(r) => SourceState {
+                synced: at(r.get(0)).zip(r.get::<_, Option<String>>(1)),
+                syncing: r.get::<_, Option<String>>(2).zip(at(r.get(3))),
+            },
+        })
+    }
+
+    /// Publishes events a sync of the locked source brought (duplicates skipped), in
+    /// one transaction; returns how many were new to the team.
+    pub async fn publish_events(
+        &self,
+        lock: &SyncLock,
+        events: &[Event],
+    ) -> Result<u64, SharedError> {
+        let provider = lock.provider.as_str();
+        let mut c = self.conn().await?;
+        let tx = c
+            .transaction()
+            .await
+            .map_err(|e| self.db_fail("starting to publish", &e))?;
+        tx.batch_execute(
+            "CREATE TEMPORARY TABLE incoming (LIKE events INCLUDING DEFAULTS) ON COMMIT DROP;
+             ALTER TABLE incoming DROP COLUMN id",
+        )
+        .await
+        .map_err(|e| self.db_fail("staging the events", &e))?;
+        let sink = tx
+            .copy_in(
+                "COPY incoming (provider, ext_id, key_id, time, principal, action, scope,
+                                source_ip, user_agent, outcome, status_code, request_id, records)
+                 FROM STDIN BINARY",
+            )
+            .await
+            .map_err(|e| self.db_fail("copying the events", &e))?;
+        let types = [
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT2,
+            Type::INT8,
+            Type::TEXT,
+            Type::INT8,
+        ];
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        pin_mut!(writer);
+        for e in events {
+            let time = crate::model::to_millis(e.time);
+            let outcome = outcome_code(e.outcome) as i16;
+            writer
+                .as_mut()
+                .write(&[
+                    &provider,
+                    &e.id,
+                    &e.key_id,
+                    &time,
+                    &e.principal,
+                    &e.action,
+                    &e.scope,
+                    &e.source_ip,
+                    &e.user_agent,
+                    &outcome,
+                    &e.status_code,
+                    &e.request_id,
+                    &e.records,
+                ])
+                .await
+                .map_err(|e| self.db_fail("copying an event", &e))?;
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| self.db_fail("finishing the copy", &e))?;
+        let new = tx
+            .execute(
+                "INSERT INTO events (provider, ext_id, key_id, time, principal, action, scope,
+                                     source_ip, user_agent, outcome, status_code, request_id, records)
+                 SELECT provider, ext_id, key_id, time, principal, action, scope,
+                        source_ip, user_agent, outcome, status_code, request_id, records
+                 FROM incoming ORDER BY time
+                 ON CONFLICT (provider, ext_id) DO NOTHING",
+                &[],
+            )
+            .await
+            .map_err(|e| self.db_fail("publishing the events", &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.db_fail("committing the events", &e))?;
+        Ok(new)
+    }
+
+    /// Publishes the locked source's keys (a row changes only when its document does)
+    /// and findings with their detection status (operators' decisions travel as
+    /// decisions), and records the sync, in one transaction.
+    pub async fn publish_state(
+        &self,
+        lock: &SyncLock,
+        keys: &[Key],
+        findings: &[Finding],
+    ) -> Result<(), SharedError> {
+        let provider = lock.provider.as_str();
+        let mut c = self.conn().await?;
+        let tx = c
+            .transaction()
+            .await
+            .map_err(|e| self.db_fail("starting to publish", &e))?;
+        let upsert_key = tx
+            .prepare(
+                "INSERT INTO keys (provider, key_id, doc, change) VALUES ($1, $2, $3, nextval('changes'))
+                 ON CONFLICT (provider, key_id) DO UPDATE SET doc = excluded.doc, change = excluded.change
+                 WHERE keys.doc IS DISTINCT FROM excluded.doc",
+            )
+            .await
+            .map_err(|e| self.db_fail("preparing the keys", &e))?;
+        for k in keys {
+            let doc = serde_json::to_string(k).map_err(|e| self.fail(e))?;
+            tx.execute(&upsert_key, &[&provider, &k.id, &doc])
+                .await
+                .map_err(|e| self.db_fail("publishing a key", &e))?;
+        }
+        let upsert_finding = tx
+            .prepare(
+                "INSERT INTO findings (id, provider, doc, change) VALUES ($1, $2, $3, nextval('changes'))
+                 ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, change = excluded.change
+                 WHERE findings.doc IS DISTINCT FROM excluded.doc",
+            )
+            .await
+            .map_err(|e| self.db_fail("preparing the findings", &e))?;
+        for f in findings {
+            let doc = serde_json::to_string(&as_detected(f)).map_err(|e| self.fail(e))?;
+            tx.execute(&upsert_finding, &[&f.id, &provider, &doc])
+                .await
+                .map_err(|e| self.db_fail("publishing a finding", &e))?;
+        }
+        tx.execute(
+            "UPDATE sources SET synced_at = clock_timestamp(), synced_by = $2 WHERE provider = $1",
+            &[&provider, &decisions::me()],
+        )
+        .await
+        .map_err(|e| self.db_fail("recording the sync", &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| self.db_fail("committing what was published", &e))
+    }
+
+    /// Reads `provider`'s copy past `marks`: keys and findings (all that changed) and at
+    /// most `limit` events.
+    pub async fn pull(
+        &self,
+        provider: &str,
+        marks: Marks,
+        limit: i64,
+    ) -> Result<Pulled, SharedError> {
+        let c = self.conn().await?;
+        let mut out = Pulled {
+            keys_mark: marks.keys,
+            ..Pulled::default()
+        };
+        for r in c
+            .query(
+                "SELECT doc, change FROM keys WHERE provider = $1 AND change > $2 ORDER BY change",
+                &[&provider, &marks.keys],
+            )
+            .await
+            .map_err(|e| self.db_fail("reading the team's keys", &e))?
+        {
+            let doc: String = r.get(0);
+            out.keys
+                .push(serde_json::from_str(&doc).map_err(|e| self.fail(format!("a key: {e}")))?);
+            out.keys_mark = r.get(1);
+        }
+        for r in c
+            .query(
+                "SELECT id, ext_id, key_id, time, principal, action, scope, source_ip,
+                        user_agent, outcome, status_code, request_id, records
+                 FROM events WHERE provider = $1 AND id > $2 ORDER BY id LIMIT $3",
+                &[&provider, &marks.events, &limit],
+            )
+            .await
+            .map_err(|e| self.db_fail("reading the team's events", &e))?
+        {
+            out.events.push((
+                r.get(0),
+                Event {
+                    provider: provider.to_string(),
+                    id: r.get(1),
+                    key_id: r.get(2),
+                    time: crate::model::from_millis(r.get(3)),
+                    principal: r.get(4),
+                    action: r.get(5),
+                    scope: r.get(6),
+                    source_ip: r.get(7),
+                    user_agent: r.get(8),
+                    outcome: outcome_from_code(i64::from(r.get::<_, i16>(9))),
+                    status_code: r.get(10),
+                    request_id: r.get(11),
+                    records: r.get(12),
+                    raw: None,
+                },
+            ));
+        }
+        for r in c
+            .query(
+                "SELECT doc, change FROM findings WHERE provider = $1 AND change > $2
+                 ORDER BY change",
+                &[&provider, &marks.findings],
+            )
+            .await
+            .map_err(|e| self.db_fail("reading the team's findings", &e))?
+        {
+            let doc: String = r.get(0);
+            let f: Finding =
+                serde_json::from_str(&doc).map_err(|e| self.fail(format!("a finding: {e}")))?;
+            out.findings.push((r.get(1), f));
+        }
+        Ok(out)
+    }
+}
+
+/// A finding as detection left it: an operator's status and note are decisions, which
+/// the team shares as such.
+fn as_detected(f: &Finding) -> Finding {
+    let mut f = f.clone();
+    if matches!(
+        f.status,
+        FindingStatus::Acknowledged | FindingStatus::Suppressed
+    ) {
+        f.status = FindingStatus::Open;
+    }
+    f.note = None;
+    f.suppressed_until = None;
+    f
+}

@@ -1,0 +1,296 @@
+//! Syncing as a team (`[team]`): each source is synced by one member at a time, and the
+//! others read the team's copy instead of calling the provider.
+//!
+//! For each source a member takes the source's lock in the team store
+//! (`TeamStore::try_sync_lock`). Holding it, it syncs the provider into its own cache
+//! as one person would (detection included), then publishes the keys, the events its
+//! cache got since its last publication and the findings. Without it (another member
+//! is syncing), or when the team's copy is younger than `fresh`, it reads the copy into
+//! its cache: keys, events past the last one it read, findings; no provider call and no
+//! detection. What was read is marked in the cache only after it is stored.
+
+use super::{sync_provider_with, SyncError, SyncProgress, SyncReport, SyncSigma};
+use crate::detect::DetectConfig;
+use crate::model::FindingStatus;
+use crate::provider::Provider;
+use crate::store::team::replica::{Marks, SyncLock};
+use crate::store::team::TeamStore;
+use crate::store::{Cache, FindingQuery, Store};
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Events per publication and per read.
+const CHUNK: usize = 50_000;
+
+/// The event cursor of the team's copy (`sync_state`, beside the provider's own).
+const TEAM_STREAM: &str = "team";
+
+/// How one source was brought up to date.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// This member synced it (and published it when a team is configured).
+    Synced(SyncReport),
+    /// This member read the team's copy.
+    Read(Read),
+}
+
+/// What reading the team's copy of a source brought.
+#[derive(Debug, Clone, Default)]
+pub struct Read {
+    pub provider: String,
+    /// Who is syncing it now, or who last did (`user@host`).
+    pub by: Option<String>,
+    pub keys: usize,
+    pub new_events: usize,
+    pub findings: usize,
+    pub elapsed: Duration,
+}
+
+impl Read {
+    /// `read the team's copy (alice@ws-12 syncs it): 75 keys, 1,204 new events, 3 findings in 0.4s`.
+    pub fn describe(&self) -> String {
+        format!(
+            "read the team's copy{}: {} keys, {} new events, {} findings in {:.1}s",
+            self.by
+                .as_ref()
+                .map(|b| format!(" ({} syncs it)", crate::output::sanitize(b)))
+                .unwrap_or_default(),
+            self.keys,
+            self.new_events,
+            self.findings,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Brings `provider` up to date in `cache`: synced here (one person, or the member
+/// holding the source's lock, which then publishes it), or read from the team's copy.
+pub async fn sync_source(
+    cache: &Cache,
+    provider: Arc<dyn Provider>,
+    detect: &DetectConfig,
+    sigma: Option<SyncSigma>,
+    progress: &(dyn Fn(&SyncProgress) + Send + Sync),
+    fresh: Option<Duration>,
+) -> Result<Outcome, SyncError> {
+    let Some(team) = cache.team.clone() else {
+        return Ok(Outcome::Synced(
+            sync_provider_with(&cache.path, provider, detect, sigma, progress).await?,
+        ));
+    };
+    let name = provider.name().to_string();
+    if let Some(fresh) = fresh.filter(|f| !f.is_zero()) {
+        let state = team.source(&name).await?;
+        if let Some((at, by)) = state.synced {
+            if Utc::now()
+                .signed_duration_since(at)
+                .to_std()
+                .unwrap_or_default()
+                < fresh
+            {
+                return Ok(Outcome::Read(
+                    read(cache, &team, &*provider, Some(by)).await?,
+                ));
+            }
+        }
+    }
+    match team.try_sync_lock(&name, provider.kind()).await? {
+        Err(state) => {
+            let by = state.syncing.map(|(who, _)| who);
+            Ok(Outcome::Read(read(cache, &team, &*provider, by).await?))
+        }
+        Ok(lock) => {
+            let synced = sync_provider_with(&cache.path, provider, detect, sigma, progress).await;
+            let published = match &synced {
+                Ok(_) => publish(cache, &team, &lock, &name).await,
+                Err(_) => Ok(()),
+            };
+            lock.release().await;
+            let report = synced?;
+            published?;
+            Ok(Outcome::Synced(report))
+        }
+    }
+}
+
+/// The cache's setting holding the last event row this member published of `provider`.
+fn published_meta(provider: &str) -> String {
+    format!("team.published.{provider}")
+}
+
+/// Publishes the cache's events of `provider` past the last row published, then its
+/// keys and findings.
+async fn publish(
+    cache: &Cache,
+    team: &TeamStore,
+    lock: &SyncLock,
+    provider: &str,
+) -> Result<(), SyncError> {
+    let mark_name = published_meta(provider);
+    let mut mark: i64 = blocking(cache, provider, {
+        let m = mark_name.clone();
+        move |s| Ok(s.meta(&m)?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    })
+    .await?;
+    loop {
+        let p = provider.to_string();
+        let rows = blocking(cache, provider, move |s| s.events_after(&p, mark, CHUNK)).await?;
+        let Some(last) = rows.last().map(|r| r.row_id) else {
+            break;
+        };
+        let events: Vec<_> = rows.into_iter().map(|r| r.event).collect();
+        team.publish_events(lock, &events).await?;
+        mark = last;
+        let m = mark_name.clone();
+        blocking(cache, provider, move |s| s.set_meta(&m, &last.to_string())).await?;
+    }
+    let p = provider.to_string();
+    let (keys, findings) = blocking(cache, provider, move |s| {
+        let keys = s
+            .keys()?
+            .into_iter()
+            .filter(|k| k.key.provider == p)
+            .map(|k| k.key)
+            .collect::<Vec<_>>();
+        let findings = s
+            .findings(&FindingQuery::default())?
+            .into_iter()
+            .filter(|f| f.provider == p)
+            .collect::<Vec<_>>();
+        Ok((keys, findings))
+    })
+    .await?;
+    team.publish_state(lock, &keys, &findings).await?;
+    Ok(())
+}
+
+/// Reads the team's copy of `provider` into the cache.
+async fn read(
+    cache: &Cache,
+    team: &TeamStore,
+    provider: &dyn Provider,
+    by: Option<String>,
+) -> Result<Read, SyncError> {
+    let started = Instant::now();
+    let name = provider.name().to_string();
+    let kind = provider.kind().to_string();
+    let location = provider.location();
+    let mut out = Read {
+        provider: name.clone(),
+        by,
+        ..Read::default()
+    };
+    let names = MarkNames::of(&name);
+    let (mut marks, published_all) = blocking(cache, &name, {
+        let (name, names) = (name.clone(), names.clone());
+        move |s| {
+            s.ensure_provider(&name, &kind, location.as_deref())?;
+            let marks = names.read(s)?;
+            // Nothing of this member's own is waiting to be published: what is read
+            // now need not be published again.
+            let published = s.meta(&published_meta(&name))?.and_then(|v| v.parse().ok());
+            let top = s.events_after(&name, published.unwrap_or(0), 1)?.is_empty();
+            Ok((marks, top))
+        }
+    })
+    .await?;
+    loop {
+        let pulled = team.pull(&name, marks, CHUNK as i64).await?;
+        let last_chunk = pulled.events.len() < CHUNK;
+        out.keys += pulled.keys.len();
+        out.findings += pulled.findings.len();
+        let (n, names2) = (name.clone(), names.clone());
+        let (new_events, next) = blocking(cache, &name, move |s| {
+            let mut next = marks;
+            if !pulled.keys.is_empty() {
+                s.upsert_keys(&n, &pulled.keys, Utc::now())?;
+                next.keys = pulled.keys_mark;
+                s.set_meta(&names2.keys, &next.keys.to_string())?;
+            }
+            let mut new_events = 0;
+            if let Some((last, _)) = pulled.events.last() {
+                let events: Vec<_> = pulled.events.iter().map(|(_, e)| e.clone()).collect();
+                let mut w = s.event_writer(&n)?;
+                new_events = w.insert(&events)?.events;
+                w.commit(Some((TEAM_STREAM, &last.to_string())))?;
+                next.events = *last;
+            }
+            for (change, f) in &pulled.findings {
+                s.upsert_finding(f)?;
+                if f.status == FindingStatus::Resolved {
+                    s.set_finding_status(&f.id, FindingStatus::Resolved, None, None)?;
+                }
+                next.findings = *change;
+            }
+            if !pulled.findings.is_empty() {
+                s.set_meta(&names2.findings, &next.findings.to_string())?;
+            }
+            Ok((new_events, next))
+        })
+        .await?;
+        out.new_events += new_events;
+        marks = next;
+        if last_chunk {
+            break;
+        }
+    }
+    if published_all {
+        let n = name.clone();
+        blocking(cache, &name, move |s| {
+            let top = s.last_event_row(&n)?;
+            s.set_meta(&published_meta(&n), &top.to_string())
+        })
+        .await?;
+    }
+    // The team's decisions on the findings just read.
+    crate::action::decide::pull_or_warn(cache).await;
+    out.elapsed = started.elapsed();
+    Ok(out)
+}
+
+/// The cache settings that mark what was read of a source's copy.
+#[derive(Debug, Clone)]
+struct MarkNames {
+    provider: String,
+    keys: String,
+    findings: String,
+}
+
+impl MarkNames {
+    fn of(provider: &str) -> MarkNames {
+        MarkNames {
+            provider: provider.to_string(),
+            keys: format!("team.keys.{provider}"),
+            findings: format!("team.findings.{provider}"),
+        }
+    }
+
+    fn read(&self, s: &Store) -> Result<Marks, crate::store::StoreError> {
+        let num = |v: Option<String>| v.and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(Marks {
+            keys: num(s.meta(&self.keys)?),
+            events: num(s.cursor(&self.provider, TEAM_STREAM)?),
+            findings: num(s.meta(&self.findings)?),
+        })
+    }
+}
+
+/// Runs `f` on the cache on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    cache: &Cache,
+    provider: &str,
+    f: impl FnOnce(&mut Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, SyncError> {
+    let cache = cache.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut s = cache.open()?;
+        f(&mut s)
+    })
+    .await
+    .map_err(|e| SyncError::Task {
+        provider: provider.to_string(),
+        message: e.to_string(),
+    })?
+    .map_err(SyncError::from)
+}

@@ -1,0 +1,202 @@
+//! Sync once per team, through the release binary against the demo provider and a
+//! private PostgreSQL cluster: the first member syncs the provider and publishes it; a
+//! second member, whose own configuration points at a provider that does not answer,
+//! reads the team's copy instead and ends with the same keys, events and findings as
+//! a cache synced by one person without any team store; the team's decisions come with
+//! them. While one member holds a source's lock, another reads rather than syncing.
+
+mod action_support;
+mod team_support;
+
+use action_support::{text, World};
+use serde_json::Value;
+use std::path::Path;
+use team_support::{team_table, Cluster};
+
+/// Runs keyaudit with `config` on the cache `db`; asserts success; returns stderr.
+fn run(w: &World, config: &Path, db: &Path, args: &[&str]) -> (String, String) {
+    let out = w
+        .cmd(args)
+        .env("KEYAUDIT_CONFIG", config)
+        .env("KEYAUDIT_DB", db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "keyaudit {args:?} on {}: {}\n{}",
+        db.display(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    (text(&out.stdout), text(&out.stderr))
+}
+
+fn json(w: &World, config: &Path, db: &Path, args: &[&str]) -> Vec<Value> {
+    serde_json::from_str(&run(w, config, db, args).0).unwrap()
+}
+
+/// Keys, events and findings of a cache, in a stable order.
+fn contents(w: &World, config: &Path, db: &Path) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let keys = json(w, config, db, &["keys", "--format", "json"]);
+    let mut events = json(w, config, db, &["events", "--format", "json"]);
+    events.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    let mut findings = json(
+        w,
+        config,
+        db,
+        &["findings", "--status", "all", "--format", "json"],
+    );
+    findings.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    (keys, events, findings)
+}
+
+#[test]
+fn one_member_syncs_and_another_reads_the_same_keys_events_and_findings() {
+    let cluster = Cluster::shared();
+    let w = World::start();
+    let db = cluster.database("sync");
+    let solo_cfg = w.path("config/config.toml");
+    let provider = std::fs::read_to_string(&solo_cfg).unwrap();
+    let team = team_table(&cluster.url("postgres", &db), "1m") + "fresh = \"1h\"\n";
+    let a_cfg = w.path("config/a.toml");
+    std::fs::write(&a_cfg, format!("{provider}{team}")).unwrap();
+    // The second member's provider does not answer: anything it shows came from the team.
+    let dead = provider.replace(&w.demo.url, "http://127.0.0.1:9");
+    assert_ne!(dead, provider);
+    let b_cfg = w.path("config/b.toml");
+    std::fs::write(&b_cfg, format!("{dead}{team}")).unwrap();
+    let (solo, a, b) = (
+        w.path("data/solo.db"),
+        w.path("data/a.db"),
+        w.path("data/b.db"),
+    );
+
+    let (_, said) = run(&w, &solo_cfg, &solo, &["sync"]);
+    assert!(!said.contains("team"), "{said}");
+    let (_, said) = run(&w, &a_cfg, &a, &["sync"]);
+    assert!(!said.contains("read the team's copy"), "{said}");
+    let (_, said) = run(&w, &b_cfg, &b, &["sync"]);
+    assert!(
+        said.contains("talentgrid: read the team's copy") && said.contains("new events"),
+        "{said}"
+    );
+
+    let expected = contents(&w, &solo_cfg, &solo);
+    assert!(expected.0.len() > 10 && expected.1.len() > 1000 && !expected.2.is_empty());
+    let from_team = contents(&w, &b_cfg, &b);
+    assert_eq!(from_team.0, expected.0, "keys");
+    assert_eq!(from_team.1.len(), expected.1.len(), "events");
+    assert_eq!(from_team.1, expected.1, "events");
+    // Findings: the same ones as one person's detection finds (their times are each
+    // detection's own), and exactly the syncing member's.
+    let brief = |fs: &[Value]| -> Vec<(String, String, String)> {
+        fs.iter()
+            .map(|f| {
+                (
+                    f["id"].as_str().unwrap().to_string(),
+                    f["rule"].as_str().unwrap().to_string(),
+                    f["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(brief(&from_team.2), brief(&expected.2), "findings");
+    let synced_by_a = contents(&w, &a_cfg, &a);
+    assert_eq!(synced_by_a.0, expected.0);
+    assert_eq!(synced_by_a.1, expected.1);
+    assert_eq!(from_team.2, synced_by_a.2, "findings");
+
+    // A decision by the first member, and new traffic it syncs: the second member reads
+    // both, and reading twice adds nothing.
+    let finding = expected.2[0]["id"].as_str().unwrap().to_string();
+    run(
+        &w,
+        &a_cfg,
+        &a,
+        &["findings", "ack", &finding, "--note", "known batch job"],
+    );
+    let a_fresh = w.path("config/a-fresh.toml");
+    std::fs::write(&a_fresh, format!("{provider}{}", team.replace("1h", "0s"))).unwrap();
+    w.create("fresh-key", "Acme Fresh");
+    run(&w, &a_fresh, &a, &["sync"]);
+    let (_, said) = run(&w, &b_cfg, &b, &["sync"]);
+    assert!(said.contains("read the team's copy"), "{said}");
+    let (keys, _, findings) = contents(&w, &b_cfg, &b);
+    assert!(keys.iter().any(|k| k["name"] == "fresh-key"), "{keys:?}");
+    let f = findings
+        .iter()
+        .find(|f| f["id"] == finding.as_str())
+        .unwrap();
+    assert_eq!(f["status"], "acknowledged", "{f}");
+    let (_, said) = run(&w, &b_cfg, &b, &["sync"]);
+    assert!(said.contains(" 0 new events"), "{said}");
+    assert_eq!(
+        cluster.value(&db, "SELECT count(*) FROM events"),
+        expected.1.len().to_string()
+    );
+}
+
+#[test]
+fn a_member_reads_while_another_holds_the_source() {
+    let cluster = Cluster::shared();
+    let w = World::start();
+    let db = cluster.database("held");
+    let cfg = w.path("config/config.toml");
+    let provider = std::fs::read_to_string(&cfg).unwrap();
+    // Syncing always (`fresh = 0s`) unless another member holds the source.
+    let team = team_table(&cluster.url("postgres", &db), "1m") + "fresh = \"0s\"\n";
+    std::fs::write(&cfg, format!("{provider}{team}")).unwrap();
+    w.ok(&["sync"]);
+    // alice holds talentgrid's lock from another connection.
+    let lock = keyaudit_lock_key("talentgrid");
+    let mut holder = std::process::Command::new(team_support::pg_bin().join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            &db,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = holder.stdin.as_mut().unwrap();
+        writeln!(
+            stdin,
+            "SELECT pg_advisory_lock({lock}); UPDATE sources SET syncing_by = 'alice@ws-12', syncing_since = now() \
+             WHERE provider = 'talentgrid'; SELECT 'locked';"
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while cluster.value(
+        &db,
+        &format!("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = ({lock} & x'FFFFFFFF'::bigint)::oid"),
+    ) != "1"
+    {
+        assert!(std::time::Instant::now() < deadline, "the lock was not taken");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = w.ok(&["sync"]);
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("read the team's copy (alice@ws-12 syncs it)"),
+        "{said}"
+    );
+    holder.kill().unwrap();
+    let _ = holder.wait();
+}
+
+/// The advisory lock key of a source's sync, as `store::team::replica` computes it.
+fn keyaudit_lock_key(provider: &str) -> i64 {
+    keyaudit::store::team::replica::lock_key(provider)
+}
