@@ -14,6 +14,10 @@ pub(super) struct Job {
     pub(super) counter: Arc<AtomicU64>,
     /// Parse only (the strict pre-pass): no events are sent.
     pub(super) dry: bool,
+    /// Chunks the store thread is done with, handed back so their events are freed
+    /// here, on the thread that allocated them (cheaper for the allocator, and off the
+    /// store thread, which bounds an import), and their room reused.
+    pub(super) recycle: Option<std::sync::mpsc::Receiver<Vec<Event>>>,
 }
 
 /// Accumulates events into batches and counts what happens.
@@ -198,7 +202,20 @@ impl Batcher<'_> {
             self.stop = true;
         }
         self.waited += sent.elapsed();
-        self.events.reserve(self.job.handoff());
+        self.events = self
+            .recycled()
+            .unwrap_or_else(|| Vec::with_capacity(self.job.handoff()));
+    }
+
+    /// A chunk the store thread handed back, emptied, with any others freed.
+    fn recycled(&self) -> Option<Vec<Event>> {
+        let back = self.job.recycle.as_ref()?;
+        let mut room: Option<Vec<Event>> = None;
+        while let Ok(mut chunk) = back.try_recv() {
+            chunk.clear();
+            room.get_or_insert(chunk);
+        }
+        room
     }
 }
 

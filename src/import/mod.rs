@@ -544,6 +544,7 @@ pub fn import_file(
             resume,
             counter,
             dry: true,
+            recycle: None,
         };
         let handle = std::thread::spawn(move || job.run(tx));
         let mut failed = None;
@@ -575,6 +576,7 @@ pub fn import_file(
 
     let (tx, rx): (SyncSender<Msg>, Receiver<Msg>) = sync_channel(0);
     let counter = Arc::new(AtomicU64::new(0));
+    let (recycle, recycled) = sync_channel::<Vec<Event>>(2);
     let job = Job {
         path: path.to_path_buf(),
         probe,
@@ -583,6 +585,7 @@ pub fn import_file(
         resume,
         counter: counter.clone(),
         dry: false,
+        recycle: Some(recycled),
     };
     let handle = std::thread::spawn(move || job.run(tx));
     // Where the store thread's time goes: waiting for chunks, inserting, committing.
@@ -657,6 +660,9 @@ pub fn import_file(
                         elapsed: started.elapsed(),
                     });
                 }
+                // The parser frees the chunk's events (or drops them here when it
+                // has two waiting already).
+                let _ = recycle.try_send(events);
                 if cancelled {
                     // Everything inserted is committed with its cursor: the next run
                     // resumes after it. Dropping the receiver stops the reader thread.

@@ -200,7 +200,10 @@ async fn event_loop(
         .with_team_fresh(opts.team.as_ref().map(|t| t.fresh()));
     let mut state = State::new(setup);
     state.case = opts.case.clone();
-    state.team = opts.team.is_some().then(team::TeamView::default);
+    state.team = opts.team.as_ref().map(|t| team::TeamView {
+        follow: !t.fresh().is_zero(),
+        ..team::TeamView::default()
+    });
     let mut team_signals = runner.team_signals();
     if let Some(plan) = &opts.import {
         state.import = Some(import::ImportGauge::new(

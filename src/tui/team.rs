@@ -18,6 +18,9 @@ pub struct TeamView {
     pub online: Option<bool>,
     /// The other responders connected (and any process holding a claim).
     pub members: Vec<Member>,
+    /// Read a source's copy as soon as a member publishes it (`[team] fresh` is not
+    /// zero: the sync it starts reads the fresh copy rather than syncing again).
+    pub follow: bool,
 }
 
 /// Applies the team's actions.
@@ -47,6 +50,8 @@ pub fn update(st: &mut State, action: Action) -> Vec<Effect> {
             "decisions" => vec![Effect::PullDecisions { all: false }],
             "claims" | "presence" => vec![Effect::LoadMembers],
             "journal" if st.view == crate::tui::action::View::Journal => vec![Effect::LoadJournal],
+            // A member published a source: read it (unless a sync is running already).
+            "sources" if team.follow && st.sync.is_none() => st.update(Action::StartSync),
             _ => Vec::new(),
         },
         Action::TeamMembers(members) => {
