@@ -79,12 +79,13 @@ fn acknowledged_rows(screen: &str) -> usize {
         .count()
 }
 
-/// Opens the findings view once the first sync has ended (its summary is on the status
-/// line) and the team store is connected with `members` workstations in all.
+/// Opens the findings view once the first sync has ended (its gauge, on from the first
+/// frame, is gone: the sync read the team's copy, which the CLI syncs published) and the
+/// team store is connected with `members` workstations in all.
 fn findings_view(t: &Tmux, members: usize) -> String {
     let team = format!("TEAM {members}");
     t.wait_for("the first sync and the team store", |s| {
-        s.contains("talentgrid: ") && s.contains(&team)
+        !s.contains("sync talentgrid") && s.contains(&team)
     });
     t.send(&["4"]);
     t.wait_for("the findings view", |s| {

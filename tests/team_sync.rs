@@ -189,7 +189,7 @@ fn a_member_reads_while_another_holds_the_source() {
     let out = w.ok(&["sync"]);
     let said = text(&out.stderr);
     assert!(
-        said.contains("read the team's copy (alice@ws-12 syncs it)"),
+        said.contains("read the team's copy (alice@ws-12 is syncing it)"),
         "{said}"
     );
     holder.kill().unwrap();
@@ -199,4 +199,23 @@ fn a_member_reads_while_another_holds_the_source() {
 /// The advisory lock key of a source's sync, as `store::team::replica` computes it.
 fn keyaudit_lock_key(provider: &str) -> i64 {
     keyaudit::store::team::replica::lock_key(provider)
+}
+
+#[test]
+fn without_the_team_store_a_member_still_syncs_for_itself() {
+    let w = World::start();
+    let cfg = w.path("config/config.toml");
+    // Nothing listens on the discard port of loopback.
+    let config = std::fs::read_to_string(&cfg).unwrap()
+        + &team_table("postgres://postgres@127.0.0.1:9/keyaudit", "1m");
+    std::fs::write(&cfg, config).unwrap();
+    let out = w.ok(&["sync"]);
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("note: synced here only, not shared with the team"),
+        "{said}"
+    );
+    let keys: Vec<Value> =
+        serde_json::from_slice(&w.ok(&["keys", "--format", "json"]).stdout).unwrap();
+    assert!(keys.len() > 10, "{keys:?}");
 }

@@ -39,8 +39,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, Default)]
 pub struct Read {
     pub provider: String,
-    /// Who is syncing it now, or who last did (`user@host`).
+    /// Who is syncing it now (`syncing`), or who last did (`user@host`).
     pub by: Option<String>,
+    pub syncing: bool,
     pub keys: usize,
     pub new_events: usize,
     pub findings: usize,
@@ -48,19 +49,32 @@ pub struct Read {
 }
 
 impl Read {
-    /// `read the team's copy (alice@ws-12 syncs it): 75 keys, 1,204 new events, 3 findings in 0.4s`.
+    /// `read the team's copy (alice@ws-12 is syncing it): 75 keys, 1204 new events, 3
+    /// findings in 0.4s`.
     pub fn describe(&self) -> String {
         format!(
             "read the team's copy{}: {} keys, {} new events, {} findings in {:.1}s",
             self.by
                 .as_ref()
-                .map(|b| format!(" ({} syncs it)", crate::output::sanitize(b)))
+                .map(|b| {
+                    let b = crate::output::sanitize(b);
+                    if self.syncing {
+                        format!(" ({b} is syncing it)")
+                    } else {
+                        format!(" (synced by {b})")
+                    }
+                })
                 .unwrap_or_default(),
             self.keys,
             self.new_events,
             self.findings,
             self.elapsed.as_secs_f64()
         )
+    }
+
+    /// Nothing was new.
+    pub fn is_empty(&self) -> bool {
+        self.keys == 0 && self.new_events == 0 && self.findings == 0
     }
 }
 
@@ -80,8 +94,23 @@ pub async fn sync_source(
         ));
     };
     let name = provider.name().to_string();
+    // Without the team store this member still syncs for itself, and says so.
+    let alone = |e: crate::store::shared::SharedError| {
+        let (provider, sigma) = (provider.clone(), sigma.clone());
+        async move {
+            let mut report =
+                sync_provider_with(&cache.path, provider, detect, sigma, progress).await?;
+            report.notes.push(format!(
+                "synced here only, not shared with the team ({e}); the next sync publishes it"
+            ));
+            Ok::<_, SyncError>(Outcome::Synced(report))
+        }
+    };
     if let Some(fresh) = fresh.filter(|f| !f.is_zero()) {
-        let state = team.source(&name).await?;
+        let state = match team.source(&name).await {
+            Ok(s) => s,
+            Err(e) => return alone(e).await,
+        };
         if let Some((at, by)) = state.synced {
             if Utc::now()
                 .signed_duration_since(at)
@@ -90,15 +119,21 @@ pub async fn sync_source(
                 < fresh
             {
                 return Ok(Outcome::Read(
-                    read(cache, &team, &*provider, Some(by)).await?,
+                    read(cache, &team, &*provider, Some(by), false).await?,
                 ));
             }
         }
     }
-    match team.try_sync_lock(&name, provider.kind()).await? {
+    let locked = match team.try_sync_lock(&name, provider.kind()).await {
+        Ok(l) => l,
+        Err(e) => return alone(e).await,
+    };
+    match locked {
         Err(state) => {
             let by = state.syncing.map(|(who, _)| who);
-            Ok(Outcome::Read(read(cache, &team, &*provider, by).await?))
+            Ok(Outcome::Read(
+                read(cache, &team, &*provider, by, true).await?,
+            ))
         }
         Ok(lock) => {
             let synced = sync_provider_with(&cache.path, provider, detect, sigma, progress).await;
@@ -162,6 +197,10 @@ async fn publish(
     })
     .await?;
     team.publish_state(lock, &keys, &findings).await?;
+    // What this member published it need not read back.
+    let tops = team.tops(provider).await?;
+    let names = MarkNames::of(provider);
+    blocking(cache, provider, move |s| names.write(s, tops)).await?;
     Ok(())
 }
 
@@ -171,6 +210,7 @@ async fn read(
     team: &TeamStore,
     provider: &dyn Provider,
     by: Option<String>,
+    syncing: bool,
 ) -> Result<Read, SyncError> {
     let started = Instant::now();
     let name = provider.name().to_string();
@@ -179,6 +219,7 @@ async fn read(
     let mut out = Read {
         provider: name.clone(),
         by,
+        syncing,
         ..Read::default()
     };
     let names = MarkNames::of(&name);
@@ -264,6 +305,12 @@ impl MarkNames {
             keys: format!("team.keys.{provider}"),
             findings: format!("team.findings.{provider}"),
         }
+    }
+
+    fn write(&self, s: &Store, m: Marks) -> Result<(), crate::store::StoreError> {
+        s.set_meta(&self.keys, &m.keys.to_string())?;
+        s.set_meta(&self.findings, &m.findings.to_string())?;
+        s.set_cursor(&self.provider, TEAM_STREAM, &m.events.to_string())
     }
 
     fn read(&self, s: &Store) -> Result<Marks, crate::store::StoreError> {

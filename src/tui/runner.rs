@@ -451,6 +451,7 @@ impl Runner {
                 )
                 .await;
                 let r = match r {
+                    Ok(crate::sync::team::Outcome::Read(r)) if r.is_empty() => Ok(String::new()),
                     Ok(crate::sync::team::Outcome::Read(r)) => Ok(r.describe()),
                     Ok(crate::sync::team::Outcome::Synced(r)) => {
                         let mut said = format!(

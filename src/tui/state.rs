@@ -428,6 +428,8 @@ impl State {
             Action::SyncFinished(provider, result) => {
                 self.syncs_done += 1;
                 match result {
+                    // A read of the team's copy that brought nothing says nothing.
+                    Ok(summary) if summary.is_empty() => {}
                     Ok(summary) => self.say(format!("{provider}: {summary}")),
                     Err(e) => self.fail(format!("{provider}: sync failed: {e}")),
                 }

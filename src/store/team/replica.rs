@@ -234,7 +234,7 @@ impl TeamStore {
                                      source_ip, user_agent, outcome, status_code, request_id, records)
                  SELECT provider, ext_id, key_id, time, principal, action, scope,
                         source_ip, user_agent, outcome, status_code, request_id, records
-                 FROM incoming ORDER BY time
+                 FROM incoming
                  ON CONFLICT (provider, ext_id) DO NOTHING",
                 &[],
             )
@@ -298,6 +298,26 @@ impl TeamStore {
         tx.commit()
             .await
             .map_err(|e| self.db_fail("committing what was published", &e))
+    }
+
+    /// The last numbers of `provider`'s copy: what a member that just published it has
+    /// read.
+    pub async fn tops(&self, provider: &str) -> Result<Marks, SharedError> {
+        let c = self.conn().await?;
+        let r = c
+            .query_one(
+                "SELECT (SELECT coalesce(max(change), 0) FROM keys WHERE provider = $1),
+                        (SELECT coalesce(max(id), 0) FROM events WHERE provider = $1),
+                        (SELECT coalesce(max(change), 0) FROM findings WHERE provider = $1)",
+                &[&provider],
+            )
+            .await
+            .map_err(|e| self.db_fail("reading the copy's last rows", &e))?;
+        Ok(Marks {
+            keys: r.get(0),
+            events: r.get(1),
+            findings: r.get(2),
+        })
     }
 
     /// Reads `provider`'s copy past `marks`: keys and findings (all that changed) and at
