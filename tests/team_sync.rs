@@ -9,6 +9,7 @@ mod action_support;
 mod team_support;
 
 use action_support::{text, World};
+use keyaudit::store::shared::Shared;
 use serde_json::Value;
 use std::path::Path;
 use team_support::{team_table, Cluster};
@@ -192,6 +193,15 @@ fn a_member_reads_while_another_holds_the_source() {
         said.contains("read the team's copy (alice@ws-12 is syncing it)"),
         "{said}"
     );
+    // Workstations name alice among the members, syncing the source.
+    let config = keyaudit::config::Config::parse(&team, Path::new("team.toml")).unwrap();
+    let store = keyaudit::store::team::TeamStore::new(config.team().unwrap().clone());
+    let members = w.rt.block_on(store.members()).unwrap();
+    let alice = members
+        .iter()
+        .find(|m| m.user == "alice" && m.host == "ws-12")
+        .unwrap_or_else(|| panic!("{members:?}"));
+    assert_eq!(alice.describe(), "alice@ws-12 (syncing talentgrid)");
     holder.kill().unwrap();
     let _ = holder.wait();
 }

@@ -88,6 +88,7 @@ fn progressive(verb: &str) -> String {
         "disable" => "disabling".into(),
         "enable" => "enabling".into(),
         "rotate" => "rotating".into(),
+        "sync" => "syncing".into(),
         other => format!("running {} on", crate::output::sanitize(other)),
     }
 }
@@ -168,7 +169,8 @@ pub struct Member {
     pub user: String,
     /// Host.
     pub host: String,
-    /// Keys held: `(provider/key_id, operation)`.
+    /// Keys held, `(provider/key_id, operation)`, and sources being synced,
+    /// `(provider, "sync")`.
     pub holds: Vec<(String, String)>,
 }
 

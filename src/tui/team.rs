@@ -48,7 +48,7 @@ pub fn update(st: &mut State, action: Action) -> Vec<Effect> {
         }
         Action::Team(Signal::Changed(what)) => match what.as_str() {
             "decisions" => vec![Effect::PullDecisions { all: false }],
-            "claims" | "presence" => vec![Effect::LoadMembers],
+            "claims" | "presence" | "syncing" => vec![Effect::LoadMembers],
             "journal" if st.view == crate::tui::action::View::Journal => vec![Effect::LoadJournal],
             // A member published a source: read it (unless a sync is running already).
             "sources" if team.follow && st.sync.is_none() => st.update(Action::StartSync),

@@ -99,7 +99,8 @@ pub(crate) fn presence_name() -> String {
 
 /// The other processes working on the team store now: the workstations connected (their
 /// listening connections' application names) and any process holding a live claim (a
-/// CLI `rotate`), each with the keys it holds. This process is left out.
+/// CLI `rotate`) or syncing a source for the team, each with the keys it holds and the
+/// sources it syncs. This process is left out.
 pub(super) async fn members(store: &TeamStore) -> Result<Vec<Member>, SharedError> {
     let c = store.conn().await?;
     let present = c
@@ -132,17 +133,42 @@ pub(super) async fn members(store: &TeamStore) -> Result<Vec<Member>, SharedErro
         let id = (user.to_string(), host.to_string(), pid.parse().unwrap_or(0));
         out.push((id, Vec::new()));
     }
+    // Sources being synced, as held by their member (`sync`).
+    let syncing = c
+        .query(
+            "SELECT syncing_by, coalesce(syncing_pid, 0), provider, 'sync' FROM sources
+             WHERE syncing_by IS NOT NULL ORDER BY syncing_since",
+            &[],
+        )
+        .await
+        .map_err(|e| store.db_fail("reading who syncs", &e))?;
     let me = (
         crate::store::journal::os_user(),
         crate::store::journal::host_name(),
         std::process::id() as i32,
     );
-    for r in &held {
-        let id: Process = (r.get(0), r.get(1), r.get(2));
+    let syncing = syncing.iter().map(|r| {
+        let who: String = r.get(0);
+        let (user, host) = who.split_once('@').unwrap_or((&who, ""));
+        (
+            (user.to_string(), host.to_string(), r.get::<_, i32>(1)),
+            (r.get::<_, String>(2), r.get::<_, String>(3)),
+        )
+    });
+    let claimed = held.iter().map(|r| {
+        (
+            (
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, i32>(2),
+            ),
+            (r.get::<_, String>(3), r.get::<_, String>(4)),
+        )
+    });
+    for (id, hold) in claimed.chain(syncing) {
         if id == me {
             continue;
         }
-        let hold = (r.get(3), r.get(4));
         match out.iter_mut().find(|(who, _)| *who == id) {
             Some((_, holds)) => holds.push(hold),
             None => out.push((id, vec![hold])),

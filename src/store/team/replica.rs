@@ -41,7 +41,8 @@ impl SyncLock {
         if let Some(c) = self.conn.take() {
             let freed = c
                 .execute(
-                    "UPDATE sources SET syncing_by = NULL, syncing_since = NULL WHERE provider = $1",
+                    "UPDATE sources SET syncing_by = NULL, syncing_pid = NULL, syncing_since = NULL
+                     WHERE provider = $1",
                     &[&self.provider],
                 )
                 .await
@@ -121,11 +122,11 @@ impl TeamStore {
             .as_ref()
             .expect("just set")
             .execute(
-                "INSERT INTO sources (provider, kind, syncing_by, syncing_since)
-                 VALUES ($1, $2, $3, clock_timestamp())
+                "INSERT INTO sources (provider, kind, syncing_by, syncing_pid, syncing_since)
+                 VALUES ($1, $2, $3, $4, clock_timestamp())
                  ON CONFLICT (provider) DO UPDATE
-                 SET syncing_by = $3, syncing_since = clock_timestamp()",
-                &[&provider, &kind, &me],
+                 SET syncing_by = $3, syncing_pid = $4, syncing_since = clock_timestamp()",
+                &[&provider, &kind, &me, &(std::process::id() as i32)],
             )
             .await
             .map_err(|e| self.db_fail("recording who syncs the source", &e))?;

@@ -116,6 +116,7 @@ pub const MIGRATIONS: &[&str] = &[
         synced_at     TIMESTAMPTZ,
         synced_by     TEXT,
         syncing_by    TEXT,
+        syncing_pid   INTEGER,
         syncing_since TIMESTAMPTZ
     );
     -- Rows published later get larger numbers; one member publishes a source at a time
@@ -158,8 +159,21 @@ pub const MIGRATIONS: &[&str] = &[
     REVOKE ALL ON sources, keys, events, findings FROM PUBLIC;
     GRANT SELECT, INSERT, UPDATE ON sources, keys, events, findings TO keyaudit_member;
     GRANT USAGE ON SEQUENCE changes, events_id_seq TO keyaudit_member;
-    CREATE TRIGGER sources_announce AFTER INSERT OR UPDATE OF synced_at ON sources
-        FOR EACH STATEMENT EXECUTE FUNCTION keyaudit_announce();
+    -- `sources` when a copy was published (members read it), `syncing` when a member
+    -- starts or stops syncing a source (workstations show who).
+    CREATE FUNCTION keyaudit_announce_source() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        IF TG_OP = 'INSERT' OR NEW.synced_at IS DISTINCT FROM OLD.synced_at THEN
+            PERFORM pg_notify('keyaudit', 'sources');
+        END IF;
+        IF TG_OP = 'INSERT' OR NEW.syncing_by IS DISTINCT FROM OLD.syncing_by THEN
+            PERFORM pg_notify('keyaudit', 'syncing');
+        END IF;
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER sources_announce AFTER INSERT OR UPDATE ON sources
+        FOR EACH ROW EXECUTE FUNCTION keyaudit_announce_source();
     "#,
 ];
 
