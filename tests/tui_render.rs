@@ -403,3 +403,32 @@ fn enter_on_a_group_expands_it_and_acting_needs_one_finding() {
     apply(&mut s, Action::OpenDetail);
     assert_eq!(draw(&s).matches("Rotation overdue").count(), 0);
 }
+
+#[test]
+fn a_message_wider_than_the_terminal_is_shown_whole_over_the_hints_line() {
+    let text = "workflow #12: guided rotation of talentgrid/key_8f2c: new key key_91ab found; \
+                waiting for the old key to go quiet (no use for 3600s)";
+    let screen = at(80, 24, |s| {
+        s.message = Some(keyaudit::tui::state::Message {
+            text: text.into(),
+            error: false,
+        });
+    });
+    let bottom: Vec<&str> = screen.lines().rev().take(2).collect();
+    let shown: String = bottom
+        .iter()
+        .rev()
+        .map(|l| l.trim_matches('"').trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(shown, text, "{screen}");
+    // A message that fits leaves the hints where they are.
+    let screen = at(80, 24, |s| {
+        s.message = Some(keyaudit::tui::state::Message {
+            text: "talentgrid: 75 keys, 12 new events in 0.1s".into(),
+            error: false,
+        });
+    });
+    let last = screen.lines().last().unwrap();
+    assert!(last.contains("quit"), "{screen}");
+}

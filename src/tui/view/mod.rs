@@ -23,7 +23,7 @@ use chrono::{DateTime, Duration, Utc};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, LineGauge, Paragraph};
+use ratatui::widgets::{Block, Borders, LineGauge, Paragraph, Wrap};
 use ratatui::Frame;
 
 /// A selection and scroll position in a list.
@@ -419,8 +419,27 @@ pub fn render(state: &State, f: &mut Frame) {
     if let Some(g) = &state.import {
         crate::tui::import::render(state, g, f, areas.gauge);
     }
-    render_status(state, f, areas.status);
-    render_hints(state, f, areas.hints);
+    // A message wider than the status line takes the hints' line too, wrapped, so a
+    // narrow terminal still shows all of it (`?` lists the keys meanwhile).
+    match overflowing_message(state, areas.status.width) {
+        Some(m) => f.render_widget(
+            Paragraph::new(clean(&m.text))
+                .style(if m.error {
+                    state.theme.bad
+                } else {
+                    state.theme.base
+                })
+                .wrap(Wrap { trim: true }),
+            Rect {
+                height: areas.status.height + areas.hints.height,
+                ..areas.status
+            },
+        ),
+        None => {
+            render_status(state, f, areas.status);
+            render_hints(state, f, areas.hints);
+        }
+    }
     if state.mode == Mode::Help {
         dialog::help::render(state, f, areas.body);
     }
@@ -479,6 +498,14 @@ fn render_header(state: &State, f: &mut Frame, area: Rect) {
     let [l, r] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(right_w)]).areas(area);
     f.render_widget(Paragraph::new(Line::from(spans)), l);
     f.render_widget(Paragraph::new(Line::from(right)), r);
+}
+
+/// The status message, when it is shown alone (no typing, no sync gauge) and is wider
+/// than `width`.
+fn overflowing_message(state: &State, width: u16) -> Option<&crate::tui::state::Message> {
+    let m = state.message.as_ref()?;
+    let alone = state.mode == Mode::Normal && state.sync.is_none();
+    (alone && clean(&m.text).chars().count() > usize::from(width)).then_some(m)
 }
 
 fn render_status(state: &State, f: &mut Frame, area: Rect) {
