@@ -10,7 +10,7 @@ mod action_support;
 mod team_support;
 mod tmux_support;
 
-use action_support::{text, World, TOKEN};
+use action_support::{World, TOKEN};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,22 +32,13 @@ fn team_world(cluster: &Cluster) -> World {
     w
 }
 
-/// Runs keyaudit on the member cache `db` and asserts it succeeded.
-fn member(w: &World, db: &Path, args: &[&str]) -> std::process::Output {
-    let out = w.cmd(args).env("KEYAUDIT_DB", db).output().unwrap();
-    assert!(
-        out.status.success(),
-        "keyaudit {args:?} on {}: {}\n{}",
-        db.display(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
 /// The findings of the member cache `db`, as `findings --status all --format json`.
 fn findings(w: &World, db: &Path) -> Vec<Value> {
-    let out = member(w, db, &["findings", "--status", "all", "--format", "json"]);
+    let out = w.ok_on(
+        None,
+        db,
+        &["findings", "--status", "all", "--format", "json"],
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -101,8 +92,8 @@ fn an_acknowledgement_in_one_workstation_shows_in_the_others() {
     let cluster = Cluster::shared();
     let w = team_world(&cluster);
     let (a_db, b_db): (PathBuf, PathBuf) = (w.db(), w.path("data/member-b.db"));
-    member(&w, &a_db, &["sync"]);
-    member(&w, &b_db, &["sync"]);
+    w.ok_on(None, &a_db, &["sync"]);
+    w.ok_on(None, &b_db, &["sync"]);
     let open = |db: &Path| -> Vec<String> {
         findings(&w, db)
             .iter()
@@ -182,19 +173,19 @@ fn an_acknowledgement_in_one_workstation_shows_in_the_others() {
     assert_eq!(f["status"], "acknowledged", "{f}");
 
     // The team journal holds the decision, by A's user and host.
-    let out = member(&w, &b_db, &["journal", "--format", "json"]);
+    let out = w.ok_on(None, &b_db, &["journal", "--format", "json"]);
     let journal: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let entry = journal
         .iter()
         .find(|e| e["action"] == "finding.ack")
         .unwrap_or_else(|| panic!("{journal:?}"));
     assert_eq!(entry["params"]["finding"], acked[0].as_str());
-    member(&w, &b_db, &["journal", "verify"]);
+    w.ok_on(None, &b_db, &["journal", "verify"]);
 
     // A third member, on a cache synced after the decision: its findings come with the
     // team's decision.
     let c_db = w.path("data/member-c.db");
-    member(&w, &c_db, &["sync"]);
+    w.ok_on(None, &c_db, &["sync"]);
     let c: Vec<Value> = findings(&w, &c_db);
     let f = c.iter().find(|f| f["id"] == acked[0].as_str()).unwrap();
     assert_eq!(f["status"], "acknowledged", "{f}");
@@ -208,7 +199,7 @@ fn a_lost_team_store_leaves_the_workstation_read_only_until_it_returns() {
     // A cluster of its own: this test stops it.
     let cluster = Cluster::start();
     let w = team_world(&cluster);
-    member(&w, &w.db(), &["sync"]);
+    w.ok_on(None, &w.db(), &["sync"]);
     let socket = format!("keyaudit-team-offline-{}", std::process::id());
     let t = Tmux::new(&socket, "a");
     t.start(&workstation(&w, &w.db()), 80, 24);

@@ -14,21 +14,10 @@ use serde_json::Value;
 use std::path::Path;
 use team_support::{team_table, Cluster};
 
-/// Runs keyaudit with `config` on the cache `db`; asserts success; returns stderr.
+/// Runs keyaudit with `config` on the cache `db`; asserts success; returns standard
+/// output and standard error.
 fn run(w: &World, config: &Path, db: &Path, args: &[&str]) -> (String, String) {
-    let out = w
-        .cmd(args)
-        .env("KEYAUDIT_CONFIG", config)
-        .env("KEYAUDIT_DB", db)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "keyaudit {args:?} on {}: {}\n{}",
-        db.display(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let out = w.ok_on(Some(config), db, args);
     (text(&out.stdout), text(&out.stderr))
 }
 

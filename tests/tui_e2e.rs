@@ -3,98 +3,17 @@
 //! confirmation, filter the key's events and then every event, and check the provider
 //! and the journal.
 
+mod tmux_support;
+
 use keyaudit::demo::{self, DemoOptions};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use tmux_support::Tmux;
 
 const BIN: &str = env!("CARGO_BIN_EXE_keyaudit");
 const TOKEN_ENV: &str = "KEYAUDIT_E2E_TOKEN";
-
-fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-struct Tmux {
-    socket: String,
-    session: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    /// Starts the session running `command` in a 120x40 window.
-    fn start(&self, command: &str) {
-        let out = self.cmd(&[
-            "new-session",
-            "-d",
-            "-s",
-            &self.session,
-            "-x",
-            "120",
-            "-y",
-            "40",
-            command,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn send(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", &self.session];
-        args.extend_from_slice(keys);
-        assert!(self.cmd(&args).status.success());
-    }
-
-    fn type_text(&self, text: &str) {
-        assert!(self
-            .cmd(&["send-keys", "-t", &self.session, "-l", text])
-            .status
-            .success());
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .cmd(&["capture-pane", "-p", "-t", &self.session])
-                .stdout,
-        )
-        .into_owned()
-    }
-
-    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                panic!("timed out waiting for {what}; screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
 
 async fn key_status(client: &reqwest::Client, url: &str, token: &str, id: &str) -> String {
     let v: Value = client
@@ -123,11 +42,7 @@ fn keyaudit(dir: &Path, token: &str, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filter_open_refuse_unlock_and_revoke_in_tmux() {
-    if !tmux_available() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("tmux is required for the end-to-end test in CI (apt-get install -y tmux)");
-        }
-        eprintln!("skipping: tmux is not installed (apt-get install -y tmux)");
+    if !tmux_support::available() {
         return;
     }
     let demo = demo::start(DemoOptions {
@@ -181,10 +96,7 @@ async fn filter_open_refuse_unlock_and_revoke_in_tmux() {
         String::from_utf8_lossy(&sync.stderr)
     );
 
-    let tmux = Tmux {
-        socket: format!("keyaudit-e2e-{}", std::process::id()),
-        session: "ka".into(),
-    };
+    let tmux = Tmux::new(&format!("keyaudit-e2e-{}", std::process::id()), "ka");
     let d = dir.path();
     let command = format!(
         "env {TOKEN_ENV}={} XDG_STATE_HOME={} XDG_DATA_HOME={} {BIN} --db {} --config {}",
@@ -194,7 +106,7 @@ async fn filter_open_refuse_unlock_and_revoke_in_tmux() {
         d.join("cache.db").display(),
         d.join("config.toml").display()
     );
-    tmux.start(&command);
+    tmux.start(&command, 120, 40);
     tmux.wait_for("the keys view", |s| {
         s.contains("[keys]") && s.contains(" keys ")
     });
@@ -309,20 +221,13 @@ async fn filter_open_refuse_unlock_and_revoke_in_tmux() {
 /// session's cursor.
 #[test]
 fn the_demo_opens_again_in_a_second_session() {
-    if !tmux_available() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("tmux is required for the end-to-end test in CI (apt-get install -y tmux)");
-        }
-        eprintln!("skipping: tmux is not installed (apt-get install -y tmux)");
+    if !tmux_support::available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("config.toml"), "[tui]\nmouse = false\n").unwrap();
-    let tmux = Tmux {
-        socket: format!("keyaudit-demo-{}", std::process::id()),
-        session: "demo".into(),
-    };
+    let tmux = Tmux::new(&format!("keyaudit-demo-{}", std::process::id()), "demo");
     let command = format!(
         "env XDG_STATE_HOME={} XDG_DATA_HOME={} {BIN} --config {}",
         d.join("state").display(),
@@ -330,7 +235,7 @@ fn the_demo_opens_again_in_a_second_session() {
         d.join("config.toml").display()
     );
     for session in 1..=2 {
-        tmux.start(&command);
+        tmux.start(&command, 120, 40);
         // The sync's summary can be drawn a frame before the reloaded keys.
         let s = tmux.wait_for("the end of the session's first sync, keys shown", |s| {
             (s.contains("new events in") && s.contains("keys 75 of 75"))
@@ -343,7 +248,7 @@ fn the_demo_opens_again_in_a_second_session() {
         );
         tmux.send(&["q"]);
         let start = Instant::now();
-        while tmux.cmd(&["has-session", "-t", "demo"]).status.success() {
+        while tmux.exists() {
             assert!(start.elapsed() < Duration::from_secs(20), "q did not quit");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -356,11 +261,7 @@ fn the_demo_opens_again_in_a_second_session() {
 /// file's modification time), and `D` revokes it there with the finding as the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exposure_finding_opens_the_key_since_the_leak_and_revokes_it() {
-    if !tmux_available() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("tmux is required for the end-to-end test in CI (apt-get install -y tmux)");
-        }
-        eprintln!("skipping: tmux is not installed (apt-get install -y tmux)");
+    if !tmux_support::available() {
         return;
     }
     let demo = demo::start(DemoOptions {
@@ -449,10 +350,7 @@ async fn an_exposure_finding_opens_the_key_since_the_leak_and_revokes_it() {
     );
     assert!(!String::from_utf8_lossy(&scan.stdout).contains(&secret));
 
-    let tmux = Tmux {
-        socket: format!("keyaudit-exposure-{}", std::process::id()),
-        session: "ka".into(),
-    };
+    let tmux = Tmux::new(&format!("keyaudit-exposure-{}", std::process::id()), "ka");
     let command = format!(
         "env {TOKEN_ENV}={} XDG_STATE_HOME={} XDG_DATA_HOME={} {BIN} --write --db {} --config {}",
         demo.token,
@@ -461,7 +359,7 @@ async fn an_exposure_finding_opens_the_key_since_the_leak_and_revokes_it() {
         d.join("cache.db").display(),
         d.join("config.toml").display()
     );
-    tmux.start(&command);
+    tmux.start(&command, 120, 40);
     tmux.wait_for("the keys view", |s| {
         s.contains("[keys]") && s.contains(" keys ")
     });

@@ -10,110 +10,28 @@ mod cloudflare_support;
 mod github_support;
 mod gitlab_support;
 mod openai_support;
+mod tmux_support;
 
 use keyaudit::demo::{self, DemoOptions};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use tmux_support::Tmux;
 
 const BIN: &str = env!("CARGO_BIN_EXE_keyaudit");
 
-fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-struct Tmux {
-    socket: String,
-    session: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    fn start(&self, command: &str, cols: u16, rows: u16) {
-        let out = self.cmd(&[
-            "new-session",
-            "-d",
-            "-s",
-            &self.session,
-            "-x",
-            &cols.to_string(),
-            "-y",
-            &rows.to_string(),
-            command,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn send(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", &self.session];
-        args.extend_from_slice(keys);
-        assert!(self.cmd(&args).status.success());
-    }
-
-    fn type_text(&self, text: &str) {
-        assert!(self
-            .cmd(&["send-keys", "-t", &self.session, "-l", text])
-            .status
-            .success());
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .cmd(&["capture-pane", "-p", "-t", &self.session])
-                .stdout,
-        )
-        .into_owned()
-    }
-
-    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                panic!("timed out waiting for {what}; screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Replaces the filter with `query` and waits for the count line.
-    fn filter(&self, query: &str, count: &str) -> String {
-        // Esc in the keys view clears the filter (wait for that, so the next key is not
-        // read as Alt+key); `/` opens a fresh one.
-        self.send(&["Escape"]);
-        self.wait_for("the filter cleared", |s| !s.contains(" · /"));
-        self.send(&["/"]);
-        self.type_text(query);
-        self.send(&["Enter"]);
-        // The filter applies while it is typed: wait for the input to close too.
-        self.wait_for(&format!("`{query}`: {count}"), |s| {
-            s.contains(count) && !s.contains("enter apply")
-        })
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
+/// Replaces the filter with `query` and waits for the count line.
+fn filter(tmux: &Tmux, query: &str, count: &str) -> String {
+    // Esc in the keys view clears the filter (wait for that, so the next key is not
+    // read as Alt+key); `/` opens a fresh one.
+    tmux.send(&["Escape"]);
+    tmux.wait_for("the filter cleared", |s| !s.contains(" · /"));
+    tmux.send(&["/"]);
+    tmux.type_text(query);
+    tmux.send(&["Enter"]);
+    // The filter applies while it is typed: wait for the input to close too.
+    tmux.wait_for(&format!("`{query}`: {count}"), |s| {
+        s.contains(count) && !s.contains("enter apply")
+    })
 }
 
 /// `1234` as the TUI writes it: `1,234`.
@@ -143,11 +61,7 @@ fn keyaudit(dir: &Path, envs: &[(&str, &str)], args: &[&str]) -> std::process::O
 
 #[test]
 fn demo_github_gitlab_openai_and_cloudflare_keys_in_one_table_filtered_by_provider() {
-    if !tmux_available() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("tmux is required for the end-to-end test in CI (apt-get install -y tmux)");
-        }
-        eprintln!("skipping: tmux is not installed (apt-get install -y tmux)");
+    if !tmux_support::available() {
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -225,10 +139,10 @@ fn demo_github_gitlab_openai_and_cloudflare_keys_in_one_table_filtered_by_provid
     let total = thousands(keys.len());
 
     for (cols, rows) in [(200u16, 50u16), (80, 24)] {
-        let tmux = Tmux {
-            socket: format!("keyaudit-e2e-providers-{}-{cols}", std::process::id()),
-            session: "ka".into(),
-        };
+        let tmux = Tmux::new(
+            &format!("keyaudit-e2e-providers-{}-{cols}", std::process::id()),
+            "ka",
+        );
         let command = format!(
             "env KA_DEMO={} KA_GL={} KA_CF={} KA_OA={} XDG_STATE_HOME={} XDG_DATA_HOME={} {BIN} --db {} --config {}",
             demo.token,
@@ -246,7 +160,7 @@ fn demo_github_gitlab_openai_and_cloudflare_keys_in_one_table_filtered_by_provid
         });
 
         // Cloudflare's six tokens, and nothing of the others.
-        let s = tmux.filter("provider:cloudflare", &format!("keys 6 of {total}"));
+        let s = filter(&tmux, "provider:cloudflare", &format!("keys 6 of {total}"));
         if cols >= 120 {
             for name in [
                 "keyaudit",
@@ -263,27 +177,29 @@ fn demo_github_gitlab_openai_and_cloudflare_keys_in_one_table_filtered_by_provid
         }
 
         // Combined with other terms: the disabled Cloudflare token, the IP-limited one.
-        let s = tmux.filter(
+        let s = filter(
+            &tmux,
             "provider:cloudflare status:inactive",
             &format!("keys 1 of {total}"),
         );
         assert!(s.contains("old-script"), "{s}");
-        let s = tmux.filter(
+        let s = filter(
+            &tmux,
             "provider:cloudflare scope:ip:198.51.100.0/24",
             &format!("keys 1 of {total}"),
         );
         assert!(s.contains("laptop-dns"), "{s}");
 
         // GitLab's six, then the demo's.
-        let s = tmux.filter("provider:gitlab", &format!("keys 6 of {total}"));
+        let s = filter(&tmux, "provider:gitlab", &format!("keys 6 of {total}"));
         assert!(s.contains("payroll-ci") && !s.contains("laptop-dns"), "{s}");
         // GitHub's tokens and alerts, OpenAI's keys: each alone.
-        let s = tmux.filter("provider:github", &format!("keys 5 of {total}"));
+        let s = filter(&tmux, "provider:github", &format!("keys 5 of {total}"));
         assert!(!s.contains("bo-laptop") && !s.contains("laptop-dns"), "{s}");
         if cols >= 120 {
             assert!(s.contains("release-bot") && s.contains("ats-export"), "{s}");
         }
-        let s = tmux.filter("provider:openai", &format!("keys 6 of {total}"));
+        let s = filter(&tmux, "provider:openai", &format!("keys 6 of {total}"));
         assert!(
             !s.contains("release-bot") && !s.contains("payroll-ci"),
             "{s}"
@@ -291,7 +207,8 @@ fn demo_github_gitlab_openai_and_cloudflare_keys_in_one_table_filtered_by_provid
         if cols >= 120 {
             assert!(s.contains("bo-laptop") && s.contains("break-glass"), "{s}");
         }
-        tmux.filter(
+        filter(
+            &tmux,
             "provider:talentgrid",
             &format!("keys {} of {total}", thousands(count("talentgrid"))),
         );
@@ -306,11 +223,7 @@ fn demo_github_gitlab_openai_and_cloudflare_keys_in_one_table_filtered_by_provid
 
 #[test]
 fn openai_guided_rotation_from_the_workstation_starts_then_revokes_the_quiet_key() {
-    if !tmux_available() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("tmux is required for the end-to-end test in CI (apt-get install -y tmux)");
-        }
-        eprintln!("skipping: tmux is not installed (apt-get install -y tmux)");
+    if !tmux_support::available() {
         return;
     }
     let oa = openai_support::World::start();
@@ -336,10 +249,7 @@ fn openai_guided_rotation_from_the_workstation_starts_then_revokes_the_quiet_key
         String::from_utf8_lossy(&sync.stderr)
     );
 
-    let tmux = Tmux {
-        socket: format!("keyaudit-e2e-guided-{}", std::process::id()),
-        session: "ka".into(),
-    };
+    let tmux = Tmux::new(&format!("keyaudit-e2e-guided-{}", std::process::id()), "ka");
     let command = format!(
         "env KA_OA={} XDG_STATE_HOME={} XDG_DATA_HOME={} {BIN} --db {} --config {}",
         oa.token,
@@ -350,7 +260,7 @@ fn openai_guided_rotation_from_the_workstation_starts_then_revokes_the_quiet_key
     );
     tmux.start(&command, 200, 50);
     tmux.wait_for("the keys view", |s| s.contains("keys 6 of 6"));
-    tmux.filter("name:bo-laptop", "keys 1 of 6");
+    filter(&tmux, "name:bo-laptop", "keys 1 of 6");
     tmux.send(&[":"]);
     tmux.type_text("write");
     tmux.send(&["Enter"]);

@@ -5,7 +5,7 @@
 
 use crate::model::FindingStatus;
 use crate::store::journal::NewEntry;
-use crate::store::shared::{Decision, SharedError};
+use crate::store::shared::{Decision, Local, SharedError};
 use crate::store::Cache;
 use chrono::{DateTime, Utc};
 
@@ -90,15 +90,7 @@ async fn apply(cache: &Cache, decisions: Vec<Decision>) -> Result<Vec<Decision>,
     if decisions.is_empty() {
         return Ok(Vec::new());
     }
-    let cache = cache.clone();
-    let changed = tokio::task::spawn_blocking(move || {
-        let mut store = cache.open()?;
-        store.apply_decisions(&decisions)
-    })
-    .await
-    .map_err(|e| SharedError::Team {
-        store: "cache".into(),
-        message: format!("background task failed: {e}"),
-    })??;
-    Ok(changed)
+    Local::new(cache.clone())
+        .with(move |s| s.apply_decisions(&decisions))
+        .await
 }

@@ -22,6 +22,40 @@ pub struct NewEntry<'a> {
     pub result: &'a str,
 }
 
+/// A [`NewEntry`] that owns its text, to be moved onto another thread.
+#[derive(Debug, Clone)]
+pub struct OwnedEntry {
+    action: String,
+    target: String,
+    reason: Option<String>,
+    params: serde_json::Value,
+    result: String,
+}
+
+impl OwnedEntry {
+    /// A copy of `e`.
+    pub fn of(e: &NewEntry<'_>) -> OwnedEntry {
+        OwnedEntry {
+            action: e.action.to_string(),
+            target: e.target.to_string(),
+            reason: e.reason.map(str::to_string),
+            params: e.params.clone(),
+            result: e.result.to_string(),
+        }
+    }
+
+    /// The entry, borrowing this copy; `result` replaces the copied result when given.
+    pub fn entry<'a>(&'a self, result: Option<&'a str>) -> NewEntry<'a> {
+        NewEntry {
+            action: &self.action,
+            target: &self.target,
+            reason: self.reason.as_deref(),
+            params: self.params.clone(),
+            result: result.unwrap_or(&self.result),
+        }
+    }
+}
+
 /// Why the chain does not verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainBreak {

@@ -9,7 +9,7 @@
 //! Actions never pick an implementation themselves: [`super::Cache::shared`] gives the
 //! one the configuration chose.
 
-use super::journal::NewEntry;
+use super::journal::{NewEntry, OwnedEntry};
 use super::{Cache, StoreError};
 use crate::model::{FindingStatus, JournalEntry};
 use async_trait::async_trait;
@@ -283,7 +283,8 @@ impl Local {
         Local { cache }
     }
 
-    async fn with<T: Send + 'static>(
+    /// Runs `f` on the cache on a blocking thread.
+    pub(crate) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut super::Store) -> super::Result<T> + Send + 'static,
     ) -> Result<T, SharedError> {
@@ -342,23 +343,9 @@ impl Shared for Local {
     }
 
     async fn append_journal(&self, entry: &NewEntry<'_>) -> Result<JournalEntry, SharedError> {
-        let (action, target, reason, params, result) = (
-            entry.action.to_string(),
-            entry.target.to_string(),
-            entry.reason.map(str::to_string),
-            entry.params.clone(),
-            entry.result.to_string(),
-        );
-        self.with(move |s| {
-            s.append_journal(&NewEntry {
-                action: &action,
-                target: &target,
-                reason: reason.as_deref(),
-                params,
-                result: &result,
-            })
-        })
-        .await
+        let entry = OwnedEntry::of(entry);
+        self.with(move |s| s.append_journal(&entry.entry(None)))
+            .await
     }
 
     async fn journal(&self) -> Result<Vec<JournalEntry>, SharedError> {
@@ -366,27 +353,10 @@ impl Shared for Local {
     }
 
     async fn decide(&self, d: &Decision, entry: &NewEntry<'_>) -> Result<bool, SharedError> {
-        let d = d.clone();
-        let (action, target, reason, params, result) = (
-            entry.action.to_string(),
-            entry.target.to_string(),
-            entry.reason.map(str::to_string),
-            entry.params.clone(),
-            entry.result.to_string(),
-        );
+        let (d, entry) = (d.clone(), OwnedEntry::of(entry));
         self.with(move |s| {
             let changed = s.set_finding_status(&d.finding, d.status, d.note.as_deref(), d.until)?;
-            s.append_journal(&NewEntry {
-                action: &action,
-                target: &target,
-                reason: reason.as_deref(),
-                params,
-                result: if changed {
-                    &result
-                } else {
-                    "failed: no such finding"
-                },
-            })?;
+            s.append_journal(&entry.entry((!changed).then_some("failed: no such finding")))?;
             Ok(changed)
         })
         .await

@@ -135,6 +135,25 @@ impl World {
         out
     }
 
+    /// Runs keyaudit on the cache `db`, with `config` instead of this world's when
+    /// given (another member of a team), and asserts it succeeded.
+    pub fn ok_on(&self, config: Option<&Path>, db: &Path, args: &[&str]) -> Output {
+        let mut c = self.cmd(args);
+        c.env("KEYAUDIT_DB", db);
+        if let Some(config) = config {
+            c.env("KEYAUDIT_CONFIG", config);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "keyaudit {args:?} on {}: {}\n{}",
+            db.display(),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    }
+
     /// Creates a key at the provider and returns it with its secret.
     pub fn create(&self, name: &str, owner: &str) -> (Key, Secret) {
         let spec = NewKey {

@@ -83,6 +83,13 @@ impl Tmux {
             .success());
     }
 
+    /// True while the session runs (its program has not exited).
+    pub fn exists(&self) -> bool {
+        self.cmd(&["has-session", "-t", &self.session])
+            .status
+            .success()
+    }
+
     /// The visible screen.
     pub fn screen(&self) -> String {
         String::from_utf8_lossy(

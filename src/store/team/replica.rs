@@ -262,34 +262,36 @@ impl TeamStore {
             .transaction()
             .await
             .map_err(|e| self.db_fail("starting to publish", &e))?;
-        let upsert_key = tx
-            .prepare(
-                "INSERT INTO keys (provider, key_id, doc, change) VALUES ($1, $2, $3, nextval('changes'))
-                 ON CONFLICT (provider, key_id) DO UPDATE SET doc = excluded.doc, change = excluded.change
-                 WHERE keys.doc IS DISTINCT FROM excluded.doc",
-            )
-            .await
-            .map_err(|e| self.db_fail("preparing the keys", &e))?;
-        for k in keys {
-            let doc = serde_json::to_string(k).map_err(|e| self.fail(e))?;
-            tx.execute(&upsert_key, &[&provider, &k.id, &doc])
-                .await
-                .map_err(|e| self.db_fail("publishing a key", &e))?;
-        }
-        let upsert_finding = tx
-            .prepare(
-                "INSERT INTO findings (id, provider, doc, change) VALUES ($1, $2, $3, nextval('changes'))
-                 ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, change = excluded.change
-                 WHERE findings.doc IS DISTINCT FROM excluded.doc",
-            )
-            .await
-            .map_err(|e| self.db_fail("preparing the findings", &e))?;
-        for f in findings {
-            let doc = serde_json::to_string(&as_detected(f)).map_err(|e| self.fail(e))?;
-            tx.execute(&upsert_finding, &[&f.id, &provider, &doc])
-                .await
-                .map_err(|e| self.db_fail("publishing a finding", &e))?;
-        }
+        let key_docs = keys
+            .iter()
+            .map(|k| Ok((k.id.as_str(), serde_json::to_string(k)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(|e| self.fail(e))?;
+        self.upsert_docs(
+            &tx,
+            "INSERT INTO keys (provider, key_id, doc, change) VALUES ($1, $2, $3, nextval('changes'))
+             ON CONFLICT (provider, key_id) DO UPDATE SET doc = excluded.doc, change = excluded.change
+             WHERE keys.doc IS DISTINCT FROM excluded.doc",
+            provider,
+            &key_docs,
+            "a key",
+        )
+        .await?;
+        let finding_docs = findings
+            .iter()
+            .map(|f| Ok((f.id.as_str(), serde_json::to_string(&as_detected(f))?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(|e| self.fail(e))?;
+        self.upsert_docs(
+            &tx,
+            "INSERT INTO findings (id, provider, doc, change) VALUES ($2, $1, $3, nextval('changes'))
+             ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, change = excluded.change
+             WHERE findings.doc IS DISTINCT FROM excluded.doc",
+            provider,
+            &finding_docs,
+            "a finding",
+        )
+        .await?;
         tx.execute(
             "UPDATE sources SET synced_at = clock_timestamp(), synced_by = $2 WHERE provider = $1",
             &[&provider, &decisions::me()],
@@ -299,6 +301,28 @@ impl TeamStore {
         tx.commit()
             .await
             .map_err(|e| self.db_fail("committing what was published", &e))
+    }
+
+    /// Writes each `(id, document)` of `provider` with `sql` (`$1` the provider, `$2` the
+    /// id, `$3` the document), which numbers the rows whose document changed.
+    async fn upsert_docs(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        sql: &str,
+        provider: &str,
+        docs: &[(&str, String)],
+        what: &str,
+    ) -> Result<(), SharedError> {
+        let stmt = tx
+            .prepare(sql)
+            .await
+            .map_err(|e| self.db_fail(&format!("preparing to publish {what}"), &e))?;
+        for (id, doc) in docs {
+            tx.execute(&stmt, &[&provider, id, doc])
+                .await
+                .map_err(|e| self.db_fail(&format!("publishing {what}"), &e))?;
+        }
+        Ok(())
     }
 
     /// The last numbers of `provider`'s copy: what a member that just published it has
