@@ -62,6 +62,20 @@ impl Ctx {
         )
     }
 
+    /// The team store's events, when `[team] events = "team"` keeps them there rather
+    /// than in the cache.
+    pub fn team_events(&self) -> anyhow::Result<Option<crate::store::team::events::TeamEvents>> {
+        use crate::store::reads::{CacheEvents, Reader};
+        Ok(self
+            .cache()?
+            .team
+            .filter(|t| t.events_home() == crate::config::EventsHome::Team)
+            .map(|team| {
+                let cache = CacheEvents::new(&self.paths.db, Reader::default());
+                crate::store::team::events::TeamEvents::new(team, cache)
+            }))
+    }
+
     /// Opens the cache for reading and writing (journal entries anchored).
     pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
         Ok(self.cache()?.open()?)

@@ -13,7 +13,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 mod team;
-pub use team::{TeamConfig, DEFAULT_LEASE};
+pub use team::{EventsHome, TeamConfig, DEFAULT_LEASE};
 
 /// Kinds of provider a config may name. The embedded demo (kind `demo`) is not one of
 /// them: it generates new keys, tokens and history at every start, so it only runs with

@@ -7,6 +7,7 @@
 use crate::fsutil::Existing;
 use crate::model::{rfc3339, Event, Finding, FindingStatus, JournalEntry, Severity};
 use crate::output::{Format, Listing};
+use crate::store::reads::AllEvents;
 use crate::store::{EventQuery, FindingQuery, KeyRow, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -46,6 +47,9 @@ pub enum ExportError {
     /// The cache could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The team store's events could not be read.
+    #[error(transparent)]
+    Team(#[from] crate::store::shared::SharedError),
     /// The output could not be written.
     #[error("cannot write {path}: {source}; check the directory exists and is writable")]
     Write {
@@ -227,9 +231,11 @@ pub fn write_keys_csv(out: impl Write, rows: &[KeyRow]) -> io::Result<usize> {
     l.finish()
 }
 
-/// Writes an export of `subject` to `out` (`name` is used in messages).
+/// Writes an export of `subject` to `out` (`name` is used in messages); the events
+/// are read from `events`, everything else from `store`.
 pub fn export(
     store: &Store,
+    events: &AllEvents<'_>,
     subject: Subject,
     format: ExportFormat,
     out: &mut dyn Write,
@@ -263,7 +269,7 @@ pub fn export(
         Subject::Events => {
             let mut l = Listing::new(&mut *out, listing_format, &EVENT_COLUMNS).map_err(&w)?;
             let mut failed = None;
-            store.for_each_event(&EventQuery::default(), |row| {
+            events.each(&EventQuery::default(), |row| {
                 let e = &row.event;
                 let r = l.row(e, || event_cells(e));
                 failed = r.err();

@@ -218,3 +218,57 @@ fn without_the_team_store_a_member_still_syncs_for_itself() {
         serde_json::from_slice(&w.ok(&["keys", "--format", "json"]).stdout).unwrap();
     assert!(keys.len() > 10, "{keys:?}");
 }
+
+#[test]
+fn a_member_syncing_tells_the_others_how_far_it_has_come() {
+    let cluster = Cluster::shared();
+    // Every provider answer takes 200 ms: the sync lasts a few seconds.
+    let w = World::start_faulty("latency=1");
+    let db = cluster.database("progress");
+    let cfg = w.path("config/config.toml");
+    let provider = std::fs::read_to_string(&cfg).unwrap();
+    let team = team_table(&cluster.url("postgres", &db), "1m") + "fresh = \"0s\"\n";
+    std::fs::write(&cfg, format!("{provider}{team}")).unwrap();
+    let config = keyaudit::config::Config::parse(&team, Path::new("team.toml")).unwrap();
+    let store = keyaudit::store::team::TeamStore::new(config.team().unwrap().clone());
+    let mut sync = w
+        .cmd(&["sync"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Another workstation sees the member syncing, with how far it has come.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let seen = loop {
+        let members = w.rt.block_on(store.members()).unwrap();
+        let told: Vec<String> = members
+            .iter()
+            .map(|m| m.describe())
+            .filter(|d| d.contains("(syncing talentgrid: "))
+            .collect();
+        if let Some(d) = told.into_iter().next() {
+            break d;
+        }
+        assert!(
+            sync.try_wait().unwrap().is_none(),
+            "the sync ended before announcing its progress"
+        );
+        assert!(std::time::Instant::now() < deadline, "{members:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        seen.contains(" new events)") || seen.contains("publishing, "),
+        "{seen}"
+    );
+    assert!(sync.wait().unwrap().success());
+    // Done: no one syncs, and nothing is left announced.
+    let members = w.rt.block_on(store.members()).unwrap();
+    assert!(
+        members.iter().all(|m| !m.describe().contains("syncing")),
+        "{members:?}"
+    );
+    assert_eq!(
+        cluster.value(&db, "SELECT count(syncing_progress) FROM sources"),
+        "0"
+    );
+}

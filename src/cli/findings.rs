@@ -124,6 +124,15 @@ pub fn detect(
     a: &DetectArgs,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<ExitCode> {
+    if ctx.team_events()?.is_some() {
+        return Err(UsageError(
+            "this member keeps the team's events in the team store ([team] events = \"team\"), \
+             not in its cache: detection runs on the member that syncs each source, and its \
+             findings reach this cache with `keyaudit sync`"
+                .into(),
+        )
+        .into());
+    }
     let cfg = detect_config(ctx)?;
     let mut sigma_cfg = SigmaConfig::from_table(&ctx.config.detect, &ctx.paths.config)?;
     sigma_cfg.dirs.extend(a.sigma.iter().cloned());

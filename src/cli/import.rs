@@ -3,6 +3,7 @@
 use crate::app::{Ctx, UsageError};
 use crate::export::{ExportFormat, Subject};
 use crate::import::{FileSummary, FormatChoice, ImportOptions, Progress};
+use crate::store::reads::AllEvents;
 use crate::store::Store;
 use clap::Args;
 use std::io::IsTerminal;
@@ -339,8 +340,17 @@ fn export_anchors(ctx: &Ctx, exported: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `keyaudit export SUBJECT [--format F] [-o FILE]`
-pub fn export(ctx: &Ctx, a: &ExportArgs) -> anyhow::Result<ExitCode> {
+pub fn export(
+    ctx: &Ctx,
+    a: &ExportArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
     let store = Store::open_read_only(&ctx.paths.db)?;
+    let team = ctx.team_events()?;
+    let events = match &team {
+        Some(team) => AllEvents::Team(team, runtime),
+        None => AllEvents::Cache(&store),
+    };
     if a.format == ExportFormat::Md && a.subject != Subject::Findings {
         return Err(UsageError(
             crate::export::ExportError::MdOnlyForFindings(match a.subject {
@@ -355,7 +365,14 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> anyhow::Result<ExitCode> {
     match &a.output {
         Some(path) => {
             let n = crate::export::write_private_atomic(path, |w| {
-                crate::export::export(&store, a.subject, a.format, w, &path.display().to_string())
+                crate::export::export(
+                    &store,
+                    &events,
+                    a.subject,
+                    a.format,
+                    w,
+                    &path.display().to_string(),
+                )
             })?;
             crate::tell!(
                 "wrote {} ({n} {})",
@@ -374,7 +391,14 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> anyhow::Result<ExitCode> {
         None => {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
-            match crate::export::export(&store, a.subject, a.format, &mut lock, "standard output") {
+            match crate::export::export(
+                &store,
+                &events,
+                a.subject,
+                a.format,
+                &mut lock,
+                "standard output",
+            ) {
                 Ok(_) => {}
                 Err(crate::export::ExportError::Write { source, .. })
                     if source.kind() == std::io::ErrorKind::BrokenPipe => {}

@@ -3,7 +3,8 @@
 use crate::app::{Ctx, UsageError};
 use crate::model::{rfc3339, KeyStatus, Outcome};
 use crate::output::{Format, Listing};
-use crate::store::{EventQuery, Store};
+use crate::store::reads::AllEvents;
+use crate::store::{EventQuery, EventRow, Store};
 use crate::when::{parse_instant, short_age};
 use chrono::Utc;
 use clap::Args;
@@ -121,7 +122,11 @@ pub fn keys(ctx: &Ctx, a: &KeysArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn events(ctx: &Ctx, a: &EventsArgs) -> anyhow::Result<ExitCode> {
+pub fn events(
+    ctx: &Ctx,
+    a: &EventsArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
     let now = Utc::now();
     let since = a
         .since
@@ -141,7 +146,6 @@ pub fn events(ctx: &Ctx, a: &EventsArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| UsageError(format!("--outcome: {e}")))
         })
         .transpose()?;
-    let store = Store::open_read_only(&ctx.paths.db)?;
     let q = EventQuery {
         provider: a.provider.clone(),
         key_id: a.key.clone(),
@@ -170,7 +174,7 @@ pub fn events(ctx: &Ctx, a: &EventsArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = Listing::new(std::io::stdout().lock(), a.format, headers)?;
     let mut io_err = None;
-    store.for_each_event(&q, |row| {
+    let emit = |row: EventRow| {
         let e = &row.event;
         let r = out.row(e, || {
             if csv {
@@ -195,7 +199,12 @@ pub fn events(ctx: &Ctx, a: &EventsArgs) -> anyhow::Result<ExitCode> {
                 false
             }
         }
-    })?;
+    };
+    let store = Store::open_read_only(&ctx.paths.db)?;
+    match ctx.team_events()? {
+        Some(team) => AllEvents::Team(&team, runtime).each(&q, emit)?,
+        None => AllEvents::Cache(&store).each(&q, emit)?,
+    }
     if let Some(e) = io_err {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return Err(e.into());

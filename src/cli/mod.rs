@@ -273,7 +273,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Events(a) => {
             ctx.require_cache()?;
-            listing::events(&ctx, &a)
+            listing::events(&ctx, &a, &runtime)
         }
         Command::Keygen { prefix, count } => keygen(&prefix, count),
         Command::Scan(a) => scan::scan(&ctx, &a, &runtime),
@@ -306,7 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(a) => import::import(&ctx, &a),
         Command::Export(a) => {
             ctx.require_cache()?;
-            import::export(&ctx, &a)
+            import::export(&ctx, &a, &runtime)
         }
         Command::Open(a) => import::open(&ctx, &a, &runtime),
         Command::Encrypt => crypt::encrypt(&ctx),

@@ -38,6 +38,11 @@ pub struct TeamConfig {
     /// `fresh`, parsed.
     #[serde(skip)]
     pub fresh_duration: Option<Duration>,
+    /// Where the team's events are kept for the views: `"cache"` (default: each member
+    /// copies them into its cache) or `"team"` (they stay in the team store, which the
+    /// events view and the key detail read).
+    #[serde(default)]
+    pub events: EventsHome,
     /// `FILE:LINE` of the table (filled in after parsing).
     #[serde(skip)]
     pub origin: String,
@@ -46,6 +51,17 @@ pub struct TeamConfig {
     pub file: Option<PathBuf>,
     #[serde(skip)]
     pub line: Option<usize>,
+}
+
+/// Where a member reads the team's events (`[team] events`).
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EventsHome {
+    /// Copied into each member's cache with the keys and findings.
+    #[default]
+    Cache,
+    /// Kept in the team store only; the views read them there.
+    Team,
 }
 
 /// `[team] fresh` when not set.
@@ -213,6 +229,9 @@ mod tests {
         let c = parse("[team]\nurl = \"postgres://alice@localhost/keyaudit\"\n").unwrap();
         assert_eq!(c.team().unwrap().lease(), super::DEFAULT_LEASE);
         assert!(parse("").unwrap().team().is_none());
+        assert_eq!(c.team().unwrap().events, super::EventsHome::Cache);
+        let c = parse("[team]\nurl = \"postgres://a@127.0.0.1/k\"\nevents = \"team\"\n").unwrap();
+        assert_eq!(c.team().unwrap().events, super::EventsHome::Team);
     }
 
     #[test]
@@ -249,6 +268,12 @@ mod tests {
         let e =
             parse("[team]\nurl = \"postgres://a@127.0.0.1/k\"\npasword_env = \"P\"\n").unwrap_err();
         assert!(e.contains("pasword_env"), "{e}");
+        let e =
+            parse("[team]\nurl = \"postgres://a@127.0.0.1/k\"\nevents = \"remote\"\n").unwrap_err();
+        assert!(
+            e.contains("config.toml:3") && e.contains("`cache`") && e.contains("`team`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use crate::model::{to_millis, Millis};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
-const DAY_MS: Millis = 86_400_000;
-pub(super) const HOUR_MS: Millis = 3_600_000;
+pub(crate) const DAY_MS: Millis = 86_400_000;
+pub(crate) const HOUR_MS: Millis = 3_600_000;
 
 /// What one key did in a window: activity per day, where from, with what, which scopes.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,7 +26,19 @@ pub struct KeyActivity {
     pub denied: u64,
 }
 
-fn ranked(map: HashMap<String, u64>, top: usize) -> Vec<(String, u64)> {
+/// Which key's activity to read, over which days (see [`Store::key_activity`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActivityRequest {
+    pub key_ref: i64,
+    /// The end of the window.
+    pub until: DateTime<Utc>,
+    /// Days in the window.
+    pub days: usize,
+    /// How many networks and user agents to list.
+    pub top: usize,
+}
+
+pub(crate) fn ranked(map: HashMap<String, u64>, top: usize) -> Vec<(String, u64)> {
     let mut v: Vec<_> = map.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v.truncate(top);

@@ -51,13 +51,13 @@ pub struct EventQuery {
 
 impl EventQuery {
     /// True when some filter is applied to the rows as they stream (not in SQL).
-    fn filters_rows(&self) -> bool {
+    pub(crate) fn filters_rows(&self) -> bool {
         self.source_ip.is_some() || self.action.is_some() || !self.text.is_empty()
     }
 
     /// True when an event passes the row filters (`source_ip`, `action`, `text`); the key
     /// id is asked for only when a word is not found elsewhere.
-    fn row_passes<'k>(
+    pub(crate) fn row_passes<'k>(
         &self,
         action: &str,
         source_ip: Option<&str>,

@@ -246,6 +246,26 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The cache handle of the key `id` of `provider`.
+    pub fn key_handle(&self, provider: &str, id: &str) -> Result<Option<i64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT k.id FROM keys k JOIN providers p ON p.id = k.provider_id
+             WHERE p.name = ?1 AND k.ext_id = ?2",
+        )?;
+        Ok(stmt.query_row([provider, id], |r| r.get(0)).optional()?)
+    }
+
+    /// The provider's name and the key's id of the cache handle `key_ref`.
+    pub fn key_target(&self, key_ref: i64) -> Result<Option<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.name, k.ext_id FROM keys k JOIN providers p ON p.id = k.provider_id
+             WHERE k.id = ?1",
+        )?;
+        Ok(stmt
+            .query_row([key_ref], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
     /// The first `limit` keys in the order of [`Store::keys`], and how many keys there are
     /// in all: a first screen to show while the whole list loads.
     pub fn keys_head(&self, limit: usize) -> Result<(Vec<KeyRow>, usize)> {

@@ -14,6 +14,7 @@ mod findings;
 pub mod journal;
 mod keys;
 mod raw;
+pub mod reads;
 pub mod schema;
 pub mod shared;
 pub mod sigma;
@@ -21,7 +22,7 @@ mod sources;
 pub mod team;
 pub mod workflows;
 
-pub use activity::KeyActivity;
+pub use activity::{ActivityRequest, KeyActivity};
 pub use events::{EventPage, EventQuery, EventRow, EventWriter, Inserted};
 pub use findings::FindingQuery;
 pub use keys::KeyRow;

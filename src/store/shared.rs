@@ -170,7 +170,8 @@ pub struct Member {
     /// Host.
     pub host: String,
     /// Keys held, `(provider/key_id, operation)`, and sources being synced,
-    /// `(provider, "sync")`.
+    /// `(provider, "sync")` or, with the sync's progress, `("provider: page 3, 1,200 new
+    /// events", "sync")`.
     pub holds: Vec<(String, String)>,
 }
 

@@ -10,6 +10,7 @@
 //! detection. What was read is marked in the cache only after it is stored.
 
 use super::{sync_provider_with, SyncError, SyncProgress, SyncReport, SyncSigma};
+use crate::config::EventsHome;
 use crate::detect::DetectConfig;
 use crate::model::FindingStatus;
 use crate::provider::Provider;
@@ -136,7 +137,17 @@ pub async fn sync_source(
             ))
         }
         Ok(lock) => {
-            let synced = sync_provider_with(&cache.path, provider, detect, sigma, progress).await;
+            let (tx, rx) = tokio::sync::watch::channel(String::new());
+            let report = |p: &SyncProgress| {
+                progress(p);
+                tx.send_replace(format!(
+                    "page {}, {} new events",
+                    p.pages,
+                    crate::import::coverage::thousands(p.new_events as u64)
+                ));
+            };
+            let sync = sync_provider_with(&cache.path, provider, detect, sigma, &report);
+            let synced = announcing(&lock, rx, sync).await;
             let published = match &synced {
                 Ok(_) => publish(cache, &team, &lock, &name).await,
                 Err(_) => Ok(()),
@@ -146,6 +157,32 @@ pub async fn sync_source(
             published?;
             Ok(Outcome::Synced(report))
         }
+    }
+}
+
+/// How often the member syncing a source tells the team how far it has come.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs `work` (a sync holding `lock`) and tells the team the progress `rx` receives,
+/// the first at once and then the latest at most every [`ANNOUNCE_EVERY`]; the others'
+/// workstations show it beside the member's name.
+async fn announcing<T>(
+    lock: &SyncLock,
+    mut rx: tokio::sync::watch::Receiver<String>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let announce = async {
+        // The first progress at once, then the latest at most every ANNOUNCE_EVERY.
+        while rx.changed().await.is_ok() {
+            let text = rx.borrow_and_update().clone();
+            lock.progress(&text).await;
+            tokio::time::sleep(ANNOUNCE_EVERY).await;
+        }
+        std::future::pending().await
+    };
+    tokio::select! {
+        out = work => out,
+        never = announce => never,
     }
 }
 
@@ -168,6 +205,7 @@ async fn publish(
         move |s| Ok(s.meta(&m)?.and_then(|v| v.parse().ok()).unwrap_or(0))
     })
     .await?;
+    let mut published = 0u64;
     loop {
         let p = provider.to_string();
         let rows = blocking(cache, provider, move |s| s.events_after(&p, mark, CHUNK)).await?;
@@ -176,6 +214,9 @@ async fn publish(
         };
         let events: Vec<_> = rows.into_iter().map(|r| r.event).collect();
         team.publish_events(lock, &events).await?;
+        published += events.len() as u64;
+        let done = crate::import::coverage::thousands(published);
+        lock.progress(&format!("publishing, {done} events")).await;
         mark = last;
         let m = mark_name.clone();
         blocking(cache, provider, move |s| s.set_meta(&m, &last.to_string())).await?;
@@ -236,8 +277,13 @@ async fn read(
         }
     })
     .await?;
+    // A team that keeps its events in the store leaves them there.
+    let events = match team.events_home() {
+        EventsHome::Cache => CHUNK as i64,
+        EventsHome::Team => 0,
+    };
     loop {
-        let pulled = team.pull(&name, marks, CHUNK as i64).await?;
+        let pulled = team.pull(&name, marks, events).await?;
         let last_chunk = pulled.events.len() < CHUNK;
         out.keys += pulled.keys.len();
         out.findings += pulled.findings.len();

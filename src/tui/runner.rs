@@ -5,22 +5,26 @@
 //! read in `view::detail`, the export in `view::keys`, OSC 52 in `dialog::secret`, ...);
 //! only the runner calls it.
 
-use super::action::{Action, Effect};
+use super::action::{Action, Effect, EventsPage};
 use super::dialog::guided;
 use super::dialog::secret::{osc52, rotate_to_screen};
 use super::import::{run_detection, run_import, ImportPlan};
-use super::view::detail::load_detail;
-use super::view::events::load_events_page;
+use super::view::detail::{detail_activity, detail_events, detail_with};
+use super::view::events::EVENTS_SCAN;
 use super::view::keys::{export, KEYS_HEAD};
 use crate::action::apply_key_op;
 use crate::action::decide::{decide, pull, FindingDecision};
+use crate::config::EventsHome;
 use crate::detect::DetectConfig;
 use crate::provider::Provider;
+use crate::store::reads::{always, with_reader, CacheEvents, EventReads, KeepGoing, Reader};
+use crate::store::shared::SharedError;
+use crate::store::team::events::TeamEvents;
 use crate::store::{Cache, FindingQuery, Store, StoreError};
 use chrono::Utc;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The newest journal entries the journal view shows.
@@ -37,7 +41,10 @@ pub struct Runner {
     search: Arc<super::search::Searcher>,
     /// The newest generation of the events view's walk; older reads give up.
     latest_events: Arc<AtomicU64>,
-    reader: Arc<Mutex<Option<Store>>>,
+    reader: Reader,
+    /// Where the events view and the key detail read the events: the cache, or the team
+    /// store with `[team] events = "team"`.
+    events: Arc<dyn EventReads>,
     /// The first load of the keys sends their first screen ahead; reloads do not.
     head_first: Arc<AtomicBool>,
     /// `[detect]` settings: the detection after a sync and the detail's baseline status.
@@ -62,7 +69,17 @@ impl Runner {
         tx: UnboundedSender<Action>,
     ) -> Runner {
         let cache = cache.into();
+        // The events are read with a connection of their own, so the events view's first
+        // page never waits behind the load of a long key list.
+        let in_cache = CacheEvents::new(cache.path.clone(), Reader::default());
+        let events: Arc<dyn EventReads> = match &cache.team {
+            Some(team) if team.events_home() == EventsHome::Team => {
+                Arc::new(TeamEvents::new(team.clone(), in_cache))
+            }
+            _ => Arc::new(in_cache),
+        };
         Runner {
+            events,
             db: cache.path.clone(),
             cache,
             providers: Arc::new(providers),
@@ -70,7 +87,7 @@ impl Runner {
             search: Arc::default(),
             head_first: Arc::new(AtomicBool::new(true)),
             latest_events: Arc::new(AtomicU64::new(0)),
-            reader: Arc::new(Mutex::new(None)),
+            reader: Reader::default(),
             detect: Arc::default(),
             import: None,
             sigma: None,
@@ -121,6 +138,14 @@ impl Runner {
         let _ = self.tx.send(a);
     }
 
+    /// A failed read of the events, naming where they are kept.
+    fn events_failed(&self, e: SharedError) -> Action {
+        Action::LoadFailed(format!(
+            "cannot read the events from {}: {e}",
+            self.events.describe()
+        ))
+    }
+
     /// Reads the cache on a blocking thread with the runner's connection.
     fn read<T, F, M>(&self, f: F, map: M)
     where
@@ -146,25 +171,10 @@ impl Runner {
         D: FnOnce(T, &UnboundedSender<Action>) + Send + 'static,
     {
         let (db, reader, tx) = (self.db.clone(), self.reader.clone(), self.tx.clone());
-        tokio::task::spawn_blocking(move || {
-            let read = {
-                let mut guard = reader.lock().unwrap_or_else(|e| e.into_inner());
-                if guard.is_none() {
-                    match Store::open_read_only(&db) {
-                        Ok(s) => *guard = Some(s),
-                        Err(e) => {
-                            let _ = tx.send(Action::LoadFailed(e.to_string()));
-                            return;
-                        }
-                    }
-                }
-                f(guard.as_ref().expect("opened above"), &tx)
-            };
-            match read {
-                Ok(v) => then(v, &tx),
-                Err(e) => {
-                    let _ = tx.send(Action::LoadFailed(format!("cannot read the cache: {e}")));
-                }
+        tokio::task::spawn_blocking(move || match with_reader(&db, &reader, |s| f(s, &tx)) {
+            Ok(v) => then(v, &tx),
+            Err(e) => {
+                let _ = tx.send(Action::LoadFailed(format!("cannot read the cache: {e}")));
             }
         });
     }
@@ -211,45 +221,67 @@ impl Runner {
                 });
             }
             Effect::LoadDetail(key_ref, now, since) => {
-                let detect = self.detect.clone();
-                self.read(
-                    move |s| load_detail(s, key_ref, now, since, &detect),
-                    |d| match d {
-                        Some(d) => Action::DetailLoaded(Box::new(d)),
-                        None => Action::LoadFailed("the key is no longer in the cache".into()),
-                    },
-                );
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let events = &me.events;
+                    let read = async {
+                        let activity = events.key_activity(detail_activity(key_ref, now)).await?;
+                        let q = detail_events(key_ref, since);
+                        let page = events.page(q, usize::MAX, always()).await?;
+                        Ok::<_, SharedError>((activity, page.unwrap_or_default().rows))
+                    };
+                    let (activity, rows) = match read.await {
+                        Ok(read) => read,
+                        Err(e) => return me.send(me.events_failed(e)),
+                    };
+                    let detect = me.detect.clone();
+                    me.read(
+                        move |s| detail_with(s, key_ref, since, &detect, activity, rows),
+                        |d| match d {
+                            Some(d) => Action::DetailLoaded(Box::new(d)),
+                            None => Action::LoadFailed("the key is no longer in the cache".into()),
+                        },
+                    );
+                });
             }
             Effect::LoadEvents(mut req) => {
                 let (generation, walk) = (req.generation, req.walk);
                 self.latest_events.store(generation, Ordering::SeqCst);
                 let latest = self.latest_events.clone();
+                let keep_going: KeepGoing =
+                    Arc::new(move || latest.load(Ordering::Relaxed) == generation);
                 // The page is sent as soon as it is read; the histogram (a walk of a whole
-                // day of events when a filter is set) follows on the same connection.
-                let histogram = req.histogram.take().map(|now| (req.query.clone(), now));
-                self.read_then(
-                    move |s, tx| {
-                        let keep_going = || latest.load(Ordering::Relaxed) == generation;
-                        let Some(p) = load_events_page(s, &req, &keep_going)? else {
-                            return Ok(Some(Action::EventsSuperseded(generation)));
-                        };
-                        let _ = tx.send(Action::EventsLoaded(generation, walk, Box::new(p)));
-                        let Some((query, now)) = histogram else {
-                            return Ok(None);
-                        };
-                        Ok(Some(
-                            match s.matching_per_hour(&query, now, 24, &keep_going)? {
-                                Some(h) => Action::HistogramLoaded(generation, h),
-                                None => Action::EventsSuperseded(generation),
-                            },
-                        ))
-                    },
-                    |last, tx| {
-                        if let Some(a) = last {
-                            let _ = tx.send(a);
-                        }
-                    },
-                )
+                // day of events when a filter is set) follows.
+                let histogram = req.histogram.take();
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let events = &me.events;
+                    let query = req.query;
+                    let page = events
+                        .page(query.clone(), EVENTS_SCAN, keep_going.clone())
+                        .await;
+                    let page = match page {
+                        Ok(Some(page)) => page,
+                        Ok(None) => return me.send(Action::EventsSuperseded(generation)),
+                        Err(e) => return me.send(me.events_failed(e)),
+                    };
+                    let per_hour = match histogram {
+                        Some(now) => events.per_hour(query, now, 24, keep_going).await,
+                        None => Ok(None),
+                    };
+                    let loaded = EventsPage {
+                        page,
+                        per_hour: None,
+                    };
+                    me.send(Action::EventsLoaded(generation, walk, Box::new(loaded)));
+                    if histogram.is_some() {
+                        me.send(match per_hour {
+                            Ok(Some(h)) => Action::HistogramLoaded(generation, h),
+                            Ok(None) => Action::EventsSuperseded(generation),
+                            Err(e) => me.events_failed(e),
+                        });
+                    }
+                });
             }
             Effect::LoadFindings => self.read(
                 |s| {

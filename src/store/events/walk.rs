@@ -35,6 +35,36 @@ struct Walked {
     ended: bool,
 }
 
+impl EventQuery {
+    /// True when hourly counts of the matching events need the events walked: a filter
+    /// beyond one key's handle.
+    pub(crate) fn counts_by_walk(&self) -> bool {
+        self.filters_rows()
+            || self.outcome.is_some()
+            || self.provider.is_some()
+            || self.key_id.is_some()
+            || self.since.is_some()
+    }
+
+    /// The same filters over the `hours` hours that end at `until` (its anchors and limit
+    /// dropped), and the window's first millisecond.
+    pub(crate) fn hour_window(&self, until: DateTime<Utc>, hours: usize) -> (EventQuery, Millis) {
+        let start = to_millis(until) - hours as Millis * crate::store::activity::HOUR_MS;
+        let window = EventQuery {
+            since: Some(
+                self.since
+                    .map_or(from_millis(start), |s| s.max(from_millis(start))),
+            ),
+            until: Some(self.until.map_or(until, |u| u.min(until))),
+            before: None,
+            after: None,
+            limit: None,
+            ..self.clone()
+        };
+        (window, start)
+    }
+}
+
 impl Store {
     /// The cheap side of a page walk: the columns the filters read, in time order, through
     /// the index named explicitly (the query fails rather than scan the table). Only the
@@ -115,27 +145,10 @@ impl Store {
         hours: usize,
         keep_going: &dyn Fn() -> bool,
     ) -> Result<Option<Vec<u64>>> {
-        if !q.filters_rows()
-            && q.outcome.is_none()
-            && q.provider.is_none()
-            && q.key_id.is_none()
-            && q.since.is_none()
-        {
+        if !q.counts_by_walk() {
             return self.events_per_hour(q.key_ref, until, hours).map(Some);
         }
-        let end = to_millis(until);
-        let start = end - hours as Millis * crate::store::activity::HOUR_MS;
-        let window = EventQuery {
-            since: Some(
-                q.since
-                    .map_or(from_millis(start), |s| s.max(from_millis(start))),
-            ),
-            until: Some(q.until.map_or(until, |u| u.min(until))),
-            before: None,
-            after: None,
-            limit: None,
-            ..q.clone()
-        };
+        let (window, start) = q.hour_window(until, hours);
         let mut out = vec![0u64; hours];
         let walked = self.walk_matching(&window, usize::MAX, keep_going, |_, t| {
             if let Some(slot) = usize::try_from((t - start) / crate::store::activity::HOUR_MS)

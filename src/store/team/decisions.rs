@@ -136,8 +136,9 @@ pub(super) async fn members(store: &TeamStore) -> Result<Vec<Member>, SharedErro
     // Sources being synced, as held by their member (`sync`).
     let syncing = c
         .query(
-            "SELECT syncing_by, coalesce(syncing_pid, 0), provider, 'sync' FROM sources
-             WHERE syncing_by IS NOT NULL ORDER BY syncing_since",
+            "SELECT syncing_by, coalesce(syncing_pid, 0),
+                    provider || coalesce(': ' || syncing_progress, ''), 'sync'
+             FROM sources WHERE syncing_by IS NOT NULL ORDER BY syncing_since",
             &[],
         )
         .await

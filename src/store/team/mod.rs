@@ -10,6 +10,7 @@
 
 mod claims;
 mod decisions;
+pub mod events;
 mod journal;
 pub mod live;
 pub mod replica;
@@ -55,6 +56,11 @@ impl TeamStore {
             config,
             pool: OnceCell::new(),
         }
+    }
+
+    /// Where members read the team's events (`[team] events`).
+    pub fn events_home(&self) -> crate::config::EventsHome {
+        self.config.events
     }
 
     /// The lease of this team's claims.

@@ -36,12 +36,30 @@ pub struct SyncLock {
 }
 
 impl SyncLock {
+    /// Tells the team how far the sync has come (`page 12, 4,800 new events`); a failure
+    /// only costs the announcement.
+    pub async fn progress(&self, text: &str) {
+        let Some(c) = &self.conn else {
+            return;
+        };
+        if let Err(e) = c
+            .execute(
+                "UPDATE sources SET syncing_progress = $2 WHERE provider = $1",
+                &[&self.provider, &text],
+            )
+            .await
+        {
+            tracing::warn!(provider = %self.provider, "sync progress not announced: {e}");
+        }
+    }
+
     /// Frees the source for the next member.
     pub async fn release(mut self) {
         if let Some(c) = self.conn.take() {
             let freed = c
                 .execute(
-                    "UPDATE sources SET syncing_by = NULL, syncing_pid = NULL, syncing_since = NULL
+                    "UPDATE sources SET syncing_by = NULL, syncing_pid = NULL, syncing_since = NULL,
+                            syncing_progress = NULL
                      WHERE provider = $1",
                     &[&self.provider],
                 )
@@ -125,7 +143,8 @@ impl TeamStore {
                 "INSERT INTO sources (provider, kind, syncing_by, syncing_pid, syncing_since)
                  VALUES ($1, $2, $3, $4, clock_timestamp())
                  ON CONFLICT (provider) DO UPDATE
-                 SET syncing_by = $3, syncing_pid = $4, syncing_since = clock_timestamp()",
+                 SET syncing_by = $3, syncing_pid = $4, syncing_since = clock_timestamp(),
+                     syncing_progress = NULL",
                 &[&provider, &kind, &me, &(std::process::id() as i32)],
             )
             .await

@@ -175,6 +175,29 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER sources_announce AFTER INSERT OR UPDATE ON sources
         FOR EACH ROW EXECUTE FUNCTION keyaudit_announce_source();
     "#,
+    // 4: a team that keeps its events in the store reads them there: the events view's
+    // pages walk the time order, of every key or of one.
+    r#"
+    CREATE INDEX events_time ON events (time, id);
+    CREATE INDEX events_key_time ON events (key_id, time, id);
+    "#,
+    // 5: how far the member syncing a source has come (`page 12, 4,800 new events`),
+    // announced as `syncing` whenever it changes.
+    r#"
+    ALTER TABLE sources ADD COLUMN syncing_progress TEXT;
+    CREATE OR REPLACE FUNCTION keyaudit_announce_source() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        IF TG_OP = 'INSERT' OR NEW.synced_at IS DISTINCT FROM OLD.synced_at THEN
+            PERFORM pg_notify('keyaudit', 'sources');
+        END IF;
+        IF TG_OP = 'INSERT' OR NEW.syncing_by IS DISTINCT FROM OLD.syncing_by
+           OR NEW.syncing_progress IS DISTINCT FROM OLD.syncing_progress THEN
+            PERFORM pg_notify('keyaudit', 'syncing');
+        END IF;
+        RETURN NULL;
+    END
+    $fn$;
+    "#,
 ];
 
 /// The schema version this keyaudit needs.

@@ -3,7 +3,9 @@
 
 use super::{ago, block, clean, is_expiring, is_stale, severity_style, stamp, stretch, thousands};
 use crate::detect::BaselineStatus;
-use crate::store::{EventQuery, FindingQuery, Store, StoreError};
+use crate::store::{
+    ActivityRequest, EventQuery, EventRow, FindingQuery, KeyActivity, Store, StoreError,
+};
 use crate::tui::action::{Action, Detail, Effect};
 use crate::tui::state::State;
 use crate::tui::strings as s;
@@ -290,8 +292,8 @@ pub(super) fn render(state: &State, f: &mut Frame, area: Rect) {
     );
 }
 
-/// Reads everything the detail view shows about one key. The baseline status is judged
-/// with the detection settings `detect`.
+/// Reads everything the detail view shows about one key from the cache. The baseline
+/// status is judged with the detection settings `detect`.
 pub fn load_detail(
     s: &Store,
     key_ref: i64,
@@ -299,17 +301,49 @@ pub fn load_detail(
     since: Option<DateTime<Utc>>,
     detect: &crate::detect::DetectConfig,
 ) -> Result<Option<Detail>, StoreError> {
-    let Some(key) = s.key_by_ref(key_ref)? else {
-        return Ok(None);
-    };
-    let activity = s.key_activity(key_ref, now, 30, 8)?;
-    let events = s.events(&EventQuery {
+    let r = detail_activity(key_ref, now);
+    let activity = s.key_activity(r.key_ref, r.until, r.days, r.top)?;
+    let events = s
+        .event_page(&detail_events(key_ref, since), usize::MAX, &|| true)?
+        .unwrap_or_default()
+        .rows;
+    detail_with(s, key_ref, since, detect, activity, events)
+}
+
+/// The activity the detail view shows: 30 days, the 8 most frequent networks and agents.
+pub fn detail_activity(key_ref: i64, now: DateTime<Utc>) -> ActivityRequest {
+    ActivityRequest {
+        key_ref,
+        until: now,
+        days: 30,
+        top: 8,
+    }
+}
+
+/// The key's newest events the detail view lists.
+pub fn detail_events(key_ref: i64, since: Option<DateTime<Utc>>) -> EventQuery {
+    EventQuery {
         key_ref: Some(key_ref),
         since,
         newest_first: true,
         limit: Some(DETAIL_EVENTS),
         ..Default::default()
-    })?;
+    }
+}
+
+/// The detail of one key from the cache, with its activity and events read wherever the
+/// events are kept.
+pub fn detail_with(
+    s: &Store,
+    key_ref: i64,
+    since: Option<DateTime<Utc>>,
+    detect: &crate::detect::DetectConfig,
+    activity: KeyActivity,
+    events: Vec<EventRow>,
+) -> Result<Option<Detail>, StoreError> {
+    let Some(key) = s.key_by_ref(key_ref)? else {
+        return Ok(None);
+    };
     let findings = s.findings(&FindingQuery {
         key_ref: Some(key_ref),
         ..Default::default()
