@@ -98,6 +98,19 @@ impl Team {
     }
 }
 
+/// The member's workstation, as a shell command line for tmux.
+fn member_workstation(t: &Team) -> String {
+    format!(
+        "env KEYAUDIT_CONFIG={} KEYAUDIT_DB={} XDG_CONFIG_HOME={} XDG_DATA_HOME={} \
+         XDG_STATE_HOME={} KA_TEST_TOKEN={TOKEN} {BIN}",
+        t.member_cfg.display(),
+        t.member.display(),
+        t.w.path("xdg-config").display(),
+        t.w.path("xdg-data").display(),
+        t.w.path("state").display(),
+    )
+}
+
 fn by_id(mut v: Vec<Value>) -> Vec<Value> {
     v.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     v
@@ -364,19 +377,7 @@ fn the_workstation_shows_the_team_stores_events() {
     let newest = t.json(false, &["events", "--limit", "1", "--format", "json"]);
     let ip = newest[0]["source_ip"].as_str().unwrap().to_string();
     let tmux = Tmux::new("ka-team-events", "member");
-    tmux.start(
-        &format!(
-            "env KEYAUDIT_CONFIG={} KEYAUDIT_DB={} XDG_CONFIG_HOME={} XDG_DATA_HOME={} \
-             XDG_STATE_HOME={} KA_TEST_TOKEN={TOKEN} {BIN}",
-            t.member_cfg.display(),
-            t.member.display(),
-            t.w.path("xdg-config").display(),
-            t.w.path("xdg-data").display(),
-            t.w.path("state").display(),
-        ),
-        80,
-        24,
-    );
+    tmux.start(&member_workstation(&t), 80, 24);
     tmux.wait_for("the keys", |s| s.contains("KEYS") || s.contains("keys"));
     tmux.send(&["3"]);
     let screen = tmux.wait_for("the newest event", |s| s.contains(&ip));
@@ -389,5 +390,50 @@ fn the_workstation_shows_the_team_stores_events() {
         s.contains("denied") && !s.contains(" success ")
     });
     assert!(!screen.contains("cannot read"), "{screen}");
+    tmux.send(&["q"]);
+}
+
+#[test]
+fn without_the_team_store_the_events_view_says_so_and_recovers() {
+    if !tmux_support::available() {
+        return;
+    }
+    // A cluster of its own: this test stops it.
+    let cluster = Cluster::start();
+    let db = cluster.database("offline");
+    let t = team(&cluster, &db);
+    let tmux = Tmux::new("ka-team-events-offline", "member");
+    tmux.start(&member_workstation(&t), 80, 24);
+    tmux.wait_for("the keys", |s| s.contains("[keys]"));
+    tmux.send(&["3"]);
+    tmux.wait_for("the team's events", |s| s.contains("events of all keys"));
+
+    cluster.stop();
+    tmux.wait_for("the workstation saying the store is lost", |s| {
+        s.contains("TEAM OFFLINE")
+    });
+    // A new page of events cannot be read, and the view says from where.
+    tmux.send(&["/"]);
+    tmux.type_text("outcome:denied");
+    tmux.send(&["Enter"]);
+    let screen = tmux.wait_for("the failed read", |s| {
+        s.contains("cannot read the events from team store")
+    });
+    assert!(screen.contains("TEAM OFFLINE"), "{screen}");
+    // The keys and findings of the cache still show.
+    tmux.send(&["1"]);
+    tmux.wait_for("the keys view", |s| {
+        s.contains("[keys]") && s.contains("prod")
+    });
+
+    cluster.resume();
+    tmux.wait_for("the reconnection", |s| s.contains("reachable again"));
+    tmux.send(&["3"]);
+    tmux.send(&["/"]);
+    tmux.type_text("outcome:denied");
+    tmux.send(&["Enter"]);
+    tmux.wait_for("the denied events again", |s| {
+        s.contains("denied") && s.contains("matched") && !s.contains("cannot read")
+    });
     tmux.send(&["q"]);
 }
