@@ -14,7 +14,7 @@ use crate::config::EventsHome;
 use crate::detect::DetectConfig;
 use crate::model::FindingStatus;
 use crate::provider::Provider;
-use crate::store::team::replica::{Marks, SyncLock};
+use crate::store::team::replica::{Marks, Pulled, SyncLock};
 use crate::store::team::TeamStore;
 use crate::store::{Cache, FindingQuery, Store};
 use chrono::Utc;
@@ -206,20 +206,23 @@ async fn publish(
     })
     .await?;
     let mut published = 0u64;
-    loop {
+    let chunk_after = |after: i64| {
         let p = provider.to_string();
-        let rows = blocking(cache, provider, move |s| s.events_after(&p, mark, CHUNK)).await?;
-        let Some(last) = rows.last().map(|r| r.row_id) else {
-            break;
-        };
+        blocking(cache, provider, move |s| s.events_after(&p, after, CHUNK))
+    };
+    let mut rows = chunk_after(mark).await?;
+    while let Some(last) = rows.last().map(|r| r.row_id) {
         let events: Vec<_> = rows.into_iter().map(|r| r.event).collect();
-        team.publish_events(lock, &events).await?;
+        // The next chunk is read from the cache while this one is published.
+        let (sent, next) = tokio::join!(team.publish_events(lock, &events), chunk_after(last));
+        sent?;
         published += events.len() as u64;
         let done = crate::import::coverage::thousands(published);
         lock.progress(&format!("publishing, {done} events")).await;
         mark = last;
         let m = mark_name.clone();
-        blocking(cache, provider, move |s| s.set_meta(&m, &last.to_string())).await?;
+        blocking(cache, provider, move |s| s.set_meta(&m, &mark.to_string())).await?;
+        rows = next?;
     }
     let p = provider.to_string();
     let (keys, findings) = blocking(cache, provider, move |s| {
@@ -282,13 +285,14 @@ async fn read(
         EventsHome::Cache => CHUNK as i64,
         EventsHome::Team => 0,
     };
+    let mut pulled = team.pull(&name, marks, events).await?;
     loop {
-        let pulled = team.pull(&name, marks, events).await?;
         let last_chunk = pulled.events.len() < CHUNK;
+        let after = pulled.events.last().map_or(marks.events, |(id, _)| *id);
         out.keys += pulled.keys.len();
         out.findings += pulled.findings.len();
         let (n, names2) = (name.clone(), names.clone());
-        let (new_events, next) = blocking(cache, &name, move |s| {
+        let stored = blocking(cache, &name, move |s| {
             let mut next = marks;
             if !pulled.keys.is_empty() {
                 s.upsert_keys(&n, &pulled.keys, Utc::now())?;
@@ -297,11 +301,12 @@ async fn read(
             }
             let mut new_events = 0;
             if let Some((last, _)) = pulled.events.last() {
-                let events: Vec<_> = pulled.events.iter().map(|(_, e)| e.clone()).collect();
+                let last = *last;
+                let events: Vec<_> = pulled.events.into_iter().map(|(_, e)| e).collect();
                 let mut w = s.event_writer(&n)?;
                 new_events = w.insert(&events)?.events;
                 w.commit(Some((TEAM_STREAM, &last.to_string())))?;
-                next.events = *last;
+                next.events = last;
             }
             for (change, f) in &pulled.findings {
                 s.upsert_finding(f)?;
@@ -314,13 +319,26 @@ async fn read(
                 s.set_meta(&names2.findings, &next.findings.to_string())?;
             }
             Ok((new_events, next))
-        })
-        .await?;
+        });
+        // The next chunk comes from the team store while this one is stored.
+        let ahead = async {
+            match last_chunk {
+                true => Ok(Vec::new()),
+                false => team.pull_events(&name, after, CHUNK as i64).await,
+            }
+        };
+        let (stored, ahead) = tokio::join!(stored, ahead);
+        let (new_events, next) = stored?;
         out.new_events += new_events;
         marks = next;
         if last_chunk {
             break;
         }
+        pulled = Pulled {
+            events: ahead?,
+            keys_mark: marks.keys,
+            ..Pulled::default()
+        };
     }
     if published_all {
         let n = name.clone();

@@ -16,7 +16,8 @@ use crate::store::events::{outcome_code, outcome_from_code};
 use crate::store::shared::SharedError;
 use chrono::{DateTime, Utc};
 use futures_util::pin_mut;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use futures_util::StreamExt;
+use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::types::Type;
 
 /// The advisory lock of a source's sync: a fixed half ("ka-s") and the source's hash.
@@ -390,36 +391,7 @@ impl TeamStore {
                 .push(serde_json::from_str(&doc).map_err(|e| self.fail(format!("a key: {e}")))?);
             out.keys_mark = r.get(1);
         }
-        for r in c
-            .query(
-                "SELECT id, ext_id, key_id, time, principal, action, scope, source_ip,
-                        user_agent, outcome, status_code, request_id, records
-                 FROM events WHERE provider = $1 AND id > $2 ORDER BY id LIMIT $3",
-                &[&provider, &marks.events, &limit],
-            )
-            .await
-            .map_err(|e| self.db_fail("reading the team's events", &e))?
-        {
-            out.events.push((
-                r.get(0),
-                Event {
-                    provider: provider.to_string(),
-                    id: r.get(1),
-                    key_id: r.get(2),
-                    time: crate::model::from_millis(r.get(3)),
-                    principal: r.get(4),
-                    action: r.get(5),
-                    scope: r.get(6),
-                    source_ip: r.get(7),
-                    user_agent: r.get(8),
-                    outcome: outcome_from_code(i64::from(r.get::<_, i16>(9))),
-                    status_code: r.get(10),
-                    request_id: r.get(11),
-                    records: r.get(12),
-                    raw: None,
-                },
-            ));
-        }
+        out.events = self.pull_events(provider, marks.events, limit).await?;
         for r in c
             .query(
                 "SELECT doc, change FROM findings WHERE provider = $1 AND change > $2
@@ -434,6 +406,89 @@ impl TeamStore {
                 serde_json::from_str(&doc).map_err(|e| self.fail(format!("a finding: {e}")))?;
             out.findings.push((r.get(1), f));
         }
+        Ok(out)
+    }
+}
+
+impl TeamStore {
+    /// `provider`'s events published after row `after`, at most `limit`, in row order,
+    /// without raw records (the team's copy holds none). Read by binary `COPY`, which
+    /// sends them in PostgreSQL's binary form rather than a row message each; its query
+    /// takes no parameters, so they travel as settings of the read's own transaction.
+    pub async fn pull_events(
+        &self,
+        provider: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Event)>, SharedError> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let fail = |e: tokio_postgres::Error| self.db_fail("reading the team's events", &e);
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(fail)?;
+        tx.query(
+            "SELECT set_config('keyaudit.pull_provider', $1, true),
+                    set_config('keyaudit.pull_after', $2, true),
+                    set_config('keyaudit.pull_limit', $3, true)",
+            &[&provider, &after.to_string(), &limit.to_string()],
+        )
+        .await
+        .map_err(fail)?;
+        let stream = tx
+            .copy_out(
+                "COPY (SELECT id, ext_id, key_id, time, principal, action, scope, source_ip,
+                              user_agent, outcome, status_code, request_id, records
+                       FROM events
+                       WHERE provider = current_setting('keyaudit.pull_provider')
+                         AND id > current_setting('keyaudit.pull_after')::bigint
+                       ORDER BY id
+                       LIMIT current_setting('keyaudit.pull_limit')::bigint)
+                 TO STDOUT (FORMAT binary)",
+            )
+            .await
+            .map_err(fail)?;
+        let types = [
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT2,
+            Type::INT8,
+            Type::TEXT,
+            Type::INT8,
+        ];
+        let rows = BinaryCopyOutStream::new(stream, &types);
+        pin_mut!(rows);
+        let mut out = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
+        while let Some(r) = rows.next().await {
+            let r = r.map_err(fail)?;
+            out.push((
+                r.get::<i64>(0),
+                Event {
+                    provider: provider.to_string(),
+                    id: r.get(1),
+                    key_id: r.get(2),
+                    time: crate::model::from_millis(r.get(3)),
+                    principal: r.get(4),
+                    action: r.get(5),
+                    scope: r.get(6),
+                    source_ip: r.get(7),
+                    user_agent: r.get(8),
+                    outcome: outcome_from_code(i64::from(r.get::<i16>(9))),
+                    status_code: r.get(10),
+                    request_id: r.get(11),
+                    records: r.get(12),
+                    raw: None,
+                },
+            ));
+        }
+        tx.commit().await.map_err(fail)?;
         Ok(out)
     }
 }
