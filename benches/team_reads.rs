@@ -31,6 +31,7 @@ use keyaudit::filter::Network;
 use keyaudit::model::{to_millis, Key, Outcome};
 use keyaudit::store::reads::{always, CacheEvents, EventReads, Reader};
 use keyaudit::store::team::events::TeamEvents;
+use keyaudit::store::team::replica::{copy_event, EVENT_COPY_TYPES};
 use keyaudit::store::team::TeamStore;
 use keyaudit::store::{ActivityRequest, EventQuery, Store};
 use std::io::Write;
@@ -82,50 +83,14 @@ async fn load(url: &str, keys: &[Key], n: usize) {
         )
         .await
         .unwrap();
-    let types = [
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::INT8,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::INT2,
-        Type::INT8,
-        Type::TEXT,
-        Type::INT8,
-    ];
+    let types: Vec<Type> = std::iter::once(Type::TEXT)
+        .chain(EVENT_COPY_TYPES)
+        .collect();
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
     for j in 0..n {
         let e = bench_cache::event(j, n, keys, now);
-        let time = to_millis(e.time);
-        let outcome: i16 = match e.outcome {
-            Outcome::Success => 0,
-            Outcome::Denied => 1,
-            Outcome::Error => 2,
-        };
-        writer
-            .as_mut()
-            .write(&[
-                &e.provider,
-                &e.id,
-                &e.key_id,
-                &time,
-                &e.principal,
-                &e.action,
-                &e.scope,
-                &e.source_ip,
-                &e.user_agent,
-                &outcome,
-                &e.status_code,
-                &e.request_id,
-                &e.records,
-            ])
-            .await
-            .unwrap();
+        copy_event(writer.as_mut(), &e.provider, &e).await.unwrap();
     }
     writer.finish().await.unwrap();
     client

@@ -6,7 +6,7 @@
 //! an implementation that keeps keys by provider and id translates them.
 
 use super::{ActivityRequest, EventPage, EventQuery, EventRow, KeyActivity, Store, StoreError};
-use crate::store::shared::SharedError;
+use crate::store::shared::{on_blocking_thread, SharedError};
 use crate::store::team::events::TeamEvents;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -145,13 +145,7 @@ impl CacheEvents {
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, SharedError> {
         let (db, reader) = (self.db.clone(), self.reader.clone());
-        tokio::task::spawn_blocking(move || with_reader(&db, &reader, f))
-            .await
-            .map_err(|e| SharedError::Team {
-                store: self.describe(),
-                message: format!("background task failed: {e}"),
-            })?
-            .map_err(SharedError::from)
+        on_blocking_thread(self.describe(), move || with_reader(&db, &reader, f)).await
     }
 }
 

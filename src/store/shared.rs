@@ -290,17 +290,26 @@ impl Local {
         f: impl FnOnce(&mut super::Store) -> super::Result<T> + Send + 'static,
     ) -> Result<T, SharedError> {
         let cache = self.cache.clone();
-        tokio::task::spawn_blocking(move || {
+        on_blocking_thread(self.describe(), move || {
             let mut s = cache.open()?;
             f(&mut s)
         })
         .await
+    }
+}
+
+/// Runs `f` (work on the cache at `place`) on a blocking thread.
+pub(crate) async fn on_blocking_thread<T: Send + 'static>(
+    place: String,
+    f: impl FnOnce() -> super::Result<T> + Send + 'static,
+) -> Result<T, SharedError> {
+    tokio::task::spawn_blocking(f)
+        .await
         .map_err(|e| SharedError::Team {
-            store: self.describe(),
+            store: place,
             message: format!("background task failed: {e}"),
         })?
         .map_err(SharedError::from)
-    }
 }
 
 #[async_trait]

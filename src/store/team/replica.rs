@@ -20,6 +20,52 @@ use futures_util::StreamExt;
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::types::Type;
 
+/// The types of an event's columns in the team's copy, from `ext_id` to `records`
+/// (`ext_id, key_id, time, principal, action, scope, source_ip, user_agent, outcome,
+/// status_code, request_id, records`), for binary `COPY` in and out.
+pub const EVENT_COPY_TYPES: [Type; 12] = [
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT2,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+];
+
+/// Writes `e` of `provider` as one row of a binary `COPY` of the columns `provider`, then
+/// those of [`EVENT_COPY_TYPES`].
+pub async fn copy_event(
+    writer: std::pin::Pin<&mut BinaryCopyInWriter>,
+    provider: &str,
+    e: &Event,
+) -> Result<(), tokio_postgres::Error> {
+    let time = crate::model::to_millis(e.time);
+    let outcome = outcome_code(e.outcome) as i16;
+    writer
+        .write(&[
+            &provider,
+            &e.id,
+            &e.key_id,
+            &time,
+            &e.principal,
+            &e.action,
+            &e.scope,
+            &e.source_ip,
+            &e.user_agent,
+            &outcome,
+            &e.status_code,
+            &e.request_id,
+            &e.records,
+        ])
+        .await
+}
+
 /// The advisory lock of a source's sync: a fixed half ("ka-s") and the source's hash.
 pub fn lock_key(provider: &str) -> i64 {
     let mut h: u32 = 0x811c_9dc5;
@@ -205,43 +251,13 @@ impl TeamStore {
             )
             .await
             .map_err(|e| self.db_fail("copying the events", &e))?;
-        let types = [
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT2,
-            Type::INT8,
-            Type::TEXT,
-            Type::INT8,
-        ];
+        let types: Vec<Type> = std::iter::once(Type::TEXT)
+            .chain(EVENT_COPY_TYPES)
+            .collect();
         let writer = BinaryCopyInWriter::new(sink, &types);
         pin_mut!(writer);
         for e in events {
-            let time = crate::model::to_millis(e.time);
-            let outcome = outcome_code(e.outcome) as i16;
-            writer
-                .as_mut()
-                .write(&[
-                    &provider,
-                    &e.id,
-                    &e.key_id,
-                    &time,
-                    &e.principal,
-                    &e.action,
-                    &e.scope,
-                    &e.source_ip,
-                    &e.user_agent,
-                    &outcome,
-                    &e.status_code,
-                    &e.request_id,
-                    &e.records,
-                ])
+            copy_event(writer.as_mut(), provider, e)
                 .await
                 .map_err(|e| self.db_fail("copying an event", &e))?;
         }
@@ -448,21 +464,9 @@ impl TeamStore {
             )
             .await
             .map_err(fail)?;
-        let types = [
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT2,
-            Type::INT8,
-            Type::TEXT,
-            Type::INT8,
-        ];
+        let types: Vec<Type> = std::iter::once(Type::INT8)
+            .chain(EVENT_COPY_TYPES)
+            .collect();
         let rows = BinaryCopyOutStream::new(stream, &types);
         pin_mut!(rows);
         let mut out = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
