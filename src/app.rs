@@ -63,17 +63,17 @@ impl Ctx {
     }
 
     /// The team store's events, when `[team] events = "team"` keeps them there rather
-    /// than in the cache.
-    pub fn team_events(&self) -> anyhow::Result<Option<crate::store::team::events::TeamEvents>> {
+    /// than in the cache. Reads no file: a listing needs no journal key.
+    pub fn team_events(&self) -> Option<crate::store::team::events::TeamEvents> {
         use crate::store::reads::{CacheEvents, Reader};
-        Ok(self
-            .cache()?
-            .team
-            .filter(|t| t.events_home() == crate::config::EventsHome::Team)
-            .map(|team| {
+        use crate::store::team::{events::TeamEvents, TeamStore};
+        self.config
+            .team()
+            .filter(|t| t.events == crate::config::EventsHome::Team)
+            .map(|t| {
                 let cache = CacheEvents::new(&self.paths.db, Reader::default());
-                crate::store::team::events::TeamEvents::new(team, cache)
-            }))
+                TeamEvents::new(std::sync::Arc::new(TeamStore::new(t.clone())), cache)
+            })
     }
 
     /// Opens the cache for reading and writing (journal entries anchored).

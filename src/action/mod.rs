@@ -119,14 +119,10 @@ pub async fn with_db<T: Send + 'static>(
     db: &Cache,
     f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ActionError> {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut store = db.open()?;
-        f(&mut store)
-    })
-    .await
-    .map_err(|e| ActionError::Task(e.to_string()))?
-    .map_err(ActionError::from)
+    db.run(f)
+        .await
+        .map_err(|e| ActionError::Task(e.to_string()))?
+        .map_err(ActionError::from)
 }
 
 /// True when a change may have been applied although no answer said so.

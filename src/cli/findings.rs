@@ -124,7 +124,7 @@ pub fn detect(
     a: &DetectArgs,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<ExitCode> {
-    if ctx.team_events()?.is_some() {
+    if ctx.team_events().is_some() {
         return Err(UsageError(
             "this member keeps the team's events in the team store ([team] events = \"team\"), \
              not in its cache: detection runs on the member that syncs each source, and its \

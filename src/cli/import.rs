@@ -346,7 +346,7 @@ pub fn export(
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<ExitCode> {
     let store = Store::open_read_only(&ctx.paths.db)?;
-    let team = ctx.team_events()?;
+    let team = ctx.team_events();
     let events = match &team {
         Some(team) => AllEvents::Team(team, runtime),
         None => AllEvents::Cache(&store),

@@ -201,7 +201,7 @@ pub fn events(
         }
     };
     let store = Store::open_read_only(&ctx.paths.db)?;
-    match ctx.team_events()? {
+    match ctx.team_events() {
         Some(team) => AllEvents::Team(&team, runtime).each(&q, emit)?,
         None => AllEvents::Cache(&store).each(&q, emit)?,
     }

@@ -131,6 +131,16 @@ impl Cache {
         self
     }
 
+    /// Runs `f` on this cache, opened on a blocking thread. The outer error is the
+    /// thread's own (it panicked); each caller names it in its own terms.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T> + Send + 'static,
+    ) -> std::result::Result<Result<T>, tokio::task::JoinError> {
+        let cache = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut cache.open()?)).await
+    }
+
     /// What is shared: the team store when configured, else this cache (one person).
     pub fn shared(&self) -> std::sync::Arc<dyn shared::Shared> {
         match &self.team {

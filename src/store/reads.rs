@@ -6,7 +6,7 @@
 //! an implementation that keeps keys by provider and id translates them.
 
 use super::{ActivityRequest, EventPage, EventQuery, EventRow, KeyActivity, Store, StoreError};
-use crate::store::shared::{on_blocking_thread, SharedError};
+use crate::store::shared::{task_failed, SharedError};
 use crate::store::team::events::TeamEvents;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -145,7 +145,10 @@ impl CacheEvents {
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, SharedError> {
         let (db, reader) = (self.db.clone(), self.reader.clone());
-        on_blocking_thread(self.describe(), move || with_reader(&db, &reader, f)).await
+        tokio::task::spawn_blocking(move || with_reader(&db, &reader, f))
+            .await
+            .map_err(|e| task_failed(self.describe(), e))?
+            .map_err(SharedError::from)
     }
 }
 

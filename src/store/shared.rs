@@ -289,27 +289,20 @@ impl Local {
         &self,
         f: impl FnOnce(&mut super::Store) -> super::Result<T> + Send + 'static,
     ) -> Result<T, SharedError> {
-        let cache = self.cache.clone();
-        on_blocking_thread(self.describe(), move || {
-            let mut s = cache.open()?;
-            f(&mut s)
-        })
-        .await
+        self.cache
+            .run(f)
+            .await
+            .map_err(|e| task_failed(self.describe(), e))?
+            .map_err(SharedError::from)
     }
 }
 
-/// Runs `f` (work on the cache at `place`) on a blocking thread.
-pub(crate) async fn on_blocking_thread<T: Send + 'static>(
-    place: String,
-    f: impl FnOnce() -> super::Result<T> + Send + 'static,
-) -> Result<T, SharedError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SharedError::Team {
-            store: place,
-            message: format!("background task failed: {e}"),
-        })?
-        .map_err(SharedError::from)
+/// A blocking task on the cache at `place` that stopped (it panicked).
+pub(crate) fn task_failed(place: String, e: tokio::task::JoinError) -> SharedError {
+    SharedError::Team {
+        store: place,
+        message: format!("background task failed: {e}"),
+    }
 }
 
 #[async_trait]

@@ -393,15 +393,12 @@ async fn blocking<T: Send + 'static>(
     provider: &str,
     f: impl FnOnce(&mut Store) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, SyncError> {
-    let cache = cache.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut s = cache.open()?;
-        f(&mut s)
-    })
-    .await
-    .map_err(|e| SyncError::Task {
-        provider: provider.to_string(),
-        message: e.to_string(),
-    })?
-    .map_err(SyncError::from)
+    cache
+        .run(f)
+        .await
+        .map_err(|e| SyncError::Task {
+            provider: provider.to_string(),
+            message: e.to_string(),
+        })?
+        .map_err(SyncError::from)
 }

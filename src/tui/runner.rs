@@ -225,10 +225,11 @@ impl Runner {
                 tokio::spawn(async move {
                     let events = &me.events;
                     let read = async {
-                        let activity = events.key_activity(detail_activity(key_ref, now)).await?;
-                        let q = detail_events(key_ref, since);
-                        let page = events.page(q, usize::MAX, always()).await?;
-                        Ok::<_, SharedError>((activity, page.unwrap_or_default().rows))
+                        let (activity, page) = tokio::join!(
+                            events.key_activity(detail_activity(key_ref, now)),
+                            events.page(detail_events(key_ref, since), usize::MAX, always()),
+                        );
+                        Ok::<_, SharedError>((activity?, page?.unwrap_or_default().rows))
                     };
                     let (activity, rows) = match read.await {
                         Ok(read) => read,
