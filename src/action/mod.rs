@@ -8,6 +8,7 @@
 //! - [`bulk`]: one operation on many keys (incidents), bounded concurrency, retries.
 //! - [`rotate`]: rotation as a persisted, resumable state machine (undone by `rollback`).
 //! - [`guided`]: guided rotation, where the operator creates the new key by hand.
+//! - [`handover`]: rotations published to the team, and adopted from another member.
 //! - [`settle`]: settling a change whose outcome is unknown, by reading the provider.
 //! - [`sink`]: where a new secret is delivered, once.
 //! - [`workflow`]: the `workflows` table and the `rotated_key_used` check.
@@ -18,6 +19,7 @@ pub mod confirm;
 pub mod crash;
 pub mod decide;
 pub mod guided;
+pub mod handover;
 mod rollback;
 pub mod rotate;
 pub mod settle;

@@ -22,12 +22,13 @@ use super::rollback::roll_back;
 use super::settle::{settle_by_listing, settle_orphans};
 use super::sink::{Sink, SinkError};
 use super::workflow::{self, State, Step, Workflow};
-use super::{apply_claimed, claim, with_db, ActionError, KeyOp};
+use super::{apply_claimed, claim, handover, with_db, ActionError, KeyOp};
 use crate::config::ProviderConfig;
 use crate::model::{Key, KeyStatus};
 use crate::provider::{Issue, OpKey, Provider, ProviderError};
 use crate::secret::Secret;
 use crate::store::journal::NewEntry;
+use crate::store::workflows::Publication;
 use crate::store::Cache;
 use chrono::Utc;
 use std::sync::Arc;
@@ -64,6 +65,22 @@ pub enum RotateError {
     /// `resume ID` names no workflow.
     #[error("workflow #{0} does not exist; `keyaudit workflows --all` lists them")]
     NoWorkflow(i64),
+    /// A team workflow cannot be adopted ([`super::handover::adopt`]).
+    #[error("cannot adopt team workflow #{team_id}: {why}")]
+    Adopt {
+        /// The team's number of the workflow.
+        team_id: i64,
+        /// Why, and what to do.
+        why: String,
+    },
+    /// Another member adopted the workflow while this process was driving it.
+    #[error("workflow #{id}: {why}; stopped here, nothing more was asked of the provider")]
+    HandedOver {
+        /// The workflow.
+        id: i64,
+        /// Who has it (the cache's `error`).
+        why: String,
+    },
     /// A saved sink spec does not parse (the cache was edited, or is from another build).
     #[error("workflow #{id} has a sink spec that no longer parses: {why}")]
     BadSink {
@@ -102,9 +119,18 @@ pub struct RotateRequest {
     pub reason: Option<String>,
 }
 
+/// Saves the workflow in the cache, then publishes it to the team; stops the rotation
+/// when another member adopted it meanwhile.
 async fn save(db: &Cache, wf: &Workflow) -> Result<(), RotateError> {
-    let wf = wf.clone();
-    with_db(db, move |s| workflow::save(s, &wf)).await?;
+    let mut wf = wf.clone();
+    let w = wf.clone();
+    with_db(db, move |s| workflow::save(s, &w)).await?;
+    if let Publication::HandedOver(_) = handover::publish(db, &mut wf).await? {
+        return Err(RotateError::HandedOver {
+            id: wf.id,
+            why: wf.error.unwrap_or_default(),
+        });
+    }
     Ok(())
 }
 
@@ -194,12 +220,12 @@ async fn put_key(db: &Cache, key: Key) -> Result<(), RotateError> {
 pub async fn rotate(db: &Cache, req: RotateRequest) -> Result<Workflow, RotateError> {
     let hold = claim::hold(db, &req.key, "rotate").await?;
     let r = rotate_claimed(db, req).await;
-    hold.release(rotation_ended(&r)).await;
+    hold.release(ended(&r)).await;
     r
 }
 
 /// How a rotation run ended, for its claim's record.
-fn rotation_ended(r: &Result<Workflow, RotateError>) -> &'static str {
+pub(super) fn ended(r: &Result<Workflow, RotateError>) -> &'static str {
     match r {
         Ok(w) if w.state == State::RolledBack => "rolled back",
         Ok(w) if w.error.is_some() => "unfinished",
@@ -248,6 +274,7 @@ async fn rotate_claimed(db: &Cache, req: RotateRequest) -> Result<Workflow, Rota
         let w = wf.clone();
         wf.id = with_db(db, move |s| workflow::insert(s, &w)).await?;
     }
+    handover::publish(db, &mut wf).await?;
     journal(db, &wf, "started".into()).await?;
     tracing::info!(workflow = wf.id, key = %wf.target(), sink = %wf.sink, "rotation started");
     crash_point("planned");
@@ -281,15 +308,31 @@ pub async fn resume(
     }
     let hold = claim::hold_id(db, &wf.provider, &wf.key_id, "rotate").await?;
     let mut wf = wf;
+    // Under the claim: is it still this cache's to drive?
+    let r = match handover::publish(db, &mut wf).await {
+        Ok(Publication::HandedOver(_)) => Ok(wf),
+        Ok(Publication::Stored) => resume_claimed(db, provider, wf, &sink, force).await,
+        Err(e) => Err(e.into()),
+    };
+    hold.release(ended(&r)).await;
+    r
+}
+
+/// Drives a saved workflow whose key this process holds, from its saved step.
+pub(super) async fn resume_claimed(
+    db: &Cache,
+    provider: Arc<dyn Provider>,
+    mut wf: Workflow,
+    sink: &Sink,
+    force: bool,
+) -> Result<Workflow, RotateError> {
     if wf.step == Step::Planned {
         // Never start a rotation the operator is no longer watching: reconcile as if
         // the provider call had been cut off (nothing happened, so it is rolled back).
         wf.step = Step::Rotating;
     }
-    tracing::info!(workflow = id, step = %wf.step, "resuming");
-    let r = drive(db, provider, wf, &sink, force, None).await;
-    hold.release(rotation_ended(&r)).await;
-    r
+    tracing::info!(workflow = wf.id, step = %wf.step, "resuming");
+    drive(db, provider, wf, sink, force, None).await
 }
 
 /// Runs the state machine from the saved step until it finishes or must wait.

@@ -319,6 +319,15 @@ impl Sink {
         }
     }
 
+    /// True when the sink is on this host only (a file, a terminal): another member of
+    /// the team cannot read or write it.
+    pub fn is_host_local(&self) -> bool {
+        matches!(
+            self,
+            Sink::Stdout | Sink::File(_) | Sink::EnvFile { .. } | Sink::Screen(_)
+        )
+    }
+
     /// True when [`Sink::holds`] can tell whether the sink holds a secret.
     pub fn can_read_back(&self) -> bool {
         !matches!(self, Sink::Stdout | Sink::Screen(_))

@@ -4,6 +4,7 @@
 
 mod guided;
 mod team;
+mod workflows;
 use crate::action::bulk::{run_bulk, target_status, BulkOptions, BulkProgress};
 use crate::action::rotate::{self, RotateRequest};
 use crate::action::sink::Sink;
@@ -27,6 +28,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 pub use team::{takeover, TakeoverArgs};
 use tokio::runtime::Runtime;
+pub use workflows::{resume, workflows, ResumeArgs, WorkflowsArgs};
 
 /// Arguments of `revoke`, `disable` and `enable`.
 #[derive(Debug, Args)]
@@ -81,30 +83,6 @@ pub struct RotateArgs {
     /// the old key must go unused before its revoke is offered: 30m, 24h, 7d.
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub quiet: String,
-}
-
-/// Arguments of `workflows`.
-#[derive(Debug, Args)]
-pub struct WorkflowsArgs {
-    /// Include finished workflows.
-    #[arg(long)]
-    pub all: bool,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-}
-
-/// Arguments of `resume`.
-#[derive(Debug, Args)]
-pub struct ResumeArgs {
-    /// Only this workflow (default: every unfinished one).
-    #[arg(value_name = "ID")]
-    pub id: Option<i64>,
-    /// As for `rotate`: allow a non-terminal stdout or overwriting a file sink.
-    #[arg(long)]
-    pub force: bool,
-    /// A guided rotation whose old key is quiet: revoke it without asking.
-    #[arg(long)]
-    pub yes: bool,
 }
 
 /// Builds the configured provider `name`.
@@ -540,7 +518,7 @@ pub fn rotate(ctx: &Ctx, a: &RotateArgs, rt: &Runtime) -> anyhow::Result<ExitCod
     })
 }
 
-fn report_workflow(wf: &Workflow) -> anyhow::Result<ExitCode> {
+pub(super) fn report_workflow(wf: &Workflow) -> anyhow::Result<ExitCode> {
     let new = wf.new_key_id.as_deref().unwrap_or("-");
     match wf.state {
         State::Grace => {
@@ -579,6 +557,12 @@ fn report_workflow(wf: &Workflow) -> anyhow::Result<ExitCode> {
             wf.target(),
             wf.error.as_deref().unwrap_or("")
         ),
+        State::HandedOver => anyhow::bail!(
+            "workflow #{}: rotation of {} is driven by another member now: {}",
+            wf.id,
+            wf.target(),
+            wf.error.as_deref().unwrap_or("")
+        ),
         State::Failed => anyhow::bail!(
             "workflow #{}: rotation of {} stopped: {}",
             wf.id,
@@ -594,156 +578,5 @@ fn report_workflow(wf: &Workflow) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .unwrap_or("interrupted; run `keyaudit resume`")
         ),
-    }
-}
-
-/// `workflows`: lists unfinished (or all) workflows; also checks rotated keys for use.
-pub fn workflows(ctx: &Ctx, a: &WorkflowsArgs) -> anyhow::Result<ExitCode> {
-    let list = if ctx.read_only {
-        workflow::list(&Store::open_read_only(&ctx.paths.db)?, a.all)?
-    } else {
-        let store = ctx.open_store()?;
-        let n = workflow::check_rotated_key_use(&store, None)?;
-        if n > 0 {
-            crate::tell!("{n} rotated key(s) still in use: see `keyaudit findings`");
-        }
-        workflow::list(&store, a.all)?
-    };
-    let headers = [
-        "id",
-        "kind",
-        "key",
-        "new key",
-        "state",
-        "step",
-        "sink",
-        "grace until",
-        "old key last use",
-        "switched",
-        "updated",
-        "error",
-    ];
-    /// A workflow with what the cache knows of its keys' use.
-    #[derive(serde::Serialize)]
-    struct Row<'a> {
-        #[serde(flatten)]
-        workflow: &'a Workflow,
-        old_key_use: UseSummary,
-        new_key_use: Option<UseSummary>,
-    }
-    let store = Store::open_read_only(&ctx.paths.db)?;
-    let mut out = Listing::new(std::io::stdout().lock(), a.format, &headers)?;
-    for w in &list {
-        let old_key_use = store.key_use_summary(&w.provider, &w.key_id)?;
-        let new_key_use = match &w.new_key_id {
-            Some(n) => Some(store.key_use_summary(&w.provider, n)?),
-            None => None,
-        };
-        let row = Row {
-            workflow: w,
-            old_key_use,
-            new_key_use,
-        };
-        out.row(&row, || {
-            let switched = match (&row.new_key_use, w.state) {
-                (None, _) => String::new(),
-                (Some(u), _) if u.uses_by_others > 0 => format!(
-                    "yes: new key used {} time(s), last {}",
-                    u.uses_by_others,
-                    u.last_by_others.map(rfc3339).unwrap_or_default()
-                ),
-                (Some(_), State::Grace) => "not yet (new key unused in the cache)".into(),
-                (Some(_), _) => "no use of the new key in the cache".into(),
-            };
-            vec![
-                w.id.to_string(),
-                w.kind.clone(),
-                w.target(),
-                w.new_key_id.clone().unwrap_or_default(),
-                w.state.to_string(),
-                w.step.to_string(),
-                w.sink.clone(),
-                w.grace_until.map(rfc3339).unwrap_or_default(),
-                row.old_key_use.last_use.map(rfc3339).unwrap_or_default(),
-                switched,
-                rfc3339(w.updated),
-                w.error.clone().unwrap_or_default(),
-            ]
-        })?;
-    }
-    out.finish()?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `resume`: reconciles every unfinished workflow (or one) with the provider.
-pub fn resume(ctx: &Ctx, a: &ResumeArgs, rt: &Runtime) -> anyhow::Result<ExitCode> {
-    ctx.check_writable("resume")?;
-    let store = ctx.open_store()?;
-    let todo: Vec<Workflow> = match a.id {
-        Some(id) => vec![workflow::get(&store, id)?.ok_or(rotate::RotateError::NoWorkflow(id))?],
-        None => workflow::list(&store, false)?,
-    };
-    drop(store);
-    if todo.is_empty() {
-        crate::tell!("no unfinished workflow");
-    }
-    let mut problems = Vec::new();
-    let cache = ctx.cache()?;
-    for wf in todo {
-        let prov = match provider(ctx, &wf.provider) {
-            Ok(p) => p,
-            Err(e) => {
-                problems.push(format!("#{}: {e}", wf.id));
-                continue;
-            }
-        };
-        if wf.kind == crate::action::guided::KIND {
-            match rt.block_on(guided_resume(ctx, a, &cache, prov, wf.id)) {
-                Ok(w) => {
-                    let line = crate::action::guided::status(&w);
-                    crate::say!("{line}");
-                    if w.error.is_some() {
-                        problems.push(line);
-                    }
-                }
-                Err(e) => problems.push(format!("#{}: {e}", wf.id)),
-            }
-            continue;
-        }
-        let entry = provider_entry(ctx, &wf.provider).ok();
-        match rt.block_on(rotate::resume(&cache, prov, wf.id, a.force, entry)) {
-            Ok(w) => {
-                let line = format!(
-                    "workflow #{} {}: {} at step {}{}",
-                    w.id,
-                    w.target(),
-                    w.state,
-                    w.step,
-                    w.error
-                        .as_deref()
-                        .map(|e| format!(" ({e})"))
-                        .unwrap_or_default()
-                );
-                crate::say!("{line}");
-                if w.state == State::Failed || (w.state == State::Running && w.error.is_some()) {
-                    problems.push(line);
-                }
-            }
-            Err(e) => problems.push(format!("#{}: {e}", wf.id)),
-        }
-    }
-    let store = ctx.open_store()?;
-    let n = workflow::check_rotated_key_use(&store, None)?;
-    if n > 0 {
-        crate::tell!("{n} rotated key(s) still in use: see `keyaudit findings`");
-    }
-    if problems.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        anyhow::bail!(
-            "{} workflow(s) need attention: {}",
-            problems.len(),
-            problems.join("; ")
-        )
     }
 }

@@ -295,7 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Disable(a) => act::key_op(&ctx, crate::action::KeyOp::Disable, &a, &runtime),
         Command::Enable(a) => act::key_op(&ctx, crate::action::KeyOp::Enable, &a, &runtime),
         Command::Rotate(a) => act::rotate(&ctx, &a, &runtime),
-        Command::Workflows(a) => act::workflows(&ctx, &a),
+        Command::Workflows(a) => act::workflows(&ctx, &a, &runtime),
         Command::Resume(a) => act::resume(&ctx, &a, &runtime),
         Command::Takeover(a) => act::takeover(&ctx, &a, &runtime),
         Command::Detect(a) => findings::detect(&ctx, &a, &runtime),

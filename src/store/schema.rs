@@ -214,6 +214,16 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE keys ADD COLUMN stopped_at INTEGER;
     "#,
+    // 11: a workflow adopted from another member of a team keeps the team's name for it:
+    // the cache it was started in and its id there (`cache_meta.cache_id` names this
+    // cache). A workflow started here has no row: its name is this cache and its id.
+    r#"
+    CREATE TABLE workflow_origins (
+        workflow   INTEGER PRIMARY KEY REFERENCES workflows(id),
+        origin     TEXT NOT NULL,
+        origin_id  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Applies every migration newer than the cache's `user_version`.

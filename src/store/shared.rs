@@ -3,13 +3,14 @@
 //! implementation ([`Local`]: a claim is granted at once, the journal is the cache's);
 //! the PostgreSQL team store ([`super::team::TeamStore`]) is the shared one. Operators'
 //! decisions on findings (acknowledge, suppress) are shared too: each member's cache
-//! applies the team's decisions to its own findings (see [`Decision`]). Workflows and
-//! sync cursors are to join this trait later.
+//! applies the team's decisions to its own findings (see [`Decision`]). So are
+//! workflows: each member's saves are published, and another member can adopt one.
 //!
 //! Actions never pick an implementation themselves: [`super::Cache::shared`] gives the
 //! one the configuration chose.
 
 use super::journal::{NewEntry, OwnedEntry};
+use super::workflows::{Publication, TeamWorkflow, Workflow, WorkflowName, WorkflowOwner};
 use super::{Cache, StoreError};
 use crate::model::{FindingStatus, JournalEntry};
 use async_trait::async_trait;
@@ -270,6 +271,29 @@ pub trait Shared: Send + Sync + fmt::Debug {
     /// The other responders connected now, with the keys each holds (none for one
     /// person).
     async fn members(&self) -> Result<Vec<Member>, SharedError>;
+
+    /// Publishes a saved workflow under its team `name` while `owner` drives it (one
+    /// person: the cache's row is all there is).
+    async fn publish_workflow(
+        &self,
+        name: &WorkflowName,
+        owner: &WorkflowOwner,
+        w: &Workflow,
+    ) -> Result<Publication, SharedError>;
+
+    /// The team's workflows, oldest first: the open ones unless `all` (none for one
+    /// person).
+    async fn team_workflows(&self, all: bool) -> Result<Vec<TeamWorkflow>, SharedError>;
+
+    /// Hands team workflow `team_id` from `from` to `to`, journaling `entry` with it;
+    /// false when it was no longer `from`'s or no longer open.
+    async fn adopt_workflow(
+        &self,
+        team_id: i64,
+        from: &WorkflowOwner,
+        to: &WorkflowOwner,
+        entry: &NewEntry<'_>,
+    ) -> Result<bool, SharedError>;
 }
 
 /// The single-user implementation: the SQLite cache.
@@ -371,6 +395,30 @@ impl Shared for Local {
 
     async fn members(&self) -> Result<Vec<Member>, SharedError> {
         Ok(Vec::new())
+    }
+
+    async fn publish_workflow(
+        &self,
+        _name: &WorkflowName,
+        _owner: &WorkflowOwner,
+        _w: &Workflow,
+    ) -> Result<Publication, SharedError> {
+        Ok(Publication::Stored)
+    }
+
+    async fn team_workflows(&self, _all: bool) -> Result<Vec<TeamWorkflow>, SharedError> {
+        Ok(Vec::new())
+    }
+
+    async fn adopt_workflow(
+        &self,
+        _team_id: i64,
+        _from: &WorkflowOwner,
+        _to: &WorkflowOwner,
+        _entry: &NewEntry<'_>,
+    ) -> Result<bool, SharedError> {
+        // Nothing to adopt from: one person's workflows are all in the cache.
+        Ok(false)
     }
 }
 

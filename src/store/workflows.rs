@@ -7,7 +7,7 @@ use super::Store;
 use crate::model::{from_millis, to_millis, Millis};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::word_enum as words;
 
@@ -56,6 +56,8 @@ words! {
         RolledBack = "rolled_back",
         /// Stopped with an error that needs an operator (see `error`).
         Failed = "failed",
+        /// Adopted by another member of the team, who drives it now (see `error`).
+        HandedOver = "handed_over",
     }
 }
 
@@ -66,8 +68,8 @@ impl State {
     }
 }
 
-/// One workflow row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One workflow row (also the document the team store keeps of it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Workflow {
     /// The cache's id of the workflow (`resume ID`).
     pub id: i64,
@@ -149,6 +151,56 @@ impl Workflow {
     pub fn target(&self) -> String {
         format!("{}/{}", self.provider, self.key_id)
     }
+}
+
+/// A workflow's name in a team: the cache it was started in (its `cache_id`) and its id
+/// there. It stays the same when another member adopts the workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkflowName {
+    pub cache: String,
+    pub id: i64,
+}
+
+/// Who drives a workflow: a member's cache, the workflow's id there, and the member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkflowOwner {
+    pub cache: String,
+    pub id: i64,
+    pub user: String,
+    pub host: String,
+}
+
+impl WorkflowOwner {
+    /// `bob@ws-2`, sanitized: the names come from other machines.
+    pub fn who(&self) -> String {
+        format!(
+            "{}@{}",
+            crate::output::sanitize(&self.user),
+            crate::output::sanitize(&self.host)
+        )
+    }
+}
+
+/// A workflow as the team store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TeamWorkflow {
+    /// The team's number for it (`keyaudit resume --adopt N`).
+    pub team_id: i64,
+    pub name: WorkflowName,
+    pub owner: WorkflowOwner,
+    /// When its owner last published it (the database's clock).
+    pub published: DateTime<Utc>,
+    /// The workflow as its owner last saved it.
+    pub workflow: Workflow,
+}
+
+/// What publishing a workflow to the team found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Publication {
+    /// Stored (or kept in the cache only, for one person).
+    Stored,
+    /// Another member adopted it: this cache no longer drives it.
+    HandedOver(Box<TeamWorkflow>),
 }
 
 /// One use of a key, borrowed from the row being read.
@@ -285,6 +337,59 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// This cache's name in a team: random, made on first use.
+    pub fn cache_id(&self) -> super::Result<String> {
+        if let Some(id) = self.meta("cache_id")? {
+            return Ok(id);
+        }
+        let id = crate::provider::OpKey::random().as_str().to_string();
+        self.conn.execute(
+            "INSERT INTO cache_meta (name, value) VALUES ('cache_id', ?1)
+             ON CONFLICT(name) DO NOTHING",
+            [&id],
+        )?;
+        Ok(self.meta("cache_id")?.unwrap_or(id))
+    }
+
+    /// The team's name of workflow `id` of this cache: where it was started, or this
+    /// cache when here.
+    pub fn workflow_name(&self, id: i64) -> super::Result<WorkflowName> {
+        let adopted = self
+            .conn
+            .prepare_cached("SELECT origin, origin_id FROM workflow_origins WHERE workflow = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(match adopted {
+            Some((cache, id)) => WorkflowName { cache, id },
+            None => WorkflowName {
+                cache: self.cache_id()?,
+                id,
+            },
+        })
+    }
+
+    /// Saves a workflow adopted from another member, under its team name, and returns
+    /// its id here.
+    pub fn insert_adopted_workflow(&self, w: &Workflow, name: &WorkflowName) -> super::Result<i64> {
+        let tx = self.conn.unchecked_transaction()?;
+        let id = self.insert_workflow(w)?;
+        tx.execute(
+            "INSERT INTO workflow_origins (workflow, origin, origin_id) VALUES (?1, ?2, ?3)",
+            params![id, name.cache, name.id],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Removes a workflow this cache never drove (an adoption the team refused).
+    pub fn forget_workflow(&self, id: i64) -> super::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("DELETE FROM workflow_origins WHERE workflow = ?1", [id])?;
+        tx.execute("DELETE FROM workflows WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The provider's time of the first cached event of a key, if any.
     pub fn key_first_use(
         &self,
@@ -364,9 +469,35 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::{Workflow, WorkflowName};
     use crate::model::{Event, Key, KeySource, Outcome};
     use crate::store::Store;
     use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn a_workflow_keeps_its_team_name_here_and_when_adopted() {
+        let store = Store::open_in_memory().unwrap();
+        let me = store.cache_id().unwrap();
+        assert_eq!(me.len(), 32);
+        assert_eq!(store.cache_id().unwrap(), me, "made once");
+        let w = Workflow::new_rotation("tg", "key_1", "file:/tmp/x", 60, None);
+        let own = store.insert_workflow(&w).unwrap();
+        assert_eq!(
+            store.workflow_name(own).unwrap(),
+            WorkflowName { cache: me, id: own }
+        );
+        let theirs = WorkflowName {
+            cache: "0f".repeat(16),
+            id: 41,
+        };
+        let adopted = store.insert_adopted_workflow(&w, &theirs).unwrap();
+        assert_ne!(adopted, own);
+        assert_eq!(store.workflow_name(adopted).unwrap(), theirs);
+        assert_eq!(store.workflow(adopted).unwrap().unwrap().op_key, w.op_key);
+        store.forget_workflow(adopted).unwrap();
+        assert!(store.workflow(adopted).unwrap().is_none());
+        assert_eq!(store.workflows(true).unwrap().len(), 1);
+    }
 
     #[test]
     fn use_summary_tells_keyaudit_s_own_checks_from_the_consumer_s_use() {

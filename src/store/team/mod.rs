@@ -2,7 +2,8 @@
 //! (`tokio-postgres` with a small `deadpool-postgres` pool). It implements
 //! [`super::shared::Shared`]: claims (`claims`: one live claim per key, enforced by a
 //! unique index) and the journal (`journal`: one hash chain, appends serialised with an
-//! advisory lock, hashed by the cache's own `entry_hash`). Migrations are numbered as
+//! advisory lock, hashed by the cache's own `entry_hash`), and workflows (`workflows`:
+//! published by their owner, adopted by another member). Migrations are numbered as
 //! the cache's (`schema`); TLS is rustls (`tls`).
 //!
 //! Nothing connects until the first use, so building one from the configuration never
@@ -16,10 +17,12 @@ pub mod live;
 pub mod replica;
 pub mod schema;
 pub mod tls;
+mod workflows;
 
 use super::shared::{Claim, ClaimRequest, Decision, Holder, Member, Shared, SharedError, Takeover};
 use crate::config::TeamConfig;
 use crate::model::JournalEntry;
+use crate::store::workflows::{Publication, TeamWorkflow, Workflow, WorkflowName, WorkflowOwner};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::fmt;
@@ -311,5 +314,28 @@ impl Shared for TeamStore {
 
     async fn members(&self) -> Result<Vec<Member>, SharedError> {
         decisions::members(self).await
+    }
+
+    async fn publish_workflow(
+        &self,
+        name: &WorkflowName,
+        owner: &WorkflowOwner,
+        w: &Workflow,
+    ) -> Result<Publication, SharedError> {
+        workflows::publish(self, name, owner, w).await
+    }
+
+    async fn team_workflows(&self, all: bool) -> Result<Vec<TeamWorkflow>, SharedError> {
+        workflows::list(self, all).await
+    }
+
+    async fn adopt_workflow(
+        &self,
+        team_id: i64,
+        from: &WorkflowOwner,
+        to: &WorkflowOwner,
+        entry: &super::journal::NewEntry<'_>,
+    ) -> Result<bool, SharedError> {
+        workflows::adopt(self, team_id, from, to, entry).await
     }
 }

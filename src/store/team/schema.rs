@@ -198,6 +198,34 @@ pub const MIGRATIONS: &[&str] = &[
     END
     $fn$;
     "#,
+    // 6: workflows (rotations), so another member can see them and adopt one whose
+    // owner is away. `origin`/`origin_id` name it for good (the cache it was started in
+    // and its id there); the owner columns say who drives it now. A member updates a row
+    // only while it is the owner; adopting one changes the owner.
+    r#"
+    CREATE TABLE workflows (
+        id           BIGSERIAL PRIMARY KEY,
+        origin       TEXT NOT NULL,
+        origin_id    BIGINT NOT NULL,
+        provider     TEXT NOT NULL,
+        key_id       TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        doc          TEXT NOT NULL,
+        owner_cache  TEXT NOT NULL,
+        owner_id     BIGINT NOT NULL,
+        owner_user   TEXT NOT NULL,
+        owner_host   TEXT NOT NULL,
+        published    TIMESTAMPTZ NOT NULL DEFAULT now(),
+        UNIQUE (origin, origin_id)
+    );
+    CREATE INDEX workflows_open ON workflows (id) WHERE state IN ('running', 'grace');
+    REVOKE ALL ON workflows FROM PUBLIC;
+    GRANT SELECT, INSERT, UPDATE ON workflows TO keyaudit_member;
+    GRANT USAGE ON SEQUENCE workflows_id_seq TO keyaudit_member;
+    CREATE TRIGGER workflows_announce AFTER INSERT OR UPDATE ON workflows
+        FOR EACH STATEMENT EXECUTE FUNCTION keyaudit_announce();
+    "#,
 ];
 
 /// The schema version this keyaudit needs.
