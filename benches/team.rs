@@ -18,8 +18,15 @@
 //! redraws). Each figure is the time from the start of the decision to the moment one
 //! member's cache holds it.
 //!
+//! Then what sharing rotations costs (`workflows`): five responders at once each run
+//! the saves of `TEAM_ROTATIONS` rotations (a first publication, then one per step, as
+//! `action::rotate` does), each save timed as written to a SQLite cache (the one-person
+//! path) and as published to the team store; then the listing of the team's open
+//! workflows (`workflows --team`) and the hand-over of one workflow per responder
+//! (`resume --adopt`'s transaction: the owner changed and the journal entry appended).
+//!
 //! Run: `cargo bench --bench team` (`TEAM_CLAIMS` per responder, default 400;
-//! `TEAM_DECISIONS`, default 200).
+//! `TEAM_DECISIONS`, default 200; `TEAM_ROTATIONS` per responder, default 100).
 
 #[path = "../tests/team_support/mod.rs"]
 mod team_support;
@@ -27,9 +34,11 @@ mod team_support;
 use keyaudit::action::decide::{decide, pull, FindingDecision};
 use keyaudit::config::Config;
 use keyaudit::model::{from_millis, Category, Finding, FindingStatus, Key, Severity};
+use keyaudit::store::journal::NewEntry;
 use keyaudit::store::shared::{ClaimRequest, Shared, SharedError};
 use keyaudit::store::team::live::Signal;
 use keyaudit::store::team::TeamStore;
+use keyaudit::store::workflows::{State, Step, Workflow, WorkflowName, WorkflowOwner};
 use keyaudit::store::{Cache, Store};
 use std::path::Path;
 use std::sync::Arc;
@@ -213,6 +222,136 @@ async fn live(url: &str, decisions: usize) -> (Vec<Duration>, Duration) {
     (out, wall)
 }
 
+/// The saves of one rotation, as `action::rotate` makes them: (step, state).
+const SAVES: &[(Step, State)] = &[
+    (Step::Planned, State::Running),
+    (Step::Rotating, State::Running),
+    (Step::Rotated, State::Running),
+    (Step::Delivering, State::Running),
+    (Step::Delivered, State::Running),
+    (Step::Verifying, State::Running),
+    (Step::Verified, State::Grace),
+    (Step::Finishing, State::Grace),
+    (Step::Finished, State::Done),
+];
+
+struct Shares {
+    local: Vec<Duration>,
+    publish: Vec<Duration>,
+    list: Duration,
+    listed: usize,
+    adopt: Vec<Duration>,
+}
+
+/// Five responders each saving `per` rotations, in their caches and in the team store;
+/// the last rotation of each stays open (in its grace period) for the listing and the
+/// hand-overs.
+async fn shares(url: &str, per: usize) -> Shares {
+    let cfg = Config::parse(&team_table(url, "10m"), Path::new("bench.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stores: Vec<Arc<TeamStore>> = (0..RESPONDERS)
+        .map(|_| Arc::new(TeamStore::new(cfg.team().unwrap().clone())))
+        .collect();
+    for s in &stores {
+        s.holder("warm", "up").await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for (r, s) in stores.iter().cloned().enumerate() {
+        let path = dir.path().join(format!("member-{r}.db"));
+        tasks.push(tokio::spawn(async move {
+            let cache = Store::open(&path).unwrap();
+            let (mut local, mut publish) = (Vec::new(), Vec::new());
+            for i in 0..per {
+                let mut w = Workflow::new_rotation(
+                    "bench",
+                    &format!("key_{r}_{i}"),
+                    "file:/srv/new.key",
+                    3600,
+                    None,
+                );
+                let t = Instant::now();
+                w.id = cache.insert_workflow(&w).unwrap();
+                local.push(t.elapsed());
+                let name = WorkflowName {
+                    cache: format!("cache-{r}"),
+                    id: w.id,
+                };
+                let owner = WorkflowOwner {
+                    cache: name.cache.clone(),
+                    id: w.id,
+                    user: format!("responder{r}"),
+                    host: "bench".into(),
+                };
+                let last = if i + 1 == per { 7 } else { SAVES.len() };
+                for (n, (step, state)) in SAVES[..last].iter().enumerate() {
+                    w.step = *step;
+                    w.state = *state;
+                    if n > 0 {
+                        let t = Instant::now();
+                        cache.save_workflow(&w).unwrap();
+                        local.push(t.elapsed());
+                    }
+                    let t = Instant::now();
+                    s.publish_workflow(&name, &owner, &w).await.unwrap();
+                    publish.push(t.elapsed());
+                }
+            }
+            (local, publish)
+        }));
+    }
+    let (mut local, mut publish) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (l, p) = t.await.unwrap();
+        local.extend(l);
+        publish.extend(p);
+    }
+    local.sort();
+    publish.sort();
+    let t = Instant::now();
+    let open = stores[0].team_workflows(false).await.unwrap();
+    let list = t.elapsed();
+    assert_eq!(open.len(), RESPONDERS);
+    // Each responder adopts the open rotation of the next one, all at once.
+    let mut tasks = Vec::new();
+    for (r, s) in stores.iter().cloned().enumerate() {
+        let from = open[(r + 1) % RESPONDERS].clone();
+        tasks.push(tokio::spawn(async move {
+            let to = WorkflowOwner {
+                cache: format!("cache-{r}"),
+                id: 1_000_000,
+                user: format!("responder{r}"),
+                host: "bench".into(),
+            };
+            let target = from.workflow.target();
+            let entry = NewEntry {
+                action: "adopt",
+                target: &target,
+                reason: None,
+                params: serde_json::json!({ "team_workflow": from.team_id }),
+                result: "adopted",
+            };
+            let t = Instant::now();
+            assert!(s
+                .adopt_workflow(from.team_id, &from.owner, &to, &entry)
+                .await
+                .unwrap());
+            t.elapsed()
+        }));
+    }
+    let mut adopt = Vec::new();
+    for t in tasks {
+        adopt.push(t.await.unwrap());
+    }
+    adopt.sort();
+    Shares {
+        local,
+        publish,
+        list,
+        listed: open.len(),
+        adopt,
+    }
+}
+
 fn main() {
     let per: usize = std::env::var("TEAM_CLAIMS")
         .ok()
@@ -268,6 +407,31 @@ fn main() {
         pct(&lat, 0.50),
         pct(&lat, 0.99),
         pct(&lat, 1.0),
+    );
+    let rotations: usize = std::env::var("TEAM_ROTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let db = cluster.database("workflows");
+    let sh = rt.block_on(shares(&cluster.url("postgres", &db), rotations));
+    println!(
+        "workflows: {RESPONDERS} responders x {rotations} rotations at once: a save in the \
+         cache p50 {:.2} ms, p99 {:.2} ms ({} saves); published to the team p50 {:.2} ms, \
+         p99 {:.2} ms, max {:.2} ms ({} publications); open workflows listed ({} of {}) in \
+         {:.2} ms; {} adoptions at once p50 {:.2} ms, max {:.2} ms",
+        pct(&sh.local, 0.50),
+        pct(&sh.local, 0.99),
+        sh.local.len(),
+        pct(&sh.publish, 0.50),
+        pct(&sh.publish, 0.99),
+        pct(&sh.publish, 1.0),
+        sh.publish.len(),
+        sh.listed,
+        RESPONDERS * rotations,
+        sh.list.as_secs_f64() * 1000.0,
+        sh.adopt.len(),
+        pct(&sh.adopt, 0.50),
+        pct(&sh.adopt, 1.0),
     );
     println!("load average after: {}", loadavg());
 }
