@@ -272,3 +272,64 @@ fn a_member_syncing_tells_the_others_how_far_it_has_come() {
         "0"
     );
 }
+
+#[test]
+fn a_member_that_read_the_copy_syncs_on_from_the_team_s_cursor() {
+    let cluster = Cluster::shared();
+    let w = World::start();
+    let db = cluster.database("cursor");
+    let provider = std::fs::read_to_string(w.path("config/config.toml")).unwrap();
+    let team = team_table(&cluster.url("postgres", &db), "1m");
+    let config = |name: &str, extra: &str| {
+        let p = w.path(&format!("config/{name}.toml"));
+        std::fs::write(&p, format!("{provider}{team}{extra}")).unwrap();
+        p
+    };
+    let a = config("a", "fresh = \"1h\"\n");
+    // The same members, later, when the copy is no longer fresh for them: they sync the
+    // provider themselves.
+    let (read, read_team) = (
+        config("read", "fresh = \"1h\"\n"),
+        config("read-team", "fresh = \"1h\"\nevents = \"team\"\n"),
+    );
+    let (own, own_team) = (
+        config("own", "fresh = \"0s\"\n"),
+        config("own-team", "fresh = \"0s\"\nevents = \"team\"\n"),
+    );
+    let (a_db, b_db, c_db) = (
+        w.path("data/a.db"),
+        w.path("data/b.db"),
+        w.path("data/c.db"),
+    );
+    let (_, said) = run(&w, &a, &a_db, &["sync"]);
+    assert!(said.contains("new events (0 already cached)"), "{said}");
+    let cached = json(&w, &a, &a_db, &["events", "--format", "json"]).len();
+    assert!(cached > 1000);
+    let (_, said) = run(&w, &read, &b_db, &["sync"]);
+    assert!(said.contains("read the team's copy"), "{said}");
+    // Syncing the provider itself, it goes on from where the team's copy ends: nothing
+    // is fetched again, and its detection (on the events it read) resolves nothing.
+    let (_, said) = run(&w, &own, &b_db, &["sync"]);
+    assert!(
+        said.contains("talentgrid: ")
+            && said.contains(" 0 new events (0 already cached)")
+            && said.contains("0 resolved")
+            && !said.contains("read the team's copy"),
+        "{said}"
+    );
+    // A member that leaves the events in the team store takes no cursor: syncing itself,
+    // it fetches the source's events for its detection, which then resolves none of the
+    // team's findings.
+    let (_, said) = run(&w, &read_team, &c_db, &["sync"]);
+    assert!(said.contains("read the team's copy"), "{said}");
+    let (_, said) = run(&w, &own_team, &c_db, &["sync"]);
+    assert!(
+        said.contains(&format!(" {cached} new events (0 already cached)"))
+            && said.contains("0 resolved"),
+        "{said}"
+    );
+    for cache in [&b_db, &c_db] {
+        let store = keyaudit::store::Store::open_read_only(cache).unwrap();
+        assert_eq!(store.event_count().unwrap() as usize, cached);
+    }
+}

@@ -9,7 +9,7 @@
 //! its cache: keys, events past the last one it read, findings; no provider call and no
 //! detection. What was read is marked in the cache only after it is stored.
 
-use super::{sync_provider_with, SyncError, SyncProgress, SyncReport, SyncSigma};
+use super::{sync_provider_with, SyncError, SyncProgress, SyncReport, SyncSigma, EVENTS_STREAM};
 use crate::config::EventsHome;
 use crate::detect::DetectConfig;
 use crate::model::FindingStatus;
@@ -225,7 +225,7 @@ async fn publish(
         rows = next?;
     }
     let p = provider.to_string();
-    let (keys, findings) = blocking(cache, provider, move |s| {
+    let (keys, findings, cursor) = blocking(cache, provider, move |s| {
         let keys = s
             .keys()?
             .into_iter()
@@ -237,10 +237,11 @@ async fn publish(
             .into_iter()
             .filter(|f| f.provider == p)
             .collect::<Vec<_>>();
-        Ok((keys, findings))
+        Ok((keys, findings, s.cursor(&p, EVENTS_STREAM)?))
     })
     .await?;
-    team.publish_state(lock, &keys, &findings).await?;
+    team.publish_state(lock, &keys, &findings, cursor.as_deref())
+        .await?;
     // What this member published it need not read back.
     let tops = team.tops(provider).await?;
     let names = MarkNames::of(provider);
@@ -285,6 +286,12 @@ async fn read(
         EventsHome::Cache => CHUNK as i64,
         EventsHome::Team => 0,
     };
+    // The provider's cursor the copy's publisher reached, read before the events it
+    // covers: once they are in this cache, this member goes on from there when it syncs
+    // the provider itself. A member that leaves the events in the team store does not
+    // take it: syncing itself, it fetches the source's events, which its detection then
+    // reads (with none, detection would resolve the team's findings).
+    let cursor = team.source(&name).await?.cursor;
     let mut pulled = team.pull(&name, marks, events).await?;
     loop {
         let last_chunk = pulled.events.len() < CHUNK;
@@ -339,6 +346,14 @@ async fn read(
             keys_mark: marks.keys,
             ..Pulled::default()
         };
+    }
+    if let Some((c, covers)) = cursor.filter(|(_, covers)| events > 0 && marks.events >= *covers) {
+        let n = name.clone();
+        blocking(cache, &name, move |s| {
+            tracing::debug!(provider = %n, covers, "taking the team's event cursor");
+            s.set_cursor(&n, EVENTS_STREAM, &c)
+        })
+        .await?;
     }
     if published_all {
         let n = name.clone();

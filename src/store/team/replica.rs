@@ -142,6 +142,9 @@ pub struct SourceState {
     pub synced: Option<(DateTime<Utc>, String)>,
     /// Who is syncing it now, since when.
     pub syncing: Option<(String, DateTime<Utc>)>,
+    /// The provider's event cursor its last publisher had synced to, and the last event
+    /// row of the copy that cursor covers.
+    pub cursor: Option<(String, i64)>,
 }
 
 /// What a member read from the team's copy of one source.
@@ -205,7 +208,7 @@ impl TeamStore {
         let row = c
             .query_opt(
                 "SELECT (extract(epoch FROM synced_at) * 1000)::bigint, synced_by, syncing_by,
-                        (extract(epoch FROM syncing_since) * 1000)::bigint
+                        (extract(epoch FROM syncing_since) * 1000)::bigint, cursor, cursor_events
                  FROM sources WHERE provider = $1",
                 &[&provider],
             )
@@ -216,10 +219,12 @@ impl TeamStore {
             None => SourceState {
                 synced: None,
                 syncing: None,
+                cursor: None,
             },
             Some(r) => SourceState {
                 synced: at(r.get(0)).zip(r.get::<_, Option<String>>(1)),
                 syncing: r.get::<_, Option<String>>(2).zip(at(r.get(3))),
+                cursor: r.get::<_, Option<String>>(4).zip(r.get(5)),
             },
         })
     }
@@ -285,12 +290,14 @@ impl TeamStore {
 
     /// Publishes the locked source's keys (a row changes only when its document does)
     /// and findings with their detection status (operators' decisions travel as
-    /// decisions), and records the sync, in one transaction.
+    /// decisions), and records the sync with the provider's event `cursor` it reached,
+    /// in one transaction.
     pub async fn publish_state(
         &self,
         lock: &SyncLock,
         keys: &[Key],
         findings: &[Finding],
+        cursor: Option<&str>,
     ) -> Result<(), SharedError> {
         let provider = lock.provider.as_str();
         let mut c = self.conn().await?;
@@ -328,9 +335,14 @@ impl TeamStore {
             "a finding",
         )
         .await?;
+        // Every event the cursor covers was published before this transaction.
         tx.execute(
-            "UPDATE sources SET synced_at = clock_timestamp(), synced_by = $2 WHERE provider = $1",
-            &[&provider, &decisions::me()],
+            "UPDATE sources SET synced_at = clock_timestamp(), synced_by = $2,
+                    cursor = coalesce($3, cursor),
+                    cursor_events = CASE WHEN $3::text IS NULL THEN cursor_events
+                        ELSE (SELECT coalesce(max(id), 0) FROM events WHERE provider = $1) END
+             WHERE provider = $1",
+            &[&provider, &decisions::me(), &cursor],
         )
         .await
         .map_err(|e| self.db_fail("recording the sync", &e))?;

@@ -226,6 +226,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER workflows_announce AFTER INSERT OR UPDATE ON workflows
         FOR EACH STATEMENT EXECUTE FUNCTION keyaudit_announce();
     "#,
+    // 7: the provider's event cursor of the member that published a source, and the
+    // last event row it covers: a member that has read that far takes the cursor, so
+    // when it syncs the source itself it goes on from there instead of from the start.
+    r#"
+    ALTER TABLE sources ADD COLUMN cursor TEXT, ADD COLUMN cursor_events BIGINT;
+    "#,
 ];
 
 /// The schema version this keyaudit needs.
