@@ -170,6 +170,21 @@ fn listings_and_exports_read_the_team_store_and_match_one_persons_cache() {
     assert_eq!(exported.len(), expected.len() + 1);
     assert_eq!(exported, lines(false));
 
+    // A finding's key baseline: the team's, as one person's detection has it.
+    let findings = t.json(false, &["findings", "--status", "all", "--format", "json"]);
+    let mut compared = 0;
+    for f in findings.iter().take(12) {
+        let id = f["id"].as_str().unwrap();
+        let show = ["findings", "show", id, "--format", "json"];
+        let baseline = |member: bool| -> Value {
+            serde_json::from_str::<Value>(&t.out(member, &show)).unwrap()["baseline"].clone()
+        };
+        let want = baseline(false);
+        assert_eq!(baseline(true), want, "{id}");
+        compared += usize::from(want["baseline"] != "no_history");
+    }
+    assert!(compared > 0, "some keys have a baseline");
+
     // Detection has no events here to read: it is refused, saying where it runs.
     let out =
         t.w.cmd(&["detect"])
@@ -364,6 +379,22 @@ fn pages_hourly_counts_and_key_activity_from_the_team_store_match_the_cache() {
             .unwrap()
             .unwrap();
     assert!(page.rows.iter().all(|r| r.key_ref == member_ref));
+
+    // Every key's detection state (its baseline): as the publisher's detection saved it,
+    // which is what one person's detection saved over the same events.
+    let mut with_state = 0;
+    for k in s.keys().unwrap() {
+        let member_ref = Store::open_read_only(&t.member)
+            .unwrap()
+            .key_handle(&k.key.provider, &k.key.id)
+            .unwrap()
+            .unwrap();
+        let want = t.w.rt.block_on(solo.key_state(k.key_ref)).unwrap();
+        let got = t.w.rt.block_on(pg.key_state(member_ref)).unwrap();
+        assert_eq!(got, want, "{}", k.key.id);
+        with_state += usize::from(want.is_some());
+    }
+    assert!(with_state > 10, "{with_state}");
 }
 
 #[test]

@@ -216,7 +216,7 @@ pub fn findings(
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<ExitCode> {
     match &a.command {
-        Some(FindingsCommand::Show { id, format }) => return show(ctx, id, *format),
+        Some(FindingsCommand::Show { id, format }) => return show(ctx, id, *format, runtime),
         Some(FindingsCommand::Ack { id, note }) => {
             return set_status(ctx, runtime, id, FindingStatus::Acknowledged, note, None)
         }
@@ -365,15 +365,26 @@ pub fn findings(
     Ok(ExitCode::SUCCESS)
 }
 
-fn show(ctx: &Ctx, id: &str, format: Format) -> anyhow::Result<ExitCode> {
+fn show(
+    ctx: &Ctx,
+    id: &str,
+    format: Format,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
     let store = Store::open_read_only(&ctx.paths.db)?;
     let f = find(&store, id)?;
     let events = store.evidence_events(&f)?;
     let cfg = detect_config(ctx)?;
     let key = store.key(&f.provider, &f.key_id)?;
-    let baseline = match &key {
-        Some(k) => detect::baseline_status(&store, k.key_ref, &cfg)?,
-        None => detect::BaselineStatus::NoHistory,
+    let baseline = match (&key, ctx.team_events()) {
+        // Kept with the team's events, where the member that syncs the source saved it.
+        (Some(k), Some(team)) => {
+            use crate::store::reads::EventReads;
+            let state = runtime.block_on(team.key_state(k.key_ref))?;
+            detect::baseline_of(state.as_deref(), &cfg)
+        }
+        (Some(k), None) => detect::baseline_status(&store, k.key_ref, &cfg)?,
+        (None, _) => detect::BaselineStatus::NoHistory,
     };
     let now = Utc::now();
     if matches!(format, Format::Json | Format::Jsonl) {

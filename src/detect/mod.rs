@@ -239,11 +239,15 @@ pub fn raise_exposure(
 /// The baseline status of a key (by cache handle) as of the last detection run:
 /// `Learning` keys raise no novelty findings yet.
 pub fn baseline_status(store: &Store, key_ref: i64, cfg: &DetectConfig) -> Result<BaselineStatus> {
-    let saved = store.detect_state(key_ref)?;
-    Ok(saved
-        .as_deref()
+    Ok(baseline_of(store.detect_state(key_ref)?.as_deref(), cfg))
+}
+
+/// The baseline status a saved detection state (`KeyState::encode`, wherever it was
+/// read) gives.
+pub fn baseline_of(saved: Option<&[u8]>, cfg: &DetectConfig) -> BaselineStatus {
+    saved
         .and_then(KeyState::decode)
-        .map_or(BaselineStatus::NoHistory, |st| st.status(cfg)))
+        .map_or(BaselineStatus::NoHistory, |st| st.status(cfg))
 }
 
 /// The status an operator sees now: a suppression whose end date has passed is open.

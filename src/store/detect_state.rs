@@ -360,6 +360,30 @@ impl Store {
         Ok(())
     }
 
+    /// The detection states of `provider`'s keys saved after `after` (milliseconds), by
+    /// key id, with the latest save time among them.
+    pub fn detect_states_saved_after(
+        &self,
+        provider: &str,
+        after: Millis,
+    ) -> Result<(Vec<(String, Vec<u8>)>, Millis)> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT k.ext_id, d.state, d.saved_at FROM detect_state d
+             JOIN keys k ON k.id = d.key_ref JOIN providers p ON p.id = k.provider_id
+             WHERE p.name = ?1 AND d.saved_at > ?2",
+        )?;
+        let mut rows = stmt.query(params![provider, after])?;
+        let (mut out, mut last) = (Vec::new(), after);
+        while let Some(r) = rows.next()? {
+            let saved: Millis = r.get(2)?;
+            last = last.max(saved);
+            if let Some(state) = r.get_ref(1)?.as_blob().ok() {
+                out.push((r.get(0)?, state.to_vec()));
+            }
+        }
+        Ok((out, last))
+    }
+
     /// The saved state of one key, if it has one.
     pub fn detect_state(&self, key_ref: i64) -> Result<Option<Vec<u8>>> {
         Ok(self
@@ -554,13 +578,14 @@ fn save_states(
         tx.execute("DELETE FROM detect_state", [])?;
     }
     let mut put = tx.prepare_cached(
-        "INSERT INTO detect_state (key_ref, last_time, scopes, state) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO detect_state (key_ref, last_time, scopes, state, saved_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(key_ref) DO UPDATE SET last_time = excluded.last_time,
-            scopes = excluded.scopes, state = excluded.state",
+            scopes = excluded.scopes, state = excluded.state, saved_at = excluded.saved_at",
     )?;
     for d in states {
         bytes += d.state.len();
-        put.execute(params![d.key_ref, d.last_time, d.scopes, d.state])?;
+        put.execute(params![d.key_ref, d.last_time, d.scopes, d.state, save.now])?;
     }
     tx.execute(
         "INSERT INTO detect_checkpoint (id, last_event, config, ran_at) VALUES (1, ?1, ?2, ?3)

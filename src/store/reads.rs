@@ -50,6 +50,10 @@ pub trait EventReads: Send + Sync {
 
     /// What one key did over the days before `until` (see [`Store::key_activity`]).
     async fn key_activity(&self, r: ActivityRequest) -> Result<KeyActivity, SharedError>;
+
+    /// One key's detection state (its baseline, `detect::baseline::KeyState::encode`)
+    /// as the last detection run over its events saved it, if any.
+    async fn key_state(&self, key_ref: i64) -> Result<Option<Vec<u8>>, SharedError>;
 }
 
 /// Events one page of [`each_event`] asks for.
@@ -182,5 +186,9 @@ impl EventReads for CacheEvents {
     async fn key_activity(&self, r: ActivityRequest) -> Result<KeyActivity, SharedError> {
         self.with(move |s| s.key_activity(r.key_ref, r.until, r.days, r.top))
             .await
+    }
+
+    async fn key_state(&self, key_ref: i64) -> Result<Option<Vec<u8>>, SharedError> {
+        self.with(move |s| s.detect_state(key_ref)).await
     }
 }

@@ -224,6 +224,11 @@ pub const MIGRATIONS: &[&str] = &[
         origin_id  INTEGER NOT NULL
     );
     "#,
+    // 12: when each key's detection state was last saved, so the member that syncs a
+    // source for a team publishes the states that changed since it last did.
+    r#"
+    ALTER TABLE detect_state ADD COLUMN saved_at INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Applies every migration newer than the cache's `user_version`.

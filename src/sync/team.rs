@@ -225,7 +225,9 @@ async fn publish(
         rows = next?;
     }
     let p = provider.to_string();
-    let (keys, findings, cursor) = blocking(cache, provider, move |s| {
+    let states_mark = format!("team.states.{provider}");
+    let m = states_mark.clone();
+    let (keys, findings, cursor, (states, states_top)) = blocking(cache, provider, move |s| {
         let keys = s
             .keys()?
             .into_iter()
@@ -237,11 +239,17 @@ async fn publish(
             .into_iter()
             .filter(|f| f.provider == p)
             .collect::<Vec<_>>();
-        Ok((keys, findings, s.cursor(&p, EVENTS_STREAM)?))
+        let after = s.meta(&m)?.and_then(|v| v.parse().ok()).unwrap_or(-1);
+        let states = s.detect_states_saved_after(&p, after)?;
+        Ok((keys, findings, s.cursor(&p, EVENTS_STREAM)?, states))
     })
     .await?;
-    team.publish_state(lock, &keys, &findings, cursor.as_deref())
+    team.publish_state(lock, &keys, &findings, &states, cursor.as_deref())
         .await?;
+    blocking(cache, provider, move |s| {
+        s.set_meta(&states_mark, &states_top.to_string())
+    })
+    .await?;
     // What this member published it need not read back.
     let tops = team.tops(provider).await?;
     let names = MarkNames::of(provider);

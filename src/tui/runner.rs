@@ -225,19 +225,20 @@ impl Runner {
                 tokio::spawn(async move {
                     let events = &me.events;
                     let read = async {
-                        let (activity, page) = tokio::join!(
+                        let (activity, page, state) = tokio::join!(
                             events.key_activity(detail_activity(key_ref, now)),
                             events.page(detail_events(key_ref, since), usize::MAX, always()),
+                            events.key_state(key_ref),
                         );
-                        Ok::<_, SharedError>((activity?, page?.unwrap_or_default().rows))
+                        Ok::<_, SharedError>((activity?, page?.unwrap_or_default().rows, state?))
                     };
-                    let (activity, rows) = match read.await {
+                    let (activity, rows, state) = match read.await {
                         Ok(read) => read,
                         Err(e) => return me.send(me.events_failed(e)),
                     };
                     let detect = me.detect.clone();
                     me.read(
-                        move |s| detail_with(s, key_ref, since, &detect, activity, rows),
+                        move |s| detail_with(s, key_ref, since, &detect, activity, rows, state),
                         |d| match d {
                             Some(d) => Action::DetailLoaded(Box::new(d)),
                             None => Action::LoadFailed("the key is no longer in the cache".into()),

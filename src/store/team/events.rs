@@ -504,4 +504,21 @@ impl EventReads for TeamEvents {
         out.scopes_used = ranked(scopes, usize::MAX);
         Ok(out)
     }
+
+    async fn key_state(&self, key_ref: i64) -> Result<Option<Vec<u8>>, SharedError> {
+        let Some((provider, key)) = self.key_of(key_ref).await? else {
+            return Ok(None);
+        };
+        let row = self
+            .team
+            .conn()
+            .await?
+            .query_opt(
+                "SELECT state FROM detect_states WHERE provider = $1 AND key_id = $2",
+                &[&provider, &key],
+            )
+            .await
+            .map_err(|e| self.team.db_fail("reading the key's detection state", &e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
 }

@@ -290,13 +290,15 @@ impl TeamStore {
 
     /// Publishes the locked source's keys (a row changes only when its document does)
     /// and findings with their detection status (operators' decisions travel as
-    /// decisions), and records the sync with the provider's event `cursor` it reached,
+    /// decisions) and the detection `states` (by key id) saved since its last
+    /// publication, and records the sync with the provider's event `cursor` it reached,
     /// in one transaction.
     pub async fn publish_state(
         &self,
         lock: &SyncLock,
         keys: &[Key],
         findings: &[Finding],
+        states: &[(String, Vec<u8>)],
         cursor: Option<&str>,
     ) -> Result<(), SharedError> {
         let provider = lock.provider.as_str();
@@ -335,6 +337,20 @@ impl TeamStore {
             "a finding",
         )
         .await?;
+        if !states.is_empty() {
+            let put = tx
+                .prepare(
+                    "INSERT INTO detect_states (provider, key_id, state) VALUES ($1, $2, $3)
+                     ON CONFLICT (provider, key_id) DO UPDATE SET state = excluded.state",
+                )
+                .await
+                .map_err(|e| self.db_fail("preparing to publish detection states", &e))?;
+            for (key_id, state) in states {
+                tx.execute(&put, &[&provider, key_id, state])
+                    .await
+                    .map_err(|e| self.db_fail("publishing a detection state", &e))?;
+            }
+        }
         // Every event the cursor covers was published before this transaction.
         tx.execute(
             "UPDATE sources SET synced_at = clock_timestamp(), synced_by = $2,

@@ -232,6 +232,18 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE sources ADD COLUMN cursor TEXT, ADD COLUMN cursor_events BIGINT;
     "#,
+    // 8: each key's detection state (its baseline) as the member that syncs its source
+    // last saved it, for members whose events stay in the team store.
+    r#"
+    CREATE TABLE detect_states (
+        provider  TEXT NOT NULL,
+        key_id    TEXT NOT NULL,
+        state     BYTEA NOT NULL,
+        PRIMARY KEY (provider, key_id)
+    );
+    REVOKE ALL ON detect_states FROM PUBLIC;
+    GRANT SELECT, INSERT, UPDATE ON detect_states TO keyaudit_member;
+    "#,
 ];
 
 /// The schema version this keyaudit needs.

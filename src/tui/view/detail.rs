@@ -307,7 +307,8 @@ pub fn load_detail(
         .event_page(&detail_events(key_ref, since), usize::MAX, &|| true)?
         .unwrap_or_default()
         .rows;
-    detail_with(s, key_ref, since, detect, activity, events)
+    let state = s.detect_state(key_ref)?;
+    detail_with(s, key_ref, since, detect, activity, events, state)
 }
 
 /// The activity the detail view shows: 30 days, the 8 most frequent networks and agents.
@@ -331,8 +332,8 @@ pub fn detail_events(key_ref: i64, since: Option<DateTime<Utc>>) -> EventQuery {
     }
 }
 
-/// The detail of one key from the cache, with its activity and events read wherever the
-/// events are kept.
+/// The detail of one key from the cache, with its activity, events and detection state
+/// read wherever the events are kept.
 pub fn detail_with(
     s: &Store,
     key_ref: i64,
@@ -340,6 +341,7 @@ pub fn detail_with(
     detect: &crate::detect::DetectConfig,
     activity: KeyActivity,
     events: Vec<EventRow>,
+    state: Option<Vec<u8>>,
 ) -> Result<Option<Detail>, StoreError> {
     let Some(key) = s.key_by_ref(key_ref)? else {
         return Ok(None);
@@ -350,7 +352,7 @@ pub fn detail_with(
     })?;
     let mut journal = s.journal(Some(&crate::action::target(&key.key)), Some(50))?;
     journal.reverse();
-    let baseline = crate::detect::baseline_status(s, key_ref, detect).map_err(|e| e.to_string());
+    let baseline = Ok(crate::detect::baseline_of(state.as_deref(), detect));
     Ok(Some(Detail {
         key,
         activity,
