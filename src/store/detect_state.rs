@@ -15,6 +15,9 @@ const DAY: Millis = 24 * 3600 * 1000;
 const EV_COLUMNS: &str =
     "id, key_ref, time, source_ip, user_agent, scope, outcome, status_code, records, action";
 
+/// Detection states by key id, and the latest time one of them was saved.
+pub type StatesSaved = (Vec<(String, Vec<u8>)>, Millis);
+
 /// One key as the detection rules see it.
 #[derive(Debug, Clone)]
 pub struct DetectKey {
@@ -362,11 +365,7 @@ impl Store {
 
     /// The detection states of `provider`'s keys saved after `after` (milliseconds), by
     /// key id, with the latest save time among them.
-    pub fn detect_states_saved_after(
-        &self,
-        provider: &str,
-        after: Millis,
-    ) -> Result<(Vec<(String, Vec<u8>)>, Millis)> {
+    pub fn detect_states_saved_after(&self, provider: &str, after: Millis) -> Result<StatesSaved> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT k.ext_id, d.state, d.saved_at FROM detect_state d
              JOIN keys k ON k.id = d.key_ref JOIN providers p ON p.id = k.provider_id
@@ -377,7 +376,7 @@ impl Store {
         while let Some(r) = rows.next()? {
             let saved: Millis = r.get(2)?;
             last = last.max(saved);
-            if let Some(state) = r.get_ref(1)?.as_blob().ok() {
+            if let Ok(state) = r.get_ref(1)?.as_blob() {
                 out.push((r.get(0)?, state.to_vec()));
             }
         }
