@@ -176,6 +176,7 @@ fn a_cache_with_json_states_is_migrated_and_rebuilt_by_a_full_run() {
                  DROP TABLE sigma_checkpoint;
                  DROP TABLE import_files;
                  DROP TABLE cache_meta;
+                 DROP TABLE workflow_origins;
                  ALTER TABLE events DROP COLUMN raw_block;
                  ALTER TABLE events DROP COLUMN raw_at;
                  DROP TABLE detect_state;
