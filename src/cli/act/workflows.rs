@@ -129,24 +129,33 @@ pub fn workflows(ctx: &Ctx, a: &WorkflowsArgs, rt: &Runtime) -> anyhow::Result<E
                 (Some(_), State::Grace) => "not yet (new key unused in the cache)".into(),
                 (Some(_), _) => "no use of the new key in the cache".into(),
             };
-            vec![
-                w.id.to_string(),
-                w.kind.clone(),
-                w.target(),
-                w.new_key_id.clone().unwrap_or_default(),
-                w.state.to_string(),
-                w.step.to_string(),
-                w.sink.clone(),
-                w.grace_until.map(rfc3339).unwrap_or_default(),
+            let mut cells = vec![w.id.to_string()];
+            cells.extend(stage_cells(w));
+            cells.extend([
                 row.old_key_use.last_use.map(rfc3339).unwrap_or_default(),
                 switched,
                 rfc3339(w.updated),
                 w.error.clone().unwrap_or_default(),
-            ]
+            ]);
+            cells
         })?;
     }
     out.finish()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A workflow's kind, key, new key, state, step, sink and grace end, as both listings
+/// show them.
+fn stage_cells(w: &Workflow) -> [String; 7] {
+    [
+        w.kind.clone(),
+        w.target(),
+        w.new_key_id.clone().unwrap_or_default(),
+        w.state.to_string(),
+        w.step.to_string(),
+        w.sink.clone(),
+        w.grace_until.map(rfc3339).unwrap_or_default(),
+    ]
 }
 
 /// `workflows --team`: every member's workflows as the team store holds them.
@@ -185,19 +194,10 @@ fn team_workflows(ctx: &Ctx, a: &WorkflowsArgs, rt: &Runtime) -> anyhow::Result<
             if me.as_deref() == Some(t.owner.cache.as_str()) {
                 owner = format!("this cache (#{})", t.owner.id);
             }
-            vec![
-                t.team_id.to_string(),
-                owner,
-                w.kind.clone(),
-                w.target(),
-                w.new_key_id.clone().unwrap_or_default(),
-                w.state.to_string(),
-                w.step.to_string(),
-                w.sink.clone(),
-                w.grace_until.map(rfc3339).unwrap_or_default(),
-                rfc3339(t.published),
-                w.error.clone().unwrap_or_default(),
-            ]
+            let mut cells = vec![t.team_id.to_string(), owner];
+            cells.extend(stage_cells(w));
+            cells.extend([rfc3339(t.published), w.error.clone().unwrap_or_default()]);
+            cells
         })?;
     }
     out.finish()?;
