@@ -168,6 +168,14 @@ fn an_acknowledgement_in_one_workstation_shows_in_the_others() {
         a_screen.contains(&format!("finding {}: acknowledged", acked[0])),
         "{a_screen}"
     );
+    // The key's detail lists what the team journal holds of the key: the decision, by
+    // A's user and host (its own cache's journal has none of it).
+    a.send(&["Enter"]);
+    let detail = a.wait_for("the key detail with the team's journal", |s| {
+        s.contains("[detail]") && s.contains("finding.ack")
+    });
+    assert!(detail.contains(&format!("finding.ack {me}")), "{detail}");
+    assert!(detail.contains("journal (1)"), "{detail}");
     let in_a = findings(&w, &a_db);
     let f = in_a.iter().find(|f| f["id"] == acked[0].as_str()).unwrap();
     assert_eq!(f["status"], "acknowledged", "{f}");

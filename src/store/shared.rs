@@ -258,6 +258,14 @@ pub trait Shared: Send + Sync + fmt::Debug {
     /// The whole journal, oldest first.
     async fn journal(&self) -> Result<Vec<JournalEntry>, SharedError>;
 
+    /// The last `limit` entries of the journal, of `target` (`provider/key_id`) only when
+    /// given, oldest first: what a screen shows.
+    async fn recent_journal(
+        &self,
+        target: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, SharedError>;
+
     /// Records a decision on a finding with its journal entry, both or neither: in the
     /// cache for one person, in the team store for a team (each member's cache then
     /// applies it, see [`super::Store::apply_decisions`]). False when the cache has no
@@ -377,6 +385,16 @@ impl Shared for Local {
 
     async fn journal(&self) -> Result<Vec<JournalEntry>, SharedError> {
         self.with(|s| s.journal(None, None)).await
+    }
+
+    async fn recent_journal(
+        &self,
+        target: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, SharedError> {
+        let target = target.map(str::to_string);
+        self.with(move |s| s.journal(target.as_deref(), Some(limit)))
+            .await
     }
 
     async fn decide(&self, d: &Decision, entry: &NewEntry<'_>) -> Result<bool, SharedError> {

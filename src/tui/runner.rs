@@ -9,7 +9,9 @@ use super::action::{Action, Effect, EventsPage};
 use super::dialog::guided;
 use super::dialog::secret::{osc52, rotate_to_screen};
 use super::import::{run_detection, run_import, ImportPlan};
-use super::view::detail::{detail_activity, detail_events, detail_with};
+use super::view::detail::{
+    detail_activity, detail_events, detail_with, DetailParts, DETAIL_JOURNAL,
+};
 use super::view::events::EVENTS_SCAN;
 use super::view::keys::{export, KEYS_HEAD};
 use crate::action::apply_key_op;
@@ -93,6 +95,35 @@ impl Runner {
             sigma: None,
             team_mark: Arc::default(),
             team_fresh: None,
+        }
+    }
+
+    /// A key's entries in the team journal, newest first, when a team is configured and
+    /// reachable; `None` otherwise (the detail then shows the cache's).
+    async fn team_journal_of(&self, key_ref: i64) -> Option<Vec<crate::model::JournalEntry>> {
+        self.cache.team.as_ref()?;
+        let target = self
+            .cache
+            .run(move |s| s.key_target(key_ref))
+            .await
+            .ok()?
+            .ok()
+            .flatten()?;
+        let target = format!("{}/{}", target.0, target.1);
+        match self
+            .cache
+            .shared()
+            .recent_journal(Some(&target), DETAIL_JOURNAL)
+            .await
+        {
+            Ok(mut j) => {
+                j.reverse();
+                Some(j)
+            }
+            Err(e) => {
+                tracing::warn!("the key's team journal is not shown: {e}");
+                None
+            }
         }
     }
 
@@ -232,13 +263,20 @@ impl Runner {
                         );
                         Ok::<_, SharedError>((activity?, page?.unwrap_or_default().rows, state?))
                     };
-                    let (activity, rows, state) = match read.await {
+                    let (read, journal) = tokio::join!(read, me.team_journal_of(key_ref));
+                    let (activity, rows, state) = match read {
                         Ok(read) => read,
                         Err(e) => return me.send(me.events_failed(e)),
                     };
                     let detect = me.detect.clone();
+                    let parts = DetailParts {
+                        activity,
+                        events: rows,
+                        state,
+                        journal,
+                    };
                     me.read(
-                        move |s| detail_with(s, key_ref, since, &detect, activity, rows, state),
+                        move |s| detail_with(s, key_ref, since, &detect, parts),
                         |d| match d {
                             Some(d) => Action::DetailLoaded(Box::new(d)),
                             None => Action::LoadFailed("the key is no longer in the cache".into()),
@@ -298,15 +336,17 @@ impl Runner {
             Effect::LoadJournal if self.cache.team.is_some() => {
                 let me = self.clone();
                 tokio::spawn(async move {
-                    me.send(match me.cache.shared().journal().await {
-                        Ok(mut j) => {
-                            let keep = j.len().saturating_sub(JOURNAL_SHOWN);
-                            j.drain(..keep);
-                            j.reverse();
-                            Action::JournalLoaded(j)
-                        }
-                        Err(e) => Action::LoadFailed(format!("cannot read the team journal: {e}")),
-                    });
+                    me.send(
+                        match me.cache.shared().recent_journal(None, JOURNAL_SHOWN).await {
+                            Ok(mut j) => {
+                                j.reverse();
+                                Action::JournalLoaded(j)
+                            }
+                            Err(e) => {
+                                Action::LoadFailed(format!("cannot read the team journal: {e}"))
+                            }
+                        },
+                    );
                 });
             }
             Effect::LoadJournal => self.read(

@@ -98,23 +98,53 @@ pub(super) async fn entries(store: &TeamStore) -> Result<Vec<JournalEntry>, Shar
         .query(&format!("SELECT {COLUMNS} FROM journal ORDER BY seq"), &[])
         .await
         .map_err(|e| store.db_fail("reading the journal", &e))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let params: String = r.get(7);
-            JournalEntry {
-                seq: r.get(0),
-                time: from_millis(r.get(1)),
-                os_user: r.get(2),
-                host: r.get(3),
-                action: r.get(4),
-                target: r.get(5),
-                reason: r.get(6),
-                params: serde_json::from_str(&params).unwrap_or(serde_json::Value::String(params)),
-                result: r.get(8),
-                prev_hash: r.get(9),
-                hash: r.get(10),
-            }
-        })
-        .collect())
+    Ok(rows.iter().map(entry).collect())
+}
+
+/// The last `limit` entries, of `target` only when given, oldest first (the index
+/// `journal_target` serves a key's).
+pub(super) async fn recent(
+    store: &TeamStore,
+    target: Option<&str>,
+    limit: usize,
+) -> Result<Vec<JournalEntry>, SharedError> {
+    let c = store.conn().await?;
+    let limit = limit as i64;
+    let rows = match target {
+        Some(t) => {
+            c.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM journal WHERE target = $1 ORDER BY seq DESC LIMIT $2"
+                ),
+                &[&t, &limit],
+            )
+            .await
+        }
+        None => {
+            c.query(
+                &format!("SELECT {COLUMNS} FROM journal ORDER BY seq DESC LIMIT $1"),
+                &[&limit],
+            )
+            .await
+        }
+    }
+    .map_err(|e| store.db_fail("reading the journal", &e))?;
+    Ok(rows.iter().rev().map(entry).collect())
+}
+
+fn entry(r: &tokio_postgres::Row) -> JournalEntry {
+    let params: String = r.get(7);
+    JournalEntry {
+        seq: r.get(0),
+        time: from_millis(r.get(1)),
+        os_user: r.get(2),
+        host: r.get(3),
+        action: r.get(4),
+        target: r.get(5),
+        reason: r.get(6),
+        params: serde_json::from_str(&params).unwrap_or(serde_json::Value::String(params)),
+        result: r.get(8),
+        prev_hash: r.get(9),
+        hash: r.get(10),
+    }
 }

@@ -299,6 +299,14 @@ impl Shared for TeamStore {
         journal::entries(self).await
     }
 
+    async fn recent_journal(
+        &self,
+        target: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, SharedError> {
+        journal::recent(self, target, limit).await
+    }
+
     async fn decide(
         &self,
         d: &Decision,

@@ -246,12 +246,14 @@ pub(super) fn render(state: &State, f: &mut Frame, area: Rect) {
         t.header,
     ));
     for j in &d.journal {
+        // Who: a team's journal has entries from several machines.
         lines.push(Line::raw(format!(
-            "{} {} {} {}",
+            "{} {} {}@{} {}",
             stamp(j.time),
             clean(&j.action),
+            clean(&j.os_user),
+            clean(&j.host),
             clean(&j.result),
-            clean(&j.os_user)
         )));
     }
     lines.push(match d.since {
@@ -308,7 +310,26 @@ pub fn load_detail(
         .unwrap_or_default()
         .rows;
     let state = s.detect_state(key_ref)?;
-    detail_with(s, key_ref, since, detect, activity, events, state)
+    let parts = DetailParts {
+        activity,
+        events,
+        state,
+        journal: None,
+    };
+    detail_with(s, key_ref, since, detect, parts)
+}
+
+/// The journal entries the detail lists, newest first.
+pub const DETAIL_JOURNAL: usize = 50;
+
+/// What the detail shows that is read wherever it is kept: the key's activity, events
+/// and detection state (where the events are), and its journal (the team's, when read).
+pub struct DetailParts {
+    pub activity: KeyActivity,
+    pub events: Vec<EventRow>,
+    pub state: Option<Vec<u8>>,
+    /// Newest first; `None`: the cache's.
+    pub journal: Option<Vec<crate::model::JournalEntry>>,
 }
 
 /// The activity the detail view shows: 30 days, the 8 most frequent networks and agents.
@@ -339,10 +360,14 @@ pub fn detail_with(
     key_ref: i64,
     since: Option<DateTime<Utc>>,
     detect: &crate::detect::DetectConfig,
-    activity: KeyActivity,
-    events: Vec<EventRow>,
-    state: Option<Vec<u8>>,
+    parts: DetailParts,
 ) -> Result<Option<Detail>, StoreError> {
+    let DetailParts {
+        activity,
+        events,
+        state,
+        journal,
+    } = parts;
     let Some(key) = s.key_by_ref(key_ref)? else {
         return Ok(None);
     };
@@ -350,8 +375,14 @@ pub fn detail_with(
         key_ref: Some(key_ref),
         ..Default::default()
     })?;
-    let mut journal = s.journal(Some(&crate::action::target(&key.key)), Some(50))?;
-    journal.reverse();
+    let journal = match journal {
+        Some(j) => j,
+        None => {
+            let mut j = s.journal(Some(&crate::action::target(&key.key)), Some(DETAIL_JOURNAL))?;
+            j.reverse();
+            j
+        }
+    };
     let baseline = Ok(crate::detect::baseline_of(state.as_deref(), detect));
     Ok(Some(Detail {
         key,
