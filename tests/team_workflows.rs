@@ -8,14 +8,30 @@
 
 mod action_support;
 mod team_support;
+mod tmux_support;
 
-use action_support::{text, World};
+use action_support::{text, World, TOKEN};
 use keyaudit::model::KeyStatus;
 use keyaudit::secret::Secret;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use team_support::{team_table, Cluster};
+use tmux_support::Tmux;
+
+/// The workstation of the member whose cache is `db`, as a shell command line for tmux.
+fn workstation(w: &World, db: &Path) -> String {
+    format!(
+        "env KEYAUDIT_CONFIG={} KEYAUDIT_DB={} XDG_CONFIG_HOME={} XDG_DATA_HOME={} \
+         XDG_STATE_HOME={} KA_TEST_TOKEN={TOKEN} {}",
+        w.path("config/config.toml").display(),
+        db.display(),
+        w.path("xdg-config").display(),
+        w.path("xdg-data").display(),
+        w.path("state").display(),
+        env!("CARGO_BIN_EXE_keyaudit"),
+    )
+}
 
 /// A world whose config has a `[team]` table on a fresh database of `cluster`.
 fn team_world(cluster: &Cluster, lease: &str) -> (World, String) {
@@ -24,6 +40,9 @@ fn team_world(cluster: &Cluster, lease: &str) -> (World, String) {
     let cfg = w.path("config/config.toml");
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(&team_table(&cluster.url("postgres", &db), lease));
+    // Every sync asks the provider (no member reads a copy instead): keys created during
+    // the test reach every cache.
+    text.push_str("fresh = \"0s\"\n");
     std::fs::write(&cfg, text).unwrap();
     std::fs::create_dir_all(w.path("out")).unwrap();
     (w, db)
@@ -128,6 +147,29 @@ fn a_rotation_left_in_its_grace_period_is_finished_by_another_member() {
         "{table}"
     );
     let new_id = row["workflow"]["new_key_id"].as_str().unwrap().to_string();
+
+    // In bob's workstation, the other key's detail says it is in the middle of alice's
+    // rotation, until when.
+    let bob_keys = text(&w.ok_on(None, &bob, &["keys", "--format", "json"]).stdout);
+    assert!(bob_keys.contains(&other.id), "bob's cache holds the key");
+    if tmux_support::available() {
+        let tmux = Tmux::new(&format!("ka-team-wf-{}", std::process::id()), "bob");
+        tmux.start(&workstation(&w, &bob), 200, 50);
+        tmux.wait_for("the keys view", |s| s.contains("[keys]"));
+        tmux.send(&["/"]);
+        tmux.type_text(&other.id[4..]);
+        tmux.send(&["Enter"]);
+        tmux.wait_for("the filtered keys", |s| s.contains("hidden"));
+        tmux.send(&["Enter"]);
+        let screen = tmux.wait_for("the rotation in the key's detail", |s| {
+            s.contains("[detail]") && s.contains("rotation in progress")
+        });
+        assert!(
+            screen.contains(&format!("grace until"))
+                && screen.contains(&format!("· {} team #2 · new key", me())),
+            "{screen}"
+        );
+    }
 
     // alice is off shift; her grace period ends; bob adopts and finishes it.
     std::thread::sleep(Duration::from_secs(4));

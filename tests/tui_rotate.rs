@@ -119,6 +119,27 @@ async fn rotate_from_the_tui_shows_the_secret_once_and_stores_it_nowhere() {
 
     // The journal holds the rotation, without the secret.
     let store = Store::open(&db).unwrap();
+
+    // The old key's detail says it is in the middle of a rotation, until when.
+    let key_ref = store.key(&old.provider, &old.id).unwrap().unwrap().key_ref;
+    let detail = keyaudit::tui::view::detail::load_detail(
+        &store,
+        key_ref,
+        chrono::Utc::now(),
+        None,
+        &keyaudit::detect::DetectConfig::default(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(detail.rotations.len(), 1, "{:?}", detail.rotations);
+    let until = done.grace_until.unwrap().format("%m-%d %H:%M UTC");
+    assert_eq!(
+        detail.rotations[0],
+        format!(
+            "grace until {until} · workflow #1 · new key {}",
+            done.new_key_id
+        )
+    );
     let journal = store.journal(Some(&target), None).unwrap();
     let rotate: Vec<_> = journal.iter().filter(|e| e.action == "rotate").collect();
     assert!(rotate.iter().any(|e| e.result == "started"), "{journal:#?}");

@@ -119,6 +119,9 @@ pub struct Detail {
     pub events: Vec<EventRow>,
     pub findings: Vec<Finding>,
     pub journal: Vec<JournalEntry>,
+    /// The key's rotations in progress, one line each: the team's (whoever drives them)
+    /// with a team store, else the cache's.
+    pub rotations: Vec<String>,
     /// Whether detection has learned the key's normal use yet (or why it is unknown).
     pub baseline: Result<BaselineStatus, String>,
     /// The exposure time the events were read from (the key was opened from an exposure

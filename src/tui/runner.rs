@@ -10,7 +10,7 @@ use super::dialog::guided;
 use super::dialog::secret::{osc52, rotate_to_screen};
 use super::import::{run_detection, run_import, ImportPlan};
 use super::view::detail::{
-    detail_activity, detail_events, detail_with, DetailParts, DETAIL_JOURNAL,
+    describe_rotation, detail_activity, detail_events, detail_with, DetailParts, DETAIL_JOURNAL,
 };
 use super::view::events::EVENTS_SCAN;
 use super::view::keys::{export, KEYS_HEAD};
@@ -18,6 +18,7 @@ use crate::action::apply_key_op;
 use crate::action::decide::{decide, pull, FindingDecision};
 use crate::config::EventsHome;
 use crate::detect::DetectConfig;
+use crate::model::JournalEntry;
 use crate::provider::Provider;
 use crate::store::reads::{always, with_reader, CacheEvents, EventReads, KeepGoing, Reader};
 use crate::store::shared::SharedError;
@@ -98,33 +99,49 @@ impl Runner {
         }
     }
 
-    /// A key's entries in the team journal, newest first, when a team is configured and
-    /// reachable; `None` otherwise (the detail then shows the cache's).
-    async fn team_journal_of(&self, key_ref: i64) -> Option<Vec<crate::model::JournalEntry>> {
-        self.cache.team.as_ref()?;
-        let target = self
+    /// A key's entries in the team journal (newest first) and the team's open rotations
+    /// of it, when a team is configured and reachable; `None` for what could not be read
+    /// (the detail then shows the cache's).
+    async fn team_parts(&self, key_ref: i64) -> (Option<Vec<JournalEntry>>, Option<Vec<String>>) {
+        if self.cache.team.is_none() {
+            return (None, None);
+        }
+        let Some((provider, key_id)) = self
             .cache
             .run(move |s| s.key_target(key_ref))
             .await
-            .ok()?
             .ok()
-            .flatten()?;
-        let target = format!("{}/{}", target.0, target.1);
-        match self
-            .cache
-            .shared()
-            .recent_journal(Some(&target), DETAIL_JOURNAL)
-            .await
-        {
-            Ok(mut j) => {
+            .and_then(Result::ok)
+            .flatten()
+        else {
+            return (None, None);
+        };
+        let target = format!("{provider}/{key_id}");
+        let shared = self.cache.shared();
+        let (journal, rotations) = tokio::join!(
+            shared.recent_journal(Some(&target), DETAIL_JOURNAL),
+            shared.team_workflows(false),
+        );
+        let journal = journal
+            .map(|mut j| {
                 j.reverse();
-                Some(j)
-            }
-            Err(e) => {
-                tracing::warn!("the key's team journal is not shown: {e}");
-                None
-            }
-        }
+                j
+            })
+            .map_err(|e| tracing::warn!("the key's team journal is not shown: {e}"))
+            .ok();
+        let rotations = rotations
+            .map(|all| {
+                all.iter()
+                    .filter(|t| t.workflow.provider == provider && t.workflow.key_id == key_id)
+                    .map(|t| {
+                        let whose = format!("{} team #{}", t.owner.who(), t.team_id);
+                        describe_rotation(&t.workflow, &whose)
+                    })
+                    .collect()
+            })
+            .map_err(|e| tracing::warn!("the key's team rotations are not shown: {e}"))
+            .ok();
+        (journal, rotations)
     }
 
     /// The same runner reading a team's copy younger than `fresh` instead of syncing.
@@ -263,7 +280,7 @@ impl Runner {
                         );
                         Ok::<_, SharedError>((activity?, page?.unwrap_or_default().rows, state?))
                     };
-                    let (read, journal) = tokio::join!(read, me.team_journal_of(key_ref));
+                    let (read, (journal, rotations)) = tokio::join!(read, me.team_parts(key_ref));
                     let (activity, rows, state) = match read {
                         Ok(read) => read,
                         Err(e) => return me.send(me.events_failed(e)),
@@ -274,6 +291,7 @@ impl Runner {
                         events: rows,
                         state,
                         journal,
+                        rotations,
                     };
                     me.read(
                         move |s| detail_with(s, key_ref, since, &detect, parts),

@@ -417,6 +417,7 @@ pub fn detail() -> Detail {
             .filter(|f| f.key_id == keys()[0].key.id)
             .collect(),
         journal: Vec::new(),
+        rotations: Vec::new(),
         baseline: Ok(BaselineStatus::Ready {
             days: 30.4,
             events: 52_310,

@@ -228,10 +228,15 @@ pub(super) fn render(state: &State, f: &mut Frame, area: Rect) {
         left,
     );
 
-    let mut lines = vec![Line::styled(
+    let mut lines = Vec::new();
+    if !d.rotations.is_empty() {
+        lines.push(Line::styled("rotation in progress", t.header));
+        lines.extend(d.rotations.iter().map(|r| Line::raw(clean(r))));
+    }
+    lines.push(Line::styled(
         format!("findings ({})", d.findings.len()),
         t.header,
-    )];
+    ));
     for fi in &d.findings {
         lines.push(Line::from(vec![
             Span::styled(
@@ -315,6 +320,7 @@ pub fn load_detail(
         events,
         state,
         journal: None,
+        rotations: None,
     };
     detail_with(s, key_ref, since, detect, parts)
 }
@@ -330,6 +336,26 @@ pub struct DetailParts {
     pub state: Option<Vec<u8>>,
     /// Newest first; `None`: the cache's.
     pub journal: Option<Vec<crate::model::JournalEntry>>,
+    /// The team's open rotations of the key, described; `None`: the cache's.
+    pub rotations: Option<Vec<String>>,
+}
+
+/// One open rotation, as the detail lists it, what matters first (a narrow screen cuts
+/// the end): `grace until 12-07 05:22 UTC · alice@ws-12 team #7 · new key key_91ab`.
+/// `whose` names the workflow (`workflow #3`, `alice@ws-12 team #7`).
+pub fn describe_rotation(w: &crate::action::workflow::Workflow, whose: &str) -> String {
+    use crate::action::workflow::State;
+    let new = w
+        .new_key_id
+        .as_deref()
+        .map(|n| format!(" · new key {}", clean(n)))
+        .unwrap_or_default();
+    let at = match (w.state, w.grace_until) {
+        // UTC: when the old key stops working is read across time zones.
+        (State::Grace, Some(g)) => format!("grace until {}", g.format("%m-%d %H:%M UTC")),
+        _ => format!("{} at step {}", w.state, w.step),
+    };
+    format!("{at} · {whose}{new}")
 }
 
 /// The activity the detail view shows: 30 days, the 8 most frequent networks and agents.
@@ -367,6 +393,7 @@ pub fn detail_with(
         events,
         state,
         journal,
+        rotations,
     } = parts;
     let Some(key) = s.key_by_ref(key_ref)? else {
         return Ok(None);
@@ -375,6 +402,14 @@ pub fn detail_with(
         key_ref: Some(key_ref),
         ..Default::default()
     })?;
+    let rotations = match rotations {
+        Some(r) => r,
+        None => crate::action::workflow::list(s, false)?
+            .iter()
+            .filter(|w| w.provider == key.key.provider && w.key_id == key.key.id)
+            .map(|w| describe_rotation(w, &format!("workflow #{}", w.id)))
+            .collect(),
+    };
     let journal = match journal {
         Some(j) => j,
         None => {
@@ -390,6 +425,7 @@ pub fn detail_with(
         events,
         findings,
         journal,
+        rotations,
         baseline,
         since,
     }))
