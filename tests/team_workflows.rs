@@ -165,7 +165,7 @@ fn a_rotation_left_in_its_grace_period_is_finished_by_another_member() {
             s.contains("[detail]") && s.contains("rotation in progress")
         });
         assert!(
-            screen.contains(&format!("grace until"))
+            screen.contains("grace until")
                 && screen.contains(&format!("· {} team #2 · new key", me())),
             "{screen}"
         );
