@@ -386,3 +386,44 @@ fn a_crashed_rotation_is_adopted_after_a_takeover_and_its_secret_delivered_once(
         "0"
     );
 }
+
+#[test]
+fn a_rotation_the_team_store_refused_to_record_is_published_by_the_next_command() {
+    let cluster = Cluster::shared();
+    let (w, db) = team_world(&cluster, "10m");
+    let (key, _) = w.create("payroll-import", "Acme Payroll");
+    w.ok(&["sync"]);
+    // The team store takes the workflow's first row, then refuses every change to it
+    // (as a store in maintenance would): the rotation goes on regardless.
+    cluster.value(
+        &db,
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'the workflows table is being maintained'; END $$;
+         CREATE TRIGGER refuse BEFORE UPDATE ON workflows
+             FOR EACH ROW EXECUTE FUNCTION refuse();",
+    );
+    let sink = w.path("out/new.key");
+    w.ok(&[
+        "rotate",
+        &format!("talentgrid/{}", key.id),
+        "--deliver",
+        &format!("file:{}", sink.display()),
+        "--grace",
+        "1h",
+    ]);
+    let team = || {
+        cluster.value(
+            &db,
+            "SELECT state || ' ' || (doc::json ->> 'step') FROM workflows",
+        )
+    };
+    assert_eq!(team(), "running planned", "only the first row was recorded");
+    let local = json_rows(&w.ok(&["workflows", "--format", "json"]));
+    assert_eq!(local[0]["state"], "grace");
+
+    // The store takes changes again: the next command that looks at workflows publishes
+    // what the team missed.
+    cluster.value(&db, "DROP TRIGGER refuse ON workflows");
+    w.ok(&["workflows"]);
+    assert_eq!(team(), "grace verified");
+}

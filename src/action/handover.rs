@@ -63,6 +63,55 @@ pub(super) async fn publish(db: &Cache, wf: &mut Workflow) -> Result<Publication
     }
 }
 
+/// The cache's setting holding the last `updated` time of the workflows published.
+const PUBLISHED_MARK: &str = "team.workflows.published";
+
+/// Publishes every workflow of the cache saved since the last one published: those
+/// saved while the team store could not be reached, and guided rotations (which advance
+/// with each sync, in the cache). Called after a sync and by `workflows` and `resume`.
+/// Returns how many were published.
+pub async fn publish_pending(db: &Cache) -> Result<usize, ActionError> {
+    if !db.shared().is_team() {
+        return Ok(0);
+    }
+    let pending = with_db(db, |s| {
+        let after = s
+            .meta(PUBLISHED_MARK)?
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(-1);
+        Ok(super::workflow::list(s, true)?
+            .into_iter()
+            // A row another member adopted is theirs to publish.
+            .filter(|w| crate::model::to_millis(w.updated) > after && w.state != State::HandedOver)
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    for mut wf in pending.iter().cloned() {
+        let (name, owner) = identity(db, wf.id).await?;
+        if let Publication::HandedOver(tw) =
+            db.shared().publish_workflow(&name, &owner, &wf).await?
+        {
+            mark_handed_over(db, &mut wf, &tw).await?;
+        }
+    }
+    // Marked only once all are published: a failure leaves them for the next call.
+    if let Some(m) = pending
+        .iter()
+        .map(|w| crate::model::to_millis(w.updated))
+        .max()
+    {
+        with_db(db, move |s| s.set_meta(PUBLISHED_MARK, &m.to_string())).await?;
+    }
+    Ok(pending.len())
+}
+
+/// [`publish_pending`], a failure logged: what calls it has done its own work.
+pub async fn publish_pending_or_warn(db: &Cache) {
+    if let Err(e) = publish_pending(db).await {
+        tracing::warn!("workflows not published to the team store: {e}");
+    }
+}
+
 /// Records in the cache that `tw`'s owner drives this workflow now.
 async fn mark_handed_over(
     db: &Cache,

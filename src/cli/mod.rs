@@ -477,7 +477,10 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
     }
     // The findings detection just opened that the team already decided take the team's
     // decision.
-    crate::action::decide::pull_or_warn(&ctx.cache()?).await;
+    let cache = ctx.cache()?;
+    crate::action::decide::pull_or_warn(&cache).await;
+    // Guided rotations advanced with the sync: the team sees where they are.
+    crate::action::handover::publish_pending_or_warn(&cache).await;
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {

@@ -588,6 +588,7 @@ impl Runner {
                 };
                 me.send(Action::SyncFinished(p.name().to_string(), r));
             }
+            crate::action::handover::publish_pending_or_warn(&me.cache).await;
             me.send(Action::SyncAllFinished);
         });
     }

@@ -48,7 +48,9 @@ pub(super) async fn guided_resume(
         );
         confirm(&keys, KeyOp::Revoke).unwrap_or(false)
     };
-    Ok(crate::action::guided::resume(cache, prov, id, ask).await?)
+    let wf = crate::action::guided::resume(cache, prov, id, ask).await?;
+    crate::action::handover::publish_pending_or_warn(cache).await;
+    Ok(wf)
 }
 
 /// `rotate` of a key whose provider cannot create keys: starts a guided rotation
@@ -73,8 +75,10 @@ pub(super) async fn guided_rotate(
         );
         return Ok(ExitCode::SUCCESS);
     }
+    let cache = ctx.cache()?;
     let (wf, guide, fresh) =
-        crate::action::guided::start(&ctx.cache()?, prov, &key, quiet, a.reason.clone()).await?;
+        crate::action::guided::start(&cache, prov, &key, quiet, a.reason.clone()).await?;
+    crate::action::handover::publish_pending_or_warn(&cache).await;
     if !fresh {
         crate::say!("{}\n{guide}.", crate::action::guided::status(&wf));
         return Ok(ExitCode::SUCCESS);

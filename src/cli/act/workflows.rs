@@ -50,6 +50,7 @@ pub fn workflows(ctx: &Ctx, a: &WorkflowsArgs, rt: &Runtime) -> anyhow::Result<E
     if ctx.config.team().is_some() && !ctx.read_only {
         let cache = ctx.cache()?;
         let seen = rt.block_on(async {
+            handover::publish_pending(&cache).await?;
             let handed = handover::reconcile(&cache).await?;
             Ok::<_, crate::action::ActionError>((handed, handover::others(&cache, false).await?))
         });
@@ -242,6 +243,9 @@ pub fn resume(ctx: &Ctx, a: &ResumeArgs, rt: &Runtime) -> anyhow::Result<ExitCod
     ctx.check_writable("resume")?;
     if let Some(team_id) = a.adopt {
         return adopt(ctx, a, team_id, rt);
+    }
+    if ctx.config.team().is_some() {
+        rt.block_on(handover::publish_pending_or_warn(&ctx.cache()?));
     }
     let store = ctx.open_store()?;
     let todo: Vec<Workflow> = match a.id {
