@@ -84,20 +84,10 @@ pub fn workflows(ctx: &Ctx, a: &WorkflowsArgs, rt: &Runtime) -> anyhow::Result<E
         }
         workflow::list(&store, a.all)?
     };
-    let headers = [
-        "id",
-        "kind",
-        "key",
-        "new key",
-        "state",
-        "step",
-        "sink",
-        "grace until",
-        "old key last use",
-        "switched",
-        "updated",
-        "error",
-    ];
+    let headers = columns(
+        &["id"],
+        &["old key last use", "switched", "updated", "error"],
+    );
     /// A workflow with what the cache knows of its keys' use.
     #[derive(serde::Serialize)]
     struct Row<'a> {
@@ -145,6 +135,20 @@ pub fn workflows(ctx: &Ctx, a: &WorkflowsArgs, rt: &Runtime) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// The headers of [`stage_cells`], between a listing's own first and last ones.
+fn columns(first: &[&'static str], last: &[&'static str]) -> Vec<&'static str> {
+    let stage = [
+        "kind",
+        "key",
+        "new key",
+        "state",
+        "step",
+        "sink",
+        "grace until",
+    ];
+    [first, &stage, last].concat()
+}
+
 /// A workflow's kind, key, new key, state, step, sink and grace end, as both listings
 /// show them.
 fn stage_cells(w: &Workflow) -> [String; 7] {
@@ -174,19 +178,7 @@ fn team_workflows(ctx: &Ctx, a: &WorkflowsArgs, rt: &Runtime) -> anyhow::Result<
         .and_then(|s| s.meta("cache_id"))
         .ok()
         .flatten();
-    let headers = [
-        "team id",
-        "owner",
-        "kind",
-        "key",
-        "new key",
-        "state",
-        "step",
-        "sink",
-        "grace until",
-        "published",
-        "error",
-    ];
+    let headers = columns(&["team id", "owner"], &["published", "error"]);
     let mut out = Listing::new(std::io::stdout().lock(), a.format, &headers)?;
     for t in &list {
         let w = &t.workflow;
