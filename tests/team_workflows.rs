@@ -147,17 +147,18 @@ fn a_rotation_left_in_its_grace_period_is_finished_by_another_member() {
         "{table}"
     );
     let new_id = row["workflow"]["new_key_id"].as_str().unwrap().to_string();
+    assert_eq!(rows[1]["workflow"]["key_id"], other.id.as_str());
 
-    // In bob's workstation, the other key's detail says it is in the middle of alice's
-    // rotation, until when.
+    // In bob's workstation, the key's detail says it is in the middle of alice's rotation,
+    // until when.
     let bob_keys = text(&w.ok_on(None, &bob, &["keys", "--format", "json"]).stdout);
-    assert!(bob_keys.contains(&other.id), "bob's cache holds the key");
-    if tmux_support::available() {
+    assert!(bob_keys.contains(&key.id), "bob's cache holds the key");
+    let tui = tmux_support::available().then(|| {
         let tmux = Tmux::new(&format!("ka-team-wf-{}", std::process::id()), "bob");
         tmux.start(&workstation(&w, &bob), 200, 50);
         tmux.wait_for("the keys view", |s| s.contains("[keys]"));
         tmux.send(&["/"]);
-        tmux.type_text(&other.id[4..]);
+        tmux.type_text(&key.id[4..]);
         tmux.send(&["Enter"]);
         tmux.wait_for("the filtered keys", |s| s.contains("hidden"));
         tmux.send(&["Enter"]);
@@ -166,10 +167,11 @@ fn a_rotation_left_in_its_grace_period_is_finished_by_another_member() {
         });
         assert!(
             screen.contains("grace until")
-                && screen.contains(&format!("· {} team #2 · new key", me())),
+                && screen.contains(&format!("· {} team #1 · new key {new_id}", me())),
             "{screen}"
         );
-    }
+        tmux
+    });
 
     // alice is off shift; her grace period ends; bob adopts and finishes it.
     std::thread::sleep(Duration::from_secs(4));
@@ -183,6 +185,14 @@ fn a_rotation_left_in_its_grace_period_is_finished_by_another_member() {
     assert_eq!(w.remote(&key.id).status, KeyStatus::Revoked);
     assert_eq!(w.remote(&new_id).status, KeyStatus::Active);
     assert!(w.works(&new_secret) && !w.works(&old_secret));
+    // The open detail is read again when the team's workflow and journal change: the
+    // rotation is over, and the adoption is in the key's journal.
+    if let Some(tmux) = &tui {
+        let screen = tmux.wait_for("the detail after the adoption", |s| {
+            !s.contains("rotation in progress") && s.contains("adopt ")
+        });
+        assert!(screen.contains("done: old key revoked"), "{screen}");
+    }
 
     // The team store says bob's cache drives it, and it is done.
     assert_eq!(

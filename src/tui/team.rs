@@ -50,6 +50,11 @@ pub fn update(st: &mut State, action: Action) -> Vec<Effect> {
             "decisions" => vec![Effect::PullDecisions { all: false }],
             "claims" | "presence" | "syncing" => vec![Effect::LoadMembers],
             "journal" if st.view == crate::tui::action::View::Journal => vec![Effect::LoadJournal],
+            // A key's detail lists its rotations in progress and its journal entries: a
+            // member's rotation, adoption or action may have changed them.
+            "workflows" | "journal" if st.view == crate::tui::action::View::Detail => {
+                st.view_reload()
+            }
             // A member published a source: read it (unless a sync is running already).
             "sources" if team.follow && st.sync.is_none() => st.update(Action::StartSync),
             _ => Vec::new(),
@@ -187,6 +192,27 @@ mod tests {
         );
         assert_eq!(refused(&st, &Action::RequestRevoke), None);
         assert!(st.message.clone().unwrap().text.contains("reachable again"));
+    }
+
+    #[test]
+    fn a_key_detail_is_read_again_when_a_rotation_or_the_journal_changes() {
+        let mut st = state();
+        st.update(Action::Team(Signal::Online));
+        let changed =
+            |st: &mut State, what: &str| st.update(Action::Team(Signal::Changed(what.into())));
+        assert!(
+            changed(&mut st, "workflows").is_empty(),
+            "the keys view shows no rotation"
+        );
+        st.view = crate::tui::action::View::Detail;
+        st.detail.key_ref = Some(7);
+        for what in ["workflows", "journal"] {
+            let fx = changed(&mut st, what);
+            assert!(
+                matches!(fx.as_slice(), [Effect::LoadDetail(7, _, None)]),
+                "{what}: {fx:?}"
+            );
+        }
     }
 
     #[test]
