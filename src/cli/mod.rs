@@ -514,7 +514,7 @@ fn info(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     crate::say!("encryption: {}", crate::store::crypt::describe());
     match ctx.config.team() {
         Some(t) => crate::say!(
-            "team store: {} (claims and the journal are shared; lease {}s; docs/team.md)",
+            "team store: {} (claims, the journal, decisions, rotations and each source's copy are shared; lease {}s; docs/team.md)",
             crate::output::sanitize(&t.url),
             t.lease().as_secs()
         ),
