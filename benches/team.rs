@@ -352,6 +352,37 @@ async fn shares(url: &str, per: usize) -> Shares {
     }
 }
 
+/// The publication of `n` keys (every sync sends each key's document; the store keeps
+/// those that changed), then of `n` detection states (a first sync of a large source
+/// sends every one; later ones, those saved since): each first inserted, then sent
+/// again.
+async fn states(url: &str, n: usize) -> Vec<Duration> {
+    let cfg = Config::parse(&team_table(url, "10m"), Path::new("bench.toml")).unwrap();
+    let store = TeamStore::new(cfg.team().unwrap().clone());
+    let lock = store.try_sync_lock("bench", "http").await.unwrap().unwrap();
+    // About the size of a real key's state (`KeyState::encode` of a demo key: 400–700
+    // bytes).
+    let states: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| (format!("key_{i:08}"), vec![(i % 251) as u8; 600]))
+        .collect();
+    let keys: Vec<Key> = (0..n)
+        .map(|i| Key::seen_in_logs("bench", &format!("key_{i:08}")))
+        .collect();
+    let mut took = Vec::new();
+    for (keys, states) in [(&keys[..], &[][..]), (&[][..], &states[..])] {
+        for _ in 0..2 {
+            let t = Instant::now();
+            store
+                .publish_state(&lock, keys, &[], states, None)
+                .await
+                .unwrap();
+            took.push(t.elapsed());
+        }
+    }
+    lock.release().await;
+    took
+}
+
 fn main() {
     let per: usize = std::env::var("TEAM_CLAIMS")
         .ok()
@@ -432,6 +463,20 @@ fn main() {
         sh.adopt.len(),
         pct(&sh.adopt, 0.50),
         pct(&sh.adopt, 1.0),
+    );
+    let n: usize = std::env::var("TEAM_STATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let db = cluster.database("states");
+    let took = rt.block_on(states(&cluster.url("postgres", &db), n));
+    println!(
+        "publication: {n} key documents in {:.2} s, unchanged again in {:.2} s; {n} detection \
+         states of 600 bytes in {:.2} s, replaced in {:.2} s",
+        took[0].as_secs_f64(),
+        took[1].as_secs_f64(),
+        took[2].as_secs_f64(),
+        took[3].as_secs_f64()
     );
     println!("load average after: {}", loadavg());
 }

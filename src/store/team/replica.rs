@@ -157,6 +157,9 @@ pub struct Pulled {
     pub keys_mark: i64,
 }
 
+/// Documents (keys, findings, detection states) sent in one statement.
+const ROWS_PER_STATEMENT: usize = 5000;
+
 /// Marks of what a member has read of one source.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Marks {
@@ -314,12 +317,13 @@ impl TeamStore {
             .map_err(|e| self.fail(e))?;
         self.upsert_docs(
             &tx,
-            "INSERT INTO keys (provider, key_id, doc, change) VALUES ($1, $2, $3, nextval('changes'))
+            "INSERT INTO keys (provider, key_id, doc, change)
+             SELECT $1, k, d, nextval('changes') FROM unnest($2::text[], $3::text[]) AS t (k, d)
              ON CONFLICT (provider, key_id) DO UPDATE SET doc = excluded.doc, change = excluded.change
              WHERE keys.doc IS DISTINCT FROM excluded.doc",
             provider,
             &key_docs,
-            "a key",
+            "keys",
         )
         .await?;
         let finding_docs = findings
@@ -329,27 +333,28 @@ impl TeamStore {
             .map_err(|e| self.fail(e))?;
         self.upsert_docs(
             &tx,
-            "INSERT INTO findings (id, provider, doc, change) VALUES ($2, $1, $3, nextval('changes'))
+            "INSERT INTO findings (id, provider, doc, change)
+             SELECT k, $1, d, nextval('changes') FROM unnest($2::text[], $3::text[]) AS t (k, d)
              ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, change = excluded.change
              WHERE findings.doc IS DISTINCT FROM excluded.doc",
             provider,
             &finding_docs,
-            "a finding",
+            "findings",
         )
         .await?;
-        if !states.is_empty() {
-            let put = tx
-                .prepare(
-                    "INSERT INTO detect_states (provider, key_id, state) VALUES ($1, $2, $3)
-                     ON CONFLICT (provider, key_id) DO UPDATE SET state = excluded.state",
-                )
-                .await
-                .map_err(|e| self.db_fail("preparing to publish detection states", &e))?;
-            for (key_id, state) in states {
-                tx.execute(&put, &[&provider, key_id, state])
-                    .await
-                    .map_err(|e| self.db_fail("publishing a detection state", &e))?;
-            }
+        // A statement per chunk of states, as two arrays: a first sync of a large source
+        // sends every key's state.
+        for chunk in states.chunks(ROWS_PER_STATEMENT) {
+            let ids: Vec<&str> = chunk.iter().map(|(k, _)| k.as_str()).collect();
+            let blobs: Vec<&[u8]> = chunk.iter().map(|(_, s)| s.as_slice()).collect();
+            tx.execute(
+                "INSERT INTO detect_states (provider, key_id, state)
+                 SELECT $1, k, s FROM unnest($2::text[], $3::bytea[]) AS t (k, s)
+                 ON CONFLICT (provider, key_id) DO UPDATE SET state = excluded.state",
+                &[&provider, &ids, &blobs],
+            )
+            .await
+            .map_err(|e| self.db_fail("publishing detection states", &e))?;
         }
         // Every event the cursor covers was published before this transaction.
         tx.execute(
@@ -368,7 +373,8 @@ impl TeamStore {
     }
 
     /// Writes each `(id, document)` of `provider` with `sql` (`$1` the provider, `$2` the
-    /// id, `$3` the document), which numbers the rows whose document changed.
+    /// ids and `$3` the documents, as arrays), which numbers the rows whose document
+    /// changed; a statement per chunk of rows.
     async fn upsert_docs(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
@@ -377,12 +383,10 @@ impl TeamStore {
         docs: &[(&str, String)],
         what: &str,
     ) -> Result<(), SharedError> {
-        let stmt = tx
-            .prepare(sql)
-            .await
-            .map_err(|e| self.db_fail(&format!("preparing to publish {what}"), &e))?;
-        for (id, doc) in docs {
-            tx.execute(&stmt, &[&provider, id, doc])
+        for chunk in docs.chunks(ROWS_PER_STATEMENT) {
+            let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
+            let texts: Vec<&str> = chunk.iter().map(|(_, d)| d.as_str()).collect();
+            tx.execute(sql, &[&provider, &ids, &texts])
                 .await
                 .map_err(|e| self.db_fail(&format!("publishing {what}"), &e))?;
         }
