@@ -90,6 +90,16 @@ pub enum SyncError {
     Task { provider: String, message: String },
 }
 
+impl SyncError {
+    /// A blocking task of the sync of `provider` that stopped (it panicked).
+    pub(crate) fn task(provider: &str, e: tokio::task::JoinError) -> SyncError {
+        SyncError::Task {
+            provider: provider.to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// Runs a blocking store operation off the async runtime, handing the store back.
 async fn with_store<T: Send + 'static>(
     store: Store,
@@ -102,10 +112,7 @@ async fn with_store<T: Send + 'static>(
         r.map(|v| (store, v))
     })
     .await
-    .map_err(|e| SyncError::Task {
-        provider: provider.to_string(),
-        message: e.to_string(),
-    })?
+    .map_err(|e| SyncError::task(provider, e))?
     .map_err(SyncError::from)
 }
 
@@ -135,10 +142,7 @@ pub async fn sync_provider_with(
     let name = provider.name().to_string();
     let store = tokio::task::spawn_blocking(move || Store::open(&db))
         .await
-        .map_err(|e| SyncError::Task {
-            provider: name.clone(),
-            message: e.to_string(),
-        })??;
+        .map_err(|e| SyncError::task(&name, e))??;
     let started = Instant::now();
     let result = run(store, provider.as_ref(), progress).await;
     match result {
@@ -299,15 +303,7 @@ async fn run(
                     progress_now(SyncPhase::Events, &report);
                 }
                 Ok(Err(e)) => return Err((None, e.into())),
-                Err(e) => {
-                    return Err((
-                        None,
-                        SyncError::Task {
-                            provider: name.clone(),
-                            message: e.to_string(),
-                        },
-                    ))
-                }
+                Err(e) => return Err((None, SyncError::task(&name, e))),
             }
         }
         let page = match fetched {
@@ -360,15 +356,7 @@ async fn run(
                 idle = Some(s);
             }
             Ok(Err(e)) => return Err((None, e.into())),
-            Err(e) => {
-                return Err((
-                    None,
-                    SyncError::Task {
-                        provider: name.clone(),
-                        message: e.to_string(),
-                    },
-                ))
-            }
+            Err(e) => return Err((None, SyncError::task(&name, e))),
         }
     }
     progress_now(SyncPhase::Done, &report);

@@ -22,18 +22,38 @@ use crate::store::workflows::{Publication, TeamWorkflow, WorkflowName, WorkflowO
 use crate::store::Cache;
 use std::sync::Arc;
 
-/// This cache's workflow `id`: its team name and this cache as its owner.
+/// Workflow `id` of the cache `s`: its team name and this cache as its owner.
+fn identity_in(
+    s: &crate::store::Store,
+    id: i64,
+) -> Result<(WorkflowName, WorkflowOwner), crate::store::StoreError> {
+    let owner = WorkflowOwner {
+        cache: s.cache_id()?,
+        id,
+        user: os_user(),
+        host: host_name(),
+    };
+    Ok((s.workflow_name(id)?, owner))
+}
+
 async fn identity(db: &Cache, id: i64) -> Result<(WorkflowName, WorkflowOwner), ActionError> {
-    with_db(db, move |s| {
-        let owner = WorkflowOwner {
-            cache: s.cache_id()?,
-            id,
-            user: os_user(),
-            host: host_name(),
-        };
-        Ok((s.workflow_name(id)?, owner))
+    with_db(db, move |s| identity_in(s, id)).await
+}
+
+/// Saves `wf` in the cache, then publishes it ([`publish`]); with a team store, the
+/// cache is opened once for both the save and the workflow's team name.
+pub(super) async fn save(db: &Cache, wf: &Workflow) -> Result<Publication, ActionError> {
+    let team = db.shared().is_team();
+    let w = wf.clone();
+    let named = with_db(db, move |s| {
+        super::workflow::save(s, &w)?;
+        team.then(|| identity_in(s, w.id)).transpose()
     })
-    .await
+    .await?;
+    match named {
+        Some((name, owner)) => publish_as(db, &mut wf.clone(), &name, &owner).await,
+        None => Ok(Publication::Stored),
+    }
 }
 
 /// Publishes `wf` as saved in the cache. [`Publication::HandedOver`] when another
@@ -41,12 +61,20 @@ async fn identity(db: &Cache, id: i64) -> Result<(WorkflowName, WorkflowOwner), 
 /// that cannot be reached is logged and skipped: the cache's row is the owner's record,
 /// and its next save publishes it.
 pub(super) async fn publish(db: &Cache, wf: &mut Workflow) -> Result<Publication, ActionError> {
-    let shared = db.shared();
-    if !shared.is_team() {
+    if !db.shared().is_team() {
         return Ok(Publication::Stored);
     }
     let (name, owner) = identity(db, wf.id).await?;
-    match shared.publish_workflow(&name, &owner, wf).await {
+    publish_as(db, wf, &name, &owner).await
+}
+
+async fn publish_as(
+    db: &Cache,
+    wf: &mut Workflow,
+    name: &WorkflowName,
+    owner: &WorkflowOwner,
+) -> Result<Publication, ActionError> {
+    match db.shared().publish_workflow(name, owner, wf).await {
         Ok(Publication::HandedOver(tw)) => {
             mark_handed_over(db, wf, &tw).await?;
             Ok(Publication::HandedOver(tw))
@@ -112,6 +140,16 @@ pub async fn publish_pending_or_warn(db: &Cache) {
     }
 }
 
+/// Why a workflow is no longer this cache's to drive.
+pub(super) fn handed_over_why(tw: &TeamWorkflow) -> String {
+    format!(
+        "adopted by {} at {} as team workflow #{}; it is theirs now",
+        tw.owner.who(),
+        crate::model::rfc3339(tw.published),
+        tw.team_id
+    )
+}
+
 /// Records in the cache that `tw`'s owner drives this workflow now.
 async fn mark_handed_over(
     db: &Cache,
@@ -119,21 +157,26 @@ async fn mark_handed_over(
     tw: &TeamWorkflow,
 ) -> Result<(), ActionError> {
     wf.state = State::HandedOver;
-    wf.error = Some(format!(
-        "adopted by {} at {} as team workflow #{}; it is theirs now",
-        tw.owner.who(),
-        crate::model::rfc3339(tw.published),
-        tw.team_id
-    ));
+    wf.error = Some(handed_over_why(tw));
     let w = wf.clone();
     with_db(db, move |s| super::workflow::save(s, &w)).await
 }
 
-/// Marks every open workflow of this cache that another member adopted; returns them.
-pub async fn reconcile(db: &Cache) -> Result<Vec<Workflow>, ActionError> {
+/// What `keyaudit workflows` tells a member about the team's workflows.
+#[derive(Debug, Default)]
+pub struct Survey {
+    /// This cache's open workflows that another member adopted, now marked so.
+    pub handed_over: Vec<Workflow>,
+    /// How many open workflows other members drive.
+    pub others_open: usize,
+}
+
+/// Marks every open workflow of this cache that another member adopted, and counts the
+/// open workflows the others drive: one read of the team's workflows.
+pub async fn survey(db: &Cache) -> Result<Survey, ActionError> {
     let shared = db.shared();
     if !shared.is_team() {
-        return Ok(Vec::new());
+        return Ok(Survey::default());
     }
     let team = shared.team_workflows(true).await?;
     let (me, open) = with_db(db, |s| {
@@ -154,18 +197,14 @@ pub async fn reconcile(db: &Cache) -> Result<Vec<Workflow>, ActionError> {
             handed.push(wf);
         }
     }
-    Ok(handed)
-}
-
-/// The team's open workflows that another member drives.
-pub async fn others(db: &Cache, all: bool) -> Result<Vec<TeamWorkflow>, ActionError> {
-    let shared = db.shared();
-    if !shared.is_team() {
-        return Ok(Vec::new());
-    }
-    let list = shared.team_workflows(all).await?;
-    let me = with_db(db, |s| s.cache_id()).await?;
-    Ok(list.into_iter().filter(|t| t.owner.cache != me).collect())
+    let others_open = team
+        .iter()
+        .filter(|t| t.owner.cache != me && t.workflow.state.is_open())
+        .count();
+    Ok(Survey {
+        handed_over: handed,
+        others_open,
+    })
 }
 
 /// What an adoption needs besides the team's number of the workflow.
@@ -214,14 +253,13 @@ pub async fn team_workflow(db: &Cache, team_id: i64) -> Result<TeamWorkflow, Rot
 /// it: the refusal names them), when it is finished, when it is already this cache's,
 /// and when its sink is a file or a terminal on another host while the secret still has
 /// to be delivered or read back (`deliver` names a sink here).
-pub async fn adopt(db: &Cache, team_id: i64, a: Adoption<'_>) -> Result<Workflow, RotateError> {
-    if !db.shared().is_team() {
-        return Err(refused(
-            team_id,
-            "no team store is configured ([team] in the configuration)",
-        ));
-    }
-    let seen = team_workflow(db, team_id).await?;
+/// `seen` is the workflow as [`team_workflow`] read it, which names the key to claim.
+pub async fn adopt(
+    db: &Cache,
+    seen: &TeamWorkflow,
+    a: Adoption<'_>,
+) -> Result<Workflow, RotateError> {
+    let team_id = seen.team_id;
     super::ensure_provider(db, a.provider.as_ref()).await?;
     let hold = claim::hold_id(db, &seen.workflow.provider, &seen.workflow.key_id, "rotate").await?;
     let r = adopt_held(db, team_id, a).await;

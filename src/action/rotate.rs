@@ -122,16 +122,13 @@ pub struct RotateRequest {
 /// Saves the workflow in the cache, then publishes it to the team; stops the rotation
 /// when another member adopted it meanwhile.
 async fn save(db: &Cache, wf: &Workflow) -> Result<(), RotateError> {
-    let mut wf = wf.clone();
-    let w = wf.clone();
-    with_db(db, move |s| workflow::save(s, &w)).await?;
-    if let Publication::HandedOver(_) = handover::publish(db, &mut wf).await? {
-        return Err(RotateError::HandedOver {
+    match handover::save(db, wf).await? {
+        Publication::HandedOver(tw) => Err(RotateError::HandedOver {
             id: wf.id,
-            why: wf.error.unwrap_or_default(),
-        });
+            why: handover::handed_over_why(&tw),
+        }),
+        Publication::Stored => Ok(()),
     }
-    Ok(())
 }
 
 /// Ends a rotation in which nothing is left to undo: finished, rolled back, saved, and

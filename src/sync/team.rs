@@ -419,9 +419,6 @@ async fn blocking<T: Send + 'static>(
     cache
         .run(f)
         .await
-        .map_err(|e| SyncError::Task {
-            provider: provider.to_string(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| SyncError::task(provider, e))?
         .map_err(SyncError::from)
 }

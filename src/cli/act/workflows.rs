@@ -48,15 +48,14 @@ pub fn workflows(ctx: &Ctx, a: &WorkflowsArgs, rt: &Runtime) -> anyhow::Result<E
         return team_workflows(ctx, a, rt);
     }
     if ctx.config.team().is_some() && !ctx.read_only {
-        let cache = ctx.cache()?;
+        let cache = listing_cache(ctx);
         let seen = rt.block_on(async {
             handover::publish_pending(&cache).await?;
-            let handed = handover::reconcile(&cache).await?;
-            Ok::<_, crate::action::ActionError>((handed, handover::others(&cache, false).await?))
+            handover::survey(&cache).await
         });
         match seen {
-            Ok((handed, others)) => {
-                for w in handed {
+            Ok(seen) => {
+                for w in seen.handed_over {
                     crate::tell!(
                         "workflow #{} {}: {}",
                         w.id,
@@ -64,10 +63,10 @@ pub fn workflows(ctx: &Ctx, a: &WorkflowsArgs, rt: &Runtime) -> anyhow::Result<E
                         w.error.as_deref().unwrap_or("")
                     );
                 }
-                if !others.is_empty() {
+                if seen.others_open > 0 {
                     crate::tell!(
                         "{} open workflow(s) of other members: `keyaudit workflows --team` lists them, `keyaudit resume --adopt N` takes one over",
-                        others.len()
+                        seen.others_open
                     );
                 }
             }
@@ -163,6 +162,12 @@ fn stage_cells(w: &Workflow) -> [String; 7] {
     ]
 }
 
+/// The cache and the team store for the listings, without the journal's signing key:
+/// they journal nothing, so they read or create no key file.
+fn listing_cache(ctx: &Ctx) -> crate::store::Cache {
+    crate::store::Cache::new(ctx.paths.db.clone()).with_team(ctx.config.team())
+}
+
 /// `workflows --team`: every member's workflows as the team store holds them.
 fn team_workflows(ctx: &Ctx, a: &WorkflowsArgs, rt: &Runtime) -> anyhow::Result<ExitCode> {
     if ctx.config.team().is_none() {
@@ -172,8 +177,7 @@ fn team_workflows(ctx: &Ctx, a: &WorkflowsArgs, rt: &Runtime) -> anyhow::Result<
         ))
         .into());
     }
-    let cache = ctx.cache()?;
-    let list = rt.block_on(cache.shared().team_workflows(a.all))?;
+    let list = rt.block_on(listing_cache(ctx).shared().team_workflows(a.all))?;
     let me = Store::open_read_only(&ctx.paths.db)
         .and_then(|s| s.meta("cache_id"))
         .ok()
@@ -219,7 +223,7 @@ fn adopt(ctx: &Ctx, a: &ResumeArgs, team_id: i64, rt: &Runtime) -> anyhow::Resul
         force: a.force,
         entry: provider_entry(ctx, &seen.workflow.provider).ok(),
     };
-    let wf = rt.block_on(handover::adopt(&cache, team_id, adoption))?;
+    let wf = rt.block_on(handover::adopt(&cache, &seen, adoption))?;
     crate::tell!(
         "adopted team workflow #{team_id} from {} as workflow #{} here",
         seen.owner.who(),
