@@ -373,7 +373,7 @@ async fn states(url: &str, n: usize) -> Vec<Duration> {
         for _ in 0..2 {
             let t = Instant::now();
             store
-                .publish_state(&lock, keys, &[], states, None)
+                .publish_state(&lock, keys, &[], states, None, None)
                 .await
                 .unwrap();
             took.push(t.elapsed());

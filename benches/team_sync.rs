@@ -12,6 +12,14 @@
 //!   provider call and no detection: keys, events and findings from PostgreSQL into
 //!   its SQLite cache.
 //!
+//! Then the detection of a member that keeps the events in the team store
+//! (`events = "team"`): it reads the copy (keys and findings), the demo appends
+//! `KEYAUDIT_BENCH_NEW` events (default 10,000) of ordinary traffic, and one person's
+//! cache and that member each sync them (the member from the team's cursor, publishing
+//! them and running detection on the team's copy from the published baselines). Last, a
+//! full replay of every event: one person's `detect_full` on SQLite against the member's
+//! `detect::team::detect_copy` without baselines, reading the events in PostgreSQL.
+//!
 //! Run: `cargo bench --all-features --bench team_sync`.
 
 #[path = "../tests/team_support/mod.rs"]
@@ -20,6 +28,7 @@ mod team_support;
 use keyaudit::config::{Config, ProviderConfig};
 use keyaudit::demo::DemoOptions;
 use keyaudit::detect::DetectConfig;
+use keyaudit::detect::DetectReport;
 use keyaudit::store::Cache;
 use keyaudit::sync::team::{sync_source, Outcome};
 use std::path::Path;
@@ -123,6 +132,109 @@ fn main() {
             read_time.as_secs_f64(),
             r.new_events as f64 / read_time.as_secs_f64(),
             read_time.as_secs_f64() / solo_time.as_secs_f64()
+        );
+        // A member that keeps the events in the team store reads the copy, then syncs new
+        // traffic itself; one person's cache syncs the same.
+        let in_team = |fresh: &str| {
+            let text = format!(
+                "{}fresh = \"{fresh}\"\nevents = \"team\"\n",
+                team_table(&url, "10m")
+            );
+            let cfg = Config::parse(&text, Path::new("bench.toml")).unwrap();
+            Cache::new(dir.path().join("member-c.db")).with_team(cfg.team())
+        };
+        let out = sync_source(
+            &in_team("1h"),
+            provider.clone(),
+            &detect,
+            None,
+            &|_| {},
+            cfg_fresh(),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(out, Outcome::Read(_)));
+        let new: usize = std::env::var("KEYAUDIT_BENCH_NEW")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        let added = demo.append_traffic(new);
+        let t = Instant::now();
+        let r = keyaudit::sync::sync_provider(&solo, provider.clone(), &detect, &|_| {})
+            .await
+            .unwrap();
+        let solo_new = t.elapsed();
+        println!(
+            "{added} new events, one person (SQLite): {} fetched, detection over {} events, \
+             in {:.2} s",
+            r.new_events,
+            r.detection.map_or(0, |d| d.events),
+            solo_new.as_secs_f64()
+        );
+        let member = in_team("0s");
+        let t = Instant::now();
+        let out = sync_source(&member, provider.clone(), &detect, None, &|_| {}, None)
+            .await
+            .unwrap();
+        let member_new = t.elapsed();
+        let Outcome::Synced(r) = out else {
+            panic!("the member should sync")
+        };
+        let d = r.detection.clone().unwrap_or_default();
+        println!(
+            "{added} new events, member with events in the team store: {} fetched, published, \
+             detection on the team's copy ({}) over {} events, in {:.2} s ({:.2}x one person's)",
+            r.new_events,
+            if d.full {
+                "replayed"
+            } else {
+                "going on from the baselines"
+            },
+            d.events,
+            member_new.as_secs_f64(),
+            member_new.as_secs_f64() / solo_new.as_secs_f64()
+        );
+        // A full replay of every event: from SQLite, and from PostgreSQL.
+        let replay = |team: bool| {
+            let (path, store) = (
+                if team {
+                    member.path.clone()
+                } else {
+                    solo.clone()
+                },
+                member.team.clone(),
+            );
+            let (rt, detect) = (tokio::runtime::Handle::current(), detect.clone());
+            tokio::task::spawn_blocking(move || -> (DetectReport, Duration) {
+                let mut cache = keyaudit::store::Store::open(&path).unwrap();
+                let now = chrono::Utc::now();
+                let t = Instant::now();
+                let r = match (team, store) {
+                    (true, Some(s)) => keyaudit::detect::team::detect_copy(
+                        &mut cache,
+                        &s,
+                        &rt,
+                        "talentgrid",
+                        None,
+                        &detect,
+                        now,
+                    ),
+                    _ => keyaudit::detect::detect_full(&mut cache, &detect, now),
+                }
+                .unwrap();
+                (r, t.elapsed())
+            })
+        };
+        let (solo_r, solo_t) = replay(false).await.unwrap();
+        let (team_r, team_t) = replay(true).await.unwrap();
+        println!(
+            "full replay: one person's cache (SQLite) {} events in {:.2} s; the team's copy \
+             (PostgreSQL) {} events in {:.2} s ({:.2}x)",
+            solo_r.events,
+            solo_t.as_secs_f64(),
+            team_r.events,
+            team_t.as_secs_f64(),
+            team_t.as_secs_f64() / solo_t.as_secs_f64()
         );
         println!(
             "team database after the sync: {}",

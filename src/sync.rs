@@ -125,16 +125,17 @@ pub async fn sync_provider(
     detect: &DetectConfig,
     progress: &(dyn Fn(&SyncProgress) + Send + Sync),
 ) -> Result<SyncReport, SyncError> {
-    sync_provider_with(db, provider, detect, None, progress).await
+    sync_provider_with(db, provider, Some(detect), None, progress).await
 }
 
 /// [`sync_provider`], then the Sigma rules of `sigma` over the events after their
 /// watermark (the same watermark `keyaudit detect` keeps, so an event is evaluated once
-/// whichever runs first).
+/// whichever runs first). Without `detect` the detection rules do not run here (a team
+/// member whose events stay in the team store runs them on the team's copy).
 pub async fn sync_provider_with(
     db: &Path,
     provider: Arc<dyn Provider>,
-    detect: &DetectConfig,
+    detect: Option<&DetectConfig>,
     sigma: Option<SyncSigma>,
     progress: &(dyn Fn(&SyncProgress) + Send + Sync),
 ) -> Result<SyncReport, SyncError> {
@@ -157,11 +158,12 @@ pub async fn sync_provider_with(
             }
             // Detection over what came in.
             let mut store = store;
-            let detect = detect.clone();
+            let detect = detect.cloned();
             let sigma_name = name.clone();
             let ran = tokio::task::spawn_blocking(move || {
                 let now = Utc::now();
-                let d = crate::detect::detect_incremental(&mut store, &detect, now);
+                let d = detect
+                    .map(|detect| crate::detect::detect_incremental(&mut store, &detect, now));
                 let s = sigma
                     .filter(|s| !s.0.rules.is_empty())
                     .map(|s| crate::sigma::run(&mut store, &s.0, &s.1, now));
@@ -176,11 +178,12 @@ pub async fn sync_provider_with(
                 }
             };
             report.detection = match d {
-                Ok(d) => Some(d),
-                Err(e) => {
+                Some(Ok(d)) => Some(d),
+                Some(Err(e)) => {
                     tracing::warn!("detection after the sync of {name} failed: {e}");
                     None
                 }
+                None => None,
             };
             report.sigma = match s {
                 Some(Ok(s)) => Some(s),

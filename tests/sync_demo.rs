@@ -441,8 +441,9 @@ async fn sync_runs_the_sigma_rules_over_the_events_it_brought_in() {
     })
     .unwrap();
     let cfg = keyaudit::detect::DetectConfig::default();
-    let sync =
-        |sigma| keyaudit::sync::sync_provider_with(&db, provider.clone(), &cfg, sigma, &|_| {});
+    let sync = |sigma| {
+        keyaudit::sync::sync_provider_with(&db, provider.clone(), Some(&cfg), sigma, &|_| {})
+    };
 
     // The first sync evaluates every event it brought in.
     let first = sync(Some(sigma.clone())).await.unwrap();

@@ -195,7 +195,8 @@ fn listings_and_exports_read_the_team_store_and_match_one_persons_cache() {
     assert!(!out.status.success());
     let said = text(&out.stderr);
     assert!(
-        said.contains("events = \"team\"") && said.contains("the member that syncs"),
+        said.contains("events = \"team\"")
+            && said.contains("runs on the team's copy when a member syncs"),
         "{said}"
     );
 }

@@ -317,19 +317,125 @@ fn a_member_that_read_the_copy_syncs_on_from_the_team_s_cursor() {
             && !said.contains("read the team's copy"),
         "{said}"
     );
-    // A member that leaves the events in the team store takes no cursor: syncing itself,
-    // it fetches the source's events for its detection, which then resolves none of the
-    // team's findings.
+    // A member that leaves the events in the team store takes the cursor too: its
+    // detection reads the team's copy, going on from the states the team's last
+    // publisher left, so nothing is fetched again and nothing of the team's is resolved.
     let (_, said) = run(&w, &read_team, &c_db, &["sync"]);
     assert!(said.contains("read the team's copy"), "{said}");
     let (_, said) = run(&w, &own_team, &c_db, &["sync"]);
     assert!(
-        said.contains(&format!(" {cached} new events (0 already cached)"))
+        said.contains(" 0 new events (0 already cached)")
+            && said.contains("going on from the team's baselines over 0 new events")
+            && said.contains("0 new findings")
             && said.contains("0 resolved"),
         "{said}"
     );
-    for cache in [&b_db, &c_db] {
-        let store = keyaudit::store::Store::open_read_only(cache).unwrap();
-        assert_eq!(store.event_count().unwrap() as usize, cached);
-    }
+    let store = keyaudit::store::Store::open_read_only(&c_db).unwrap();
+    assert_eq!(store.event_count().unwrap(), 0);
+    drop(store);
+    let store = keyaudit::store::Store::open_read_only(&b_db).unwrap();
+    assert_eq!(store.event_count().unwrap() as usize, cached);
+}
+
+/// Each key's detection state as hex, by key id: `states` rows of `(key id, state)`.
+fn hex_states(states: Vec<(String, Vec<u8>)>) -> Vec<String> {
+    let mut out: Vec<String> = states
+        .into_iter()
+        .map(|(k, s)| format!("{k}:{}", hex::encode(s)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// What of a finding two detection runs over the same events agree on, whenever they ran.
+fn finding_facts(findings: &[Value]) -> Vec<String> {
+    findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {} {} {}",
+                f["id"], f["status"], f["severity"], f["title"], f["evidence"]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_member_keeping_the_events_in_the_team_store_goes_on_from_the_team_s_baselines() {
+    let cluster = Cluster::shared();
+    let w = World::start();
+    let db = cluster.database("baselines");
+    let provider = std::fs::read_to_string(w.path("config/config.toml")).unwrap();
+    let team = team_table(&cluster.url("postgres", &db), "1m");
+    let config = |name: &str, extra: &str| {
+        let p = w.path(&format!("config/{name}.toml"));
+        std::fs::write(&p, format!("{provider}{team}{extra}")).unwrap();
+        p
+    };
+    let a = config("a", "fresh = \"0s\"\n");
+    let b_read = config("b-read", "fresh = \"1h\"\nevents = \"team\"\n");
+    let b_own = config("b-own", "fresh = \"0s\"\nevents = \"team\"\n");
+    let alone = w.path("config/config.toml");
+    let (a_db, b_db, one_db) = (
+        w.path("data/a.db"),
+        w.path("data/b.db"),
+        w.path("data/one.db"),
+    );
+    // Alice syncs the source and publishes it with the baselines her detection made.
+    run(&w, &a, &a_db, &["sync"]);
+    assert_eq!(
+        cluster.value(&db, "SELECT detect_through IS NOT NULL FROM sources"),
+        "t"
+    );
+    let (_, said) = run(&w, &b_read, &b_db, &["sync"]);
+    assert!(said.contains("read the team's copy"), "{said}");
+    // New traffic at the provider; Bob, whose events stay in the team store, syncs it.
+    assert_eq!(w.rt.block_on(async { w.demo.append_traffic(400) }), 400);
+    let (_, said) = run(&w, &b_own, &b_db, &["sync"]);
+    assert!(
+        said.contains(" 400 new events (0 already cached)")
+            && said.contains("going on from the team's baselines over 400 new events"),
+        "{said}"
+    );
+    // One person syncing everything into one cache, detection over all of it.
+    run(&w, &alone, &one_db, &["sync"]);
+    let one = keyaudit::store::Store::open_read_only(&one_db).unwrap();
+    let b = keyaudit::store::Store::open_read_only(&b_db).unwrap();
+    // Bob's cache holds only the events he fetched; his detection read the rest (and
+    // every key's state) in the team store, and ends where one person's does.
+    assert_eq!(b.event_count().unwrap(), 400);
+    let team_states = cluster.value(
+        &db,
+        "SELECT string_agg(key_id || ':' || encode(state, 'hex'), ' ' ORDER BY key_id) \
+         FROM detect_states",
+    );
+    let mut team_states: Vec<String> = team_states.split(' ').map(str::to_string).collect();
+    team_states.sort();
+    let one_states = hex_states(one.detect_states_saved_after("talentgrid", -1).unwrap().0);
+    assert_eq!(team_states.len(), one_states.len());
+    assert!(
+        team_states == one_states,
+        "the team's baselines differ from one person's"
+    );
+    let findings = |config: &Path, db: &Path| {
+        let mut f = json(
+            &w,
+            config,
+            db,
+            &["findings", "--status", "all", "--format", "json"],
+        );
+        f.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        finding_facts(&f)
+    };
+    let (b_findings, one_findings) = (findings(&b_own, &b_db), findings(&alone, &one_db));
+    assert!(!one_findings.is_empty());
+    assert_eq!(b_findings, one_findings);
+    // The publication says how far the baselines go: the whole copy.
+    assert_eq!(
+        cluster.value(
+            &db,
+            "SELECT detect_through = (SELECT max(id) FROM events) FROM sources"
+        ),
+        "t"
+    );
 }

@@ -127,8 +127,9 @@ pub fn detect(
     if ctx.team_events().is_some() {
         return Err(UsageError(
             "this member keeps the team's events in the team store ([team] events = \"team\"), \
-             not in its cache: detection runs on the member that syncs each source, and its \
-             findings reach this cache with `keyaudit sync`"
+             not in its cache: detection runs on the team's copy when a member syncs a \
+             source (`keyaudit sync`, this member included), and its findings reach this \
+             cache with the sync"
                 .into(),
         )
         .into());

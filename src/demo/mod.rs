@@ -17,6 +17,8 @@ pub use data::AnomalyKind;
 pub use faults::{parse_faults, FaultKind, FaultSpec};
 
 use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use thiserror::Error;
@@ -89,7 +91,6 @@ pub enum DemoError {
 
 /// A running demo server. Dropping it leaves the server running until the runtime
 /// ends; call [`DemoHandle::shutdown`] to stop it.
-#[derive(Debug)]
 pub struct DemoHandle {
     /// Base URL, `http://127.0.0.1:PORT`.
     pub url: String,
@@ -100,9 +101,27 @@ pub struct DemoHandle {
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     live: Option<JoinHandle<()>>,
+    shared: Arc<server::Shared>,
+}
+
+impl std::fmt::Debug for DemoHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoHandle")
+            .field("url", &self.url)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DemoHandle {
+    /// Appends `n` events of ordinary traffic now, from the keys inside their working
+    /// hours (from every active key when none is), as live traffic does; the same events
+    /// for the same seed and clock. Returns how many were appended.
+    pub fn append_traffic(&self, n: usize) -> usize {
+        let mut rng = StdRng::seed_from_u64(self.shared.seed ^ 0x0074_7261_6666_6963);
+        self.shared.append_live(n, &mut rng, true)
+    }
+
     /// Stops live traffic and the server, closing idle connections; waits at most 2 s.
     pub async fn shutdown(mut self) {
         if let Some(live) = self.live.take() {
@@ -200,8 +219,8 @@ pub async fn start(opts: DemoOptions) -> Result<DemoHandle, DemoError> {
             tracing::warn!("demo server stopped: {e}");
         }
     });
-    let live =
-        (opts.live_rate > 0.0).then(|| tokio::spawn(server::run_live(shared, opts.live_rate)));
+    let live = (opts.live_rate > 0.0)
+        .then(|| tokio::spawn(server::run_live(shared.clone(), opts.live_rate)));
     Ok(DemoHandle {
         url: format!("http://{addr}"),
         addr,
@@ -209,5 +228,6 @@ pub async fn start(opts: DemoOptions) -> Result<DemoHandle, DemoError> {
         stop: Some(stop_tx),
         server,
         live,
+        shared,
     })
 }

@@ -149,21 +149,27 @@ impl Shared {
     }
 
     /// Appends `n` events of normal traffic at the current time, from keys that are
-    /// active and inside their working hours now. Returns how many were appended.
-    pub fn append_live(&self, n: usize, rng: &mut StdRng) -> usize {
+    /// active and inside their working hours now (`any_hour`: from every active key when
+    /// none is). Returns how many were appended.
+    pub fn append_live(&self, n: usize, rng: &mut StdRng, any_hour: bool) -> usize {
         let now = self.now();
         let mut kt = self.keys.write().expect("key table lock");
-        let working: Vec<(usize, f64)> = kt
-            .keys
-            .iter()
-            .enumerate()
-            .filter(|(_, k)| effective_status(k, now) == KeyStatus::Active)
-            .filter_map(|(i, k)| {
-                let p = k.profile.as_ref()?;
-                let (lday, min) = local(now, p.tz_min);
-                p.works_at(lday, min).then_some((i, p.weight))
-            })
-            .collect();
+        let active = |at_work: bool| -> Vec<(usize, f64)> {
+            kt.keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| effective_status(k, now) == KeyStatus::Active)
+                .filter_map(|(i, k)| {
+                    let p = k.profile.as_ref()?;
+                    let (lday, min) = local(now, p.tz_min);
+                    (!at_work || p.works_at(lday, min)).then_some((i, p.weight))
+                })
+                .collect()
+        };
+        let mut working = active(true);
+        if working.is_empty() && any_hour {
+            working = active(false);
+        }
         if working.is_empty() {
             return 0;
         }
@@ -408,7 +414,7 @@ pub(crate) async fn run_live(s: Arc<Shared>, rate: f64) {
         let n = due.floor();
         if n >= 1.0 {
             due -= n;
-            s.append_live(n as usize, &mut rng);
+            s.append_live(n as usize, &mut rng, false);
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod exposure;
 mod hygiene;
 mod read;
 mod run;
+pub mod team;
 
 pub use baseline::BaselineStatus;
 pub use config::DetectConfig;
@@ -40,6 +41,9 @@ pub enum DetectError {
     /// The cache refused a read or a write.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The team store refused a read (detection over a team's copy of a source).
+    #[error(transparent)]
+    Team(#[from] crate::store::shared::SharedError),
     /// A finding names a key the cache does not have.
     #[error("no key `{key}` of provider `{provider}` in the cache; run `keyaudit sync` first")]
     UnknownKey {

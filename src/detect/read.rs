@@ -3,11 +3,46 @@
 
 use super::anomaly::{Ev, Interner, KeyInfo};
 use super::baseline::{self, KeyState};
+use super::run::Over;
 use super::{hygiene, Result};
 use crate::model::Millis;
-use crate::store::detect_state::{DetectKey, EventFacts};
+use crate::store::detect_state::{DetectKey, EventFacts, SavedState};
 use crate::store::Store;
 use std::collections::HashMap;
+
+/// Where a detection run reads the events and the saved states, as typed requests: the
+/// cache answers them in SQLite ([`Store`]), the team's copy of one source in
+/// PostgreSQL (`detect::team`). Row ids are the source's own: the run hands them back
+/// only to ask which events its findings cite.
+pub(super) trait Source {
+    /// Hands `visit` every event past row `after`, in row order.
+    fn events_after(&self, after: i64, visit: &mut dyn FnMut(EventFacts<'_>)) -> Result<()>;
+    /// Hands `visit` every event of one key, in time order.
+    fn key_history(&self, key_ref: i64, visit: &mut dyn FnMut(EventFacts<'_>)) -> Result<()>;
+    /// Hands `visit` every saved state.
+    fn states(&self, visit: &mut dyn FnMut(SavedState<'_>)) -> Result<()>;
+    /// The provider ids of the events with these row ids.
+    fn ext_ids(&self, rows: Vec<i64>) -> Result<HashMap<i64, String>>;
+}
+
+impl Source for Store {
+    fn events_after(&self, after: i64, visit: &mut dyn FnMut(EventFacts<'_>)) -> Result<()> {
+        // Only rows after the checkpoint: a range of the table's own b-tree.
+        Ok(self.detect_events(after.saturating_add(1), i64::MAX, visit)?)
+    }
+
+    fn key_history(&self, key_ref: i64, visit: &mut dyn FnMut(EventFacts<'_>)) -> Result<()> {
+        Ok(Store::key_history(self, key_ref, visit)?)
+    }
+
+    fn states(&self, visit: &mut dyn FnMut(SavedState<'_>)) -> Result<()> {
+        Ok(self.detect_states(visit)?)
+    }
+
+    fn ext_ids(&self, rows: Vec<i64>) -> Result<HashMap<i64, String>> {
+        Ok(self.event_ext_ids(rows)?)
+    }
+}
 
 /// Reads compact events; user agents and scopes are interned.
 pub(super) struct Reader {
@@ -112,10 +147,15 @@ impl From<DetectKey> for KeyInfo {
     }
 }
 
-pub(super) fn load_keys(store: &Store) -> Result<HashMap<i64, KeyInfo>> {
+/// The keys a run over `over` covers: every key of the cache, or one source's.
+pub(super) fn load_keys(store: &Store, over: Over<'_>) -> Result<HashMap<i64, KeyInfo>> {
     let mut keys: HashMap<i64, KeyInfo> = store
         .detect_keys()?
         .into_iter()
+        .filter(|k| match over {
+            Over::Cache => true,
+            Over::Copy { keys, .. } => keys.contains(&k.key_ref),
+        })
         .map(|k| (k.key_ref, KeyInfo::from(k)))
         .collect();
     let by_id: HashMap<(String, String), Option<Millis>> = keys
@@ -141,10 +181,10 @@ pub(super) type Saved = (
     HashMap<i64, hygiene::Usage>,
 );
 
-pub(super) fn load_states(store: &Store, touched: &HashMap<i64, Vec<Ev>>) -> Result<Saved> {
+pub(super) fn load_states(src: &dyn Source, touched: &HashMap<i64, Vec<Ev>>) -> Result<Saved> {
     let mut states = HashMap::with_capacity(touched.len());
     let mut usage = HashMap::new();
-    store.detect_states(&mut |s| {
+    src.states(&mut |s| {
         if touched.contains_key(&s.key_ref) {
             let st = s.state.and_then(KeyState::decode);
             states.insert(s.key_ref, (s.last_time, st));

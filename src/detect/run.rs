@@ -4,7 +4,7 @@
 
 use super::anomaly::{self, Cx, Ev, Interner, KeyInfo};
 use super::baseline::{Incident, KeyState};
-use super::read::{load_keys, load_states, read_events, Grouped};
+use super::read::{load_keys, load_states, read_events, Grouped, Source};
 use super::{category_of, finding_id, hygiene, DetectConfig, DetectReport, Result};
 use crate::model::{
     from_millis, to_millis, Category, Finding, FindingStatus, KeyStatus, Millis, Severity,
@@ -16,13 +16,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 /// Prints phase timings to stderr when `KEYAUDIT_DETECT_TIMING` is set (benchmarks).
-struct Phases {
+pub(super) struct Phases {
     on: bool,
     at: Instant,
 }
 
 impl Phases {
-    fn new() -> Phases {
+    pub(super) fn new() -> Phases {
         Phases {
             on: std::env::var_os("KEYAUDIT_DETECT_TIMING").is_some(),
             at: Instant::now(),
@@ -191,16 +191,40 @@ fn analyse(
     })
 }
 
-/// Turns results into findings and writes them with the states.
+/// What a run reads: the cache's own events, or the team's copy of one source.
+#[derive(Clone, Copy)]
+pub(super) enum Over<'a> {
+    /// The cache: its events, states and checkpoint.
+    Cache,
+    /// One source's copy in the team store: its events and states are read there, and
+    /// only the findings and states of its keys (`keys`) are written; the cache's
+    /// checkpoint is left alone.
+    Copy {
+        src: &'a dyn Source,
+        keys: &'a HashSet<i64>,
+    },
+}
+
+/// How a run's results are saved.
+struct Saving<'a> {
+    /// Which findings not produced again are resolved.
+    scope: ResolveScope<'a>,
+    /// A full run: the saved states are replaced.
+    full: bool,
+    /// The highest event row analysed.
+    last_event: i64,
+}
+
+/// Turns results into findings (the evidence looked up where `over` reads) and writes
+/// them with the states.
 #[allow(clippy::too_many_arguments)]
 fn finish_run(
     store: &mut Store,
+    over: Over<'_>,
     keys: &HashMap<i64, KeyInfo>,
     mut done: Vec<Done>,
     mut usage: HashMap<i64, hygiene::Usage>,
-    scope: ResolveScope<'_>,
-    full: bool,
-    last_event: i64,
+    saving: Saving<'_>,
     cfg: &DetectConfig,
     now: Millis,
     report: &mut DetectReport,
@@ -210,39 +234,45 @@ fn finish_run(
         usage.insert(d.key_ref, std::mem::take(&mut d.usage));
     }
     report.keys = done.len();
-    let anomalies = || -> Result<Vec<NewFinding>> {
-        let rows: Vec<i64> = done
-            .iter()
-            .filter(|d| keys.contains_key(&d.key_ref))
-            .flat_map(|d| d.incidents.iter().flat_map(|inc| inc.rows.iter().copied()))
-            .collect();
-        let ext_ids = store.event_ext_ids(rows)?;
-        let mut out = Vec::new();
-        for d in &done {
-            if let Some(k) = keys.get(&d.key_ref) {
-                out.extend(
-                    d.incidents
-                        .iter()
-                        .map(|inc| to_finding(k, inc, now, &ext_ids)),
-                );
+    let produced = {
+        let src: &dyn Source = match over {
+            Over::Cache => &*store,
+            Over::Copy { src, .. } => src,
+        };
+        let anomalies = || -> Result<Vec<NewFinding>> {
+            let rows: Vec<i64> = done
+                .iter()
+                .filter(|d| keys.contains_key(&d.key_ref))
+                .flat_map(|d| d.incidents.iter().flat_map(|inc| inc.rows.iter().copied()))
+                .collect();
+            let ext_ids = src.ext_ids(rows)?;
+            let mut out = Vec::new();
+            for d in &done {
+                if let Some(k) = keys.get(&d.key_ref) {
+                    out.extend(
+                        d.incidents
+                            .iter()
+                            .map(|inc| to_finding(k, inc, now, &ext_ids)),
+                    );
+                }
             }
-        }
-        Ok(out)
-    };
-    // The hygiene rules (computation only, O(keys)) run on a second thread while this
-    // one looks up the evidence of the anomaly findings.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let produced = if threads >= 2 && keys.len() >= 256 {
-        std::thread::scope(|s| -> Result<Vec<NewFinding>> {
-            let h = s.spawn(|| hygiene_findings(keys, &usage, cfg, now));
-            let mut out = anomalies()?;
-            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
             Ok(out)
-        })?
-    } else {
-        let mut out = anomalies()?;
-        out.extend(hygiene_findings(keys, &usage, cfg, now));
-        out
+        };
+        // The hygiene rules (computation only, O(keys)) run on a second thread while this
+        // one looks up the evidence of the anomaly findings.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads >= 2 && keys.len() >= 256 {
+            std::thread::scope(|s| -> Result<Vec<NewFinding>> {
+                let h = s.spawn(|| hygiene_findings(keys, &usage, cfg, now));
+                let mut out = anomalies()?;
+                out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+                Ok(out)
+            })?
+        } else {
+            let mut out = anomalies()?;
+            out.extend(hygiene_findings(keys, &usage, cfg, now));
+            out
+        }
     };
     ph.mark("findings");
     // Findings, states and checkpoint in one transaction: a run is saved whole or not
@@ -257,13 +287,18 @@ fn finish_run(
         })
         .collect();
     let fingerprint = cfg.fingerprint();
+    let (checkpoint, within) = match over {
+        Over::Cache => (Some(saving.last_event), None),
+        Over::Copy { keys, .. } => (None, Some(keys)),
+    };
     let written = store.save_detection(
         produced,
         &states,
         RunSave {
-            scope,
-            replace_all: full,
-            last_event,
+            scope: saving.scope,
+            replace_all: saving.full,
+            last_event: checkpoint,
+            within,
             config: &fingerprint,
             now,
         },
@@ -283,15 +318,29 @@ pub fn detect_full(
     cfg: &DetectConfig,
     now: DateTime<Utc>,
 ) -> Result<DetectReport> {
-    let started = Instant::now();
-    let mut ph = Phases::new();
-    let now_ms = to_millis(now);
-    let keys = load_keys(store)?;
+    let timing = (Instant::now(), Phases::new());
     let g = match store.event_row_bounds()? {
         Some((lo, hi)) => read_events(store, lo, hi)?,
         None => Grouped::new(),
     };
+    Ok(replay(store, Over::Cache, g, cfg, now, timing)?.0)
+}
+
+/// Runs every rule over the events `g` (all of those `over` reads, just read since
+/// `timing` started) and replaces the saved baselines; returns the report and the last
+/// event row analysed.
+pub(super) fn replay(
+    store: &mut Store,
+    over: Over<'_>,
+    g: Grouped,
+    cfg: &DetectConfig,
+    now: DateTime<Utc>,
+    timing: (Instant, Phases),
+) -> Result<(DetectReport, i64)> {
+    let (started, mut ph) = timing;
     ph.mark("read");
+    let now_ms = to_millis(now);
+    let keys = load_keys(store, over)?;
     let mut report = DetectReport {
         full: true,
         events: g.count,
@@ -308,14 +357,18 @@ pub fn detect_full(
         .collect();
     let done = analyse(work, &keys, &g.reader.strings, cfg, now_ms);
     ph.mark("analyse");
+    let saving = Saving {
+        scope: ResolveScope::All,
+        full: true,
+        last_event: g.last_event,
+    };
     finish_run(
         store,
+        over,
         &keys,
         done,
         HashMap::new(),
-        ResolveScope::All,
-        true,
-        g.last_event,
+        saving,
         cfg,
         now_ms,
         &mut report,
@@ -323,7 +376,7 @@ pub fn detect_full(
     )?;
     report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(?report, "detection (full)");
-    Ok(report)
+    Ok((report, g.last_event))
 }
 
 fn hygiene_findings(
@@ -348,17 +401,35 @@ pub fn detect_incremental(
     cfg: &DetectConfig,
     now: DateTime<Utc>,
 ) -> Result<DetectReport> {
-    let started = Instant::now();
-    let mut ph = Phases::new();
-    let now_ms = to_millis(now);
     let last_seen = match store.detect_checkpoint()? {
         Some(cp) if cp.config == cfg.fingerprint() => cp.last_event,
         _ => return detect_full(store, cfg, now),
     };
-    let keys = load_keys(store)?;
-    // Only rows after the checkpoint: a range of the table's own b-tree.
+    Ok(go_on(store, Over::Cache, last_seen, cfg, now)?.0)
+}
+
+/// Runs the rules over the events `over` reads past row `last_seen`, each key going on
+/// from its saved state (or replaying its history when the new events are older than
+/// what the state has seen), and re-evaluates hygiene; returns the report and the last
+/// event row analysed.
+pub(super) fn go_on(
+    store: &mut Store,
+    over: Over<'_>,
+    last_seen: i64,
+    cfg: &DetectConfig,
+    now: DateTime<Utc>,
+) -> Result<(DetectReport, i64)> {
+    let started = Instant::now();
+    let mut ph = Phases::new();
+    let now_ms = to_millis(now);
+    let keys = load_keys(store, over)?;
+    let cache: &Store = store;
+    let src: &dyn Source = match over {
+        Over::Cache => cache,
+        Over::Copy { src, .. } => src,
+    };
     let mut g = Grouped::new();
-    store.detect_events(last_seen.saturating_add(1), i64::MAX, &mut |e| g.push(e))?;
+    src.events_after(last_seen, &mut |e| g.push(e))?;
     ph.mark("read new");
     let mut report = DetectReport {
         full: false,
@@ -369,7 +440,7 @@ pub fn detect_incremental(
     // older than what the state has seen (or there is no state).
     let mut work: Vec<Work> = Vec::with_capacity(g.by_key.len());
     let mut rebuilt: HashSet<i64> = HashSet::new();
-    let (mut saved, usage) = load_states(store, &g.by_key)?;
+    let (mut saved, usage) = load_states(src, &g.by_key)?;
     {
         let reader = &mut g.reader;
         for (key_ref, evs) in g.by_key.drain() {
@@ -383,7 +454,7 @@ pub fn detect_incremental(
                 }),
                 _ => {
                     let mut all = Vec::new();
-                    store.key_history(key_ref, &mut |e| all.push(reader.read(e)))?;
+                    src.key_history(key_ref, &mut |e| all.push(reader.read(e)))?;
                     report.events += all.len().saturating_sub(evs.len()) as u64;
                     rebuilt.insert(key_ref);
                     work.push(Work {
@@ -398,14 +469,19 @@ pub fn detect_incremental(
     ph.mark("load states");
     let done = analyse(work, &keys, &g.reader.strings, cfg, now_ms);
     ph.mark("analyse");
+    let last_event = g.last_event.max(last_seen);
+    let saving = Saving {
+        scope: ResolveScope::HygieneAnd(&rebuilt),
+        full: false,
+        last_event,
+    };
     finish_run(
         store,
+        over,
         &keys,
         done,
         usage,
-        ResolveScope::HygieneAnd(&rebuilt),
-        false,
-        g.last_event.max(last_seen),
+        saving,
         cfg,
         now_ms,
         &mut report,
@@ -413,5 +489,5 @@ pub fn detect_incremental(
     )?;
     report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(?report, "detection (incremental)");
-    Ok(report)
+    Ok((report, last_event))
 }

@@ -143,8 +143,12 @@ pub struct RunSave<'a> {
     pub scope: ResolveScope<'a>,
     /// Replace every saved state (full run) instead of updating those given.
     pub replace_all: bool,
-    /// The checkpoint: the highest event row analysed.
-    pub last_event: i64,
+    /// The checkpoint: the highest event row analysed; `None` leaves it as it is (a run
+    /// over a team's copy of one source, whose rows are not the cache's).
+    pub last_event: Option<i64>,
+    /// Only the findings and states of these keys are resolved or replaced (a run over
+    /// one source); `None`: every key's.
+    pub within: Option<&'a HashSet<i64>>,
     /// The fingerprint of the `[detect]` settings.
     pub config: &'a str,
     /// The time of the run.
@@ -411,7 +415,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        write_findings(&tx, produced, save.scope, save.now, &mut written)?;
+        write_findings(&tx, produced, &save, &mut written)?;
         phase("write findings");
         written.state_bytes = save_states(&tx, states, &save)?;
         phase("save states");
@@ -435,10 +439,10 @@ fn open_reader(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
 fn write_findings(
     tx: &rusqlite::Connection,
     produced: Vec<NewFinding>,
-    scope: ResolveScope<'_>,
-    now: Millis,
+    save: &RunSave<'_>,
     report: &mut RunWritten,
 ) -> Result<()> {
+    let now = save.now;
     // The first of several findings with one id wins.
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(produced.len());
     for (i, nf) in produced.iter().enumerate() {
@@ -497,12 +501,14 @@ fn write_findings(
                     if category == "exposure" || category == "sigma" {
                         continue;
                     }
-                    let in_scope = match &scope {
-                        ResolveScope::All => true,
-                        ResolveScope::HygieneAnd(keys) => {
-                            category == "hygiene" || keys.contains(&r.get::<_, i64>(1)?)
-                        }
-                    };
+                    let key_ref: i64 = r.get(1)?;
+                    let in_scope = save.within.is_none_or(|w| w.contains(&key_ref))
+                        && match &save.scope {
+                            ResolveScope::All => true,
+                            ResolveScope::HygieneAnd(keys) => {
+                                category == "hygiene" || keys.contains(&key_ref)
+                            }
+                        };
                     if in_scope && (status == "open" || expired) {
                         resolve.push(id.to_string());
                     }
@@ -573,8 +579,17 @@ fn save_states(
     save: &RunSave<'_>,
 ) -> Result<usize> {
     let mut bytes = 0;
-    if save.replace_all {
-        tx.execute("DELETE FROM detect_state", [])?;
+    match (save.replace_all, save.within) {
+        (false, _) => {}
+        (true, None) => {
+            tx.execute("DELETE FROM detect_state", [])?;
+        }
+        (true, Some(keys)) => {
+            let mut drop = tx.prepare_cached("DELETE FROM detect_state WHERE key_ref = ?1")?;
+            for k in keys {
+                drop.execute([k])?;
+            }
+        }
     }
     let mut put = tx.prepare_cached(
         "INSERT INTO detect_state (key_ref, last_time, scopes, state, saved_at)
@@ -586,12 +601,14 @@ fn save_states(
         bytes += d.state.len();
         put.execute(params![d.key_ref, d.last_time, d.scopes, d.state, save.now])?;
     }
-    tx.execute(
-        "INSERT INTO detect_checkpoint (id, last_event, config, ran_at) VALUES (1, ?1, ?2, ?3)
-         ON CONFLICT(id) DO UPDATE SET last_event = excluded.last_event,
-            config = excluded.config, ran_at = excluded.ran_at",
-        params![save.last_event, save.config, save.now],
-    )?;
+    if let Some(last_event) = save.last_event {
+        tx.execute(
+            "INSERT INTO detect_checkpoint (id, last_event, config, ran_at) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET last_event = excluded.last_event,
+                config = excluded.config, ran_at = excluded.ran_at",
+            params![last_event, save.config, save.now],
+        )?;
+    }
     Ok(bytes)
 }
 
@@ -677,7 +694,8 @@ mod tests {
                 RunSave {
                     scope: ResolveScope::All,
                     replace_all: true,
-                    last_event: 42,
+                    last_event: Some(42),
+                    within: None,
                     config: "fp",
                     now: 7,
                 },

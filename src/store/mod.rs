@@ -214,10 +214,22 @@ impl Store {
             path: Some(path.to_path_buf()),
             anchor: None,
         };
-        store.configure()?;
-        store.check_version()?;
-        schema::migrate(&mut store.conn)?;
-        Ok(store)
+        // Switching a new file to WAL, or reading it while another connection does, can
+        // be answered busy at once, without SQLite's busy wait: another process opening
+        // the same new cache at this moment. Tried again for as long as a busy wait lasts.
+        let started = std::time::Instant::now();
+        loop {
+            let ready = store
+                .configure()
+                .and_then(|()| store.check_version())
+                .and_then(|()| Ok(schema::migrate(&mut store.conn)?));
+            match ready {
+                Err(StoreError::Sql(e)) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                r => return r.map(|()| store),
+            }
+        }
     }
 
     /// Opens an existing cache without the right to change it. A cache that does not

@@ -11,7 +11,7 @@
 
 use super::{sync_provider_with, SyncError, SyncProgress, SyncReport, SyncSigma, EVENTS_STREAM};
 use crate::config::EventsHome;
-use crate::detect::DetectConfig;
+use crate::detect::{DetectConfig, DetectReport};
 use crate::model::FindingStatus;
 use crate::provider::Provider;
 use crate::store::team::replica::{Marks, Pulled, SyncLock};
@@ -91,18 +91,26 @@ pub async fn sync_source(
 ) -> Result<Outcome, SyncError> {
     let Some(team) = cache.team.clone() else {
         return Ok(Outcome::Synced(
-            sync_provider_with(&cache.path, provider, detect, sigma, progress).await?,
+            sync_provider_with(&cache.path, provider, Some(detect), sigma, progress).await?,
         ));
     };
     let name = provider.name().to_string();
+    // A member that keeps the events in the team store runs detection there, on the
+    // team's copy, once its events are published; not on its cache.
+    let in_team = team.events_home() == EventsHome::Team;
+    let here = (!in_team).then_some(detect);
     // Without the team store this member still syncs for itself, and says so.
     let alone = |e: crate::store::shared::SharedError| {
         let (provider, sigma) = (provider.clone(), sigma.clone());
         async move {
             let mut report =
-                sync_provider_with(&cache.path, provider, detect, sigma, progress).await?;
+                sync_provider_with(&cache.path, provider, here, sigma, progress).await?;
+            let detection = match in_team {
+                true => "; detection runs on the team's copy then",
+                false => "",
+            };
             report.notes.push(format!(
-                "synced here only, not shared with the team ({e}); the next sync publishes it"
+                "synced here only, not shared with the team ({e}); the next sync publishes it{detection}"
             ));
             Ok::<_, SyncError>(Outcome::Synced(report))
         }
@@ -146,15 +154,26 @@ pub async fn sync_source(
                     crate::import::coverage::thousands(p.new_events as u64)
                 ));
             };
-            let sync = sync_provider_with(&cache.path, provider, detect, sigma, &report);
+            let sync = sync_provider_with(&cache.path, provider, here, sigma, &report);
             let synced = announcing(&lock, rx, sync).await;
             let published = match &synced {
-                Ok(_) => publish(cache, &team, &lock, &name).await,
-                Err(_) => Ok(()),
+                Ok(_) => publish(cache, &team, &lock, &name, detect).await,
+                Err(_) => Ok(None),
             };
             lock.release().await;
-            let report = synced?;
-            published?;
+            let mut report = synced?;
+            if let Some(d) = published? {
+                let events = crate::import::coverage::thousands(d.events);
+                report.notes.push(match d.full {
+                    false => format!(
+                        "detection ran on the team's copy, going on from the team's baselines over {events} new events"
+                    ),
+                    true => format!(
+                        "detection ran on the team's copy, replaying its {events} events (no baselines known to cover it)"
+                    ),
+                });
+                report.detection = Some(d);
+            }
             Ok(Outcome::Synced(report))
         }
     }
@@ -192,13 +211,15 @@ fn published_meta(provider: &str) -> String {
 }
 
 /// Publishes the cache's events of `provider` past the last row published, then its
-/// keys and findings.
+/// keys, findings and detection states. A member that keeps the events in the team store
+/// runs detection on the team's copy in between, and returns what it did.
 async fn publish(
     cache: &Cache,
-    team: &TeamStore,
+    team: &Arc<TeamStore>,
     lock: &SyncLock,
     provider: &str,
-) -> Result<(), SyncError> {
+    detect: &DetectConfig,
+) -> Result<Option<DetectReport>, SyncError> {
     let mark_name = published_meta(provider);
     let mut mark: i64 = blocking(cache, provider, {
         let m = mark_name.clone();
@@ -224,28 +245,65 @@ async fn publish(
         blocking(cache, provider, move |s| s.set_meta(&m, &mark.to_string())).await?;
         rows = next?;
     }
+    let fingerprint = detect.fingerprint();
+    let (detection, on_copy) = match team.events_home() {
+        EventsHome::Team => {
+            let d = detect_on_copy(cache, team, provider, detect).await;
+            let covered = d.is_some().then(|| fingerprint.clone());
+            (d, covered)
+        }
+        EventsHome::Cache => (None, None),
+    };
     let p = provider.to_string();
     let states_mark = format!("team.states.{provider}");
     let m = states_mark.clone();
-    let (keys, findings, cursor, (states, states_top)) = blocking(cache, provider, move |s| {
-        let keys = s
-            .keys()?
-            .into_iter()
-            .filter(|k| k.key.provider == p)
-            .map(|k| k.key)
-            .collect::<Vec<_>>();
-        let findings = s
-            .findings(&FindingQuery::default())?
-            .into_iter()
-            .filter(|f| f.provider == p)
-            .collect::<Vec<_>>();
-        let after = s.meta(&m)?.and_then(|v| v.parse().ok()).unwrap_or(-1);
-        let states = s.detect_states_saved_after(&p, after)?;
-        Ok((keys, findings, s.cursor(&p, EVENTS_STREAM)?, states))
-    })
-    .await?;
-    team.publish_state(lock, &keys, &findings, &states, cursor.as_deref())
+    let in_team = team.events_home() == EventsHome::Team;
+    let (keys, findings, cursor, (states, states_top), covered) =
+        blocking(cache, provider, move |s| {
+            let keys = s
+                .keys()?
+                .into_iter()
+                .filter(|k| k.key.provider == p)
+                .map(|k| k.key)
+                .collect::<Vec<_>>();
+            let findings = s
+                .findings(&FindingQuery::default())?
+                .into_iter()
+                .filter(|f| f.provider == p)
+                .collect::<Vec<_>>();
+            let after = s.meta(&m)?.and_then(|v| v.parse().ok()).unwrap_or(-1);
+            let states = s.detect_states_saved_after(&p, after)?;
+            // The states cover the whole copy when this cache's detection ran over every
+            // event of the source it holds, with these settings.
+            let covered = match in_team {
+                true => on_copy,
+                false => match s.detect_checkpoint()? {
+                    Some(cp)
+                        if cp.config == fingerprint && cp.last_event >= s.last_event_row(&p)? =>
+                    {
+                        Some(fingerprint)
+                    }
+                    _ => None,
+                },
+            };
+            Ok((
+                keys,
+                findings,
+                s.cursor(&p, EVENTS_STREAM)?,
+                states,
+                covered,
+            ))
+        })
         .await?;
+    team.publish_state(
+        lock,
+        &keys,
+        &findings,
+        &states,
+        cursor.as_deref(),
+        covered.as_deref(),
+    )
+    .await?;
     blocking(cache, provider, move |s| {
         s.set_meta(&states_mark, &states_top.to_string())
     })
@@ -254,7 +312,48 @@ async fn publish(
     let tops = team.tops(provider).await?;
     let names = MarkNames::of(provider);
     blocking(cache, provider, move |s| names.write(s, tops)).await?;
-    Ok(())
+    Ok(detection)
+}
+
+/// Runs detection on the team's copy of `provider` (its events just published), going
+/// on from the states its last publisher left; `None` when it failed (logged: the
+/// states are then published as not covering the copy, and the next run replays it).
+async fn detect_on_copy(
+    cache: &Cache,
+    team: &Arc<TeamStore>,
+    provider: &str,
+    detect: &DetectConfig,
+) -> Option<DetectReport> {
+    let published = match team.source(provider).await {
+        Ok(s) => s.detected,
+        Err(e) => {
+            tracing::warn!(provider, "detection on the team's copy not run: {e}");
+            return None;
+        }
+    };
+    let (t, p, cfg) = (team.clone(), provider.to_string(), detect.clone());
+    let rt = tokio::runtime::Handle::current();
+    let ran = cache
+        .run(move |s| {
+            Ok(crate::detect::team::detect_copy(
+                s,
+                &t,
+                &rt,
+                &p,
+                published,
+                &cfg,
+                Utc::now(),
+            ))
+        })
+        .await;
+    let failed = match ran {
+        Ok(Ok(Ok(d))) => return Some(d),
+        Ok(Ok(Err(e))) => e.to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(provider, "detection on the team's copy failed: {failed}");
+    None
 }
 
 /// Reads the team's copy of `provider` into the cache.
@@ -295,10 +394,9 @@ async fn read(
         EventsHome::Team => 0,
     };
     // The provider's cursor the copy's publisher reached, read before the events it
-    // covers: once they are in this cache, this member goes on from there when it syncs
-    // the provider itself. A member that leaves the events in the team store does not
-    // take it: syncing itself, it fetches the source's events, which its detection then
-    // reads (with none, detection would resolve the team's findings).
+    // covers: once they are in this cache (or, for a member that leaves the events in
+    // the team store, at once: its detection reads them there), this member goes on from
+    // there when it syncs the provider itself.
     let cursor = team.source(&name).await?.cursor;
     let mut pulled = team.pull(&name, marks, events).await?;
     loop {
@@ -355,7 +453,7 @@ async fn read(
             ..Pulled::default()
         };
     }
-    if let Some((c, covers)) = cursor.filter(|(_, covers)| events > 0 && marks.events >= *covers) {
+    if let Some((c, covers)) = cursor.filter(|(_, covers)| events == 0 || marks.events >= *covers) {
         let n = name.clone();
         blocking(cache, &name, move |s| {
             tracing::debug!(provider = %n, covers, "taking the team's event cursor");

@@ -11,6 +11,7 @@
 
 mod claims;
 mod decisions;
+pub mod detect;
 pub mod events;
 mod journal;
 pub mod live;

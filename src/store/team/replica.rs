@@ -145,6 +145,9 @@ pub struct SourceState {
     /// The provider's event cursor its last publisher had synced to, and the last event
     /// row of the copy that cursor covers.
     pub cursor: Option<(String, i64)>,
+    /// The last event row of the copy its published detection states cover, and the
+    /// fingerprint of the `[detect]` settings that made them.
+    pub detected: Option<(i64, String)>,
 }
 
 /// What a member read from the team's copy of one source.
@@ -211,7 +214,8 @@ impl TeamStore {
         let row = c
             .query_opt(
                 "SELECT (extract(epoch FROM synced_at) * 1000)::bigint, synced_by, syncing_by,
-                        (extract(epoch FROM syncing_since) * 1000)::bigint, cursor, cursor_events
+                        (extract(epoch FROM syncing_since) * 1000)::bigint, cursor, cursor_events,
+                        detect_through, detect_config
                  FROM sources WHERE provider = $1",
                 &[&provider],
             )
@@ -223,11 +227,13 @@ impl TeamStore {
                 synced: None,
                 syncing: None,
                 cursor: None,
+                detected: None,
             },
             Some(r) => SourceState {
                 synced: at(r.get(0)).zip(r.get::<_, Option<String>>(1)),
                 syncing: r.get::<_, Option<String>>(2).zip(at(r.get(3))),
                 cursor: r.get::<_, Option<String>>(4).zip(r.get(5)),
+                detected: r.get::<_, Option<i64>>(6).zip(r.get(7)),
             },
         })
     }
@@ -295,7 +301,9 @@ impl TeamStore {
     /// and findings with their detection status (operators' decisions travel as
     /// decisions) and the detection `states` (by key id) saved since its last
     /// publication, and records the sync with the provider's event `cursor` it reached,
-    /// in one transaction.
+    /// in one transaction. `detected` is the fingerprint of the `[detect]` settings when
+    /// the states cover every event of the copy published so far; `None` says they may
+    /// not, and the next member to run detection on the copy replays it whole.
     pub async fn publish_state(
         &self,
         lock: &SyncLock,
@@ -303,6 +311,7 @@ impl TeamStore {
         findings: &[Finding],
         states: &[(String, Vec<u8>)],
         cursor: Option<&str>,
+        detected: Option<&str>,
     ) -> Result<(), SharedError> {
         let provider = lock.provider.as_str();
         let mut c = self.conn().await?;
@@ -361,9 +370,12 @@ impl TeamStore {
             "UPDATE sources SET synced_at = clock_timestamp(), synced_by = $2,
                     cursor = coalesce($3, cursor),
                     cursor_events = CASE WHEN $3::text IS NULL THEN cursor_events
-                        ELSE (SELECT coalesce(max(id), 0) FROM events WHERE provider = $1) END
+                        ELSE (SELECT coalesce(max(id), 0) FROM events WHERE provider = $1) END,
+                    detect_through = CASE WHEN $4::text IS NULL THEN NULL
+                        ELSE (SELECT coalesce(max(id), 0) FROM events WHERE provider = $1) END,
+                    detect_config = $4
              WHERE provider = $1",
-            &[&provider, &decisions::me(), &cursor],
+            &[&provider, &decisions::me(), &cursor, &detected],
         )
         .await
         .map_err(|e| self.db_fail("recording the sync", &e))?;

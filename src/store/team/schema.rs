@@ -244,6 +244,12 @@ pub const MIGRATIONS: &[&str] = &[
     REVOKE ALL ON detect_states FROM PUBLIC;
     GRANT SELECT, INSERT, UPDATE ON detect_states TO keyaudit_member;
     "#,
+    // 9: how far the published detection states go: the last event row of the copy they
+    // cover and the fingerprint of the `[detect]` settings that made them (NULL: not
+    // known, and the next member to run detection on the copy replays it whole).
+    r#"
+    ALTER TABLE sources ADD COLUMN detect_through BIGINT, ADD COLUMN detect_config TEXT;
+    "#,
 ];
 
 /// The schema version this keyaudit needs.
