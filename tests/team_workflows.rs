@@ -167,7 +167,8 @@ fn a_rotation_left_in_its_grace_period_is_finished_by_another_member() {
         });
         assert!(
             screen.contains("grace until")
-                && screen.contains(&format!("· {} team #1 · new key {new_id}", me())),
+                && screen.contains(&format!("· {} team #1 · new key {new_id}", me()))
+                && screen.contains("take it over: keyaudit resume --adopt 1"),
             "{screen}"
         );
         tmux

@@ -106,9 +106,9 @@ impl Runner {
         if self.cache.team.is_none() {
             return (None, None);
         }
-        let Some((provider, key_id)) = self
+        let Some(((provider, key_id), me)) = self
             .cache
-            .run(move |s| s.key_target(key_ref))
+            .run(move |s| Ok(s.key_target(key_ref)?.zip(Some(s.cache_id()?))))
             .await
             .ok()
             .and_then(Result::ok)
@@ -133,9 +133,15 @@ impl Runner {
             .map(|all| {
                 all.iter()
                     .filter(|t| t.workflow.provider == provider && t.workflow.key_id == key_id)
-                    .map(|t| {
+                    .flat_map(|t| {
                         let whose = format!("{} team #{}", t.owner.who(), t.team_id);
-                        describe_rotation(&t.workflow, &whose)
+                        let line = describe_rotation(&t.workflow, &whose);
+                        // Another member's rotation, the hand-over a responder types.
+                        let adopt =
+                            (t.owner.cache != me && t.workflow.kind == "rotate").then(|| {
+                                format!("  take it over: keyaudit resume --adopt {}", t.team_id)
+                            });
+                        std::iter::once(line).chain(adopt)
                     })
                     .collect()
             })
