@@ -171,6 +171,19 @@ fn a_rotation_left_in_its_grace_period_is_finished_by_another_member() {
                 && screen.contains("take it over: keyaudit resume --adopt 1"),
             "{screen}"
         );
+        // W lists both of alice's rotations, each with the command that takes it over;
+        // Esc goes back to the detail.
+        tmux.send(&["W"]);
+        tmux.wait_for("the team's rotations", |s| {
+            s.contains("rotations in progress (2)")
+                && s.contains("take it over: keyaudit resume --adopt 1")
+                && s.contains("take it over: keyaudit resume --adopt 2")
+                && s.contains(&other.id)
+        });
+        tmux.send(&["Escape"]);
+        tmux.wait_for("the detail again", |s| {
+            s.contains("[detail]") && !s.contains("rotations in progress (")
+        });
         tmux
     });
 
@@ -189,10 +202,13 @@ fn a_rotation_left_in_its_grace_period_is_finished_by_another_member() {
     // The open detail is read again when the team's workflow and journal change: the
     // rotation is over, and the adoption is in the key's journal.
     if let Some(tmux) = &tui {
-        let screen = tmux.wait_for("the detail after the adoption", |s| {
-            !s.contains("rotation in progress") && s.contains("adopt ")
+        // The adoption and the revoke are two journal entries, each announced: the detail
+        // may be read between them, so wait for the last.
+        tmux.wait_for("the detail after the adoption", |s| {
+            !s.contains("rotation in progress")
+                && s.contains("adopt ")
+                && s.contains("done: old key revoked")
         });
-        assert!(screen.contains("done: old key revoked"), "{screen}");
     }
 
     // The team store says bob's cache drives it, and it is done.

@@ -160,6 +160,61 @@ fn help_overlay() {
     });
 }
 
+fn rotations(s: &mut State) {
+    use keyaudit::tui::dialog::rotations::RotationRow;
+    apply(s, Action::ToggleRotations);
+    apply(
+        s,
+        Action::RotationsLoaded(Ok(vec![
+            RotationRow {
+                provider: "talentgrid".into(),
+                key_id: "key_0001acm".into(),
+                line: "grace until 12-07 05:22 UTC · alice@ws-12 team #7 · new key key_91ab".into(),
+                hint: Some("take it over: keyaudit resume --adopt 7".into()),
+            },
+            RotationRow {
+                provider: "talentgrid".into(),
+                key_id: "key_9999\x1b[2Jgone".into(),
+                line: "running planned · this cache (#2) team #8".into(),
+                hint: None,
+            },
+        ])),
+    );
+}
+
+#[test]
+fn rotations_overlay() {
+    both("rotations", rotations);
+}
+
+#[test]
+fn the_rotations_overlay_opens_a_cached_key_and_names_one_it_does_not_hold() {
+    let mut s = state(120, 40);
+    rotations(&mut s);
+    // The second rotation's key is not in the cache: Enter says so and the overlay stays.
+    apply(&mut s, Action::SelectNext);
+    assert!(apply(&mut s, Action::OpenDetail).is_empty());
+    let said = s.message.clone().expect("a message").text;
+    assert!(said.contains("is not in this cache yet"), "{said}");
+    assert!(!said.contains('\x1b'), "{said}");
+    assert!(draw(&s).contains("rotations in progress (2)"));
+    // The first one's key opens its detail, and the overlay closes.
+    apply(&mut s, Action::SelectPrev);
+    let fx = apply(&mut s, Action::OpenDetail);
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, keyaudit::tui::action::Effect::LoadDetail(1, _, None))),
+        "{fx:?}"
+    );
+    assert_eq!(s.view, View::Detail);
+    assert!(!draw(&s).contains("rotations in progress"));
+    // W opens it again, W or Esc closes it.
+    apply(&mut s, Action::ToggleRotations);
+    assert!(draw(&s).contains("Reading the rotations in progress"));
+    apply(&mut s, Action::Back);
+    assert!(!draw(&s).contains("rotations in progress"));
+}
+
 #[test]
 fn confirm_dialog() {
     both("confirm", |s| {

@@ -205,6 +205,8 @@ pub enum Action {
     StartPalette,
     /// Show or hide the help.
     ToggleHelp,
+    /// Show or hide the rotations in progress.
+    ToggleRotations,
     /// Type a character into the active input.
     Input(char),
     /// Delete the last character of the active input.
@@ -288,6 +290,8 @@ pub enum Action {
     FindingsLoaded(Vec<Finding>),
     /// The journal was loaded (newest first).
     JournalLoaded(Vec<JournalEntry>),
+    /// The rotations in progress were read (or why they could not be).
+    RotationsLoaded(Result<Vec<crate::tui::dialog::rotations::RotationRow>, String>),
     /// The providers were loaded.
     ProvidersLoaded(Vec<ProviderInfo>),
     /// The imported files (sources of an offline review) were loaded.
@@ -345,6 +349,8 @@ pub enum Effect {
     LoadFindings,
     /// Read the journal.
     LoadJournal,
+    /// Read the rotations in progress.
+    LoadRotations,
     /// Read the providers and the imported files.
     LoadProviders,
     /// Sync every provider.

@@ -121,6 +121,7 @@ commands! {
     Findings = "findings", Global;
     Journal = "journal", Global;
     Providers = "providers", Global;
+    Rotations = "rotations", Global;
     Down = "down", Global;
     Up = "up", Global;
     PageDown = "page-down", Global;
@@ -191,6 +192,7 @@ impl Command {
             C::Findings => Action::ShowView(View::Findings),
             C::Journal => Action::ShowView(View::Journal),
             C::Providers => Action::ShowView(View::Providers),
+            C::Rotations => Action::ToggleRotations,
             C::Down | C::HelpDown => Action::SelectNext,
             C::Up | C::HelpUp => Action::SelectPrev,
             C::PageDown => Action::PageDown,

@@ -10,7 +10,7 @@ use super::dialog::guided;
 use super::dialog::secret::{osc52, rotate_to_screen};
 use super::import::{run_detection, run_import, ImportPlan};
 use super::view::detail::{
-    describe_rotation, detail_activity, detail_events, detail_with, DetailParts, DETAIL_JOURNAL,
+    detail_activity, detail_events, detail_with, DetailParts, DETAIL_JOURNAL,
 };
 use super::view::events::EVENTS_SCAN;
 use super::view::keys::{export, KEYS_HEAD};
@@ -24,6 +24,7 @@ use crate::store::reads::{always, with_reader, CacheEvents, EventReads, KeepGoin
 use crate::store::shared::SharedError;
 use crate::store::team::events::TeamEvents;
 use crate::store::{Cache, FindingQuery, Store, StoreError};
+use crate::tui::dialog::rotations::RotationRow;
 use chrono::Utc;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -134,20 +135,36 @@ impl Runner {
                 all.iter()
                     .filter(|t| t.workflow.provider == provider && t.workflow.key_id == key_id)
                     .flat_map(|t| {
-                        let whose = format!("{} team #{}", t.owner.who(), t.team_id);
-                        let line = describe_rotation(&t.workflow, &whose);
-                        // Another member's rotation, the hand-over a responder types.
-                        let adopt =
-                            (t.owner.cache != me && t.workflow.kind == "rotate").then(|| {
-                                format!("  take it over: keyaudit resume --adopt {}", t.team_id)
-                            });
-                        std::iter::once(line).chain(adopt)
+                        let r = RotationRow::team(t, &me);
+                        std::iter::once(r.line).chain(r.hint.map(|h| format!("  {h}")))
                     })
                     .collect()
             })
             .map_err(|e| tracing::warn!("the key's team rotations are not shown: {e}"))
             .ok();
         (journal, rotations)
+    }
+
+    /// The rotations in progress: the team's with a team store, else the cache's; the
+    /// cache's when the team store cannot be read (logged).
+    async fn rotations(&self) -> Result<Vec<RotationRow>, String> {
+        let (open, me) = self
+            .cache
+            .run(|s| Ok((crate::action::workflow::list(s, false)?, s.cache_id()?)))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| format!("cannot read the rotations: {e}"))?;
+        if self.cache.team.is_none() {
+            return Ok(open.iter().map(RotationRow::own).collect());
+        }
+        match self.cache.shared().team_workflows(false).await {
+            Ok(team) => Ok(team.iter().map(|t| RotationRow::team(t, &me)).collect()),
+            Err(e) => {
+                tracing::warn!("the team's rotations are not shown: {e}");
+                Ok(open.iter().map(RotationRow::own).collect())
+            }
+        }
     }
 
     /// The same runner reading a team's copy younger than `fresh` instead of syncing.
@@ -381,6 +398,15 @@ impl Runner {
                 },
                 Action::JournalLoaded,
             ),
+            // A team's rotations are the team store's (every member's); one person's, or
+            // while the store is out of reach, the cache's.
+            Effect::LoadRotations => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let rows = me.rotations().await;
+                    me.send(Action::RotationsLoaded(rows));
+                });
+            }
             Effect::LoadProviders => {
                 self.read(|s| s.providers(), Action::ProvidersLoaded);
                 self.read(|s| s.imported_files(), Action::SourcesLoaded);

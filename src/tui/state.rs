@@ -4,7 +4,8 @@
 
 use super::action::{Action, Effect, View};
 use super::dialog::{
-    self, confirm::Confirm, help::HelpDialog, palette::Palette, secret::SecretDialog,
+    self, confirm::Confirm, help::HelpDialog, palette::Palette, rotations::RotationsDialog,
+    secret::SecretDialog,
 };
 use super::keymap::{chord_of, Context, Keymap};
 use super::strings as s;
@@ -39,6 +40,8 @@ pub enum Mode {
     },
     /// The help overlay.
     Help,
+    /// The rotations in progress (`W`).
+    Rotations,
 }
 
 /// A line in the status bar.
@@ -103,6 +106,7 @@ pub struct State {
     pub input: String,
     pub palette: Palette,
     pub help: HelpDialog,
+    pub rotations: RotationsDialog,
 }
 
 /// How the workstation starts.
@@ -158,6 +162,7 @@ impl State {
             input: String::new(),
             palette: Palette::default(),
             help: HelpDialog::default(),
+            rotations: RotationsDialog::default(),
         }
     }
 
@@ -181,6 +186,7 @@ impl State {
         }
         match self.mode {
             Mode::Help => vec![Context::Help],
+            Mode::Rotations => vec![Context::Global],
             Mode::Filter | Mode::Palette | Mode::Note { .. } => vec![Context::Input],
             Mode::Normal => {
                 let v = match self.view {
@@ -289,6 +295,16 @@ impl State {
                 dialog::help::update(self, action)
             }
             A::ToggleHelp => dialog::help::update(self, action),
+            A::SelectNext | A::SelectPrev | A::OpenDetail | A::Back
+                if self.mode == Mode::Rotations =>
+            {
+                dialog::rotations::update(self, action)
+            }
+            A::ToggleRotations | A::RotationsLoaded(_) => dialog::rotations::update(self, action),
+            A::ShowView(_) | A::NextView | A::PrevView if self.mode == Mode::Rotations => {
+                self.mode = Mode::Normal;
+                view::update(self, action)
+            }
             A::Input(_) | A::InputBackspace if self.mode == Mode::Filter => match self.view {
                 View::Events => view::events::update(self, action),
                 _ => view::keys::update(self, action),

@@ -115,6 +115,17 @@ pub fn events_since_exposure(since: &str, shown: usize, newest: bool) -> String 
 pub const NO_FINDINGS: &str = "No findings. Run `keyaudit detect` to evaluate the rules.";
 /// Journal view without entries.
 pub const NO_JOURNAL: &str = "The journal is empty: no operator action yet.";
+/// The rotations overlay while it reads them.
+pub const ROTATIONS_READING: &str = "Reading the rotations in progress…";
+/// The rotations overlay without rotations.
+pub const NO_ROTATIONS: &str = "No rotation in progress.";
+/// The rotations overlay's last line.
+pub const ROTATIONS_FOOTER: &str = "j/k select · enter the key's detail · esc close";
+
+/// A rotation's key that the cache does not hold (yet).
+pub fn rotation_key_not_cached(key: &str) -> String {
+    format!("{key} is not in this cache yet; sync (R) to read it")
+}
 /// Providers view without providers.
 pub const NO_PROVIDERS: &str = "No provider in the cache yet.";
 /// Badge of a session on a case (`keyaudit open`).

@@ -52,8 +52,16 @@ pub fn update(st: &mut State, action: Action) -> Vec<Effect> {
             "journal" if st.view == crate::tui::action::View::Journal => vec![Effect::LoadJournal],
             // A key's detail lists its rotations in progress and its journal entries: a
             // member's rotation, adoption or action may have changed them.
-            "workflows" | "journal" if st.view == crate::tui::action::View::Detail => {
-                st.view_reload()
+            "workflows" | "journal" => {
+                let mut fx = Vec::new();
+                if st.view == crate::tui::action::View::Detail {
+                    fx.extend(st.view_reload());
+                }
+                // The open rotations overlay lists every member's rotations.
+                if what == "workflows" && st.mode == crate::tui::state::Mode::Rotations {
+                    fx.push(Effect::LoadRotations);
+                }
+                fx
             }
             // A member published a source: read it (unless a sync is running already).
             "sources" if team.follow && st.sync.is_none() => st.update(Action::StartSync),
@@ -213,6 +221,17 @@ mod tests {
                 "{what}: {fx:?}"
             );
         }
+        // The rotations overlay, open over the detail, is read again on a rotation's
+        // change, and not on a journal entry.
+        st.update(Action::ToggleRotations);
+        assert!(matches!(
+            changed(&mut st, "workflows").as_slice(),
+            [Effect::LoadDetail(7, _, None), Effect::LoadRotations]
+        ));
+        assert!(matches!(
+            changed(&mut st, "journal").as_slice(),
+            [Effect::LoadDetail(7, _, None)]
+        ));
     }
 
     #[test]

@@ -443,6 +443,9 @@ pub fn render(state: &State, f: &mut Frame) {
     if state.mode == Mode::Help {
         dialog::help::render(state, f, areas.body);
     }
+    if state.mode == Mode::Rotations {
+        dialog::rotations::render(state, f, areas.body);
+    }
     if let Some(c) = &state.confirm {
         dialog::confirm::render(state, c, f, f.area());
     }
