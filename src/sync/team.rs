@@ -162,17 +162,23 @@ pub async fn sync_source(
             };
             lock.release().await;
             let mut report = synced?;
-            if let Some(d) = published? {
-                let events = crate::import::coverage::thousands(d.events);
-                report.notes.push(match d.full {
-                    false => format!(
-                        "detection ran on the team's copy, going on from the team's baselines over {events} new events"
-                    ),
-                    true => format!(
-                        "detection ran on the team's copy, replaying its {events} events (no baselines known to cover it)"
-                    ),
-                });
-                report.detection = Some(d);
+            match published? {
+                Some(Ok(d)) => {
+                    let events = crate::import::coverage::thousands(d.events);
+                    report.notes.push(match d.full {
+                        false => format!(
+                            "detection ran on the team's copy, going on from the team's baselines over {events} new events"
+                        ),
+                        true => format!(
+                            "detection ran on the team's copy, replaying its {events} events (no baselines known to cover it)"
+                        ),
+                    });
+                    report.detection = Some(d);
+                }
+                Some(Err(why)) => report.notes.push(format!(
+                    "detection on the team's copy did not run ({why}); the next sync runs it"
+                )),
+                None => {}
             }
             Ok(Outcome::Synced(report))
         }
@@ -212,14 +218,15 @@ fn published_meta(provider: &str) -> String {
 
 /// Publishes the cache's events of `provider` past the last row published, then its
 /// keys, findings and detection states. A member that keeps the events in the team store
-/// runs detection on the team's copy in between, and returns what it did.
+/// runs detection on the team's copy in between, and returns what it did (or why it
+/// could not).
 async fn publish(
     cache: &Cache,
     team: &Arc<TeamStore>,
     lock: &SyncLock,
     provider: &str,
     detect: &DetectConfig,
-) -> Result<Option<DetectReport>, SyncError> {
+) -> Result<Option<Result<DetectReport, String>>, SyncError> {
     let mark_name = published_meta(provider);
     let mut mark: i64 = blocking(cache, provider, {
         let m = mark_name.clone();
@@ -249,8 +256,8 @@ async fn publish(
     let (detection, on_copy) = match team.events_home() {
         EventsHome::Team => {
             let d = detect_on_copy(cache, team, provider, detect).await;
-            let covered = d.is_some().then(|| fingerprint.clone());
-            (d, covered)
+            let covered = d.is_ok().then(|| fingerprint.clone());
+            (Some(d), covered)
         }
         EventsHome::Cache => (None, None),
     };
@@ -316,19 +323,19 @@ async fn publish(
 }
 
 /// Runs detection on the team's copy of `provider` (its events just published), going
-/// on from the states its last publisher left; `None` when it failed (logged: the
+/// on from the states its last publisher left; why not when it failed (logged: the
 /// states are then published as not covering the copy, and the next run replays it).
 async fn detect_on_copy(
     cache: &Cache,
     team: &Arc<TeamStore>,
     provider: &str,
     detect: &DetectConfig,
-) -> Option<DetectReport> {
+) -> Result<DetectReport, String> {
     let published = match team.source(provider).await {
         Ok(s) => s.detected,
         Err(e) => {
             tracing::warn!(provider, "detection on the team's copy not run: {e}");
-            return None;
+            return Err(e.to_string());
         }
     };
     let (t, p, cfg) = (team.clone(), provider.to_string(), detect.clone());
@@ -347,13 +354,13 @@ async fn detect_on_copy(
         })
         .await;
     let failed = match ran {
-        Ok(Ok(Ok(d))) => return Some(d),
+        Ok(Ok(Ok(d))) => return Ok(d),
         Ok(Ok(Err(e))) => e.to_string(),
         Ok(Err(e)) => e.to_string(),
         Err(e) => e.to_string(),
     };
     tracing::warn!(provider, "detection on the team's copy failed: {failed}");
-    None
+    Err(failed)
 }
 
 /// Reads the team's copy of `provider` into the cache.
