@@ -5,10 +5,12 @@
 
 mod openai_support;
 mod speed_support;
+mod team_support;
 
 use openai_support::{text, World};
 use serde_json::Value;
 use std::collections::BTreeSet;
+use team_support::{team_table, Cluster};
 
 fn key<'a>(keys: &'a [Value], id: &str) -> &'a Value {
     keys.iter()
@@ -389,6 +391,55 @@ fn openai_rotation_is_guided_and_waits_while_the_old_key_is_in_use() {
 #[test]
 fn openai_guided_rotation_revokes_the_quiet_old_key_after_confirmation() {
     let w = World::start();
+    guided_rotation_to_its_revoke(&w);
+}
+
+/// With `[team]`, a guided rotation's steps (seen by the syncs that advance it, and the
+/// revoke) are in the team journal, each naming the member's user and host, and none in
+/// the cache's own journal; the chain verifies.
+#[test]
+fn a_team_member_s_guided_rotation_is_journaled_in_the_team_journal() {
+    let cluster = Cluster::shared();
+    let db = cluster.database("guided");
+    let w = World::start();
+    let config = w.path("config/config.toml");
+    let mut text_of = std::fs::read_to_string(&config).unwrap();
+    // Every sync asks the provider (a fresh copy is otherwise read instead).
+    text_of.push_str(&team_table(&cluster.url("postgres", &db), "1m"));
+    text_of.push_str("fresh = \"0s\"\n");
+    std::fs::write(&config, text_of).unwrap();
+    let (id, _) = guided_rotation_to_its_revoke(&w);
+    let team_entries = cluster.value(
+        &db,
+        "SELECT count(*) FROM journal WHERE params::jsonb->>'kind' = 'rotate-guided'",
+    );
+    // started, new key appeared, quiet, done; and the revoke's own entries beside them.
+    assert_eq!(team_entries, "4");
+    let who = cluster.value(
+        &db,
+        &format!(
+            "SELECT string_agg(DISTINCT os_user || '@' || host, ',') FROM journal \
+             WHERE params::jsonb->>'workflow' = '{id}'"
+        ),
+    );
+    assert!(!who.is_empty() && !who.contains(','), "{who}");
+    let local = text(&w.ok(&["journal", "--local", "--format", "json"]).stdout);
+    assert!(
+        !local.contains("guided rotation"),
+        "the cache's journal holds the team's entries: {local}"
+    );
+    let out = w.ok(&["journal", "verify"]);
+    assert!(
+        text(&out.stdout).starts_with("team journal ok"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// Starts a guided rotation of a key quiet for two hours, lets the operator's new key
+/// appear, and revokes the old key after confirmation; returns the workflow's id and the
+/// new key's.
+fn guided_rotation_to_its_revoke(w: &World) -> (String, String) {
     let s = w.seed();
     let old = s.ats_user.clone();
     // The old key was last used two hours ago.
@@ -398,7 +449,7 @@ fn openai_guided_rotation_revokes_the_quiet_old_key_after_confirmation() {
     });
     w.ok(&["sync"]);
     w.ok(&["rotate", &format!("oa/{old}"), "--quiet", "1h"]);
-    let id = workflows(&w)[0]["id"].to_string();
+    let id = workflows(w)[0]["id"].to_string();
     // A key of another owner in the same project is not the replacement.
     let (other, new) = w.fake.with(|st| {
         st.now = chrono::Utc::now().timestamp() - 60;
@@ -421,7 +472,7 @@ fn openai_guided_rotation_revokes_the_quiet_old_key_after_confirmation() {
         said.contains(&format!("run `keyaudit resume {id}`")),
         "{said}"
     );
-    let wf = workflows(&w);
+    let wf = workflows(w);
     assert_eq!(wf[0]["step"], "ready_to_revoke");
     assert_eq!(wf[0]["new_key_id"], new.as_str());
     assert_ne!(wf[0]["new_key_id"], other.as_str());
@@ -452,7 +503,7 @@ fn openai_guided_rotation_revokes_the_quiet_old_key_after_confirmation() {
     assert!(w
         .fake
         .with(|st| st.key(&old).is_none() && st.key(&new).is_some()));
-    let wf = workflows(&w);
+    let wf = workflows(w);
     assert_eq!(wf[0]["state"], "done");
     let keys = w.keys();
     assert_eq!(key(&keys, &old)["status"], "revoked");
@@ -469,6 +520,7 @@ fn openai_guided_rotation_revokes_the_quiet_old_key_after_confirmation() {
     ] {
         assert!(j.contains(needle), "journal lacks `{needle}`: {j}");
     }
+    (id, new)
 }
 
 /// Sync speed over loopback, straight to the fake (Prism would measure itself): 10,000

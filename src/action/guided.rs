@@ -18,16 +18,17 @@
 //!   (journaled before and after the provider call).
 //!
 //! A key revoked by other means (`keyaudit revoke`, the vendor's dashboard) ends the
-//! workflow as done. Every step change is saved and journaled; the state advances only
-//! from what the cache holds (no IO here but the store), so a crash at any point leaves a
-//! row the next sync or resume continues from.
+//! workflow as done. Every step change is saved, then journaled where this configuration
+//! journals ([`record`]: the team journal with `[team]`); the state advances only from
+//! what the cache holds (no IO there but the store), so a crash at any point leaves a row
+//! the next sync or resume continues from.
 
 use super::rotate::RotateError;
 use super::workflow::{self, State, Step, Workflow};
-use super::{with_db, KeyOp};
+use super::{with_db, ActionError, KeyOp};
 use crate::model::{rfc3339, Key, KeyStatus};
 use crate::provider::Provider;
-use crate::store::journal::NewEntry;
+use crate::store::journal::{NewEntry, OwnedEntry};
 use crate::store::{Cache, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -44,22 +45,49 @@ pub const BY_OPERATOR: &str = "operator (created by hand)";
 /// (the provider's clock against ours).
 const CLOCK_SLACK: chrono::Duration = chrono::Duration::minutes(10);
 
-fn journal(store: &mut Store, wf: &Workflow, result: &str) -> Result<(), StoreError> {
-    store
-        .append_journal(&NewEntry {
-            action: "rotate",
-            target: &wf.target(),
-            reason: wf.reason.as_deref(),
-            params: serde_json::json!({
-                "workflow": wf.id,
-                "kind": KIND,
-                "new_key": wf.new_key_id,
-                "quiet_seconds": wf.grace_seconds,
-                "step": wf.step.as_str(),
-            }),
-            result,
+/// The journal entry of a step of `wf` just saved, for [`record`].
+fn entry(wf: &Workflow, result: &str) -> OwnedEntry {
+    OwnedEntry::of(&NewEntry {
+        action: "rotate",
+        target: &wf.target(),
+        reason: wf.reason.as_deref(),
+        params: serde_json::json!({
+            "workflow": wf.id,
+            "kind": KIND,
+            "new_key": wf.new_key_id,
+            "quiet_seconds": wf.grace_seconds,
+            "step": wf.step.as_str(),
+        }),
+        result,
+    })
+}
+
+/// Appends the entries of saved steps where this configuration journals: the team
+/// journal with `[team]` (naming this member's user and host), else the cache's. When the
+/// team store cannot take them, the rest go to the cache's journal (and a warning to the
+/// log), so no step goes unjournaled.
+pub async fn record(db: &Cache, entries: Vec<OwnedEntry>) -> Result<(), ActionError> {
+    let shared = db.shared();
+    for (i, e) in entries.iter().enumerate() {
+        let Err(why) = shared.append_journal(&e.entry(None)).await else {
+            continue;
+        };
+        if !shared.is_team() {
+            return Err(why.into());
+        }
+        tracing::warn!(
+            "guided rotation steps journaled in this cache only (`keyaudit journal --local`): {why}"
+        );
+        let rest = entries[i..].to_vec();
+        return with_db(db, move |s| {
+            for e in &rest {
+                s.append_journal(&e.entry(None))?;
+            }
+            Ok(())
         })
-        .map(|_| ())
+        .await;
+    }
+    Ok(())
 }
 
 /// Starts a guided rotation of `key`: checks that the provider guides rotations and that
@@ -110,10 +138,13 @@ pub async fn start(
         s.put_key(&current)?;
         let mut wf = wf;
         wf.id = workflow::insert(s, &wf)?;
-        journal(s, &wf, "started: guided rotation; waiting for the new key")?;
         Ok((wf, true))
     })
     .await?;
+    if fresh {
+        let started = entry(&wf, "started: guided rotation; waiting for the new key");
+        record(db, vec![started]).await?;
+    }
     Ok((wf, guide, fresh))
 }
 
@@ -137,12 +168,14 @@ fn new_key(store: &Store, wf: &Workflow, old: &Key) -> Result<Option<Key>, Store
         .max_by_key(|k| k.created))
 }
 
-/// Advances the guided rotation `wf` as far as the cache allows at `now`; saves and
-/// journals each step. Returns true when it moved.
+/// Advances the guided rotation `wf` as far as the cache allows at `now`; saves each
+/// step and adds its journal entry to `journal` (for [`record`]). Returns true when it
+/// moved.
 pub fn advance(
     store: &mut Store,
     wf: &mut Workflow,
     now: DateTime<Utc>,
+    journal: &mut Vec<OwnedEntry>,
 ) -> Result<bool, StoreError> {
     let mut moved = false;
     loop {
@@ -156,11 +189,10 @@ pub fn advance(
             wf.step = Step::Finished;
             wf.state = State::Done;
             workflow::save(store, wf)?;
-            journal(
-                store,
+            journal.push(entry(
                 wf,
                 &format!("done: the old key is {} at the provider", old.status),
-            )?;
+            ));
             return Ok(true);
         }
         match wf.step {
@@ -172,8 +204,7 @@ pub fn advance(
                 wf.switched_at = Some(now);
                 wf.step = Step::AwaitingQuiet;
                 workflow::save(store, wf)?;
-                journal(
-                    store,
+                journal.push(entry(
                     wf,
                     &format!(
                         "new key {} ({}) appeared; waiting for the old key to be unused for {}s",
@@ -181,7 +212,7 @@ pub fn advance(
                         crate::output::sanitize(&new.name),
                         wf.grace_seconds
                     ),
-                )?;
+                ));
                 moved = true;
             }
             Step::AwaitingQuiet => {
@@ -197,15 +228,14 @@ pub fn advance(
                 }
                 wf.step = Step::ReadyToRevoke;
                 workflow::save(store, wf)?;
-                journal(
-                    store,
+                journal.push(entry(
                     wf,
                     &format!(
                         "the old key is quiet (last use {}); its revoke is offered by `keyaudit resume {}`",
                         last.map(rfc3339).unwrap_or_else(|| "never".into()),
                         wf.id
                     ),
-                )?;
+                ));
                 moved = true;
             }
             _ => return Ok(moved),
@@ -213,18 +243,24 @@ pub fn advance(
     }
 }
 
-/// Advances every open guided rotation of `provider` (after its sync). Returns one line
-/// per workflow that moved, for the operator.
-pub fn watch(store: &mut Store, provider: &str) -> Result<Vec<String>, StoreError> {
-    let mut lines = Vec::new();
-    for mut wf in workflow::list(store, false)?
-        .into_iter()
-        .filter(|w| w.kind == KIND && w.provider == provider)
-    {
-        if advance(&mut *store, &mut wf, Utc::now())? {
-            lines.push(status(&wf));
+/// Advances every open guided rotation of `provider` (after its sync) and journals the
+/// steps. Returns one line per workflow that moved, for the operator.
+pub async fn watch(db: &Cache, provider: &str) -> Result<Vec<String>, ActionError> {
+    let provider = provider.to_string();
+    let (lines, journal) = with_db(db, move |store| {
+        let (mut lines, mut journal) = (Vec::new(), Vec::new());
+        for mut wf in workflow::list(store, false)?
+            .into_iter()
+            .filter(|w| w.kind == KIND && w.provider == provider)
+        {
+            if advance(&mut *store, &mut wf, Utc::now(), &mut journal)? {
+                lines.push(status(&wf));
+            }
         }
-    }
+        Ok((lines, journal))
+    })
+    .await?;
+    record(db, journal).await?;
     Ok(lines)
 }
 
@@ -278,14 +314,16 @@ pub async fn resume(
     id: i64,
     confirm: impl FnOnce(&Key, &Workflow) -> bool,
 ) -> Result<Workflow, RotateError> {
-    let found = with_db(db, move |s| {
+    let (found, journal) = with_db(db, move |s| {
+        let mut journal = Vec::new();
         let Some(mut wf) = workflow::get(s, id)? else {
-            return Ok(None);
+            return Ok((None, journal));
         };
-        advance(s, &mut wf, Utc::now())?;
-        Ok(Some(wf))
+        advance(s, &mut wf, Utc::now(), &mut journal)?;
+        Ok((Some(wf), journal))
     })
     .await?;
+    record(db, journal).await?;
     let mut wf = found.ok_or(RotateError::NoWorkflow(id))?;
     if !(wf.state.is_open() && matches!(wf.step, Step::ReadyToRevoke | Step::Finishing)) {
         return Ok(wf);
@@ -318,15 +356,12 @@ pub async fn resume(
         Err(e) => wf.error = Some(format!("revoke of the old key failed: {e}")),
     }
     let w = wf.clone();
-    with_db(db, move |s| {
-        workflow::save(s, &w)?;
-        let result = match &w.error {
-            None => "done: the old key is revoked".to_string(),
-            Some(e) => e.clone(),
-        };
-        journal(s, &w, &result)
-    })
-    .await?;
+    with_db(db, move |s| workflow::save(s, &w)).await?;
+    let result = match &wf.error {
+        None => "done: the old key is revoked".to_string(),
+        Some(e) => e.clone(),
+    };
+    record(db, vec![entry(&wf, &result)]).await?;
     Ok(wf)
 }
 
@@ -369,21 +404,22 @@ mod tests {
             ))
             .unwrap();
         let mut wf = guided(&mut store, 3600);
+        let mut journal = Vec::new();
         // Nothing yet; then a key of another owner, which is not the replacement.
-        assert!(!advance(&mut store, &mut wf, now).unwrap());
+        assert!(!advance(&mut store, &mut wf, now, &mut journal).unwrap());
         store.put_key(&key("key_bo", "user bo", now, None)).unwrap();
-        assert!(!advance(&mut store, &mut wf, now).unwrap());
+        assert!(!advance(&mut store, &mut wf, now, &mut journal).unwrap());
         assert_eq!(wf.step, Step::AwaitingNew);
         // The operator's key appears: the old key was used half an hour ago, so it waits.
         store
             .put_key(&key("key_new", "user ana", now, None))
             .unwrap();
-        assert!(advance(&mut store, &mut wf, now).unwrap());
+        assert!(advance(&mut store, &mut wf, now, &mut journal).unwrap());
         assert_eq!(wf.step, Step::AwaitingQuiet);
         assert_eq!(wf.new_key_id.as_deref(), Some("key_new"));
         assert_eq!(wf.grace_until, Some(now - hour / 2 + hour));
         // An hour after its last use, the old key is quiet.
-        assert!(advance(&mut store, &mut wf, now + hour).unwrap());
+        assert!(advance(&mut store, &mut wf, now + hour, &mut journal).unwrap());
         assert_eq!(wf.step, Step::ReadyToRevoke);
         assert_eq!(
             workflow::get(&store, wf.id).unwrap().unwrap().step,
@@ -393,7 +429,16 @@ mod tests {
         let mut old = store.key("oa", "key_old").unwrap().unwrap().key;
         old.status = KeyStatus::Revoked;
         store.put_key(&old).unwrap();
-        assert!(advance(&mut store, &mut wf, now + hour).unwrap());
+        assert!(advance(&mut store, &mut wf, now + hour, &mut journal).unwrap());
         assert_eq!(wf.state, State::Done);
+        // Each step saved has its journal entry, in order, for `record`.
+        let said: Vec<String> = journal
+            .iter()
+            .map(|e| e.entry(None).result.to_string())
+            .collect();
+        assert_eq!(said.len(), 3, "{said:?}");
+        assert!(said[0].starts_with("new key key_new (") && said[0].contains("appeared"));
+        assert!(said[1].starts_with("the old key is quiet"));
+        assert_eq!(said[2], "done: the old key is revoked at the provider");
     }
 }

@@ -420,6 +420,7 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                     eprint!("\r\x1b[2K");
                 }
                 crate::tell!("{}: {}", r.provider, r.describe());
+                watch_guided(&cache, &r.provider).await;
             }
             Ok(crate::sync::team::Outcome::Synced(r)) => {
                 if tty {
@@ -453,18 +454,7 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
                 if let Some(why) = &r.events_skipped {
                     crate::tell!("{}: events skipped: {why}", r.provider);
                 }
-                // Guided rotations of this provider watch each sync.
-                match ctx
-                    .open_store()
-                    .and_then(|mut s| Ok(crate::action::guided::watch(&mut s, &r.provider)?))
-                {
-                    Ok(lines) => {
-                        for line in lines {
-                            crate::tell!("{line}");
-                        }
-                    }
-                    Err(e) => crate::tell!("{}: guided rotations not checked: {e}", r.provider),
-                }
+                watch_guided(&cache, &r.provider).await;
             }
             Err(e) => {
                 if tty {
@@ -485,6 +475,19 @@ async fn sync(ctx: &Ctx, names: &[String]) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         Err(anyhow::anyhow!("sync failed for: {}", failed.join(", ")))
+    }
+}
+
+/// Advances the guided rotations of `provider` after its sync, or read of the team's
+/// copy, and says which moved.
+async fn watch_guided(cache: &crate::store::Cache, provider: &str) {
+    match crate::action::guided::watch(cache, provider).await {
+        Ok(lines) => {
+            for line in lines {
+                crate::tell!("{line}");
+            }
+        }
+        Err(e) => crate::tell!("{provider}: guided rotations not checked: {e}"),
     }
 }
 

@@ -449,9 +449,9 @@ impl Runner {
             }
             Effect::PlanGuided(key) => {
                 let me = self.clone();
-                tokio::task::spawn_blocking(move || {
+                tokio::spawn(async move {
                     let r = match me.providers.iter().find(|p| p.name() == key.key.provider) {
-                        Some(p) => guided::plan(&me.db, p.as_ref(), *key),
+                        Some(p) => guided::plan(&me.cache, p.as_ref(), *key).await,
                         None => Err(format!("provider `{}` is not configured", key.key.provider)),
                     };
                     me.send(Action::GuidedPlanned(r));
@@ -574,7 +574,7 @@ impl Runner {
                     me.team_fresh,
                 )
                 .await;
-                let r = match r {
+                let mut r = match r {
                     Ok(crate::sync::team::Outcome::Read(r)) if r.is_empty() => Ok(String::new()),
                     Ok(crate::sync::team::Outcome::Read(r)) => Ok(r.describe()),
                     Ok(crate::sync::team::Outcome::Synced(r)) => {
@@ -597,27 +597,25 @@ impl Runner {
                         if let Some(why) = &r.events_skipped {
                             said.push_str(&format!("; events skipped: {why}"));
                         }
-                        // Guided rotations of this provider watch each sync.
-                        let (db, name) = (me.db.clone(), p.name().to_string());
-                        let watched = tokio::task::spawn_blocking(move || {
-                            let mut store = crate::store::Store::open(&db)?;
-                            crate::action::guided::watch(&mut store, &name)
-                        })
-                        .await;
-                        match watched {
-                            Ok(Ok(lines)) => {
-                                for l in lines {
-                                    said.push_str("; ");
-                                    said.push_str(&l);
-                                }
-                            }
-                            Ok(Err(e)) => tracing::warn!("guided rotations not checked: {e}"),
-                            Err(e) => tracing::warn!("guided rotations not checked: {e}"),
-                        }
                         Ok(said)
                     }
                     Err(e) => Err(e.to_string()),
                 };
+                // Guided rotations of this provider watch each sync, or read of the
+                // team's copy.
+                if let Ok(said) = &mut r {
+                    match crate::action::guided::watch(&me.cache, p.name()).await {
+                        Ok(lines) => {
+                            for l in lines {
+                                if !said.is_empty() {
+                                    said.push_str("; ");
+                                }
+                                said.push_str(&l);
+                            }
+                        }
+                        Err(e) => tracing::warn!("guided rotations not checked: {e}"),
+                    }
+                }
                 me.send(Action::SyncFinished(p.name().to_string(), r));
             }
             crate::action::handover::publish_pending_or_warn(&me.cache).await;

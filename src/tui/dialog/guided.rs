@@ -16,12 +16,11 @@ use crate::action::guided;
 use crate::action::workflow::{self, Step, Workflow};
 use crate::model::Key;
 use crate::provider::Provider;
-use crate::store::{Cache, KeyRow, Store, StoreError};
+use crate::store::{Cache, KeyRow};
 use crate::tui::action::{Action, Effect};
 use crate::tui::dialog::confirm::{Confirm, ConfirmKind};
 use crate::tui::state::State;
 use crate::tui::strings as s;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,12 +96,17 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
 }
 
 /// Where `key`'s guided rotation stands: the provider's guide and the key's open guided
-/// rotation, advanced from the cache `db`.
-pub(crate) fn plan(db: &Path, provider: &dyn Provider, key: KeyRow) -> Result<Planned, String> {
+/// rotation, advanced from the cache `db` (its steps journaled).
+pub(crate) async fn plan(
+    db: &Cache,
+    provider: &dyn Provider,
+    key: KeyRow,
+) -> Result<Planned, String> {
     let Some(guide) = provider.rotation_guide(&key.key) else {
         return Err(s::unsupported(provider.name(), "rotate"));
     };
     let open = open_rotation(db, &key.key)
+        .await
         .map_err(|e| format!("cannot read the guided rotations: {e}"))?;
     Ok(Planned {
         key: Box::new(key),
@@ -113,16 +117,25 @@ pub(crate) fn plan(db: &Path, provider: &dyn Provider, key: KeyRow) -> Result<Pl
 
 /// The open guided rotation of `key` in the cache `db`, advanced as far as the cache
 /// allows; `None` when there is none (or it has just finished).
-fn open_rotation(db: &Path, key: &Key) -> Result<Option<Box<Workflow>>, StoreError> {
-    let mut store = Store::open(db)?;
-    let found = workflow::list(&store, false)?
-        .into_iter()
-        .find(|w| w.kind == guided::KIND && w.provider == key.provider && w.key_id == key.id);
-    let Some(mut wf) = found else {
-        return Ok(None);
-    };
-    guided::advance(&mut store, &mut wf, chrono::Utc::now())?;
-    Ok(wf.state.is_open().then(|| Box::new(wf)))
+async fn open_rotation(
+    db: &Cache,
+    key: &Key,
+) -> Result<Option<Box<Workflow>>, crate::action::ActionError> {
+    let key = key.clone();
+    let (found, journal) = crate::action::with_db(db, move |store| {
+        let mut journal = Vec::new();
+        let found = workflow::list(store, false)?
+            .into_iter()
+            .find(|w| w.kind == guided::KIND && w.provider == key.provider && w.key_id == key.id);
+        let Some(mut wf) = found else {
+            return Ok((None, journal));
+        };
+        guided::advance(store, &mut wf, chrono::Utc::now(), &mut journal)?;
+        Ok((Some(wf), journal))
+    })
+    .await?;
+    guided::record(db, journal).await?;
+    Ok(found.filter(|wf| wf.state.is_open()).map(Box::new))
 }
 
 /// Starts the guided rotation of `key`, or, given the `workflow` whose old key is quiet,
