@@ -288,12 +288,25 @@ async fn adopt_held(db: &Cache, team_id: i64, a: Adoption<'_>) -> Result<Workflo
             format!("it is {}; nothing is left to do", wf.state),
         ));
     }
+    if wf.kind == super::guided::KIND {
+        // A guided rotation waits on what each sync sees; what is left to do from here is
+        // the old key's revoke, which ends the owner's workflow at its next sync.
+        return Err(refused(
+            team_id,
+            format!(
+                "a guided rotation is followed by the member that started it; once its old key \
+                 is quiet, `keyaudit revoke {}` finishes it from here (their workflow then ends \
+                 as done)",
+                crate::output::sanitize(&wf.target())
+            ),
+        ));
+    }
     if wf.kind != "rotate" {
         return Err(refused(
             team_id,
             format!(
                 "a {} workflow is followed by the member that started it",
-                wf.kind
+                crate::output::sanitize(&wf.kind)
             ),
         ));
     }
