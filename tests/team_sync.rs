@@ -337,6 +337,72 @@ fn a_member_that_read_the_copy_syncs_on_from_the_team_s_cursor() {
     assert_eq!(store.event_count().unwrap() as usize, cached);
 }
 
+#[test]
+fn a_new_member_syncing_a_source_the_team_holds_reads_its_copy_first() {
+    let cluster = Cluster::shared();
+    let w = World::start();
+    let db = cluster.database("first");
+    let provider = std::fs::read_to_string(w.path("config/config.toml")).unwrap();
+    let team = team_table(&cluster.url("postgres", &db), "1m");
+    let config = |name: &str, extra: &str| {
+        let p = w.path(&format!("config/{name}.toml"));
+        std::fs::write(&p, format!("{provider}{team}fresh = \"0s\"\n{extra}")).unwrap();
+        p
+    };
+    let (a, b, c) = (
+        config("a", ""),
+        config("b", ""),
+        config("c", "events = \"team\"\n"),
+    );
+    let (a_db, b_db, c_db) = (
+        w.path("data/a.db"),
+        w.path("data/b.db"),
+        w.path("data/c.db"),
+    );
+    run(&w, &a, &a_db, &["sync"]);
+    let cached = json(&w, &a, &a_db, &["events", "--format", "json"]).len();
+    assert!(cached > 1000);
+    let copy = format!(
+        "read the team's copy first (75 keys, {} new events",
+        thousands(cached)
+    );
+    // Bob has never read the copy; syncing the provider himself, he reads it first and
+    // asks the provider only for what is newer: nothing.
+    let (_, said) = run(&w, &b, &b_db, &["sync"]);
+    assert!(
+        said.contains(&copy) && said.contains(" 0 new events (0 already cached)"),
+        "{said}"
+    );
+    let store = keyaudit::store::Store::open_read_only(&b_db).unwrap();
+    assert_eq!(store.event_count().unwrap() as usize, cached);
+    drop(store);
+    // New traffic: the next member to sync fetches only that.
+    assert_eq!(w.rt.block_on(async { w.demo.append_traffic(50) }), 50);
+    let (_, said) = run(&w, &a, &a_db, &["sync"]);
+    assert!(said.contains(" 50 new events (0 already cached)"), "{said}");
+    // Carol keeps the events in the team store: she takes the keys, findings and cursor,
+    // no events, and her detection goes on from the team's baselines.
+    let (_, said) = run(&w, &c, &c_db, &["sync"]);
+    assert!(
+        said.contains("read the team's copy first (75 keys, 0 new events")
+            && said.contains(" 0 new events (0 already cached)")
+            && said.contains("going on from the team's baselines over 0 new events")
+            && said.contains("0 resolved"),
+        "{said}"
+    );
+    let store = keyaudit::store::Store::open_read_only(&c_db).unwrap();
+    assert_eq!(store.event_count().unwrap(), 0);
+    // The team's copy holds each event once.
+    assert_eq!(
+        cluster.value(&db, "SELECT count(*) FROM events"),
+        (cached + 50).to_string()
+    );
+}
+
+fn thousands(n: usize) -> String {
+    keyaudit::import::coverage::thousands(n as u64)
+}
+
 /// Each key's detection state as hex, by key id: `states` rows of `(key id, state)`.
 fn hex_states(states: Vec<(String, Vec<u8>)>) -> Vec<String> {
     let mut out: Vec<String> = states

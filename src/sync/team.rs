@@ -2,9 +2,11 @@
 //! others read the team's copy instead of calling the provider.
 //!
 //! For each source a member takes the source's lock in the team store
-//! (`TeamStore::try_sync_lock`). Holding it, it syncs the provider into its own cache
-//! as one person would (detection included), then publishes the keys, the events its
-//! cache got since its last publication and the findings. Without it (another member
+//! (`TeamStore::try_sync_lock`). Holding it, it reads what the team's copy holds that
+//! its cache has not (with the provider's cursor, so the provider is asked only for what
+//! is newer), syncs the provider into its own cache as one person would (detection
+//! included), then publishes the keys, the events its cache got since its last
+//! publication and the findings. Without it (another member
 //! is syncing), or when the team's copy is younger than `fresh`, it reads the copy into
 //! its cache: keys, events past the last one it read, findings; no provider call and no
 //! detection. What was read is marked in the cache only after it is stored.
@@ -145,6 +147,16 @@ pub async fn sync_source(
             ))
         }
         Ok(lock) => {
+            // What the team holds of the source is read first, with the provider's cursor
+            // its last publisher reached: the provider is then asked only for what is
+            // newer, not for the history the team already has.
+            let caught_up = match read(cache, &team, &*provider, None, false).await {
+                Ok(r) => r,
+                Err(e) => {
+                    lock.release().await;
+                    return Err(e);
+                }
+            };
             let (tx, rx) = tokio::sync::watch::channel(String::new());
             let report = |p: &SyncProgress| {
                 progress(p);
@@ -162,6 +174,17 @@ pub async fn sync_source(
             };
             lock.release().await;
             let mut report = synced?;
+            if !caught_up.is_empty() {
+                report.notes.insert(
+                    0,
+                    format!(
+                        "read the team's copy first ({} keys, {} new events, {} findings); the provider was asked for what is newer",
+                        caught_up.keys,
+                        crate::import::coverage::thousands(caught_up.new_events as u64),
+                        caught_up.findings
+                    ),
+                );
+            }
             match published? {
                 Some(Ok(d)) => {
                     let events = crate::import::coverage::thousands(d.events);
