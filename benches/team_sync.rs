@@ -3,14 +3,16 @@
 //! theirs (tests/team_support).
 //!
 //! The embedded demo serves `KEYAUDIT_BENCH_EVENTS` historic events (default
-//! 1,000,000) on 127.0.0.1. Three contenders, each into a fresh cache file:
+//! 1,000,000) on 127.0.0.1. Four contenders, each into a fresh cache file:
 //! - `one person`: `sync::sync_provider` into SQLite, incremental detection included;
 //! - `member syncing for the team`: the same sync, then publishing the keys, every
 //!   event (binary `COPY` in chunks of 50,000) and the findings to PostgreSQL
 //!   (`sync::team::sync_source` holding the source's lock);
 //! - `member reading the team's copy`: `sync_source` while the copy is fresh, so no
 //!   provider call and no detection: keys, events and findings from PostgreSQL into
-//!   its SQLite cache.
+//!   its SQLite cache;
+//! - `member joining, syncing itself` (`fresh = "0s"`, a new cache): it reads the copy
+//!   first, with the provider's cursor, then syncs what is newer, detection included.
 //!
 //! Then the detection of a member that keeps the events in the team store
 //! (`events = "team"`): it reads the copy (keys and findings), the demo appends
@@ -132,6 +134,34 @@ fn main() {
             read_time.as_secs_f64(),
             r.new_events as f64 / read_time.as_secs_f64(),
             read_time.as_secs_f64() / solo_time.as_secs_f64()
+        );
+        // A member joining later that syncs the source itself (`fresh = "0s"`), into a new
+        // cache: it reads the team's copy first, with the provider's cursor, and asks the
+        // provider only for what is newer; its detection runs over its cache.
+        let joined = {
+            let text = format!("{}fresh = \"0s\"\n", team_table(&url, "10m"));
+            let cfg = Config::parse(&text, Path::new("bench.toml")).unwrap();
+            Cache::new(dir.path().join("member-d.db")).with_team(cfg.team())
+        };
+        let t = Instant::now();
+        let out = sync_source(&joined, provider.clone(), &detect, None, &|_| {}, None)
+            .await
+            .unwrap();
+        let join_time = t.elapsed();
+        let Outcome::Synced(r) = out else {
+            panic!("the joining member should sync")
+        };
+        println!(
+            "member joining, syncing itself: {}; {} events from the provider ({} already \
+             cached), detection over {} events, in {:.2} s ({:.2}x one person's sync, {:.2}x \
+             the first member's)",
+            r.notes.first().map_or("-", String::as_str),
+            r.new_events,
+            r.duplicates,
+            r.detection.as_ref().map_or(0, |d| d.events),
+            join_time.as_secs_f64(),
+            join_time.as_secs_f64() / solo_time.as_secs_f64(),
+            join_time.as_secs_f64() / member_time.as_secs_f64()
         );
         // A member that keeps the events in the team store reads the copy, then syncs new
         // traffic itself; one person's cache syncs the same.
