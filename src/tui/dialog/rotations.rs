@@ -2,7 +2,7 @@
 //! them, with the command that takes another member's over) or this cache's; Enter opens
 //! the key's detail.
 
-use crate::action::workflow::Workflow;
+use crate::action::workflow::{Step, Workflow};
 use crate::store::workflows::TeamWorkflow;
 use crate::tui::action::{Action, Effect};
 use crate::tui::state::{Mode, State};
@@ -39,9 +39,21 @@ impl RotationRow {
     /// A rotation as the team store has it, seen from the cache whose id is `me`.
     pub fn team(t: &TeamWorkflow, me: &str) -> RotationRow {
         let whose = format!("{} team #{}", t.owner.who(), t.team_id);
-        // Another member's rotation: the hand-over a responder types.
-        let hint = (t.owner.cache != me && t.workflow.kind == "rotate")
-            .then(|| format!("take it over: keyaudit resume --adopt {}", t.team_id));
+        // Another member's rotation: the hand-over a responder types; for a guided one
+        // whose old key is quiet, the revoke that finishes it.
+        let w = &t.workflow;
+        let hint = if t.owner.cache == me {
+            None
+        } else if w.kind == "rotate" {
+            Some(format!(
+                "take it over: keyaudit resume --adopt {}",
+                t.team_id
+            ))
+        } else if w.kind == crate::action::guided::KIND && w.step == Step::ReadyToRevoke {
+            Some(format!("finish it: keyaudit revoke {}", w.target()))
+        } else {
+            None
+        };
         RotationRow {
             provider: t.workflow.provider.clone(),
             key_id: t.workflow.key_id.clone(),
@@ -193,4 +205,53 @@ pub(crate) fn render(state: &State, f: &mut Frame, area: Rect) {
             .block(block(state, title)),
         popup,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::workflows::{WorkflowName, WorkflowOwner};
+
+    fn team(kind: &str, step: Step, cache: &str) -> TeamWorkflow {
+        let mut w = Workflow::new_rotation("tg", "key_1", "file:/x", 60, None);
+        w.kind = kind.into();
+        w.step = step;
+        TeamWorkflow {
+            team_id: 7,
+            name: WorkflowName {
+                cache: cache.into(),
+                id: 3,
+            },
+            owner: WorkflowOwner {
+                cache: cache.into(),
+                id: 3,
+                user: "alice".into(),
+                host: "ws-12".into(),
+            },
+            published: chrono::Utc::now(),
+            workflow: w,
+        }
+    }
+
+    #[test]
+    fn another_member_s_rotation_names_the_command_that_finishes_it() {
+        let hint = |kind: &str, step: Step, cache: &str| {
+            RotationRow::team(&team(kind, step, cache), "mine").hint
+        };
+        assert_eq!(
+            hint("rotate", Step::Verified, "theirs").as_deref(),
+            Some("take it over: keyaudit resume --adopt 7")
+        );
+        assert_eq!(hint("rotate", Step::Verified, "mine"), None);
+        assert_eq!(
+            hint(crate::action::guided::KIND, Step::ReadyToRevoke, "theirs").as_deref(),
+            Some("finish it: keyaudit revoke tg/key_1")
+        );
+        assert_eq!(
+            hint(crate::action::guided::KIND, Step::AwaitingQuiet, "theirs"),
+            None
+        );
+        let row = RotationRow::team(&team("rotate", Step::Verified, "theirs"), "mine");
+        assert!(row.line.contains("alice@ws-12 team #7"), "{}", row.line);
+    }
 }
