@@ -138,11 +138,13 @@ fn main() {
         // A member joining later that syncs the source itself (`fresh = "0s"`), into a new
         // cache: it reads the team's copy first, with the provider's cursor, and asks the
         // provider only for what is newer; its detection runs over its cache.
-        let joined = {
-            let text = format!("{}fresh = \"0s\"\n", team_table(&url, "10m"));
+        // A member's cache file, with `lines` in its `[team]` table.
+        let member_cache = |file: &str, lines: &str| {
+            let text = format!("{}{lines}", team_table(&url, "10m"));
             let cfg = Config::parse(&text, Path::new("bench.toml")).unwrap();
-            Cache::new(dir.path().join("member-d.db")).with_team(cfg.team())
+            Cache::new(dir.path().join(file)).with_team(cfg.team())
         };
+        let joined = member_cache("member-d.db", "fresh = \"0s\"\n");
         let t = Instant::now();
         let out = sync_source(&joined, provider.clone(), &detect, None, &|_| {}, None)
             .await
@@ -166,12 +168,10 @@ fn main() {
         // A member that keeps the events in the team store reads the copy, then syncs new
         // traffic itself; one person's cache syncs the same.
         let in_team = |fresh: &str| {
-            let text = format!(
-                "{}fresh = \"{fresh}\"\nevents = \"team\"\n",
-                team_table(&url, "10m")
-            );
-            let cfg = Config::parse(&text, Path::new("bench.toml")).unwrap();
-            Cache::new(dir.path().join("member-c.db")).with_team(cfg.team())
+            member_cache(
+                "member-c.db",
+                &format!("fresh = \"{fresh}\"\nevents = \"team\"\n"),
+            )
         };
         let out = sync_source(
             &in_team("1h"),

@@ -278,13 +278,7 @@ fn a_member_that_read_the_copy_syncs_on_from_the_team_s_cursor() {
     let cluster = Cluster::shared();
     let w = World::start();
     let db = cluster.database("cursor");
-    let provider = std::fs::read_to_string(w.path("config/config.toml")).unwrap();
-    let team = team_table(&cluster.url("postgres", &db), "1m");
-    let config = |name: &str, extra: &str| {
-        let p = w.path(&format!("config/{name}.toml"));
-        std::fs::write(&p, format!("{provider}{team}{extra}")).unwrap();
-        p
-    };
+    let config = member_configs(&w, &cluster, &db, "");
     let a = config("a", "fresh = \"1h\"\n");
     // The same members, later, when the copy is no longer fresh for them: they sync the
     // provider themselves.
@@ -330,11 +324,8 @@ fn a_member_that_read_the_copy_syncs_on_from_the_team_s_cursor() {
             && said.contains("0 resolved"),
         "{said}"
     );
-    let store = keyaudit::store::Store::open_read_only(&c_db).unwrap();
-    assert_eq!(store.event_count().unwrap(), 0);
-    drop(store);
-    let store = keyaudit::store::Store::open_read_only(&b_db).unwrap();
-    assert_eq!(store.event_count().unwrap() as usize, cached);
+    assert_eq!(cached_events(&c_db), 0);
+    assert_eq!(cached_events(&b_db), cached);
 }
 
 #[test]
@@ -342,13 +333,7 @@ fn a_new_member_syncing_a_source_the_team_holds_reads_its_copy_first() {
     let cluster = Cluster::shared();
     let w = World::start();
     let db = cluster.database("first");
-    let provider = std::fs::read_to_string(w.path("config/config.toml")).unwrap();
-    let team = team_table(&cluster.url("postgres", &db), "1m");
-    let config = |name: &str, extra: &str| {
-        let p = w.path(&format!("config/{name}.toml"));
-        std::fs::write(&p, format!("{provider}{team}fresh = \"0s\"\n{extra}")).unwrap();
-        p
-    };
+    let config = member_configs(&w, &cluster, &db, "fresh = \"0s\"\n");
     let (a, b, c) = (
         config("a", ""),
         config("b", ""),
@@ -373,9 +358,7 @@ fn a_new_member_syncing_a_source_the_team_holds_reads_its_copy_first() {
         said.contains(&copy) && said.contains(" 0 new events (0 already cached)"),
         "{said}"
     );
-    let store = keyaudit::store::Store::open_read_only(&b_db).unwrap();
-    assert_eq!(store.event_count().unwrap() as usize, cached);
-    drop(store);
+    assert_eq!(cached_events(&b_db), cached);
     // New traffic: the next member to sync fetches only that.
     assert_eq!(w.rt.block_on(async { w.demo.append_traffic(50) }), 50);
     let (_, said) = run(&w, &a, &a_db, &["sync"]);
@@ -390,8 +373,7 @@ fn a_new_member_syncing_a_source_the_team_holds_reads_its_copy_first() {
             && said.contains("0 resolved"),
         "{said}"
     );
-    let store = keyaudit::store::Store::open_read_only(&c_db).unwrap();
-    assert_eq!(store.event_count().unwrap(), 0);
+    assert_eq!(cached_events(&c_db), 0);
     // The team's copy holds each event once.
     assert_eq!(
         cluster.value(&db, "SELECT count(*) FROM events"),
@@ -401,6 +383,30 @@ fn a_new_member_syncing_a_source_the_team_holds_reads_its_copy_first() {
 
 fn thousands(n: usize) -> String {
     keyaudit::import::coverage::thousands(n as u64)
+}
+
+/// How many events the cache `db` holds.
+fn cached_events(db: &Path) -> usize {
+    let store = keyaudit::store::Store::open_read_only(db).unwrap();
+    store.event_count().unwrap() as usize
+}
+
+/// Writes member configurations: the World's provider and the team store `db` of
+/// `cluster`, whose `[team]` table gets `common` and then each member's `extra` lines;
+/// returns the path written for a member's name.
+fn member_configs<'a>(
+    w: &'a World,
+    cluster: &Cluster,
+    db: &str,
+    common: &'a str,
+) -> impl Fn(&str, &str) -> std::path::PathBuf + 'a {
+    let provider = std::fs::read_to_string(w.path("config/config.toml")).unwrap();
+    let team = team_table(&cluster.url("postgres", db), "1m");
+    move |name, extra| {
+        let p = w.path(&format!("config/{name}.toml"));
+        std::fs::write(&p, format!("{provider}{team}{common}{extra}")).unwrap();
+        p
+    }
 }
 
 /// Each key's detection state as hex, by key id: `states` rows of `(key id, state)`.
@@ -431,13 +437,7 @@ fn a_member_keeping_the_events_in_the_team_store_goes_on_from_the_team_s_baselin
     let cluster = Cluster::shared();
     let w = World::start();
     let db = cluster.database("baselines");
-    let provider = std::fs::read_to_string(w.path("config/config.toml")).unwrap();
-    let team = team_table(&cluster.url("postgres", &db), "1m");
-    let config = |name: &str, extra: &str| {
-        let p = w.path(&format!("config/{name}.toml"));
-        std::fs::write(&p, format!("{provider}{team}{extra}")).unwrap();
-        p
-    };
+    let config = member_configs(&w, &cluster, &db, "");
     let a = config("a", "fresh = \"0s\"\n");
     let b_read = config("b-read", "fresh = \"1h\"\nevents = \"team\"\n");
     let b_own = config("b-own", "fresh = \"0s\"\nevents = \"team\"\n");

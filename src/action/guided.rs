@@ -171,7 +171,7 @@ fn new_key(store: &Store, wf: &Workflow, old: &Key) -> Result<Option<Key>, Store
 /// Advances the guided rotation `wf` as far as the cache allows at `now`; saves each
 /// step and adds its journal entry to `journal` (for [`record`]). Returns true when it
 /// moved.
-pub fn advance(
+fn advance(
     store: &mut Store,
     wf: &mut Workflow,
     now: DateTime<Utc>,
@@ -241,6 +241,25 @@ pub fn advance(
             _ => return Ok(moved),
         }
     }
+}
+
+/// The guided rotation `find` picks in the cache, advanced as far as the cache allows
+/// now, its steps journaled ([`record`]); `None` when `find` picks none.
+pub async fn advance_found(
+    db: &Cache,
+    find: impl FnOnce(&Store) -> Result<Option<Workflow>, StoreError> + Send + 'static,
+) -> Result<Option<Workflow>, ActionError> {
+    let (found, journal) = with_db(db, move |s| {
+        let mut journal = Vec::new();
+        let Some(mut wf) = find(s)? else {
+            return Ok((None, journal));
+        };
+        advance(s, &mut wf, Utc::now(), &mut journal)?;
+        Ok((Some(wf), journal))
+    })
+    .await?;
+    record(db, journal).await?;
+    Ok(found)
 }
 
 /// Advances every open guided rotation of `provider` (after its sync) and journals the
@@ -314,17 +333,9 @@ pub async fn resume(
     id: i64,
     confirm: impl FnOnce(&Key, &Workflow) -> bool,
 ) -> Result<Workflow, RotateError> {
-    let (found, journal) = with_db(db, move |s| {
-        let mut journal = Vec::new();
-        let Some(mut wf) = workflow::get(s, id)? else {
-            return Ok((None, journal));
-        };
-        advance(s, &mut wf, Utc::now(), &mut journal)?;
-        Ok((Some(wf), journal))
-    })
-    .await?;
-    record(db, journal).await?;
-    let mut wf = found.ok_or(RotateError::NoWorkflow(id))?;
+    let mut wf = advance_found(db, move |s| workflow::get(s, id))
+        .await?
+        .ok_or(RotateError::NoWorkflow(id))?;
     if !(wf.state.is_open() && matches!(wf.step, Step::ReadyToRevoke | Step::Finishing)) {
         return Ok(wf);
     }

@@ -148,23 +148,19 @@ impl Runner {
     /// The rotations in progress: the team's with a team store, else the cache's; the
     /// cache's when the team store cannot be read (logged).
     async fn rotations(&self) -> Result<Vec<RotationRow>, String> {
-        let (open, me) = self
-            .cache
-            .run(|s| Ok((crate::action::workflow::list(s, false)?, s.cache_id()?)))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|e| format!("cannot read the rotations: {e}"))?;
-        if self.cache.team.is_none() {
-            return Ok(open.iter().map(RotationRow::own).collect());
-        }
-        match self.cache.shared().team_workflows(false).await {
-            Ok(team) => Ok(team.iter().map(|t| RotationRow::team(t, &me)).collect()),
-            Err(e) => {
-                tracing::warn!("the team's rotations are not shown: {e}");
-                Ok(open.iter().map(RotationRow::own).collect())
+        use crate::action::{with_db, ActionError};
+        let fail = |e: ActionError| format!("cannot read the rotations: {e}");
+        if self.cache.team.is_some() {
+            let me = with_db(&self.cache, |s| s.cache_id()).await.map_err(fail)?;
+            match self.cache.shared().team_workflows(false).await {
+                Ok(team) => return Ok(team.iter().map(|t| RotationRow::team(t, &me)).collect()),
+                Err(e) => tracing::warn!("the team's rotations are not shown: {e}"),
             }
         }
+        let open = with_db(&self.cache, |s| crate::action::workflow::list(s, false))
+            .await
+            .map_err(fail)?;
+        Ok(open.iter().map(RotationRow::own).collect())
     }
 
     /// The same runner reading a team's copy younger than `fresh` instead of syncing.

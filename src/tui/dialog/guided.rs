@@ -122,19 +122,12 @@ async fn open_rotation(
     key: &Key,
 ) -> Result<Option<Box<Workflow>>, crate::action::ActionError> {
     let key = key.clone();
-    let (found, journal) = crate::action::with_db(db, move |store| {
-        let mut journal = Vec::new();
-        let found = workflow::list(store, false)?
+    let found = guided::advance_found(db, move |store| {
+        Ok(workflow::list(store, false)?
             .into_iter()
-            .find(|w| w.kind == guided::KIND && w.provider == key.provider && w.key_id == key.id);
-        let Some(mut wf) = found else {
-            return Ok((None, journal));
-        };
-        guided::advance(store, &mut wf, chrono::Utc::now(), &mut journal)?;
-        Ok((Some(wf), journal))
+            .find(|w| w.kind == guided::KIND && w.provider == key.provider && w.key_id == key.id))
     })
     .await?;
-    guided::record(db, journal).await?;
     Ok(found.filter(|wf| wf.state.is_open()).map(Box::new))
 }
 

@@ -55,9 +55,9 @@ impl RotationRow {
             None
         };
         RotationRow {
-            provider: t.workflow.provider.clone(),
-            key_id: t.workflow.key_id.clone(),
-            line: describe_rotation(&t.workflow, &whose),
+            provider: w.provider.clone(),
+            key_id: w.key_id.clone(),
+            line: describe_rotation(w, &whose),
             hint,
         }
     }
@@ -72,18 +72,16 @@ pub struct RotationsDialog {
 }
 
 impl RotationsDialog {
-    fn len(&self) -> usize {
-        self.rows
-            .as_ref()
-            .and_then(|r| r.as_ref().ok())
-            .map_or(0, Vec::len)
+    /// The rotations read (none while they are read or when they could not be).
+    fn listed(&self) -> &[RotationRow] {
+        match &self.rows {
+            Some(Ok(rows)) => rows,
+            _ => &[],
+        }
     }
 
     fn chosen(&self) -> Option<&RotationRow> {
-        self.rows
-            .as_ref()
-            .and_then(|r| r.as_ref().ok())
-            .and_then(|r| r.get(self.selected))
+        self.listed().get(self.selected)
     }
 }
 
@@ -105,11 +103,11 @@ pub(crate) fn update(st: &mut State, action: Action) -> Vec<Effect> {
             st.rotations.selected = st
                 .rotations
                 .selected
-                .min(st.rotations.len().saturating_sub(1));
+                .min(st.rotations.listed().len().saturating_sub(1));
             Vec::new()
         }
         Action::SelectNext => {
-            if st.rotations.selected + 1 < st.rotations.len() {
+            if st.rotations.selected + 1 < st.rotations.listed().len() {
                 st.rotations.selected += 1;
             }
             Vec::new()
@@ -188,14 +186,13 @@ pub(crate) fn render(state: &State, f: &mut Frame, area: Rect) {
     // Keep the selected rotation in sight on a short screen: its last line at the bottom
     // at most.
     let lines_of = |r: &RotationRow| 2 + usize::from(r.hint.is_some());
-    let end = match &state.rotations.rows {
-        Some(Ok(rows)) => rows
-            .iter()
-            .take(state.rotations.selected + 1)
-            .map(lines_of)
-            .sum(),
-        _ => 0,
-    };
+    let end: usize = state
+        .rotations
+        .listed()
+        .iter()
+        .take(state.rotations.selected + 1)
+        .map(lines_of)
+        .sum();
     let inner = popup.height.saturating_sub(2) as usize;
     let scroll = end.saturating_sub(inner);
     f.render_widget(Clear, popup);
