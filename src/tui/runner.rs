@@ -45,6 +45,10 @@ pub struct Runner {
     search: Arc<super::search::Searcher>,
     /// The newest generation of the events view's walk; older reads give up.
     latest_events: Arc<AtomicU64>,
+    /// The newest key detail load. Loads overlap (a member's rotation announces its
+    /// save and then its journal entries) and can finish out of order: only the newest
+    /// is shown, checked and sent under this lock so an older one cannot land after it.
+    latest_detail: Arc<std::sync::Mutex<u64>>,
     reader: Reader,
     /// Where the events view and the key detail read the events: the cache, or the team
     /// store with `[team] events = "team"`.
@@ -91,6 +95,7 @@ impl Runner {
             search: Arc::default(),
             head_first: Arc::new(AtomicBool::new(true)),
             latest_events: Arc::new(AtomicU64::new(0)),
+            latest_detail: Arc::default(),
             reader: Reader::default(),
             detect: Arc::default(),
             import: None,
@@ -288,6 +293,13 @@ impl Runner {
                 });
             }
             Effect::LoadDetail(key_ref, now, since) => {
+                let generation = match self.latest_detail.lock() {
+                    Ok(mut latest) => {
+                        *latest += 1;
+                        *latest
+                    }
+                    Err(poisoned) => *poisoned.into_inner(),
+                };
                 let me = self.clone();
                 tokio::spawn(async move {
                     let events = &me.events;
@@ -312,11 +324,20 @@ impl Runner {
                         journal,
                         rotations,
                     };
-                    me.read(
-                        move |s| detail_with(s, key_ref, since, &detect, parts),
-                        |d| match d {
-                            Some(d) => Action::DetailLoaded(Box::new(d)),
-                            None => Action::LoadFailed("the key is no longer in the cache".into()),
+                    let latest = me.latest_detail.clone();
+                    me.read_then(
+                        move |s, _| detail_with(s, key_ref, since, &detect, parts),
+                        move |d, tx| {
+                            let Ok(newest) = latest.lock() else { return };
+                            if *newest != generation {
+                                return;
+                            }
+                            let _ = tx.send(match d {
+                                Some(d) => Action::DetailLoaded(Box::new(d)),
+                                None => {
+                                    Action::LoadFailed("the key is no longer in the cache".into())
+                                }
+                            });
                         },
                     );
                 });
